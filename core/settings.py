@@ -1,0 +1,71 @@
+"""One settings object for every process, read from the environment or `.env`.
+
+The embedded default (SQLite + Celery over SQLite, state under ./var/) needs no configuration at all;
+the deployed mode sets DATABASE_URL and BROKER_URL. Validators fail fast on nonsense.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """Process configuration. Names in the environment: DATABASE_URL, BROKER_URL, BNLAB_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="BNLAB_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        f"sqlite:///{VAR_DIR}/bnlab.db", validation_alias=AliasChoices("DATABASE_URL", "BNLAB_DATABASE_URL")
+    )
+    broker_url: str = Field(
+        f"sqla+sqlite:///{VAR_DIR}/broker.db", validation_alias=AliasChoices("BROKER_URL", "BNLAB_BROKER_URL")
+    )
+    data_dir: Path = Field(VAR_DIR / "data", description="where mnist / fashion_mnist IDX files are kept")
+    dataset_mirror: str = Field(
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        description="base URL that mnist IDX .gz files are downloaded from when absent",
+    )
+    fashion_mnist_mirror: str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    torch_threads: int = Field(1, ge=1, le=256, description="tiny nets on shared cores run fastest on one")
+
+    # Liveness (DESIGN: heartbeat 10 s, lease 60 s, sweep every 15 s).
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    lease_seconds: float = Field(60.0, gt=0)
+    sweep_seconds: float = Field(15.0, gt=0)
+    requeue_after_seconds: float = Field(
+        3600.0, gt=0, validation_alias=AliasChoices("REQUEUE_AFTER", "BNLAB_REQUEUE_AFTER_SECONDS")
+    )
+    max_lease_losses: int = Field(3, ge=1)
+
+    # Limits.
+    job_soft_time_limit_seconds: int = Field(6 * 3600, ge=1)
+    max_sweep_size: int = Field(256, ge=1, le=10_000)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    broker_polling_seconds: float = Field(0.1, gt=0, description="kombu SQLAlchemy transport polling")
+
+    # Auth: comma-separated keys; empty = open. Read-only keys may only GET.
+    api_keys: str = Field("", repr=False)
+    read_only_api_keys: str = Field("", repr=False)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own `Settings(...)` instead of patching this)."""
+    return Settings()

@@ -1,0 +1,129 @@
+"""The job spec: everything needed to rebuild a training run, validated before anything is queued.
+
+Torch-free on purpose: the API validates specs without importing the training core. Every field has a
+bound, so one request cannot exhaust a worker. The whole spec is stored with the job, so a run can be
+rebuilt from what was saved.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+MAX_STEPS = 100_000  # ~2 min of the paper's MLP on one CPU thread; sweeps multiply it
+MAX_WIDTH = 2048  # units per hidden layer
+MAX_DEPTH = 10  # hidden layers of an MLP
+MAX_CNN_DEPTH = 3  # each conv block halves the image; digits are 8x8
+MAX_CHANNELS = 256
+MAX_BATCH_SIZE = 4096
+MAX_NAME_LENGTH = 200
+
+Activation = Literal["sigmoid", "tanh", "relu"]
+DatasetName = Literal["digits", "spirals", "mnist", "fashion_mnist"]
+IMAGE_DATASETS: frozenset[str] = frozenset({"digits", "mnist", "fashion_mnist"})
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
+
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors: a typo like `learning_rat` must not silently train with the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class MLPArchitecture(_Strict):
+    """Fully connected net: input → hidden widths → 10-way (or 2-way) linear head."""
+
+    kind: Literal["mlp"] = "mlp"
+    hidden: list[Width] = Field(
+        default_factory=lambda: [100, 100, 100],
+        min_length=1,
+        max_length=MAX_DEPTH,
+        description="widths of the hidden layers (the paper's MNIST net: three layers of 100)",
+    )
+    activation: Activation = Field("sigmoid", description="the paper's Fig. 1 uses sigmoid")
+
+
+class CNNArchitecture(_Strict):
+    """Conv blocks (3x3 conv → BN → activation → 2x2 max-pool) and a linear head, for image datasets."""
+
+    kind: Literal["cnn"] = "cnn"
+    channels: list[Channels] = Field(default_factory=lambda: [16, 32], min_length=1, max_length=MAX_CNN_DEPTH)
+    activation: Activation = "relu"
+
+
+Architecture = Annotated[MLPArchitecture | CNNArchitecture, Field(discriminator="kind")]
+
+
+class JobSpec(_Strict):
+    """One training run. The first four fields are required; the rest default to the paper's digits setup."""
+
+    architecture: Architecture
+    batch_norm: bool = Field(description="insert a BN layer before every hidden nonlinearity")
+    learning_rate: float = Field(gt=0, le=100, description="step size; BN is claimed to tolerate large ones")
+    dropout: float = Field(ge=0, lt=1, description="drop probability after each hidden nonlinearity")
+
+    name: str = Field("", max_length=MAX_NAME_LENGTH)
+    dataset: DatasetName = "digits"
+    optimizer: Literal["sgd", "momentum", "adam"] = "sgd"  # momentum = SGD with momentum 0.9
+    init: Literal["default", "he", "xavier", "gaussian"] = "default"  # default = torch's own init
+    init_std: float = Field(
+        0.01, gt=0, le=10, description="std of the gaussian init (only for init=gaussian)"
+    )
+    bn_momentum: float = Field(0.1, gt=0, le=1, description="running-average weight of the newest batch")
+    bn_eps: float = Field(1e-5, gt=0, le=1)
+    bn_implementation: Literal["torch", "bnlab"] = "torch"  # bnlab = the paper's Algorithm 1, written out
+    batch_size: int = Field(60, ge=1, le=MAX_BATCH_SIZE)
+    steps: int = Field(2000, ge=1, le=MAX_STEPS)
+    eval_every: int = Field(50, ge=1, le=MAX_STEPS, description="steps_to_target is resolved to this")
+    target_accuracy: float | None = Field(None, gt=0, le=1)
+    telemetry_every: int = Field(0, ge=0, le=MAX_STEPS, description="0 = off")
+    landscape_every: int = Field(0, ge=0, le=MAX_STEPS, description="0 = off")
+    checkpoint_every: int = Field(500, ge=0, le=MAX_STEPS, description="0 = never checkpoint")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    device: str = Field("auto", max_length=16, description="auto | cpu | cuda | cuda:N")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return value
+
+    # Cross-field rules are field validators (fields are validated in declaration order), so that the
+    # error's `loc` names the offending field rather than the whole body.
+    @field_validator("dataset")
+    @classmethod
+    def _cnn_needs_images(cls, value: str, info: ValidationInfo) -> str:
+        architecture = info.data.get("architecture")
+        if architecture is not None and architecture.kind == "cnn" and value not in IMAGE_DATASETS:
+            raise ValueError(f"architecture cnn needs an image dataset ({', '.join(sorted(IMAGE_DATASETS))})")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_statistics_need_two(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("batch_norm") and value < 2:
+            raise ValueError("batch_size must be at least 2 when batch_norm is on (batch variance needs two)")
+        return value
+
+    @field_validator("eval_every")
+    @classmethod
+    def _eval_within_steps(cls, value: int, info: ValidationInfo) -> int:
+        steps = info.data.get("steps")
+        if steps is not None and value > steps:
+            raise ValueError(f"eval_every must not exceed steps ({steps})")
+        return value
+
+
+def queue_for_device(device: str) -> str:
+    """The Celery queue a spec's device routes to: cpu → cpu, cuda… → gpu, auto → default."""
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("cuda"):
+        return "gpu"
+    return "default"
