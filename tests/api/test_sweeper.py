@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 from fastapi.testclient import TestClient
-from kombu import Connection
 
 from api.main import create_app
 from api.sweeper import Sweeper
@@ -22,7 +21,8 @@ from tests.api.test_health import UNREACHABLE_REDIS
 def published_job_ids(broker_url: str, queue: str) -> list[str]:
     """Drain `queue` and return the job id each task message carries."""
     job_ids: list[str] = []
-    with Connection(broker_url) as connection:
+    celery_app = make_celery(Settings(_env_file=None, broker_url=broker_url))  # type: ignore[call-arg]
+    with celery_app.connection_for_read() as connection:
         simple_queue = connection.SimpleQueue(queue)
         while True:
             try:
