@@ -7,6 +7,7 @@ the caller's business: watching never cancels a job.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterable
@@ -123,8 +124,10 @@ class JobProgressBar:
 
 def show_events(job_id: str, events: Iterable[JobEvent], console: Console) -> int:
     """Draws the events on a progress bar until the terminal status; returns the exit status for it."""
+    stream = iter(events)
+    first = next(stream, None)  # connect (and fail) before drawing anything
     with JobProgressBar(job_id, console) as bar:
-        for event in events:
+        for event in itertools.chain([first] if first else [], stream):
             bar.handle(event)
     console.print(bar.outcome_line(), style="green" if bar.status == "succeeded" else "red", highlight=False)
     return EXIT_BY_STATUS.get(bar.status, 1)
