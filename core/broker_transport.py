@@ -7,13 +7,15 @@ Two things the stock transport cannot do:
 - its engine gets no SQLite pragmas; this one gets WAL + busy timeout like every other connection to the
   embedded files, so the API, the worker and the broker share them without "database is locked".
 
-`core.queue.make_celery` selects it for `sqla+…` broker URLs.
+`install()` (called by `core.queue.make_celery`) makes every `sqla+…` broker URL in the process use it: the
+URL may reach kombu from the settings or, in a `celery` command, straight from the BROKER_URL variable.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
 from core.db.engine import create_database_engine
@@ -52,3 +54,9 @@ class SQLiteBrokerTransport(kombu_sqlalchemy.Transport):
 
 
 TRANSPORT_PATH = f"{__name__}:{SQLiteBrokerTransport.__name__}"
+
+
+def install() -> None:
+    """Resolve kombu's `sqla` / `sqlalchemy` URL schemes to `SQLiteBrokerTransport` in this process."""
+    for scheme in ("sqla", "sqlalchemy"):
+        TRANSPORT_ALIASES[scheme] = TRANSPORT_PATH

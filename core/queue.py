@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from core.broker_transport import TRANSPORT_PATH
+from core import broker_transport
 from core.settings import Settings, get_settings
 from core.spec import queue_for_device
 
@@ -42,35 +42,29 @@ def time_limits(settings: Settings) -> tuple[int, int]:
     return soft, soft + HARD_LIMIT_GRACE_SECONDS
 
 
-def _broker(settings: Settings) -> tuple[str, str | None, dict[str, Any]]:
-    """(broker URL, transport class or None for the URL's own, transport options)."""
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    """Per broker: the SQLite broker's polling interval; Redis' visibility timeout and connect timeout."""
     url = settings.broker_url
     if url.startswith(SQLALCHEMY_PREFIX):
-        return (
-            url[len(SQLALCHEMY_PREFIX) :],
-            TRANSPORT_PATH,
-            {"polling_interval": settings.broker_polling_seconds},
-        )
-    _, hard_limit = time_limits(settings)
-    options: dict[str, Any] = {}
+        return {"polling_interval": settings.broker_polling_seconds}
     if url.startswith(("redis://", "rediss://")):
-        options = {
+        _, hard_limit = time_limits(settings)
+        return {
             "visibility_timeout": hard_limit + VISIBILITY_MARGIN_SECONDS,
             "socket_connect_timeout": BROKER_CONNECT_TIMEOUT_SECONDS,
         }
-    return url, None, options
+    return {}
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
     """A Celery app configured from `settings` (the process-wide settings by default)."""
     settings = settings if settings is not None else get_settings()
-    broker_url, transport, transport_options = _broker(settings)
+    broker_transport.install()
     soft_limit, hard_limit = time_limits(settings)
     app = Celery("bnlab", set_as_current=False)
     app.conf.update(
-        broker_url=broker_url,
-        broker_transport=transport,
-        broker_transport_options=transport_options,
+        broker_url=settings.broker_url,
+        broker_transport_options=broker_transport_options(settings),
         broker_connection_timeout=BROKER_CONNECT_TIMEOUT_SECONDS,
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
