@@ -83,6 +83,9 @@ def next_events(
     """
     history = state.status_history()
     final = history[-1] if state.is_terminal else None
+    if final is not None and position.statuses_sent >= final.seq:  # resumed after the final status
+        position.finished = True
+        return []
     before_metrics = history[:-1] if final else history
     events = [status_event(change, state) for change in before_metrics[position.statuses_sent :]]
     position.statuses_sent = max(position.statuses_sent, len(before_metrics))
