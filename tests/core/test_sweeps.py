@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from core.spec import JobSpec
@@ -268,3 +270,24 @@ def test_heatmap_over_one_axis_is_one_row_and_other_axes_share_cells() -> None:
     assert cells.y_values == [None] and cells.x_values == [True, False]
     assert cells.jobs == [[4, 2]]
     assert cells.mean_final_accuracy[0][0] == pytest.approx(statistics.fmean([0.95, 0.93, 0.9]))
+
+
+# --- the example studies --------------------------------------------------------------------------
+
+STUDY_FILES = sorted((Path(__file__).resolve().parents[2] / "examples" / "studies").glob("*.yaml"))
+
+
+def test_there_are_four_example_studies() -> None:
+    assert len(STUDY_FILES) == 4
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda path: path.stem)
+def test_each_example_study_is_a_valid_sweep_on_digits_comparing_bn(path: Path) -> None:
+    study = yaml.safe_load(path.read_text())
+    sweep = SweepRequest.model_validate(study["sweep"])
+    jobs = expand_sweep(sweep, CAP)
+    assert {job.spec.dataset for job in jobs} == {"digits"}
+    assert {job.spec.batch_norm for job in jobs} == {True, False}
+    assert len(jobs) <= 24 and max(job.spec.steps for job in jobs) <= 2000  # minutes on two cores
+    for axis in (study["about"]["heatmap"]["x"], study["about"]["heatmap"].get("y")):
+        assert axis is None or axis in sweep.grid
