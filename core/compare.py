@@ -280,3 +280,89 @@ def downsample(
 
     chosen = sorted(kept)
     return Series([steps[index] for index in chosen], [values[index] for index in chosen])
+
+
+# --- a whole comparison -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparedJob:
+    """What a comparison needs of one job: its record, its series of the compared metric, and where that
+    series first met the target at full resolution (the series itself may be downsampled)."""
+
+    id: str
+    name: str
+    status: str
+    spec: Mapping[str, Any]
+    series: Series
+    steps_to_target: int | None
+    steps_run: int
+    steps_per_second: float | None = None
+    recorded_steps_to_target: int | None = None
+    recorded_seconds_to_target: float | None = None
+    diverged_at_step: int | None = None
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    id: str
+    name: str
+    status: str
+    spec_diff: dict[str, Any]
+    eval_every: int
+    steps: int
+    final: float | None
+    best: float | None
+    steps_to_target: int | None
+    seconds_to_target: float | None
+    speedup_vs_baseline: float | None
+    speedup_is_lower_bound: bool
+    diverged_at_step: int | None
+
+
+def compare(jobs: Sequence[ComparedJob], metric: str, baseline_id: str) -> list[ComparisonRow]:
+    """One row per job, ordered for reading (see `comparison_order_key`).
+
+    The baseline's own row has speedup 1.0 whether or not it met the target: it is the reference (as in
+    DESIGN.md's example, where a baseline that never got there still reads 1.0).
+
+    The baseline's step budget for a lower bound is the steps it actually ran (`steps_run`): a finished
+    run's whole budget, or fewer for a run that was cancelled or is still going.
+    """
+    baseline = next(job for job in jobs if job.id == baseline_id)
+    differences = spec_diff({job.id: job.spec for job in jobs})
+    rows = []
+    for job in jobs:
+        if job.id == baseline_id:
+            speedup = Speedup(1.0)
+        else:
+            speedup = speedup_vs_baseline(job.steps_to_target, baseline.steps_to_target, baseline.steps_run)
+        rows.append(
+            ComparisonRow(
+                id=job.id,
+                name=job.name,
+                status=job.status,
+                spec_diff=differences[job.id],
+                eval_every=int(job.spec["eval_every"]),
+                steps=int(job.spec["steps"]),
+                final=final_value(job.series.values),
+                best=best_value(job.series.values, metric),
+                steps_to_target=job.steps_to_target,
+                seconds_to_target=seconds_to_target(
+                    job.steps_to_target,
+                    job.steps_per_second,
+                    job.recorded_steps_to_target,
+                    job.recorded_seconds_to_target,
+                ),
+                speedup_vs_baseline=speedup.value,
+                speedup_is_lower_bound=speedup.is_lower_bound,
+                diverged_at_step=job.diverged_at_step,
+            )
+        )
+    positions = {job.id: position for position, job in enumerate(jobs)}
+    return sorted(
+        rows,
+        key=lambda row: comparison_order_key(
+            row.status, row.steps_to_target, row.final, metric, positions[row.id]
+        ),
+    )

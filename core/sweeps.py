@@ -380,3 +380,15 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     if all(isinstance(value, int | float) and not isinstance(value, bool) for value in distinct):
         return sorted(distinct)
     return distinct
+
+
+def how_executed(requested: str) -> tuple[str, str]:
+    """(how the sweep's jobs actually run, a note saying so). Fused training (stacked models in one task)
+    does not exist yet: a `fused` request is recorded and its jobs run one task each until it does."""
+    if requested == "fused":
+        return (
+            "separate",
+            "fused requested and recorded; fused training is not available yet, "
+            "so each job runs as its own task",
+        )
+    return "separate", "each job runs as its own task"

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from core.compare import (
+    ComparedJob,
     Series,
     Speedup,
     best_value,
+    compare,
     comparison_order_key,
     downsample,
     final_value,
@@ -254,3 +256,58 @@ def test_a_shared_step_span_aligns_the_buckets_of_series_of_different_lengths() 
 
 def test_series_of_normalizes_non_finite_values_to_none() -> None:
     assert Series.of([0, 1, 2], [0.5, math.nan, math.inf]).values == [0.5, None, None]
+
+
+# --- a whole comparison -----------------------------------------------------------------------------
+
+
+def compared(
+    job_id: str,
+    status: str,
+    values: list[float | None],
+    eval_every: int = 10,
+    steps_run: int | None = None,
+    **spec_changes: Any,
+) -> ComparedJob:
+    spec = stored_spec(eval_every=eval_every, steps=2000, **spec_changes)
+    steps = [eval_every * index for index in range(len(values))]
+    return ComparedJob(
+        id=job_id,
+        name=job_id,
+        status=status,
+        spec=spec,
+        series=Series.of(steps, values),
+        steps_to_target=steps_to_target(steps, values, 0.9, "val_accuracy"),
+        steps_run=steps_run if steps_run is not None else spec["steps"],
+        steps_per_second=1000.0,
+    )
+
+
+def test_a_comparison_fills_every_field_and_flags_the_lower_bound() -> None:
+    plain = compared("plain", "succeeded", [0.1, 0.4, 0.6, 0.62], batch_norm=False)
+    normalized = compared("bn", "succeeded", [0.1, 0.7, 0.85, 0.93, 0.95], batch_norm=True)
+    rows = {row.id: row for row in compare([plain, normalized], "val_accuracy", baseline_id="plain")}
+    bn = rows["bn"]
+    assert bn.spec_diff == {"batch_norm": True} and rows["plain"].spec_diff == {"batch_norm": False}
+    assert (bn.final, bn.best, bn.steps_to_target, bn.eval_every, bn.steps) == (0.95, 0.95, 30, 10, 2000)
+    assert bn.seconds_to_target == pytest.approx(30 / 1000.0)
+    assert bn.speedup_is_lower_bound and bn.speedup_vs_baseline == pytest.approx(2000 / 30)
+    assert rows["plain"].speedup_vs_baseline == 1.0 and not rows["plain"].speedup_is_lower_bound
+    assert rows["plain"].steps_to_target is None and rows["plain"].seconds_to_target is None
+
+
+def test_a_baseline_stopped_early_bounds_the_speedup_by_the_steps_it_ran() -> None:
+    cancelled = compared("cancelled", "cancelled", [0.1, 0.3], steps_run=400, batch_norm=False)
+    normalized = compared("bn", "succeeded", [0.1, 0.95], batch_norm=True)
+    rows = {row.id: row for row in compare([cancelled, normalized], "val_accuracy", "cancelled")}
+    assert rows["bn"].speedup_vs_baseline == pytest.approx(400 / 10) and rows["bn"].speedup_is_lower_bound
+
+
+def test_a_comparison_orders_diverged_jobs_last_and_keeps_nan_out() -> None:
+    diverged = compared("diverged", "diverged", [0.1, 0.95, math.nan], learning_rate=10.0)
+    slow = compared("slow", "succeeded", [0.1, 0.5, 0.91], learning_rate=0.01)
+    fast = compared("fast", "succeeded", [0.1, 0.92], learning_rate=0.1)
+    rows = compare([diverged, slow, fast], "val_accuracy", baseline_id="slow")
+    assert [row.id for row in rows] == ["fast", "slow", "diverged"]
+    assert rows[-1].final is None and rows[-1].best == 0.95
+    assert rows[0].speedup_vs_baseline == pytest.approx(20 / 10) and not rows[0].speedup_is_lower_bound
