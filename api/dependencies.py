@@ -1,0 +1,60 @@
+"""Route dependencies as typed aliases, so route signatures read like plain types.
+
+The store and the Celery app are built once per FastAPI app (`create_app`) and kept on `app.state`;
+`get_job_or_404` is the validation dependency every `/v1/jobs/{job_id}` route reuses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, HTTPException, Path, Request, status
+
+from core.settings import Settings
+from core.store import JobView, Store
+
+
+def get_settings_of_app(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_celery(request: Request) -> Celery:
+    celery_app: Celery = request.app.state.celery
+    return celery_app
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
+StoreDep = Annotated[Store, Depends(get_store)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
+
+
+def normalize_job_id(raw: str) -> str | None:
+    """A job id as the store keeps it (UUID hex), or None when `raw` is no UUID at all."""
+    try:
+        return uuid.UUID(raw).hex
+    except ValueError:
+        return None
+
+
+def get_job_or_404(
+    store: StoreDep,
+    job_id: Annotated[str, Path(max_length=64, description="the job's id (UUID hex)")],
+) -> JobView:
+    # A malformed id is simply a job that does not exist: never hand it to the database (PostgreSQL's
+    # uuid type would reject it with an error that is no business of the client).
+    normalized = normalize_job_id(job_id)
+    job = store.get_job(normalized) if normalized is not None else None
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"job {job_id} not found")
+    return job
+
+
+JobDep = Annotated[JobView, Depends(get_job_or_404)]

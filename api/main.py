@@ -1,0 +1,55 @@
+"""The FastAPI application: `create_app(settings)` builds one (tests build their own), `app` is uvicorn's.
+
+The app owns one store and one Celery client (publishing only, by task name); its lifespan runs the
+sweeper thread that re-publishes jobs the broker lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_exception_handlers
+from api.limits import BodySizeLimit
+from api.routes import api_router
+from api.sweeper import Sweeper
+from core.queue import make_celery
+from core.settings import Settings, get_settings
+from core.store import Store
+
+DESCRIPTION = """\
+Train small nets with and without batch normalization (Ioffe & Szegedy 2015) and compare what you see.
+
+Submit a job spec to `POST /v1/jobs`, follow it at `GET /v1/jobs/{id}`, read its curves at
+`GET /v1/jobs/{id}/metrics` and the paper's Fig. 1 statistics at `GET /v1/jobs/{id}/telemetry`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    store = Store.from_settings(settings)
+    celery_app = make_celery(settings)
+    sweeper = Sweeper(store, celery_app, settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+
+    app = FastAPI(title="bnlab", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.celery = celery_app
+    app.state.sweeper = sweeper
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_exception_handlers(app)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

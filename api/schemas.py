@@ -1,0 +1,175 @@
+"""Response schemas of the HTTP contract (v1), shaped exactly as DESIGN.md shows them.
+
+Non-finite floats (a diverged loss) become `null` here, so NaN and inf never reach JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from core.spec import JobSpec
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "diverged", "cancelled"]
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+FiniteFloat = Annotated[float | None, BeforeValidator(_finite_or_none)]
+
+PAPER_DIGITS_SPEC: dict[str, Any] = {
+    "architecture": {"kind": "mlp", "hidden": [100, 100, 100], "activation": "sigmoid"},
+    "batch_norm": True,
+    "learning_rate": 0.1,
+    "dropout": 0.0,
+    "name": "bn-sigmoid",
+    "dataset": "digits",
+    "optimizer": "sgd",
+    "init": "default",
+    "batch_size": 60,
+    "steps": 2000,
+    "eval_every": 10,
+    "target_accuracy": 0.9,
+    "telemetry_every": 100,
+    "seed": 0,
+    "device": "auto",
+}
+EXAMPLE_JOB_ID = "3f6c8e1a9b2d4c7e8f0a1b2c3d4e5f60"
+
+
+class _Response(BaseModel):
+    """Built from the store's plain objects by attribute."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ProgressOut(_Response):
+    step: int
+    steps: int
+
+
+class SummaryOut(_Response):
+    """What a finished run achieved; every figure is null when the run never got there."""
+
+    final_val_accuracy: FiniteFloat = None
+    best_val_accuracy: FiniteFloat = None
+    final_train_loss: FiniteFloat = None
+    steps_to_target: int | None = Field(None, description="resolved to the spec's eval_every")
+    seconds_to_target: FiniteFloat = None
+    diverged_at_step: int | None = None
+    steps_per_second: FiniteFloat = None
+
+
+class JobOut(_Response):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_JOB_ID,
+                    "status": "succeeded",
+                    "spec": PAPER_DIGITS_SPEC,
+                    "created_at": "2025-01-01T12:00:00Z",
+                    "started_at": "2025-01-01T12:00:01Z",
+                    "finished_at": "2025-01-01T12:00:04Z",
+                    "progress": {"step": 2000, "steps": 2000},
+                    "device": "cpu",
+                    "attempts": 1,
+                    "summary": {
+                        "final_val_accuracy": 0.97,
+                        "best_val_accuracy": 0.975,
+                        "final_train_loss": 0.09,
+                        "steps_to_target": 70,
+                        "seconds_to_target": 0.1,
+                        "diverged_at_step": None,
+                        "steps_per_second": 950.0,
+                    },
+                    "error": None,
+                    "sweep_id": None,
+                }
+            ]
+        },
+    )
+
+    id: str = Field(description="UUID4 hex")
+    status: JobStatus
+    spec: JobSpec
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: ProgressOut | None = None
+    device: str | None = Field(None, description="where it trained (known once it started)")
+    attempts: int = 0
+    summary: SummaryOut | None = None
+    error: str | None = None
+    sweep_id: str | None = None
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last")
+
+
+class Series(BaseModel):
+    steps: list[int]
+    values: list[FiniteFloat] = Field(description="null where the value was NaN or infinite")
+
+
+class MetricsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": EXAMPLE_JOB_ID,
+                    "series": {"val_accuracy": {"steps": [0, 10, 20], "values": [0.1, 0.52, 0.81]}},
+                }
+            ]
+        }
+    )
+
+    job_id: str
+    series: dict[str, Series]
+
+
+class TelemetryLayerOut(_Response):
+    """One hidden layer's nonlinearity input over training (unit_* = one fixed unit, paper Fig. 1(b,c))."""
+
+    layer: int
+    steps: list[int]
+    unit_p15: list[FiniteFloat]
+    unit_p50: list[FiniteFloat]
+    unit_p85: list[FiniteFloat]
+    p15: list[FiniteFloat]
+    p50: list[FiniteFloat]
+    p85: list[FiniteFloat]
+    mean: list[FiniteFloat]
+    std: list[FiniteFloat]
+    saturated_fraction: list[FiniteFloat] = Field(description="null for relu, which does not saturate")
+    grad_norm: list[FiniteFloat]
+
+
+class TelemetryOut(BaseModel):
+    layers: list[TelemetryLayerOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadinessOut(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: Literal["ok", "unavailable"]
+    broker: Literal["ok", "unavailable"]
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx answer other than 422 carries one human-readable `detail`."""
+
+    detail: str

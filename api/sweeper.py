@@ -1,0 +1,81 @@
+"""The sweeper: a thread in every API process that publishes again the jobs the broker lost.
+
+Liveness lives in the job table, not in the broker. Every `settings.sweep_seconds` the sweeper publishes
+- queued jobs never published `UNPUBLISHED_AFTER_SECONDS` after they were stored (the broker was down when
+  they were submitted), or published longer than `REQUEUE_AFTER` ago and still waiting (the message was
+  lost);
+- running jobs whose lease went stale (their worker died); the next worker takes the lease over and
+  resumes from the last checkpoint.
+Each job is claimed with a conditional write first (`Store.claim_republish`), so several API replicas can
+sweep at once and only one of them publishes a given job; a duplicate delivery is dropped by the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+
+from api.probes import broker_reachable
+from core.queue import publish_job
+from core.settings import Settings
+from core.store import RepublishCandidate, Store
+
+logger = logging.getLogger(__name__)
+
+UNPUBLISHED_AFTER_SECONDS = 5.0  # the submit path publishes at once; only a failed publish leaves it longer
+STOP_TIMEOUT_SECONDS = 5.0
+
+
+class Sweeper:
+    """Runs `sweep_once` every `settings.sweep_seconds` on a daemon thread between `start` and `stop`."""
+
+    def __init__(self, store: Store, celery_app: Celery, settings: Settings) -> None:
+        self.store = store
+        self.celery_app = celery_app
+        self.settings = settings
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="bnlab-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_SECONDS)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.sweep_once()
+            except Exception:  # a database or broker outage must not end the thread: try again next round
+                logger.exception("sweep failed; retrying in %.1f s", self.settings.sweep_seconds)
+            self._stopping.wait(self.settings.sweep_seconds)
+
+    def candidates(self) -> list[RepublishCandidate]:
+        requeue_after = self.settings.requeue_after_seconds
+        return [
+            *self.store.jobs_needing_publish(UNPUBLISHED_AFTER_SECONDS, requeue_after),
+            *self.store.stale_running_jobs(self.settings.lease_seconds, requeue_after),
+        ]
+
+    def sweep_once(self) -> list[str]:
+        """Publish every job that needs it; returns the ids this process published."""
+        candidates = self.candidates()
+        # A claim marks the job as published: claiming while the broker is down would leave the job
+        # waiting for REQUEUE_AFTER, so an unreachable broker skips the round instead.
+        if not candidates or not broker_reachable(self.celery_app):
+            return []
+        published: list[str] = []
+        for candidate in candidates:
+            if not self.store.claim_republish(candidate):
+                continue  # another sweeper (or the submit path) got there first
+            publish_job(self.celery_app, candidate.job_id, candidate.device)
+            logger.info("published %s job %s again", candidate.status, candidate.job_id)
+            published.append(candidate.job_id)
+        return published

@@ -1,0 +1,178 @@
+"""The SQL tables: jobs, sweeps, metrics (integer-keyed, names interned), telemetry, landscape probes and
+the latest checkpoint per job.
+
+Non-finite floats (NaN, ±inf) are stored as NULL everywhere: SQL and JSON have no portable NaN, and a NULL
+can never sort above a real number. The migrations in `migrations/` create exactly this schema.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.db.types import BigIntegerKey, SmallIntegerKey, UtcDateTime
+
+# Constraint names are derived, never left to the database, so migrations can name what they drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "diverged", "cancelled"})
+EXECUTIONS = ("separate", "fused")
+PUBLIC_ID_LENGTH = 32  # UUID4 as hex
+NAME_LENGTH = 200
+METRIC_NAME_LENGTH = 100
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({listed})"
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+    }
+
+
+class Sweep(Base):
+    """A grid of job specs (× seeds) submitted together; its jobs point back to it."""
+
+    __tablename__ = "sweep"
+    __table_args__ = (sa.CheckConstraint(_one_of("execution", EXECUTIONS), name="execution_known"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(sa.String(PUBLIC_ID_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), default="")
+    base: Mapped[dict[str, Any]]
+    grid: Mapped[dict[str, Any]]
+    seeds: Mapped[list[Any]]
+    execution: Mapped[str] = mapped_column(sa.String(16))
+    size: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class Job(Base):
+    """One training run: its spec, lifecycle, lease (owner + heartbeat), latest progress and summary."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("status", JOB_STATUSES), name="status_known"),
+        sa.CheckConstraint(
+            f"execution IS NULL OR {_one_of('execution', EXECUTIONS)}", name="execution_known"
+        ),
+        # Listing is newest first (row id descending), optionally filtered by status or sweep.
+        sa.Index(None, "status", "id"),
+        sa.Index(None, "sweep_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(sa.String(PUBLIC_ID_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), default="")
+    status: Mapped[str] = mapped_column(sa.String(16))
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime | None]  # null until published to the broker
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    progress_step: Mapped[int | None]
+    progress_steps: Mapped[int | None]
+    steps_per_second: Mapped[float | None] = mapped_column(sa.Double())
+    summary: Mapped[dict[str, Any] | None]
+    device: Mapped[str | None] = mapped_column(sa.String(32))
+    error: Mapped[str | None] = mapped_column(sa.Text())
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
+    heartbeat_at: Mapped[datetime | None]
+    lease_losses: Mapped[int] = mapped_column(default=0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    sweep_id: Mapped[int | None] = mapped_column(BigIntegerKey, sa.ForeignKey("sweep.id"))
+    execution: Mapped[str | None] = mapped_column(sa.String(16))
+
+
+class MetricName(Base):
+    """Interned metric names, so the metric table is keyed by small integers."""
+
+    __tablename__ = "metric_name"
+
+    id: Mapped[int] = mapped_column(SmallIntegerKey, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(METRIC_NAME_LENGTH), unique=True)
+
+
+class Metric(Base):
+    """One value of one metric of one job at one step; the key makes rewrites idempotent."""
+
+    __tablename__ = "metric"
+
+    job_id: Mapped[int] = mapped_column(
+        BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    name_id: Mapped[int] = mapped_column(
+        SmallIntegerKey, sa.ForeignKey("metric_name.id"), primary_key=True, autoincrement=False
+    )
+    step: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    value: Mapped[float | None] = mapped_column(sa.Double())  # NULL = not finite
+
+
+class Telemetry(Base):
+    """Statistics of one hidden layer's nonlinearity input at one step (paper Fig. 1(b,c))."""
+
+    __tablename__ = "telemetry"
+
+    job_id: Mapped[int] = mapped_column(
+        BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    step: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    layer: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    unit_p15: Mapped[float | None] = mapped_column(sa.Double())
+    unit_p50: Mapped[float | None] = mapped_column(sa.Double())
+    unit_p85: Mapped[float | None] = mapped_column(sa.Double())
+    p15: Mapped[float | None] = mapped_column(sa.Double())
+    p50: Mapped[float | None] = mapped_column(sa.Double())
+    p85: Mapped[float | None] = mapped_column(sa.Double())
+    mean: Mapped[float | None] = mapped_column(sa.Double())
+    std: Mapped[float | None] = mapped_column(sa.Double())
+    saturated_fraction: Mapped[float | None] = mapped_column(sa.Double())
+    grad_norm: Mapped[float | None] = mapped_column(sa.Double())
+
+
+class Landscape(Base):
+    """A loss-landscape probe along the gradient at one step; the per-step-size lists are JSON."""
+
+    __tablename__ = "landscape"
+
+    job_id: Mapped[int] = mapped_column(
+        BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    step: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    step_sizes: Mapped[list[Any]]
+    losses: Mapped[list[Any]]
+    loss_range: Mapped[float | None] = mapped_column(sa.Double())
+    gradient_predictiveness: Mapped[float | None] = mapped_column(sa.Double())
+    beta_smoothness: Mapped[float | None] = mapped_column(sa.Double())
+    grad_norm: Mapped[float | None] = mapped_column(sa.Double())
+    relative_gradient_change: Mapped[float | None] = mapped_column(sa.Double())
+
+
+class Checkpoint(Base):
+    """The latest resumable snapshot of a job (model, optimizer, RNG state, step), overwritten in place."""
+
+    __tablename__ = "checkpoint"
+
+    job_id: Mapped[int] = mapped_column(
+        BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    step: Mapped[int]
+    blob: Mapped[bytes] = mapped_column(sa.LargeBinary())
+    saved_at: Mapped[datetime]

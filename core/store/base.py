@@ -1,0 +1,182 @@
+"""What every part of the store shares: the engine, clock expressions, id lookups, and conversions
+between rows and views (non-finite floats become NULL on the way in)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, Row
+
+from core.db.engine import create_database_engine
+from core.db.tables import Job, Sweep
+from core.db.types import UtcDateTime
+from core.results import Progress, Summary
+from core.store.views import InvalidCursor, JobNotFound, JobView
+
+job_table: sa.Table = Job.__table__  # type: ignore[assignment]
+sweep_table: sa.Table = Sweep.__table__  # type: ignore[assignment]
+
+_SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(Summary))
+_CURSOR_PREFIX = "r1:"
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """The value as a float, or None when it is missing, NaN or infinite (stored as NULL)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def summary_to_json(summary: Summary) -> dict[str, Any]:
+    return {
+        name: finite_or_none(value) if isinstance(value, float) else value
+        for name, value in dataclasses.asdict(summary).items()
+    }
+
+
+def summary_from_json(stored: Mapping[str, Any] | None) -> Summary | None:
+    if stored is None:
+        return None
+    return Summary(**{name: value for name, value in stored.items() if name in _SUMMARY_FIELDS})
+
+
+def encode_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise InvalidCursor("invalid cursor") from error
+    if not decoded.startswith(_CURSOR_PREFIX) or not decoded[len(_CURSOR_PREFIX) :].isdigit():
+        raise InvalidCursor("invalid cursor")
+    return int(decoded[len(_CURSOR_PREFIX) :])
+
+
+class StoreBase:
+    """Owns the engine. PostgreSQL lease times use the database clock, SQLite the process clock."""
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        self.url = url
+        self._engine: Engine = create_database_engine(url, **engine_options)
+        self.is_postgres = self._engine.dialect.name == "postgresql"
+        # Public ids and metric names never change once written, so their integer keys are cached.
+        self._job_row_ids: dict[str, int] = {}
+        self._metric_name_ids: dict[str, int] = {}
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def ping(self) -> None:
+        """Raises (sqlalchemy.exc.OperationalError) when the database cannot be reached."""
+        with self._engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+    # -- clock -------------------------------------------------------------------------------------
+    def _now(self) -> sa.ColumnElement[datetime]:
+        if self.is_postgres:
+            return sa.func.clock_timestamp(type_=UtcDateTime())
+        return sa.literal(datetime.now(UTC), UtcDateTime())
+
+    def _seconds_ago(self, seconds: float) -> sa.ColumnElement[datetime]:
+        if self.is_postgres:
+            return sa.func.clock_timestamp(type_=UtcDateTime()) - sa.literal(
+                timedelta(seconds=seconds), sa.Interval()
+            )
+        return sa.literal(datetime.now(UTC) - timedelta(seconds=seconds), UtcDateTime())
+
+    # -- ids -----------------------------------------------------------------------------------------
+    def _job_row_id(self, connection: Connection, job_id: str) -> int:
+        row_id = self._job_row_ids.get(job_id)
+        if row_id is None:
+            row_id = connection.scalar(sa.select(job_table.c.id).where(job_table.c.public_id == job_id))
+            if row_id is None:
+                raise JobNotFound(job_id)
+            self._job_row_ids[job_id] = row_id
+        return row_id
+
+    # -- the batch-write primitive ---------------------------------------------------------------------
+    def _upsert(
+        self,
+        connection: Connection,
+        table: sa.Table,
+        rows: list[dict[str, Any]],
+        key_columns: list[str],
+        extra_values: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Insert `rows` in one executemany; a row whose key exists overwrites the stored values.
+
+        Rows must have distinct keys (PostgreSQL refuses to update one row twice in a statement).
+        `extra_values` are SQL expressions set on every row (e.g. the database clock).
+        """
+        if not rows:
+            return
+        statement = (postgresql.insert if self.is_postgres else sqlite.insert)(table)
+        if extra_values:
+            statement = statement.values(**extra_values)
+        statement = statement.on_conflict_do_update(
+            index_elements=key_columns,
+            set_={
+                column.name: statement.excluded[column.name]
+                for column in table.c
+                if column.name not in key_columns
+            },
+        )
+        connection.execute(statement, rows)
+
+    # -- job rows --------------------------------------------------------------------------------------
+    @staticmethod
+    def _job_select() -> sa.Select[Any]:
+        return sa.select(*job_table.c, sweep_table.c.public_id.label("sweep_public_id")).select_from(
+            job_table.outerjoin(sweep_table, job_table.c.sweep_id == sweep_table.c.id)
+        )
+
+    def _fetch_job(self, connection: Connection, job_id: str) -> JobView | None:
+        row = connection.execute(self._job_select().where(job_table.c.public_id == job_id)).first()
+        return None if row is None else job_view(row)
+
+
+def job_view(row: Row[Any]) -> JobView:
+    fields = row._mapping
+    progress = None
+    if fields["progress_step"] is not None:
+        progress = Progress(
+            step=fields["progress_step"],
+            steps=fields["progress_steps"],
+            steps_per_second=fields["steps_per_second"],
+        )
+    return JobView(
+        id=fields["public_id"],
+        name=fields["name"],
+        status=fields["status"],
+        spec=fields["spec"],
+        created_at=fields["created_at"],
+        enqueued_at=fields["enqueued_at"],
+        started_at=fields["started_at"],
+        finished_at=fields["finished_at"],
+        attempts=fields["attempts"],
+        progress=progress,
+        summary=summary_from_json(fields["summary"]),
+        device=fields["device"],
+        error=fields["error"],
+        lease_owner=fields["lease_owner"],
+        heartbeat_at=fields["heartbeat_at"],
+        lease_losses=fields["lease_losses"],
+        cancel_requested=bool(fields["cancel_requested"]),
+        sweep_id=fields["sweep_public_id"],
+        execution=fields["execution"],
+    )

@@ -1,0 +1,18 @@
+"""`Store`: the one object that issues SQL, assembled from its parts (jobs and sweeps, leases and the
+sweeper, per-step series)."""
+
+from __future__ import annotations
+
+from core.settings import Settings
+from core.store.jobs import SweepStore
+from core.store.leases import LeaseStore
+from core.store.series import SeriesStore
+
+
+class Store(SweepStore, LeaseStore, SeriesStore):
+    """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
+    new one: pooled connections must not cross processes). Every method returns plain records."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        return cls(settings.database_url)

@@ -1,0 +1,137 @@
+"""What the store hands out: plain frozen records (never ORM rows) and the store's own errors.
+
+Floats that were not finite when written come back as None (they are stored as NULL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from core.results import Progress, Summary
+from core.spec import JobSpec
+
+
+class JobNotFound(LookupError):
+    """A write named a job id that does not exist."""
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this store did not hand out."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as stored. `id` is the public UUID4 hex; `spec` is the validated spec as JSON."""
+
+    id: str
+    name: str
+    status: str
+    spec: dict[str, Any]
+    created_at: datetime
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    progress: Progress | None
+    summary: Summary | None
+    device: str | None
+    error: str | None
+    lease_owner: str | None
+    heartbeat_at: datetime | None
+    lease_losses: int
+    cancel_requested: bool
+    sweep_id: str | None
+    execution: str | None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in {"succeeded", "failed", "diverged", "cancelled"}
+
+    def job_spec(self) -> JobSpec:
+        return JobSpec.model_validate(self.spec)
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """A sweep and its jobs' public ids in creation order (grid point by grid point, seeds innermost)."""
+
+    id: str
+    name: str
+    base: dict[str, Any]
+    grid: dict[str, Any]
+    seeds: list[int]
+    execution: str
+    size: int
+    created_at: datetime
+    job_ids: list[str]
+
+
+LeaseOutcome = Literal[
+    "acquired",  # the job was queued
+    "taken_over",  # the job was running under a stale lease (a lease loss is counted)
+    "fresh_lease",  # another worker holds a live lease: drop this delivery
+    "finished",  # the job is already terminal (including cancelled while queued)
+    "lost_too_often",  # the stale lease was the last one allowed: the job is now failed
+    "cancelled",  # the job was running under a stale lease with a cancel request: now cancelled
+    "not_found",
+]
+
+
+@dataclass(frozen=True)
+class LeaseResult:
+    """What `acquire_lease` did; `job` is the job after the attempt (None when it does not exist)."""
+
+    outcome: LeaseOutcome
+    job: JobView | None
+
+    @property
+    def acquired(self) -> bool:
+        return self.outcome in {"acquired", "taken_over"}
+
+
+@dataclass(frozen=True)
+class RepublishCandidate:
+    """A job the sweeper may publish again, with the columns as read (the claim is conditional on them)."""
+
+    job_id: str
+    device: str
+    status: str
+    enqueued_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LayerTelemetry:
+    """One hidden layer's statistics over training: one list entry per probe step."""
+
+    layer: int
+    steps: list[int]
+    unit_p15: list[float | None]
+    unit_p50: list[float | None]
+    unit_p85: list[float | None]
+    p15: list[float | None]
+    p50: list[float | None]
+    p85: list[float | None]
+    mean: list[float | None]
+    std: list[float | None]
+    saturated_fraction: list[float | None]
+    grad_norm: list[float | None]
+
+
+@dataclass(frozen=True)
+class LandscapeView:
+    """A stored loss-landscape probe: `core.results.LandscapeRecord`'s fields, non-finite values as None."""
+
+    step: int
+    step_sizes: list[float | None]
+    losses: list[float | None]
+    loss_range: float | None
+    gradient_predictiveness: float | None
+    beta_smoothness: float | None
+    grad_norm: float | None
+    relative_gradient_change: float | None
+
+
+MetricSeries = dict[str, tuple[list[int], list[float | None]]]
