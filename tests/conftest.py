@@ -1,3 +1,3 @@
 """Shared fixtures live in tests/fixtures/; this file only registers them."""
 
-pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.stores"]
+pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.stores", "tests.fixtures.worker"]
