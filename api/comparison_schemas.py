@@ -27,7 +27,7 @@ class CompareRowOut(BaseModel):
     name: str
     status: JobStatus
     spec_diff: dict[str, Any] = Field(
-        description="the spec fields (dotted into `architecture`) whose values differ between the compared jobs"
+        description="spec fields (dotted into `architecture`) whose values differ between the compared jobs"
     )
     eval_every: int = Field(description="steps_to_target is resolved to this many steps")
     steps: int = Field(description="the job's step budget")
@@ -39,7 +39,8 @@ class CompareRowOut(BaseModel):
         None, description="the baseline's steps to target ÷ this job's; null when this job never got there"
     )
     speedup_is_lower_bound: bool = Field(
-        False, description="the baseline never got there: its step budget was used, the true speedup is larger"
+        False,
+        description="the baseline never got there: its step budget was used, the true speedup is larger",
     )
     diverged_at_step: int | None = None
 
@@ -78,9 +79,11 @@ class CompareOut(BaseModel):
     metric: str
     target: float | None = Field(description="the target the steps are counted to (null: none)")
     baseline: str = Field(description="the job the speedups are relative to")
-    jobs: list[CompareRowOut] = Field(description="finished jobs first, then running, cancelled, diverged, failed")
+    jobs: list[CompareRowOut] = Field(
+        description="finished jobs first, then running, cancelled, diverged, failed"
+    )
     series: dict[str, Series] = Field(
-        description="per job, the metric over steps, downsampled keeping ends, extremes and the target crossing"
+        description="per job, the metric over steps, downsampled keeping ends, extremes, the target crossing"
     )
 
 

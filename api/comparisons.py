@@ -97,12 +97,12 @@ def load_comparison(
         )
     # Shared bucket edges over the longest run keep the series aligned on steps.
     span = (0, max((job.series.steps[-1] for job in compared if job.series.steps), default=0))
-    series = {
+    downsampled = {
         job.id: downsample(job.series, max_points, keep_steps=_steps(job.steps_to_target), step_span=span)
         for job in compared
     }
     rows = compare(compared, metric, baseline.id)
-    return Comparison(metric, target, baseline.id, rows, series)
+    return Comparison(metric, target, baseline.id, rows, downsampled)
 
 
 def _steps(step: int | None) -> list[int]:
@@ -111,5 +111,7 @@ def _steps(step: int | None) -> list[int]:
 
 def _with_point(series: Series, step: int, value: float | None) -> Series:
     """The series with one more point inserted in step order (the exact target crossing)."""
-    points = sorted([*zip(series.steps, series.values, strict=True), (step, value)], key=lambda point: point[0])
+    points = sorted(
+        [*zip(series.steps, series.values, strict=True), (step, value)], key=lambda point: point[0]
+    )
     return Series([point[0] for point in points], [point[1] for point in points])

@@ -113,7 +113,9 @@ def _ics_panel(store: Store, job: JobView) -> IcsPanel:
 def heatmap_plot(
     store: StoreDep,
     sweep_id: Annotated[str, Path(max_length=64)],
-    x: Annotated[str | None, Query(max_length=64, description="grid axis across (default: the first)")] = None,
+    x: Annotated[
+        str | None, Query(max_length=64, description="grid axis across (default: the first)")
+    ] = None,
     y: Annotated[str | None, Query(max_length=64, description="grid axis down (default: the second)")] = None,
     image_format: ImageFormatQuery = "png",
 ) -> Response:
@@ -134,7 +136,9 @@ def heatmap_plot(
 
 
 def _query_error(name: str, value: Any, message: str) -> RequestValidationError:
-    return RequestValidationError([{"loc": ("query", name), "msg": message, "type": "value_error", "input": value}])
+    return RequestValidationError(
+        [{"loc": ("query", name), "msg": message, "type": "value_error", "input": value}]
+    )
 
 
 def _shorten(text: str) -> str:

@@ -45,7 +45,9 @@ SweepId = Annotated[str, Path(max_length=64, description="the sweep's id (UUID h
 DATABASE_DOWN: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "the database cannot be reached"}
 }
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no sweep with this id"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no sweep with this id"}
+}
 
 
 def get_sweep_or_404(store: Store, sweep_id: str) -> SweepView:
@@ -125,7 +127,12 @@ def submit_sweep(
     except SweepValidationError as invalid:
         raise RequestValidationError(invalid.errors) from invalid
     created = store.create_sweep(
-        sweep.name, sweep.base, sweep.grid, sweep.replicate_seeds(), sweep.execution, [job.spec for job in jobs]
+        sweep.name,
+        sweep.base,
+        sweep.grid,
+        sweep.replicate_seeds(),
+        sweep.execution,
+        [job.spec for job in jobs],
     )
     for job_id, job in zip(created.job_ids, jobs, strict=True):
         try:
@@ -146,7 +153,9 @@ def submit_sweep(
 def list_sweeps(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
 ) -> SweepPage:
     try:
         sweeps, next_cursor = store.list_sweeps(limit=limit, cursor=cursor)

@@ -123,7 +123,7 @@ class SeriesStore(StoreBase):
             if self.is_postgres:
                 rows = _points_of_buckets(connection.execute(_bucket_extremes_query(condition, max_points)))
             else:
-                rows = connection.execute(_downsampled_metrics_query(condition, max_points)).tuples()
+                rows = connection.execute(_downsampled_metrics_query(condition, max_points)).all()
         series: MetricSeries = {name: ([], []) for name in names or ()}
         for name, step, value in rows:
             steps, values = series.setdefault(name, ([], []))
