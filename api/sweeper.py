@@ -31,10 +31,17 @@ STOP_TIMEOUT_SECONDS = 5.0
 class Sweeper:
     """Runs `sweep_once` every `settings.sweep_seconds` on a daemon thread between `start` and `stop`."""
 
-    def __init__(self, store: Store, celery_app: Celery, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        celery_app: Celery,
+        settings: Settings,
+        unpublished_after_seconds: float = UNPUBLISHED_AFTER_SECONDS,
+    ) -> None:
         self.store = store
         self.celery_app = celery_app
         self.settings = settings
+        self.unpublished_after_seconds = unpublished_after_seconds
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,7 +67,7 @@ class Sweeper:
     def candidates(self) -> list[RepublishCandidate]:
         requeue_after = self.settings.requeue_after_seconds
         return [
-            *self.store.jobs_needing_publish(UNPUBLISHED_AFTER_SECONDS, requeue_after),
+            *self.store.jobs_needing_publish(self.unpublished_after_seconds, requeue_after),
             *self.store.stale_running_jobs(self.settings.lease_seconds, requeue_after),
         ]
 

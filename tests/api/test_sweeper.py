@@ -1,0 +1,103 @@
+"""The sweeper publishes jobs the broker never got or lost, once, and leaves the rest alone."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.sweeper import Sweeper
+from core.queue import make_celery
+from core.settings import Settings
+from core.spec import JobSpec
+from core.store import Store
+from tests.api.conftest import TINY_SPEC, settings_for
+from tests.api.test_health import UNREACHABLE_REDIS
+
+
+def published_job_ids(broker_url: str, queue: str) -> list[str]:
+    """Drain `queue` and return the job id each task message carries."""
+    job_ids: list[str] = []
+    celery_app = make_celery(Settings(_env_file=None, broker_url=broker_url))  # type: ignore[call-arg]
+    with celery_app.connection_for_read() as connection:
+        simple_queue = connection.SimpleQueue(queue)
+        while True:
+            try:
+                message = simple_queue.get(timeout=0.5)
+            except simple_queue.Empty:
+                break
+            args: Any = message.decode()[0]
+            job_ids.append(str(args[0]))
+            message.ack()
+        simple_queue.close()
+    return job_ids
+
+
+def submit_while_the_broker_is_down(migrated_database_url: str) -> str:
+    with TestClient(create_app(settings_for(migrated_database_url, UNREACHABLE_REDIS))) as client:
+        response = client.post("/v1/jobs", json=TINY_SPEC)
+    assert response.status_code == 201
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+def test_a_job_never_published_is_published_once_the_broker_answers(
+    migrated_database_url: str, broker_url: str, store: Store
+) -> None:
+    job_id = submit_while_the_broker_is_down(migrated_database_url)
+    down = settings_for(migrated_database_url, UNREACHABLE_REDIS)
+    assert Sweeper(store, make_celery(down), down, unpublished_after_seconds=0).sweep_once() == []
+    job = store.get_job(job_id)
+    assert job is not None and job.enqueued_at is None  # still waiting for a broker
+
+    up = settings_for(migrated_database_url, broker_url)
+    sweeper = Sweeper(store, make_celery(up), up, unpublished_after_seconds=0)
+    assert sweeper.sweep_once() == [job_id]
+    assert sweeper.sweep_once() == []  # claimed: not published twice
+    job = store.get_job(job_id)
+    assert job is not None and job.enqueued_at is not None
+    assert published_job_ids(broker_url, "cpu") == [job_id]
+
+
+def test_a_just_submitted_job_is_left_to_the_submit_path(
+    migrated_database_url: str, broker_url: str, store: Store
+) -> None:
+    job = store.create_job(JobSpec.model_validate(TINY_SPEC))  # stored, its publish still under way
+    up = settings_for(migrated_database_url, broker_url)
+    assert Sweeper(store, make_celery(up), up).sweep_once() == []  # not yet 5 s old
+    assert published_job_ids(broker_url, "cpu") == []
+    stored = store.get_job(job.id)
+    assert stored is not None and stored.enqueued_at is None
+
+
+def test_a_running_job_with_a_stale_lease_is_published_again(
+    migrated_database_url: str, broker_url: str, store: Store
+) -> None:
+    settings: Settings = settings_for(migrated_database_url, broker_url, lease_seconds=0.5)
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/v1/jobs", json=TINY_SPEC).json()["id"]
+    published_job_ids(broker_url, "cpu")  # the submit's own message
+    assert store.acquire_lease(job_id, f"dead-worker-{uuid.uuid4().hex[:6]}", lease_seconds=0.5).acquired
+    sweeper = Sweeper(store, make_celery(settings), settings)
+    assert sweeper.sweep_once() == []  # the lease is fresh
+    time.sleep(1.0)
+    assert sweeper.sweep_once() == [job_id]
+    assert sweeper.sweep_once() == []
+    assert published_job_ids(broker_url, "cpu") == [job_id]
+
+
+def test_the_apps_own_sweeper_thread_publishes_a_stranded_job(
+    migrated_database_url: str, broker_url: str, store: Store
+) -> None:
+    job_id = submit_while_the_broker_is_down(migrated_database_url)
+    with TestClient(create_app(settings_for(migrated_database_url, broker_url, sweep_seconds=0.3))):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            job = store.get_job(job_id)
+            if job is not None and job.enqueued_at is not None:
+                break
+            time.sleep(0.2)
+    assert published_job_ids(broker_url, "cpu") == [job_id]
