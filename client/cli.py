@@ -21,11 +21,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from client.documents import DocumentError, apply_assignments, load_document
 from client.http import DEFAULT_URL, BnlabClient, ServiceError
-from client.render import STATUS_STYLES, compare_table, job_details, jobs_table, rows_table
+from client.render import compare_table, job_details, jobs_table, sweep_details
 from client.watch import print_events, show_events, show_sweep_progress
 
 EXIT_ERROR = 1
@@ -238,13 +237,17 @@ def plot_job(
     job_id: Annotated[str, typer.Argument(metavar="ID")],
     ics: Annotated[
         Path,
-        typer.Option(help="Save the 15/50/85th percentile bands of each layer's input (.png or .svg)."),
+        typer.Option(help="Save the 15/50/85th percentiles of a unit's input over training (.png or .svg)."),
     ],
+    compare_with: Annotated[
+        str | None, typer.Option("--compare-with", metavar="ID", help="A second job drawn beside it.")
+    ] = None,
 ) -> None:
-    """Save a job's internal-covariate-shift picture (the paper's Fig. 1(b,c))."""
+    """Save a job's internal-covariate-shift picture (the paper's Fig. 1(b,c); needs telemetry_every > 0)."""
     picture_format = plot_format(ics)
+    params = {"format": picture_format, "compare_with": compare_with}
     with connected(context) as client:
-        picture = client.get_bytes(f"/v1/jobs/{job_id}/plots/ics", {"format": picture_format})
+        picture = client.get_bytes(f"/v1/jobs/{job_id}/plots/ics", params)
     save_plot(ics, picture)
 
 
@@ -280,10 +283,4 @@ def sweep_show(
     if as_json:
         print_json(sweep)
         return
-    console = Console()
-    console.print(f"sweep {sweep['id']} {sweep.get('name') or ''}".rstrip(), style="bold", highlight=False)
-    counts = sweep.get("status_counts") or {}
-    console.print(
-        *(Text(f"{status} {count}", style=STATUS_STYLES.get(status, "")) for status, count in counts.items())
-    )
-    console.print(rows_table(sweep.get("points") or []))
+    Console().print(sweep_details(sweep))

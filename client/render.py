@@ -147,20 +147,18 @@ def compare_table(comparison: dict[str, Any]) -> Table:
     baseline = comparison.get("baseline")
     title = f"{comparison.get('metric')} · target {number(comparison.get('target'))} · baseline {baseline}"
     table = Table(title=title, show_edge=False, header_style="bold")
-    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("job", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("differs in", overflow="fold")
-    table.add_column("eval every", justify="right")
-    table.add_column("final", justify="right")
-    table.add_column("best", justify="right")
-    table.add_column("steps to target", justify="right")
-    table.add_column("seconds to target", justify="right")
+    for header in ("eval every", "final", "best", "steps to target", "seconds to target"):
+        table.add_column(header, justify="right", no_wrap=True)
     table.add_column("speedup", justify="right", no_wrap=True)
-    table.add_column("diverged at", justify="right")
+    table.add_column("diverged at", justify="right", no_wrap=True)
     for row in comparison.get("jobs", []):
         identifier = str(row.get("id"))
+        label = " ".join(part for part in (identifier[:8], row.get("name")) if part)
         table.add_row(
-            identifier + (" (baseline)" if identifier == baseline else ""),
+            label + (" (baseline)" if identifier == baseline else ""),
             status_text(row.get("status")),
             compact(row.get("spec_diff")) if row.get("spec_diff") else MISSING,
             number(row.get("eval_every")),
@@ -174,25 +172,47 @@ def compare_table(comparison: dict[str, Any]) -> Table:
     return table
 
 
-def aggregate_text(value: object) -> str:
-    """A sweep cell: `mean ± std` for an aggregate over seeds, `k=v, …` for a grid point's values."""
-    if isinstance(value, Mapping) and "mean" in value:
-        if value.get("std") is None:
-            return number(value.get("mean"))
-        return f"{number(value.get('mean'))} ± {number(value.get('std'), digits=2)}"
-    if isinstance(value, float | int) or value is None:
-        return number(value)
-    return compact(value)
+def statistic(value: object) -> str:
+    """An aggregate over seeds, `mean ± std`, from the sweep answer's {mean, std, count}."""
+    if not isinstance(value, Mapping) or value.get("mean") is None:
+        return MISSING
+    if not value.get("std"):
+        return number(value["mean"])
+    return f"{number(value['mean'])} ± {number(value['std'], digits=2)}"
 
 
-def rows_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
-    """A list of records as a table, one column per key, in the order the keys first appear."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
-    table = Table(title=title, show_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column.replace("_", " "), overflow="fold")
-    for row in rows:
-        table.add_row(*(aggregate_text(row.get(column)) for column in columns))
-    return table
+def status_counts_text(counts: Mapping[str, int]) -> Text:
+    text = Text()
+    for status, count in counts.items():
+        if count:
+            text.append(f"{status} {count}  ", style=STATUS_STYLES.get(status, ""))
+    return text
+
+
+def sweep_details(sweep: dict[str, Any]) -> RenderableType:
+    """A sweep's status and one row per grid point, aggregated over its seeds."""
+    execution = sweep.get("execution") or {}
+    heading = Text(f"sweep {sweep.get('id')} {sweep.get('name') or ''}".rstrip(), style="bold")
+    facts = Text(
+        f"{sweep.get('size')} jobs ({sweep.get('done')} done) · seeds {compact(sweep.get('seeds'))}"
+        f" · executed {execution.get('used', MISSING)}"
+    )
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("grid point", overflow="fold")
+    table.add_column("done", justify="right", no_wrap=True)
+    table.add_column("final accuracy", justify="right", no_wrap=True)
+    table.add_column("best accuracy", justify="right", no_wrap=True)
+    table.add_column("steps to target", justify="right", no_wrap=True)
+    table.add_column("reached", justify="right")
+    table.add_column("diverged", justify="right")
+    for point in sweep.get("points") or []:
+        table.add_row(
+            compact(point.get("point")),
+            f"{point.get('done')}/{len(point.get('job_ids') or [])}",
+            statistic(point.get("final_accuracy")),
+            statistic(point.get("best_accuracy")),
+            statistic(point.get("steps_to_target")),
+            number(point.get("reached_target")),
+            number(point.get("diverged")),
+        )
+    return Group(heading, facts, status_counts_text(sweep.get("status_counts") or {}), table)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from client.cli import app
-from client.http import describe_validation_errors
+from client.http import describe_validation_errors, error_for_response
 from core.spec import JobSpec
 
 
@@ -132,3 +133,27 @@ def test_a_422_names_each_field_and_what_is_wrong_with_it() -> None:
 def test_a_422_on_a_query_parameter_says_so() -> None:
     detail = [{"loc": ["query", "limit"], "msg": "Input should be greater than 0", "type": "greater_than"}]
     assert describe_validation_errors(detail) == "query parameter limit: Input should be greater than 0"
+
+
+def answer(status: int, detail: object, headers: dict[str, str] | None = None) -> httpx.Response:
+    request = httpx.Request("POST", "http://127.0.0.1:8000/v1/jobs", headers=headers or {})
+    return httpx.Response(status, json={"detail": detail}, request=request)
+
+
+def test_a_401_says_whether_a_key_was_sent() -> None:
+    without_key = error_for_response(answer(401, "missing API key"))
+    with_key = error_for_response(answer(401, "invalid API key", {"Authorization": "Bearer wrong"}))
+    assert without_key.message == "Not authorized (401): set BNLAB_API_KEY to an API key."
+    assert with_key.message == "Not authorized (401): the API key in BNLAB_API_KEY was rejected."
+
+
+def test_a_403_names_what_the_key_may_not_do() -> None:
+    error = error_for_response(answer(403, "read-only key", {"Authorization": "Bearer reader"}))
+    assert error.message == "Forbidden (403): this API key may not POST /v1/jobs (read-only key)."
+
+
+def test_a_server_error_without_json_is_still_one_line() -> None:
+    request = httpx.Request("GET", "http://127.0.0.1:8000/v1/jobs")
+    error = error_for_response(httpx.Response(502, text="Bad gateway\n<html>\n</html>", request=request))
+    assert "\n" not in error.message
+    assert error.message.startswith("The service failed (502) on GET /v1/jobs: Bad gateway")
