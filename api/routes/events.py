@@ -55,7 +55,6 @@ EventHubDep = Annotated[EventHub, Depends(get_event_hub)]
 PositionDep = Annotated[StreamPosition, Depends(stream_position)]
 
 
-
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
