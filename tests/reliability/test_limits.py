@@ -17,7 +17,7 @@ from core.spec import JobSpec
 from tests.fixtures.databases import create_postgres_database, drop_postgres_database, postgres_available
 from tests.fixtures.requirements import require
 from tests.fixtures.worker import RedisServer, RunningWorker, start_worker
-from tests.reliability.conftest import SLOW_SPEC, TINY_SPEC, job_of
+from tests.reliability.conftest import SLOW_SPEC, TINY_SPEC, discard_worker, job_of
 
 pytestmark = pytest.mark.service
 
@@ -58,7 +58,7 @@ def limited_worker(
         yield worker
     finally:
         if worker is not None:
-            worker.stop()
+            discard_worker(worker)
         drop_postgres_database(name)
 
 
