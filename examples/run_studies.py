@@ -237,13 +237,15 @@ def setup_text(item: Submitted) -> str:
     """The sweep in one sentence: the base net and schedule, the grid, the seeds, how it was executed."""
     sweep = item.study.sweep
     base, architecture = sweep["base"], sweep["base"]["architecture"]
-    grid = ", ".join(f"`{axis}` × {len(values)}" for axis, values in sweep["grid"].items())
+    grid = " and ".join(f"`{axis}` ({len(values)} values)" for axis, values in sweep["grid"].items())
     seeds = sweep.get("seeds", [base.get("seed", 0)])
+    widths = value_text(architecture["hidden"])
     return (
-        f"`{item.study.slug}.yaml`: {base['dataset']}, {value_text(architecture['hidden'])} "
-        f"{architecture['activation']} MLP, {base['optimizer']} lr {base['learning_rate']}, batch "
-        f"{base['batch_size']}, {base['steps']} steps, evaluated every {base['eval_every']}; grid {grid}, "
-        f"seeds {seeds}: {item.size} jobs ({item.view['execution']['note']})."
+        f"`studies/{item.study.slug}.yaml`. Base spec: {base['dataset']}, {widths} "
+        f"{architecture['activation']} MLP, {base['optimizer']} at learning rate {base['learning_rate']}, "
+        f"batch {base['batch_size']}, {base['steps']} steps, evaluated every {base['eval_every']}, target "
+        f"{base.get('target_accuracy')}. The grid sets {grid}; seeds {seeds}: {item.size} jobs "
+        f"({item.view['execution']['note']})."
     )
 
 
