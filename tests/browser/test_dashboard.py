@@ -166,7 +166,6 @@ def test_compare_two_jobs_shows_their_curves_and_the_speedup(
     page.goto(f"{sqlite_service.url}/#/jobs")
     for job_id in (with_bn, without_bn):
         page.locator(f'#jobs-table tr[data-job-id="{job_id}"] .select-job').check()
-    screenshot(page, "jobs")
     page.click("#compare-selected")
     expect(page.locator("#compare-table tbody tr")).to_have_count(2)
     # Measure against the job without BN, chosen in the page's own form.
@@ -247,7 +246,7 @@ def test_a_sweep_shows_its_heatmap_its_grid_points_and_its_jobs(
 
 
 def test_cancel_a_job_from_its_page_then_filter_the_table_by_status(
-    sqlite_service: RunningService, page: Page
+    sqlite_service: RunningService, page: Page, screenshot: Screenshot
 ) -> None:
     job_id = sqlite_service.submit({**NEVER_STARTS_SPEC, "name": unique("never-starts")})
     page.goto(f"{sqlite_service.url}/#/jobs/{job_id}")
@@ -258,6 +257,9 @@ def test_cancel_a_job_from_its_page_then_filter_the_table_by_status(
     assert sqlite_service.job(job_id)["status"] == "cancelled"
 
     page.goto(f"{sqlite_service.url}/#/jobs")
+    expect(page.locator(f'#jobs-table tr[data-job-id="{job_id}"]')).to_be_visible()
+    expect(page.locator("#sweep-filter")).to_be_visible()
+    screenshot(page, "jobs")
     page.select_option("#status-filter", "cancelled")
     page.wait_for_url(re.compile(r"status=cancelled"))
     expect(page.locator(f'#jobs-table tr[data-job-id="{job_id}"]')).to_be_visible()

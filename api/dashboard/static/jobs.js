@@ -78,7 +78,7 @@ function fillRow(row, job, selected, onSelect) {
         checked: selected.has(job.id),
         onchange: (event) => onSelect(job.id, event.target.checked),
       })),
-      h("td"), h("td"), h("td"), h("td", { class: "number" }), h("td", { class: "number" }), h("td"),
+      h("td"), h("td"), h("td"), h("td", { class: "number" }), h("td", { class: "number" }), h("td", { class: "time" }),
     );
   }
   const [, nameCell, statusCell, progressCell, accuracyCell, targetStepsCell, createdCell] = row.children;
