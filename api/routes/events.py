@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.dependencies import JobDep, SettingsDep
 from api.events import LAST_EVENT_ID_PATTERN, EventHub, StreamPosition
-from api.schemas import ErrorOut
+from api.routes.jobs import DATABASE_DOWN, NOT_FOUND
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 
@@ -54,15 +54,13 @@ def stream_position(
 EventHubDep = Annotated[EventHub, Depends(get_event_hub)]
 PositionDep = Annotated[StreamPosition, Depends(stream_position)]
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no job with this id"}}
-
 
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
     summary="Follow a job live: progress, metrics and status changes",
     description=EVENTS_DESCRIPTION,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **DATABASE_DOWN},
 )
 async def stream_job_events(
     job: JobDep, position: PositionDep, hub: EventHubDep, settings: SettingsDep
