@@ -31,7 +31,10 @@ from core.settings import VAR_DIR, Settings, get_settings
 logger = logging.getLogger("bnlab.embedded")
 
 READY_TIMEOUT_SECONDS = 60.0
-STOP_GRACE_SECONDS = 5.0
+# uvicorn stops in well under a second. Celery's cold shutdown of an idle worker on the SQLite broker takes
+# ~6 s (it first finishes a broker poll), so the worker is killed after this grace: its state is in the
+# database, and the sweeper re-publishes a job it was running once that job's lease goes stale.
+STOP_GRACE_SECONDS = 3.0
 WORKER_QUEUES = "default,cpu"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
@@ -111,7 +114,7 @@ class EmbeddedService:
             try:
                 child.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                logger.warning("pid %d did not stop in %.0f s; killing it", child.pid, STOP_GRACE_SECONDS)
+                logger.info("pid %d did not stop within %.0f s; killing it", child.pid, STOP_GRACE_SECONDS)
         # Each child leads its own process group: this also ends a worker's pool process left behind.
         for child in self.children():
             with contextlib.suppress(ProcessLookupError):
@@ -127,7 +130,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s bnlab: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     arguments = parse_arguments(argv)
     prepare_state(get_settings())
 

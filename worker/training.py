@@ -94,6 +94,8 @@ def train_job(
         except Exception as failure:
             logger.exception("job %s failed", job_id)
             error = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
+        if result is None:
+            _keep_partial_metrics(reporter, job_id)
         lease_lost = keeper.lease_lost.is_set()
         cancel_requested = keeper.cancel_requested.is_set()
 
@@ -111,3 +113,11 @@ def train_job(
     if not store.finish_job(job_id, owner, status, summary=summary, error=error, device=device):
         return Delivery(job_id, lease.outcome)
     return Delivery(job_id, lease.outcome, status)
+
+
+def _keep_partial_metrics(reporter: StoreReporter, job_id: str) -> None:
+    """A failed run keeps what it reported before failing, when the database lets it."""
+    try:
+        reporter.flush()
+    except Exception:
+        logger.warning("job %s: could not store its last metrics", job_id, exc_info=True)

@@ -3,6 +3,7 @@ connection — the embedded mode shares one SQLite file between the API and the 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,9 +32,13 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_database_engine(url: str, **engine_options: Any) -> Engine:
-    """An engine for `url`; SQLite connections get WAL + busy timeout, PostgreSQL ones a liveness check."""
+    """An engine for `url`; SQLite connections get WAL + busy timeout (and the file's directory is created),
+    PostgreSQL connections a liveness check."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)  # e.g. ./var/ on a fresh clone
         engine = sa.create_engine(url, **engine_options)
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         return engine

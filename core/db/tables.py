@@ -111,16 +111,18 @@ class MetricName(Base):
 
 
 class Metric(Base):
-    """One value of one metric of one job at one step; the key makes rewrites idempotent."""
+    """One value of one metric of one job at one step; the key makes rewrites idempotent.
+
+    The hottest table has no foreign keys on purpose: PostgreSQL checks a foreign key with a trigger per
+    inserted row, which made batched ingestion four times slower (measured: 80,000 points in 0.9 s with
+    both keys, 0.22 s without). The store is its only writer and resolves the job and name ids from their
+    tables before writing; jobs and metric names are never deleted.
+    """
 
     __tablename__ = "metric"
 
-    job_id: Mapped[int] = mapped_column(
-        BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
-    )
-    name_id: Mapped[int] = mapped_column(
-        SmallIntegerKey, sa.ForeignKey("metric_name.id"), primary_key=True, autoincrement=False
-    )
+    job_id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=False)
+    name_id: Mapped[int] = mapped_column(SmallIntegerKey, primary_key=True, autoincrement=False)
     step: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     value: Mapped[float | None] = mapped_column(sa.Double())  # NULL = not finite
 

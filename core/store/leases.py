@@ -224,6 +224,20 @@ class LeaseStore(StoreBase):
             )
         return claimed.rowcount == 1
 
+    def release_republish(self, candidate: RepublishCandidate) -> None:
+        """Undo a claim whose publication failed (broker down), so the next sweep finds the job again."""
+        job = job_table.c
+        with self._engine.begin() as connection:
+            connection.execute(
+                job_table.update()
+                .where(
+                    job.public_id == candidate.job_id,
+                    job.status == candidate.status,
+                    job.heartbeat_at.is_not_distinct_from(candidate.heartbeat_at),
+                )
+                .values(enqueued_at=candidate.enqueued_at)
+            )
+
     def _candidates(self, condition: sa.ColumnElement[bool]) -> list[RepublishCandidate]:
         job = job_table.c
         query = (

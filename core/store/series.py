@@ -55,7 +55,9 @@ _COPY_TO_STAGING = "COPY metric_staging (job_id, name_id, step, value) FROM STDI
 _UPSERT_FROM_STAGING = (
     "INSERT INTO metric (job_id, name_id, step, value) "
     "SELECT job_id, name_id, step, value FROM metric_staging "
-    "ON CONFLICT (job_id, name_id, step) DO UPDATE SET value = EXCLUDED.value"
+    "ON CONFLICT (job_id, name_id, step) DO UPDATE SET value = EXCLUDED.value "
+    # A redelivered job mostly rewrites identical values: leaving those rows alone writes no new versions.
+    "WHERE metric.value IS DISTINCT FROM EXCLUDED.value"
 )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from core.db.tables import TERMINAL_STATUSES
 from core.results import Progress, Summary
 from core.spec import JobSpec
 
@@ -47,7 +48,7 @@ class JobView:
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in {"succeeded", "failed", "diverged", "cancelled"}
+        return self.status in TERMINAL_STATUSES
 
     def job_spec(self) -> JobSpec:
         return JobSpec.model_validate(self.spec)

@@ -95,16 +95,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metric_name")),
         sa.UniqueConstraint("name", name=op.f("uq_metric_name_name")),
     )
+    # No foreign keys on the hottest table: a per-row check made batched ingestion 4x slower.
     op.create_table(
         "metric",
-        _job_key("metric"),
-        sa.Column(
-            "name_id",
-            SMALL_KEY,
-            sa.ForeignKey("metric_name.id", name=op.f("fk_metric_name_id_metric_name")),
-            nullable=False,
-            autoincrement=False,
-        ),
+        sa.Column("job_id", BIG_KEY, nullable=False, autoincrement=False),
+        sa.Column("name_id", SMALL_KEY, nullable=False, autoincrement=False),
         sa.Column("step", sa.Integer(), nullable=False, autoincrement=False),
         sa.Column("value", sa.Double(), nullable=True),
         sa.PrimaryKeyConstraint("job_id", "name_id", "step", name=op.f("pk_metric")),

@@ -173,3 +173,14 @@ def test_a_republication_lost_long_ago_is_retried(store: Store) -> None:
     assert store.claim_republish(stale)
     assert store.stale_running_jobs(lease_seconds=0, requeue_after_seconds=3600) == []
     assert [c.job_id for c in store.stale_running_jobs(lease_seconds=0, requeue_after_seconds=0)] == [job.id]
+
+
+def test_a_claim_whose_publication_failed_is_released(store: Store) -> None:
+    job = store.create_job(make_spec())
+    [candidate] = store.jobs_needing_publish(0, 3600)
+    assert store.claim_republish(candidate)
+    store.release_republish(candidate)  # the broker was down
+
+    [again] = store.jobs_needing_publish(0, 3600)
+    assert again == candidate
+    assert store.get_job(job.id).enqueued_at is None  # type: ignore[union-attr]

@@ -138,6 +138,20 @@ def test_a_cancel_request_stops_a_running_job_within_a_second(store: Store) -> N
     assert steps and cancelled.progress is not None and steps[-1] <= cancelled.progress.step
 
 
+def test_a_job_that_raises_keeps_the_metrics_it_reported(store: Store) -> None:
+    def report_then_raise(
+        spec: JobSpec, callbacks: Callbacks, _checkpoint: bytes | None, _settings: Settings
+    ) -> Result:
+        callbacks.on_metrics([MetricPoint("train_loss", 10, 0.5)])
+        raise MemoryError("out of memory")
+
+    job = store.create_job(tiny_spec())
+    assert train_job(store, job.id, liveness_settings(store), train=report_then_raise).status == "failed"
+    failed = store.get_job(job.id)
+    assert failed is not None and failed.error == "MemoryError: out of memory"
+    assert store.read_metrics(job.id, None, 100) == {"train_loss": ([10], [0.5])}
+
+
 def test_a_job_past_its_deadline_fails_with_time_limit_exceeded(store: Store) -> None:
     job = store.create_job(tiny_spec())
     settings = liveness_settings(store, job_soft_time_limit_seconds=1)

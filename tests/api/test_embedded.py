@@ -1,0 +1,145 @@
+"""The one-command embedded mode, run as a user runs it: `python -m api.embedded` in an empty folder.
+
+A tiny job trains to success; Ctrl-C (SIGINT) stops the API and the worker within seconds even while a
+long job runs; at the next start the finished job and its metrics are still there and the interrupted job
+is taken up again by the sweeper.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import TINY_SPEC
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+START_TIMEOUT_SECONDS = 60.0
+STOP_LIMIT_SECONDS = 8.0  # "within a few seconds": 5 s of grace at most, plus interpreter exit
+LONG_SPEC: dict[str, Any] = {**TINY_SPEC, "name": "long", "steps": 100_000, "eval_every": 1000,
+                             "telemetry_every": 0, "checkpoint_every": 200}  # fmt: skip
+# Liveness at test speed (DESIGN: heartbeat 0.5 s, lease 3 s, sweep 1 s).
+FAST_LIVENESS = {"BNLAB_HEARTBEAT_SECONDS": "0.5", "BNLAB_LEASE_SECONDS": "3", "BNLAB_SWEEP_SECONDS": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Running:
+    launcher: subprocess.Popen[bytes]
+    url: str
+    child_pids: list[int]
+    log: Path
+
+
+def start_embedded(folder: Path, run: int) -> Running:
+    port = free_port()
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("BNLAB_") and "_URL" not in key
+    }
+    environment.update({"PYTHONPATH": str(REPOSITORY), **FAST_LIVENESS})
+    log = folder / f"embedded-{run}.log"
+    with log.open("wb") as output:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "api.embedded", "--port", str(port)],
+            cwd=folder,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and launcher.poll() is None:
+        text = log.read_text(errors="replace")
+        if "bnlab is running at" in text:
+            pids = re.search(r"started the API \(pid (\d+)\) and a worker \(pid (\d+)\)", text)
+            assert pids is not None, text
+            return Running(launcher, f"http://127.0.0.1:{port}", [int(pid) for pid in pids.groups()], log)
+        time.sleep(0.2)
+    launcher.kill()
+    pytest.fail(f"the embedded service did not start:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def interrupt(running: Running) -> float:
+    """Ctrl-C the launcher; returns how long it took to exit."""
+    started = time.monotonic()
+    running.launcher.send_signal(signal.SIGINT)
+    running.launcher.wait(timeout=30)
+    return time.monotonic() - started
+
+
+def process_group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(client: httpx.Client, job_id: str, condition: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if condition(job) or time.monotonic() > deadline:
+            return job
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    for pid_line in re.findall(r"\(pid (\d+)\)", "".join(p.read_text() for p in tmp_path.glob("*.log"))):
+        if process_group_alive(int(pid_line)):  # a failed test must not leave servers behind
+            os.killpg(int(pid_line), signal.SIGKILL)
+
+
+@pytest.mark.timeout(240)
+def test_embedded_mode_trains_stops_on_ctrl_c_and_keeps_everything_across_a_restart(folder: Path) -> None:
+    first = start_embedded(folder, run=1)
+    assert (folder / "var" / "bnlab.db").is_file()
+    with httpx.Client(base_url=first.url, timeout=10) as client:
+        tiny = client.post("/v1/jobs", json=TINY_SPEC).json()
+        finished = wait_for(
+            client, tiny["id"], lambda job: job["status"] != "queued" and job["finished_at"], 90
+        )
+        assert finished["status"] == "succeeded", finished
+        metrics_before = client.get(f"/v1/jobs/{tiny['id']}/metrics").json()
+        assert metrics_before["series"]["val_accuracy"]["steps"][-1] == TINY_SPEC["steps"]
+        assert client.get(f"/v1/jobs/{tiny['id']}/telemetry").json()["layers"]
+
+        long = client.post("/v1/jobs", json=LONG_SPEC).json()
+        running = wait_for(client, long["id"], lambda job: (job["progress"] or {}).get("step", 0) > 400, 60)
+        assert running["status"] == "running", running
+
+    stop_seconds = interrupt(first)
+    assert first.launcher.returncode == 0, first.log.read_text()[-3000:]
+    assert stop_seconds < STOP_LIMIT_SECONDS, f"Ctrl-C took {stop_seconds:.1f} s"
+    assert not any(process_group_alive(pid) for pid in first.child_pids)
+
+    second = start_embedded(folder, run=2)
+    with httpx.Client(base_url=second.url, timeout=10) as client:
+        assert client.get(f"/v1/jobs/{tiny['id']}").json() == finished
+        assert client.get(f"/v1/jobs/{tiny['id']}/metrics").json() == metrics_before
+        # The interrupted job's lease goes stale; the sweeper publishes it again and the worker takes over.
+        resumed = wait_for(client, long["id"], lambda job: job["attempts"] >= 2, 60)
+        assert resumed["attempts"] == 2 and resumed["status"] == "running", resumed
+        assert client.post(f"/v1/jobs/{long['id']}/cancel").status_code == 202
+        cancelled = wait_for(client, long["id"], lambda job: job["status"] == "cancelled", 30)
+        assert cancelled["status"] == "cancelled"
+    assert interrupt(second) < STOP_LIMIT_SECONDS
+    assert not any(process_group_alive(pid) for pid in second.child_pids)
