@@ -79,9 +79,12 @@ class StoreBase:
         return self._engine
 
     def ping(self) -> None:
-        """Raises (sqlalchemy.exc.OperationalError) when the database cannot be reached."""
+        """Raises (sqlalchemy.exc.OperationalError) when the database cannot be reached or is not migrated.
+
+        Reading the job table, not `SELECT 1`: an empty SQLite file answers `SELECT 1` but cannot serve a job.
+        """
         with self._engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+            connection.execute(sa.select(Job.id).limit(0))
 
     def dispose(self) -> None:
         self._engine.dispose()
