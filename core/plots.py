@@ -140,6 +140,9 @@ def _hatch(row: int, column: int) -> Rectangle:
 
 
 def _tick(value: Any) -> str:
+    """A grid value as a short axis label; a list of equal widths reads `4×100`."""
+    if isinstance(value, list) and value and all(item == value[0] for item in value):
+        return f"{len(value)}×{_tick(value[0])}"
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return text if len(text) <= 24 else text[:21] + "…"
 

@@ -107,6 +107,20 @@ def test_heatmap_of_a_single_axis_sweep() -> None:
     assert "dropout" in text and "null" not in text  # the single row carries no label
 
 
+def test_list_valued_axes_get_short_labels() -> None:
+    depth = SweepHeatmap(
+        "architecture.hidden",
+        None,
+        [[100] * 2, [100] * 6, [50, 10]],
+        [None],
+        [[0.9, 0.8, 0.7]],
+        [[0, 0, 0]],
+        [[1, 1, 1]],
+    )
+    text = svg_text(sweep_heatmap(depth, "svg"))
+    assert "2×100" in text and "6×100" in text and "[50,10]" in text
+
+
 def test_same_data_gives_the_same_png_bytes() -> None:
     assert sweep_heatmap(HEATMAP, "png") == sweep_heatmap(HEATMAP, "png")
     assert compare_curves(CURVES, "val_accuracy", 0.9, "png") == compare_curves(
