@@ -122,11 +122,15 @@ function picker(candidates, state) {
   );
   const metric = h("select", { id: "compare-metric", value: state.metric }, METRICS.map((name) => h("option", { value: name }, name)));
   const target = h("input", { id: "compare-target", type: "text", inputmode: "decimal", value: state.target, placeholder: "the spec's target", size: 8 });
+  const labelOf = (id) => {
+    const job = candidates.find((candidate) => candidate.id === id);
+    return job ? jobLabel(job) : shortId(id);
+  };
   const baseline = h(
     "select",
     { id: "compare-baseline", value: state.baseline },
     h("option", { value: "" }, "first picked"),
-    state.ids.map((id) => h("option", { value: id }, candidates.find((job) => job.id === id) ? jobLabel(candidates.find((job) => job.id === id)) : shortId(id))),
+    state.ids.map((id) => h("option", { value: id }, labelOf(id))),
   );
   const form = h(
     "form",
