@@ -35,12 +35,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sweeper = Sweeper(store, celery_app, settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(running_app: FastAPI) -> AsyncIterator[None]:
         sweeper.start()
         try:
             yield
         finally:
             sweeper.stop()
+            # The event streams' hub (made by the first stream) stops polling and listening.
+            event_hub = getattr(running_app.state, "event_hub", None)
+            if event_hub is not None:
+                await event_hub.close()
+                running_app.state.event_hub = None
 
     app = FastAPI(title="bnlab", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
