@@ -5,11 +5,11 @@ Why PostgreSQL `NOTIFY` and not a Redis PUBLISH on the broker: `pg_notify()` run
 as the write it announces, and PostgreSQL delivers it only when that transaction commits. A listener that
 hears a job's id can therefore always read the change; a notification is never sent for a write that was
 rolled back, and never lost between a commit and a publish made after it (a worker killed in that gap).
-It also covers every writer, not only workers (a queued job cancelled by the API, a job the sweeper
-gives up on), needs nothing besides the database the events are read from, and keeps working with any
-broker. Its costs are small at bnlab's write rates: one statement in a write transaction that is already
-open (a job writes progress at most twice a second and metrics about once a second), and one connection
-per API process.
+It also covers every writer, not only workers (a queued job cancelled by the API, a job failed after
+losing its worker too often), needs nothing besides the database the events are read from, and works
+with any broker. Its costs are small at bnlab's write rates: one statement in a write transaction that
+is open anyway (a job writes progress at most twice a second and metrics about once a second), and one
+connection per API process.
 
 The payload is the job's public id; a listener wakes only for jobs it watches. SQLite has no such
 mechanism: embedded streams keep the periodic poll, and `notify_job_changed` does nothing there.
@@ -73,15 +73,15 @@ class JobChangeListener:
         self._liveness_check_seconds = liveness_check_seconds
         self._reconnect_seconds = FIRST_RECONNECT_SECONDS
         self.listening = False  # True while its connection listens
-        self.connections = 0  # how many times it started listening, for tests and diagnostics
 
     async def run(self) -> None:
         while True:
             try:
                 await self._listen()
             except (psycopg.Error, OSError, TimeoutError) as error:
-                delay = self._reconnect_seconds
-                logger.warning("listening for job changes failed (%s); retrying in %.0f s", error, delay)
+                logger.warning("job change listener: %s; retrying in %.0f s", error, self._reconnect_seconds)
+            except Exception:  # never end for good: streams would silently fall back to the poll alone
+                logger.exception("job change listener failed; retrying in %.0f s", self._reconnect_seconds)
             await asyncio.sleep(self._reconnect_seconds)
             self._reconnect_seconds = min(2 * self._reconnect_seconds, MAX_RECONNECT_SECONDS)
 
@@ -92,7 +92,6 @@ class JobChangeListener:
         async with connection:
             await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(JOB_EVENTS_CHANNEL)))
             self.listening = True
-            self.connections += 1
             self._reconnect_seconds = FIRST_RECONNECT_SECONDS
             try:
                 self._on_connected()
