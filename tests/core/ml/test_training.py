@@ -108,6 +108,19 @@ def test_steps_to_target_is_the_first_evaluation_at_the_target() -> None:
     assert unreachable.summary.steps_to_target is None and unreachable.summary.seconds_to_target is None
 
 
+def test_seconds_to_target_is_the_training_time_until_then() -> None:
+    """Timed like a caller would: from the step-0 report to the report of the step that hit the target."""
+    reported_at: dict[int, float] = {}
+    callbacks = Callbacks(
+        on_progress=lambda progress: reported_at.setdefault(progress.step, time.perf_counter())
+    )
+    spec = make_spec(steps=200, eval_every=5, checkpoint_every=5, target_accuracy=0.85)
+    result = run(spec, callbacks, settings=Settings())
+    steps_to_target, seconds_to_target = result.summary.steps_to_target, result.summary.seconds_to_target
+    assert steps_to_target is not None and seconds_to_target is not None
+    assert 0 < seconds_to_target <= reported_at[steps_to_target] - reported_at[0]
+
+
 def test_divergence_is_a_result_at_the_first_non_finite_loss() -> None:
     changes = {
         "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
