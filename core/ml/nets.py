@@ -43,10 +43,15 @@ class Net(nn.Module):
         self.hidden_weight_layers: list[nn.Linear | nn.Conv2d] = [
             module for module in modules[:-1] if isinstance(module, nn.Linear | nn.Conv2d)
         ]
-        head = modules[-1]
-        if not isinstance(head, nn.Linear):
+        if not isinstance(modules[-1], nn.Linear):
             raise TypeError("a Net ends with its linear head")
-        self.head = head
+
+    @property
+    def head(self) -> nn.Linear:
+        """The output layer (a property, so that it is not registered, and saved, a second time)."""
+        head = self.layers[-1]
+        assert isinstance(head, nn.Linear)  # checked when built
+        return head
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.layers(inputs)
