@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -49,9 +49,7 @@ class Net(nn.Module):
     @property
     def head(self) -> nn.Linear:
         """The output layer (a property, so that it is not registered, and saved, a second time)."""
-        head = self.layers[-1]
-        assert isinstance(head, nn.Linear)  # checked when built
-        return head
+        return cast(nn.Linear, self.layers[-1])  # checked in __init__
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.layers(inputs)
