@@ -1,0 +1,92 @@
+"""`/v1/jobs/{id}/landscape` and its plot, on SQLite and PostgreSQL: jobs submitted through the API and
+trained in-process by the worker's delivery function (the real training core, no Celery), so what the
+endpoint serves is checked against what the core reports for the same spec."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.ml import run
+from core.results import Callbacks, LandscapeRecord
+from core.settings import Settings
+from core.spec import JobSpec
+from core.store import Store
+from tests.api.conftest import submit
+from worker.training import train_job
+
+LANDSCAPE_SPEC: dict[str, Any] = {"steps": 60, "eval_every": 20, "landscape_every": 20, "checkpoint_every": 0}
+
+
+def trained(client: TestClient, store: Store, **changes: Any) -> dict[str, Any]:
+    """A job submitted through the API and trained to the end, as a worker would."""
+    job = submit(client, **{**LANDSCAPE_SPEC, **changes})
+    settings = Settings(database_url=store.url, heartbeat_seconds=0.2, lease_seconds=5.0, torch_threads=1)
+    assert train_job(store, job["id"], settings).status == "succeeded"
+    return job
+
+
+def core_records(spec: dict[str, Any]) -> list[LandscapeRecord]:
+    """What the training core itself reports for `spec`."""
+    records: list[LandscapeRecord] = []
+    run(
+        JobSpec.model_validate(spec),
+        Callbacks(on_landscape=records.extend),
+        settings=Settings(torch_threads=1),
+    )
+    return records
+
+
+def test_the_endpoint_serves_every_probe_the_core_took(client: TestClient, store: Store) -> None:
+    job = trained(client, store)
+    response = client.get(f"/v1/jobs/{job['id']}/landscape")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["job_id"] == job["id"]
+    assert [probe["step"] for probe in body["probes"]] == [20, 40, 60]
+    assert body["probes"] == [asdict(record) for record in core_records(job["spec"])]
+    for probe in body["probes"]:
+        assert probe["step_sizes"] == [0.05, 0.1, 0.2, 0.4]  # 1/2, 1, 2 and 4 × the learning rate 0.1
+        # Computed on the device in float32, hence approx.
+        assert probe["loss_range"] == pytest.approx(max(probe["losses"]) - min(probe["losses"]), rel=1e-6)
+        relative_change = probe["gradient_predictiveness"] / probe["grad_norm"]
+        assert probe["relative_gradient_change"] == pytest.approx(relative_change, rel=1e-6)
+
+
+def test_a_job_without_probes_has_none(client: TestClient, store: Store) -> None:
+    job = trained(client, store, landscape_every=0)
+    assert client.get(f"/v1/jobs/{job['id']}/landscape").json() == {"job_id": job["id"], "probes": []}
+
+
+def test_an_unknown_job_is_404(client: TestClient) -> None:
+    for job_id in ("0" * 32, "not-a-uuid"):
+        response = client.get(f"/v1/jobs/{job_id}/landscape")
+        assert response.status_code == 404 and job_id in response.json()["detail"]
+
+
+def test_non_finite_figures_are_null(client: TestClient, store: Store) -> None:
+    job = submit(client)
+    store.write_landscape(
+        job["id"],
+        [
+            LandscapeRecord(
+                step=10,
+                step_sizes=[0.05, 0.1, 0.2, 0.4],
+                losses=[2.3, 9.1, math.inf, math.nan],
+                loss_range=math.nan,
+                gradient_predictiveness=math.inf,
+                beta_smoothness=math.nan,
+                grad_norm=1.5,
+                relative_gradient_change=math.inf,
+            )
+        ],
+    )
+    (probe,) = client.get(f"/v1/jobs/{job['id']}/landscape").json()["probes"]
+    assert probe["losses"] == [2.3, 9.1, None, None]
+    assert probe["grad_norm"] == 1.5
+    for name in ("loss_range", "gradient_predictiveness", "beta_smoothness", "relative_gradient_change"):
+        assert probe[name] is None
