@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     broker_polling_seconds: float = Field(0.1, gt=0, description="kombu SQLAlchemy transport polling")
 
+    # Job event streams: one poller per API process reads the database this often for all open streams.
+    events_poll_seconds: float = Field(0.25, gt=0, le=60)
+    events_keepalive_seconds: float = Field(15.0, gt=0, le=300, description="comment sent on a quiet stream")
+
     # Auth: comma-separated keys; empty = open. Read-only keys may only GET.
     api_keys: str = Field("", repr=False)
     read_only_api_keys: str = Field("", repr=False)

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from core.db.tables import Landscape, Metric, MetricName, Telemetry
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord
@@ -121,7 +121,11 @@ class SeriesStore(StoreBase):
             condition = metric.job_id == self._job_row_id(connection, job_id)
             if names is not None:
                 condition = sa.and_(condition, metric_name.name.in_(list(names)))
-            rows = connection.execute(_downsampled_metrics_query(condition, max_points)).all()
+            rows: Iterable[tuple[str, int, float | None]]
+            if self.is_postgres:
+                rows = _points_of_buckets(connection.execute(_bucket_extremes_query(condition, max_points)))
+            else:
+                rows = connection.execute(_downsampled_metrics_query(condition, max_points)).all()
         series: MetricSeries = {name: ([], []) for name in names or ()}
         for name, step, value in rows:
             steps, values = series.setdefault(name, ([], []))
@@ -213,11 +217,11 @@ def _copy_upsert_metrics(connection: Connection, rows: list[tuple[int, int, int,
         cursor.execute(_UPSERT_FROM_STAGING)
 
 
-def _downsampled_metrics_query(condition: sa.ColumnElement[bool], max_points: int) -> sa.Select[Any]:
-    """(name, step, value) rows of the matching series, each series cut to at most `max_points`.
-
-    A series within budget puts every point in a bucket of its own (bucket = step), so all are kept.
-    """
+def _bucket_extent(
+    condition: sa.ColumnElement[bool], max_points: int
+) -> tuple[sa.Subquery, sa.ColumnElement[int]]:
+    """Each matching series' extent, and the bucket of a point: equal step ranges, max_points // 4 of them;
+    a series within budget puts every point in a bucket of its own (bucket = step), so all are kept."""
     metric, metric_name = metric_table.c, metric_name_table.c
     buckets = max_points // POINTS_PER_BUCKET
     matching = metric_table.join(metric_name_table, metric_name.id == metric.name_id)
@@ -239,6 +243,54 @@ def _downsampled_metrics_query(condition: sa.ColumnElement[bool], max_points: in
         else_=(sa.cast(metric.step - extent.c.first_step, sa.BigInteger) * buckets)
         // (extent.c.last_step - extent.c.first_step + 1),
     )
+    return extent, bucket
+
+
+def _bucket_extremes_query(condition: sa.ColumnElement[bool], max_points: int) -> sa.Select[Any]:
+    """PostgreSQL: one row per bucket with its first, last, lowest and highest point, in one hash
+    aggregation (no sorting): min/max over [step, value] or [value, ±step] arrays pick a point together
+    with its partner (earliest step on ties, as `_downsampled_metrics_query` does)."""
+    metric, metric_name = metric_table.c, metric_name_table.c
+    extent, bucket = _bucket_extent(condition, max_points)
+    step = sa.cast(metric.step, sa.Double)
+    finite = metric.value.is_not(None)
+    return (
+        sa.select(
+            metric_name.name,
+            sa.func.min(postgresql.array([step, metric.value])).label("first"),
+            sa.func.max(postgresql.array([step, metric.value])).label("last"),
+            sa.func.min(postgresql.array([metric.value, step])).filter(finite).label("lowest"),
+            sa.func.max(postgresql.array([metric.value, -step])).filter(finite).label("highest"),
+        )
+        .select_from(
+            metric_table.join(metric_name_table, metric_name.id == metric.name_id).join(
+                extent, extent.c.name_id == metric.name_id
+            )
+        )
+        .where(condition)
+        .group_by(metric_name.name, bucket)
+    )
+
+
+def _points_of_buckets(buckets: Iterable[Row[Any]]) -> list[tuple[str, int, float | None]]:
+    """(name, step, value) rows, in name and step order, from `_bucket_extremes_query`'s bucket rows."""
+    points: dict[tuple[str, int], float | None] = {}
+    for bucket in buckets:
+        name = bucket.name
+        for step, value in (bucket.first, bucket.last):
+            points[(name, int(step))] = value
+        if bucket.lowest is not None:
+            points[(name, int(bucket.lowest[1]))] = bucket.lowest[0]
+            points[(name, int(-bucket.highest[1]))] = bucket.highest[0]
+    return [(name, step, value) for (name, step), value in sorted(points.items())]
+
+
+def _downsampled_metrics_query(condition: sa.ColumnElement[bool], max_points: int) -> sa.Select[Any]:
+    """(name, step, value) rows of the matching series, each series cut to at most `max_points` (SQLite:
+    window functions rank each bucket's points four ways and keep the first of each ranking)."""
+    metric, metric_name = metric_table.c, metric_name_table.c
+    matching = metric_table.join(metric_name_table, metric_name.id == metric.name_id)
+    extent, bucket = _bucket_extent(condition, max_points)
     partition = (metric.name_id, bucket)
     ranked = (
         sa.select(

@@ -1,0 +1,145 @@
+"""Response schemas of comparisons and sweeps (`/v1/compare`, `/v1/sweeps`), shaped as DESIGN.md shows them.
+
+Kept apart from `api.schemas` (jobs, health) so each resource's shapes sit together; the shared pieces
+(`FiniteFloat`, `Series`, `JobStatus`) come from there. NaN and inf never reach JSON: they become null.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas import FiniteFloat, JobStatus, Series
+from core.spec import JobSpec
+from core.sweeps import Execution
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class CompareRowOut(BaseModel):
+    """One compared job: what sets it apart and how far it got."""
+
+    id: str
+    name: str
+    status: JobStatus
+    spec_diff: dict[str, Any] = Field(
+        description="spec fields (dotted into `architecture`) whose values differ between the compared jobs"
+    )
+    eval_every: int = Field(description="steps_to_target is resolved to this many steps")
+    steps: int = Field(description="the job's step budget")
+    final: FiniteFloat = Field(description="the metric's last recorded value")
+    best: FiniteFloat = Field(description="highest accuracy / lowest loss recorded")
+    steps_to_target: int | None = Field(description="first evaluated step meeting the target; null if never")
+    seconds_to_target: FiniteFloat = None
+    speedup_vs_baseline: FiniteFloat = Field(
+        None, description="the baseline's steps to target ÷ this job's; null when this job never got there"
+    )
+    speedup_is_lower_bound: bool = Field(
+        False,
+        description="the baseline never got there: its step budget was used, the true speedup is larger",
+    )
+    diverged_at_step: int | None = None
+
+
+class CompareOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "metric": "val_accuracy",
+                    "target": 0.9,
+                    "baseline": "0a1b2c3d4e5f40718293a4b5c6d7e8f9",
+                    "jobs": [
+                        {
+                            "id": "3f6c8e1a9b2d4c7e8f0a1b2c3d4e5f60",
+                            "name": "bn-sigmoid",
+                            "status": "succeeded",
+                            "spec_diff": {"batch_norm": True},
+                            "eval_every": 10,
+                            "steps": 2000,
+                            "final": 0.97,
+                            "best": 0.975,
+                            "steps_to_target": 70,
+                            "seconds_to_target": 0.2,
+                            "speedup_vs_baseline": 28.6,
+                            "speedup_is_lower_bound": True,
+                            "diverged_at_step": None,
+                        }
+                    ],
+                    "series": {"3f6c8e1a9b2d4c7e8f0a1b2c3d4e5f60": {"steps": [0, 10], "values": [0.1, 0.6]}},
+                }
+            ]
+        }
+    )
+
+    metric: str
+    target: float | None = Field(description="the target the steps are counted to (null: none)")
+    baseline: str = Field(description="the job the speedups are relative to")
+    jobs: list[CompareRowOut] = Field(
+        description="finished jobs first, then running, cancelled, diverged, failed"
+    )
+    series: dict[str, Series] = Field(
+        description="per job, the metric over steps, downsampled keeping ends, extremes, the target crossing"
+    )
+
+
+class SweepCreatedOut(BaseModel):
+    id: str
+    size: int
+    job_ids: list[str]
+
+
+class StatOut(_Response):
+    """Mean ± sample standard deviation over the `count` seeds that have the figure."""
+
+    mean: FiniteFloat
+    std: FiniteFloat
+    count: int
+
+
+class GridPointOut(_Response):
+    """One grid point aggregated over its seeds."""
+
+    point: dict[str, Any]
+    job_ids: list[str]
+    seeds: list[int]
+    status_counts: dict[str, int]
+    done: int = Field(description="jobs that finished, whatever the outcome")
+    diverged: int
+    reached_target: int = Field(description="jobs that met their spec's target_accuracy")
+    final_accuracy: StatOut
+    best_accuracy: StatOut
+    steps_to_target: StatOut
+
+
+class ExecutionOut(BaseModel):
+    requested: Execution
+    used: Literal["separate"] = Field(description="how the jobs are actually run")
+    note: str
+
+
+class SweepSummaryOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    size: int
+    base: JobSpec
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    execution: ExecutionOut
+
+
+class SweepOut(SweepSummaryOut):
+    job_ids: list[str] = Field(description="in grid order, seeds innermost")
+    status_counts: dict[str, int]
+    done: int
+    points: list[GridPointOut]
+
+
+class SweepPage(BaseModel):
+    items: list[SweepSummaryOut]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last")

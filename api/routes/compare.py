@@ -1,0 +1,76 @@
+"""`/v1/compare`: jobs side by side — what differs in their specs, final and best values, steps and seconds
+to a target, speedup against a baseline, and the aligned, downsampled series.
+
+Plain `def` routes: the store is synchronous, so FastAPI runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from api.comparison_schemas import CompareOut, CompareRowOut
+from api.comparisons import load_comparison
+from api.dependencies import StoreDep
+from api.schemas import ErrorOut, Series
+
+router = APIRouter(prefix="/v1/compare", tags=["compare"])
+
+MAX_COMPARED_JOBS = 50
+MIN_POINTS = 10  # room for the always-kept points (ends, target crossing, divergence) and some shape
+MAX_POINTS = 10_000
+METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+JOBS_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "one or more ids name no job; `detail` lists them"},
+    503: {"model": ErrorOut, "description": "the database cannot be reached"},
+}
+
+JobIds = Annotated[
+    list[Annotated[str, Query(max_length=64)]],
+    Query(min_length=1, max_length=MAX_COMPARED_JOBS, description="1 to 50 job ids; repeat `ids=`"),
+]
+Metric = Annotated[str, Query(pattern=METRIC_PATTERN, description="the series compared")]
+Target = Annotated[
+    float | None,
+    Query(
+        allow_inf_nan=False,
+        description="count steps to this value (≥ for accuracies, ≤ for losses); default: the baseline's "
+        "target_accuracy for an accuracy metric",
+    ),
+]
+Baseline = Annotated[str | None, Query(max_length=64, description="one of `ids` (default: the first)")]
+MaxPoints = Annotated[int, Query(ge=MIN_POINTS, le=MAX_POINTS, description="per series")]
+
+
+@router.get(
+    "",
+    status_code=status.HTTP_200_OK,
+    response_model=CompareOut,
+    summary="Compare jobs: spec differences, final/best, steps to target, speedup, aligned series",
+    responses=JOBS_NOT_FOUND,
+)
+def compare_jobs(
+    store: StoreDep,
+    ids: JobIds,
+    metric: Metric = "val_accuracy",
+    target: Target = None,
+    baseline: Baseline = None,
+    max_points: MaxPoints = 500,
+) -> CompareOut:
+    """Finished jobs come first, then running, cancelled, diverged and failed ones; within a group the
+    fewest steps to target, then the best final value. The speedup is the baseline's steps to target ÷
+    this job's; when the baseline never got there its step budget is used and the speedup is flagged as
+    a lower bound; when this job never got there it is null."""
+    comparison = load_comparison(store, ids, metric, target, baseline, max_points)
+    return CompareOut(
+        metric=comparison.metric,
+        target=comparison.target,
+        baseline=comparison.baseline,
+        jobs=[CompareRowOut.model_validate(row, from_attributes=True) for row in comparison.rows],
+        series={
+            job_id: Series(steps=series.steps, values=series.values)
+            for job_id, series in comparison.series.items()
+        },
+    )

@@ -1,0 +1,145 @@
+"""Pictures, each as PNG or SVG (`format=`): compared learning curves with the target line, a job's
+internal-covariate-shift bands (paper Fig. 1(b,c)), and a sweep's heatmap of mean final accuracy.
+
+Drawing is CPU work in a plain `def` route, so it runs in FastAPI's thread pool and never blocks the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from api.comparisons import load_comparison, load_jobs
+from api.dependencies import JobDep, StoreDep
+from api.routes.compare import Baseline, JobIds, MaxPoints, Metric, Target
+from api.routes.sweeps import get_sweep_or_404, sweep_outcomes
+from api.schemas import ErrorOut
+from core.plots import CONTENT_TYPES, Curve, IcsPanel, compare_curves, ics_bands, sweep_heatmap
+from core.store import JobView, Store
+from core.sweeps import heatmap
+
+router = APIRouter(prefix="/v1", tags=["plots"])
+
+ImageFormatQuery = Annotated[Literal["png", "svg"], Query(alias="format", description="png or svg")]
+IMAGE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {content_type: {} for content_type in CONTENT_TYPES.values()},
+        "description": "the image, PNG or SVG as asked",
+    },
+    503: {"model": ErrorOut, "description": "the database cannot be reached"},
+}
+LABEL_LENGTH = 60
+
+
+def image_response(content: bytes, image_format: str) -> Response:
+    return Response(content=content, media_type=CONTENT_TYPES[image_format])
+
+
+@router.get(
+    "/compare/plot",
+    response_class=Response,
+    summary="Learning curves of compared jobs with the target as a dashed line",
+    responses={**IMAGE, 404: {"model": ErrorOut, "description": "one or more ids name no job"}},
+)
+def compare_plot(
+    store: StoreDep,
+    ids: JobIds,
+    metric: Metric = "val_accuracy",
+    target: Target = None,
+    baseline: Baseline = None,
+    max_points: MaxPoints = 500,
+    image_format: ImageFormatQuery = "png",
+) -> Response:
+    comparison = load_comparison(store, ids, metric, target, baseline, max_points)
+    curves = []
+    for row in comparison.rows:
+        difference = ", ".join(f"{field}={value}" for field, value in row.spec_diff.items())
+        label = row.name or row.id[:8]
+        label = f"{label} ({difference})" if difference else label
+        series = comparison.series[row.id]
+        curves.append(Curve(_shorten(label), series.steps, series.values, row.diverged_at_step))
+    return image_response(compare_curves(curves, metric, comparison.target, image_format), image_format)
+
+
+@router.get(
+    "/jobs/{job_id}/plots/ics",
+    response_class=Response,
+    summary="Internal covariate shift: a last-hidden-layer unit's input percentiles over training",
+    responses={
+        **IMAGE,
+        404: {"model": ErrorOut, "description": "no such job, or it recorded no telemetry"},
+    },
+)
+def ics_plot(
+    job: JobDep,
+    store: StoreDep,
+    compare_with: Annotated[
+        str | None,
+        Query(max_length=64, description="a second job drawn beside it (no-BN left, BN right, as in Fig. 1)"),
+    ] = None,
+    image_format: ImageFormatQuery = "png",
+) -> Response:
+    """The paper's Fig. 1(b,c): the 15th, 50th and 85th percentiles of one fixed unit's input to its
+    nonlinearity in the last hidden layer, over training. Needs jobs run with `telemetry_every` > 0."""
+    jobs = [job] if compare_with is None else load_jobs(store, [job.id, compare_with])
+    if len(jobs) == 2 and jobs[0].spec.get("batch_norm") and not jobs[1].spec.get("batch_norm"):
+        jobs.reverse()
+    return image_response(ics_bands([_ics_panel(store, shown) for shown in jobs], image_format), image_format)
+
+
+def _ics_panel(store: Store, job: JobView) -> IcsPanel:
+    layers = store.read_telemetry(job.id)
+    if not layers:
+        reason = "its telemetry_every is 0" if not job.spec.get("telemetry_every") else "none recorded yet"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"job {job.id} has no telemetry ({reason})")
+    last = max(layers, key=lambda layer: layer.layer)
+    normalization = "with BN" if job.spec.get("batch_norm") else "without BN"
+    title = _shorten(f"{normalization}: {job.name or job.id[:8]}, layer {last.layer}")
+    return IcsPanel(title, last.steps, last.unit_p15, last.unit_p50, last.unit_p85)
+
+
+@router.get(
+    "/sweeps/{sweep_id}/plots/heatmap",
+    response_class=Response,
+    summary="Mean final accuracy over two grid axes; cells where jobs diverged are marked",
+    responses={
+        **IMAGE,
+        404: {"model": ErrorOut, "description": "no sweep with this id"},
+        409: {"model": ErrorOut, "description": "the sweep has no grid axis to plot"},
+    },
+)
+def heatmap_plot(
+    store: StoreDep,
+    sweep_id: Annotated[str, Path(max_length=64)],
+    x: Annotated[
+        str | None, Query(max_length=64, description="grid axis across (default: the first)")
+    ] = None,
+    y: Annotated[str | None, Query(max_length=64, description="grid axis down (default: the second)")] = None,
+    image_format: ImageFormatQuery = "png",
+) -> Response:
+    sweep = get_sweep_or_404(store, sweep_id)
+    axes = list(sweep.grid)
+    if not axes:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"sweep {sweep.id} has no grid axis to plot")
+    x_axis = x or axes[0]
+    y_axis = y or next((axis for axis in axes if axis != x_axis), None)
+    for name, axis in (("x", x_axis), ("y", y_axis)):
+        if axis is not None and axis not in axes:
+            raise _query_error(name, axis, f"not a grid axis of this sweep (axes: {', '.join(axes)})")
+    if x_axis == y_axis:
+        raise _query_error("y", y_axis, "must differ from x")
+    cells = heatmap(sweep_outcomes(store, sweep.id), x_axis, y_axis)
+    title = _shorten(f"{sweep.name or sweep.id[:8]}: mean final accuracy over seeds")
+    return image_response(sweep_heatmap(cells, image_format, title), image_format)
+
+
+def _query_error(name: str, value: Any, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"loc": ("query", name), "msg": message, "type": "value_error", "input": value}]
+    )
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= LABEL_LENGTH else text[: LABEL_LENGTH - 1] + "…"

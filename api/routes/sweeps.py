@@ -1,0 +1,202 @@
+"""`/v1/sweeps`: submit a grid of specs × seeds, list sweeps, read one aggregated per grid point, cancel one.
+
+The whole product is validated before anything is stored (one bad point → 422 naming it, nothing
+created); the sweep and all its jobs are committed in one transaction, then each job is published.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+
+from api.comparison_schemas import (
+    ExecutionOut,
+    GridPointOut,
+    SweepCreatedOut,
+    SweepOut,
+    SweepPage,
+    SweepSummaryOut,
+)
+from api.dependencies import CeleryDep, SettingsDep, StoreDep, normalize_job_id
+from api.schemas import ErrorOut
+from core.queue import publish_job
+from core.spec import JobSpec
+from core.store import InvalidCursor, Store, SweepView
+from core.sweeps import (
+    TERMINAL_STATUSES,
+    JobOutcome,
+    SweepRequest,
+    SweepValidationError,
+    aggregate,
+    expand_sweep,
+    how_executed,
+    status_counts,
+)
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+
+MAX_PAGE_SIZE = 200
+SweepId = Annotated[str, Path(max_length=64, description="the sweep's id (UUID hex)")]
+DATABASE_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorOut, "description": "the database cannot be reached"}
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no sweep with this id"}
+}
+
+
+def get_sweep_or_404(store: Store, sweep_id: str) -> SweepView:
+    normalized = normalize_job_id(sweep_id)  # sweep ids are UUID hex like job ids
+    sweep = store.get_sweep(normalized) if normalized is not None else None
+    if sweep is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"sweep {sweep_id} not found")
+    return sweep
+
+
+def sweep_outcomes(store: Store, sweep_id: str) -> list[JobOutcome]:
+    """The sweep's jobs in creation (grid) order, as aggregation reads them."""
+    outcomes = []
+    for job in store.sweep_jobs(sweep_id):
+        summary = job.summary
+        outcomes.append(
+            JobOutcome(
+                job_id=job.id,
+                status=job.status,
+                spec=job.spec,
+                final_accuracy=summary.final_val_accuracy if summary else None,
+                best_accuracy=summary.best_val_accuracy if summary else None,
+                steps_to_target=summary.steps_to_target if summary else None,
+            )
+        )
+    return outcomes
+
+
+def _summary_out(sweep: SweepView) -> SweepSummaryOut:
+    return SweepSummaryOut(
+        id=sweep.id,
+        name=sweep.name,
+        created_at=sweep.created_at,
+        size=sweep.size,
+        base=JobSpec.model_validate(sweep.base),
+        grid=sweep.grid,
+        seeds=sweep.seeds,
+        execution=_execution_out(sweep.execution),
+    )
+
+
+def _execution_out(requested: str) -> ExecutionOut:
+    used, note = how_executed(requested)
+    return ExecutionOut.model_validate({"requested": requested, "used": used, "note": note})
+
+
+def _sweep_out(store: Store, sweep: SweepView) -> SweepOut:
+    outcomes = sweep_outcomes(store, sweep.id)
+    points = aggregate(outcomes, list(sweep.grid))
+    return SweepOut(
+        **_summary_out(sweep).model_dump(),
+        job_ids=sweep.job_ids,
+        status_counts=status_counts(outcome.status for outcome in outcomes),
+        done=sum(outcome.status in TERMINAL_STATUSES for outcome in outcomes),
+        points=[GridPointOut.model_validate(point) for point in points],
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepCreatedOut,
+    summary="Submit a sweep: every grid point × every seed becomes a job",
+    responses={
+        413: {"model": ErrorOut, "description": "the request body is larger than the configured limit"},
+        **DATABASE_DOWN,
+    },
+)
+def submit_sweep(
+    sweep: SweepRequest, store: StoreDep, celery_app: CeleryDep, settings: SettingsDep
+) -> SweepCreatedOut:
+    """422 names the grid point and field of every invalid point, or the size over the cap
+    (`max_sweep_size`); then nothing is created. Jobs are published one by one after the commit; a broker
+    that is down loses none of them (the sweeper publishes them once it answers)."""
+    try:
+        jobs = expand_sweep(sweep, settings.max_sweep_size)
+    except SweepValidationError as invalid:
+        raise RequestValidationError(invalid.errors) from invalid
+    created = store.create_sweep(
+        sweep.name,
+        sweep.base,
+        sweep.grid,
+        sweep.replicate_seeds(),
+        sweep.execution,
+        [job.spec for job in jobs],
+    )
+    for job_id, job in zip(created.job_ids, jobs, strict=True):
+        try:
+            publish_job(celery_app, job_id, job.spec.device)
+            store.mark_enqueued(job_id)
+        except Exception as error:  # whatever the transport raised, the sweeper retries
+            logger.warning("sweep %s: job %s stored but not yet published: %s", created.id, job_id, error)
+    return SweepCreatedOut(id=created.id, size=created.size, job_ids=created.job_ids)
+
+
+@router.get(
+    "",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepPage,
+    summary="List sweeps, newest first",
+    responses=DATABASE_DOWN,
+)
+def list_sweeps(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+) -> SweepPage:
+    try:
+        sweeps, next_cursor = store.list_sweeps(limit=limit, cursor=cursor)
+    except InvalidCursor as error:
+        raise RequestValidationError(
+            [{"loc": ("query", "cursor"), "msg": str(error), "type": "value_error", "input": cursor}]
+        ) from error
+    return SweepPage(items=[_summary_out(sweep) for sweep in sweeps], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{sweep_id}",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepOut,
+    summary="Read a sweep: status counts and one row per grid point aggregated over seeds",
+    responses={**NOT_FOUND, **DATABASE_DOWN},
+)
+def read_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
+    """Per grid point: mean ± sample std over seeds of final and best validation accuracy and of steps to
+    the spec's target (over the seeds that have the figure), and how many jobs are done, diverged, and
+    met the target."""
+    return _sweep_out(store, get_sweep_or_404(store, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SweepOut,
+    summary="Cancel every job of the sweep that has not finished",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorOut, "description": "every job of the sweep has already finished"},
+        **DATABASE_DOWN,
+    },
+)
+def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
+    """Queued jobs never start; running ones stop within a few seconds (cooperatively, like a job cancel)."""
+    sweep = get_sweep_or_404(store, sweep_id)
+    unfinished = [job for job in store.sweep_jobs(sweep.id) if not job.is_terminal]
+    if not unfinished:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"every job of sweep {sweep.id} has finished")
+    for job in unfinished:
+        store.request_cancel(job.id)
+    return _sweep_out(store, sweep)

@@ -1,0 +1,218 @@
+"""How the CLI shows the service's answers to a person: rich tables for jobs, a job, a comparison, a sweep.
+
+Missing values (a job that never reached its target, a metric that was not finite) show as `—`.
+Scripts should use `--json` instead of parsing these tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+MISSING = "—"
+STATUS_STYLES = {
+    "queued": "dim",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "bold red",
+    "diverged": "magenta",
+    "cancelled": "yellow",
+}
+SUMMARY_FIELDS = (
+    ("final_val_accuracy", "final val accuracy"),
+    ("best_val_accuracy", "best val accuracy"),
+    ("final_train_loss", "final train loss"),
+    ("final_val_loss", "final val loss"),
+    ("steps_to_target", "steps to target"),
+    ("seconds_to_target", "seconds to target"),
+    ("diverged_at_step", "diverged at step"),
+    ("steps_per_second", "steps per second"),
+)
+
+
+def number(value: object, digits: int = 3) -> str:
+    """A float to `digits` significant places, an int as is, None as `—`."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}g}"
+
+
+def status_text(status: object) -> Text:
+    name = str(status) if status is not None else MISSING
+    return Text(name, style=STATUS_STYLES.get(name, ""))
+
+
+def timestamp(value: object) -> str:
+    """An ISO timestamp from the service in this computer's time zone, to the second."""
+    if not isinstance(value, str):
+        return MISSING
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def compact(value: object) -> str:
+    """A JSON value on one line, without the quotes a person does not need."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key}={compact(item)}" for key, item in value.items())
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def progress_text(progress: object) -> str:
+    if not isinstance(progress, Mapping) or progress.get("step") is None:
+        return MISSING
+    return f"{progress['step']:,}/{progress.get('steps') or 0:,}"
+
+
+def job_name(job: Mapping[str, Any]) -> str:
+    spec = job.get("spec")
+    name = job.get("name") or (spec.get("name") if isinstance(spec, Mapping) else "")
+    return str(name or "")
+
+
+def jobs_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("name", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("progress", justify="right", no_wrap=True)
+    table.add_column("val acc", justify="right", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    for job in items:
+        summary = job.get("summary") or {}
+        table.add_row(
+            str(job.get("id")),
+            job_name(job),
+            status_text(job.get("status")),
+            progress_text(job.get("progress")),
+            number(summary.get("final_val_accuracy")),
+            timestamp(job.get("created_at")),
+        )
+    return table
+
+
+def job_details(job: dict[str, Any]) -> RenderableType:
+    """Everything about one job: its lifecycle, its summary, and its spec."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")
+    facts.add_row("id", str(job.get("id")))
+    facts.add_row("name", job_name(job) or MISSING)
+    facts.add_row("status", status_text(job.get("status")))
+    if job.get("error"):
+        facts.add_row("error", Text(str(job["error"]), style="red"))
+    facts.add_row("progress", progress_text(job.get("progress")))
+    facts.add_row("device", str(job.get("device") or MISSING))
+    facts.add_row("attempts", number(job.get("attempts")))
+    if job.get("sweep_id"):
+        facts.add_row("sweep", str(job["sweep_id"]))
+    for field in ("created_at", "started_at", "finished_at"):
+        facts.add_row(field.removesuffix("_at"), timestamp(job.get(field)))
+    summary = job.get("summary") or {}
+    for key, label in SUMMARY_FIELDS:
+        if key in summary:
+            facts.add_row(label, number(summary[key], digits=4))
+    spec = Table.grid(padding=(0, 2))
+    spec.add_column(style="bold", no_wrap=True)
+    spec.add_column(overflow="fold")
+    for key, value in (job.get("spec") or {}).items():
+        spec.add_row(key, compact(value))
+    return Group(facts, Text("\nspec", style="bold underline"), spec)
+
+
+def speedup_text(row: Mapping[str, Any]) -> str:
+    speedup = row.get("speedup_vs_baseline")
+    if speedup is None:
+        return MISSING
+    bound = "≥ " if row.get("speedup_is_lower_bound") else ""
+    return f"{bound}{number(speedup)}×"
+
+
+def compare_table(comparison: dict[str, Any]) -> Table:
+    """The compare answer's rows: what differs from the baseline, how far each job got, and how fast."""
+    baseline = comparison.get("baseline")
+    title = f"{comparison.get('metric')} · target {number(comparison.get('target'))} · baseline {baseline}"
+    table = Table(title=title, show_edge=False, header_style="bold")
+    table.add_column("job", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("differs in", overflow="fold")
+    for header in ("eval every", "final", "best", "steps to target", "seconds to target"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("speedup", justify="right", no_wrap=True)
+    table.add_column("diverged at", justify="right", no_wrap=True)
+    for row in comparison.get("jobs", []):
+        identifier = str(row.get("id"))
+        label = " ".join(part for part in (identifier[:8], row.get("name")) if part)
+        table.add_row(
+            label + (" (baseline)" if identifier == baseline else ""),
+            status_text(row.get("status")),
+            compact(row.get("spec_diff")) if row.get("spec_diff") else MISSING,
+            number(row.get("eval_every")),
+            number(row.get("final")),
+            number(row.get("best")),
+            number(row.get("steps_to_target")),
+            number(row.get("seconds_to_target")),
+            speedup_text(row),
+            number(row.get("diverged_at_step")),
+        )
+    return table
+
+
+def statistic(value: object) -> str:
+    """An aggregate over seeds, `mean ± std`, from the sweep answer's {mean, std, count}."""
+    if not isinstance(value, Mapping) or value.get("mean") is None:
+        return MISSING
+    if not value.get("std"):
+        return number(value["mean"])
+    return f"{number(value['mean'])} ± {number(value['std'], digits=2)}"
+
+
+def status_counts_text(counts: Mapping[str, int]) -> Text:
+    text = Text()
+    for status, count in counts.items():
+        if count:
+            text.append(f"{status} {count}  ", style=STATUS_STYLES.get(status, ""))
+    return text
+
+
+def sweep_details(sweep: dict[str, Any]) -> RenderableType:
+    """A sweep's status and one row per grid point, aggregated over its seeds."""
+    execution = sweep.get("execution") or {}
+    heading = Text(f"sweep {sweep.get('id')} {sweep.get('name') or ''}".rstrip(), style="bold")
+    facts = Text(
+        f"{sweep.get('size')} jobs ({sweep.get('done')} done) · seeds {compact(sweep.get('seeds'))}"
+        f" · executed {execution.get('used', MISSING)}"
+    )
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("grid point", overflow="fold")
+    table.add_column("done", justify="right", no_wrap=True)
+    table.add_column("final accuracy", justify="right", no_wrap=True)
+    table.add_column("best accuracy", justify="right", no_wrap=True)
+    table.add_column("steps to target", justify="right", no_wrap=True)
+    table.add_column("reached", justify="right")
+    table.add_column("diverged", justify="right")
+    for point in sweep.get("points") or []:
+        table.add_row(
+            compact(point.get("point")),
+            f"{point.get('done')}/{len(point.get('job_ids') or [])}",
+            statistic(point.get("final_accuracy")),
+            statistic(point.get("best_accuracy")),
+            statistic(point.get("steps_to_target")),
+            number(point.get("reached_target")),
+            number(point.get("diverged")),
+        )
+    return Group(heading, facts, status_counts_text(sweep.get("status_counts") or {}), table)

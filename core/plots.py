@@ -1,0 +1,156 @@
+"""The pictures a user comes for, drawn with matplotlib's Agg backend and returned as PNG or SVG bytes:
+learning curves of compared jobs with the target line, the internal-covariate-shift bands of the paper's
+Fig. 1(b,c), and a sweep's heatmap of mean final accuracy.
+
+Figures are built as `Figure` objects on their own canvas, never through pyplot's global state, so API
+threads can draw at the same time. Missing values (None: the metric was NaN or infinite) become gaps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from core.sweeps import SweepHeatmap
+
+ImageFormat = Literal["png", "svg"]
+CONTENT_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
+DPI = 100
+MISSING_CELL_COLOR = "#d9d9d9"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One job's series in a comparison plot; a diverged job gets a cross where its loss blew up."""
+
+    label: str
+    steps: Sequence[int]
+    values: Sequence[float | None]
+    diverged_at_step: int | None = None
+
+
+@dataclass(frozen=True)
+class IcsPanel:
+    """Percentiles of one unit's nonlinearity input over training (one panel of Fig. 1(b,c))."""
+
+    title: str
+    steps: Sequence[int]
+    p15: Sequence[float | None]
+    p50: Sequence[float | None]
+    p85: Sequence[float | None]
+
+
+def compare_curves(
+    curves: Sequence[Curve], metric: str, target: float | None, image_format: ImageFormat, title: str = ""
+) -> bytes:
+    """Every job's curve of `metric` over steps, the target as a dashed line."""
+    figure = Figure(figsize=(8, 4.8), dpi=DPI)
+    axes = figure.add_subplot()
+    for curve in curves:
+        (line,) = axes.plot(curve.steps, _as_array(curve.values), label=curve.label, linewidth=1.4)
+        if curve.diverged_at_step is not None:
+            axes.axvline(curve.diverged_at_step, color=line.get_color(), linestyle=":", linewidth=1)
+            axes.plot([], [], color=line.get_color(), linestyle=":", label=f"{curve.label} diverged")
+    if target is not None:
+        axes.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {target:g}")
+    axes.set_xlabel("step")
+    axes.set_ylabel(metric)
+    axes.set_title(title or f"{metric} of {len(curves)} job{'s' if len(curves) != 1 else ''}")
+    axes.grid(alpha=0.3)
+    if curves or target is not None:
+        axes.legend(fontsize="small", ncols=2 if len(curves) > 6 else 1)
+    return _render(figure, image_format)
+
+
+def ics_bands(panels: Sequence[IcsPanel], image_format: ImageFormat) -> bytes:
+    """The paper's Fig. 1(b,c): a last-hidden-layer unit's input distribution over training as its 15th,
+    50th and 85th percentiles, one panel per job side by side (no BN and BN, in the order given)."""
+    figure = Figure(figsize=(5.2 * max(len(panels), 1), 4.2), dpi=DPI)
+    for index, panel in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        low, middle, high = _as_array(panel.p15), _as_array(panel.p50), _as_array(panel.p85)
+        axes.fill_between(panel.steps, low, high, color="tab:blue", alpha=0.2, linewidth=0)
+        axes.plot(panel.steps, high, color="tab:blue", linewidth=1, label="85th percentile")
+        axes.plot(panel.steps, middle, color="black", linewidth=1.4, label="50th percentile")
+        axes.plot(panel.steps, low, color="tab:blue", linewidth=1, linestyle="--", label="15th percentile")
+        axes.set_title(panel.title)
+        axes.set_xlabel("step")
+        axes.grid(alpha=0.3)
+        if index == 0:
+            axes.set_ylabel("input to the unit's nonlinearity")
+            axes.legend(fontsize="small")
+    return _render(figure, image_format)
+
+
+def sweep_heatmap(heatmap: SweepHeatmap, image_format: ImageFormat, title: str = "") -> bytes:
+    """Mean final accuracy per cell of two grid axes; cells where jobs diverged are hatched and say how
+    many, cells without any final accuracy are grey."""
+    rows, columns = len(heatmap.y_values), len(heatmap.x_values)
+    figure = Figure(figsize=(max(4.5, 1.3 * columns + 2.5), max(2.6, 0.8 * rows + 1.8)), dpi=DPI)
+    axes = figure.add_subplot()
+    means = np.array(
+        [[math.nan if value is None else value for value in row] for row in heatmap.mean_final_accuracy],
+        dtype=float,
+    ).reshape(rows, columns)
+    axes.set_facecolor(MISSING_CELL_COLOR)
+    image = axes.imshow(np.ma.masked_invalid(means), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    figure.colorbar(image, ax=axes, label="mean final val_accuracy")
+    for row in range(rows):
+        for column in range(columns):
+            _annotate_cell(axes, row, column, heatmap, means[row, column])
+    axes.set_xticks(range(columns), [_tick(value) for value in heatmap.x_values])
+    axes.set_xlabel(heatmap.x_axis)
+    axes.set_yticks(range(rows), [_tick(value) for value in heatmap.y_values])
+    axes.set_ylabel(heatmap.y_axis or "")
+    axes.set_title(title or "mean final accuracy over seeds")
+    return _render(figure, image_format)
+
+
+def _annotate_cell(axes: Axes, row: int, column: int, heatmap: SweepHeatmap, mean: float) -> None:
+    diverged, jobs = heatmap.diverged[row][column], heatmap.jobs[row][column]
+    lines = [] if math.isnan(mean) else [f"{mean:.3f}"]
+    if diverged:
+        lines.append(f"✕ {diverged}/{jobs} diverged")
+        axes.add_patch(_hatch(row, column))
+    elif jobs == 0:
+        lines.append("no jobs")
+    elif math.isnan(mean):
+        lines.append("no result yet")
+    # Light text on the dark end of viridis, dark text elsewhere.
+    color = "white" if not math.isnan(mean) and mean < 0.6 else "black"
+    axes.text(column, row, "\n".join(lines), ha="center", va="center", fontsize="small", color=color)
+
+
+def _hatch(row: int, column: int) -> Rectangle:
+    corner = (column - 0.5, row - 0.5)
+    return Rectangle(corner, 1, 1, fill=False, hatch="xx", edgecolor="tab:red", linewidth=0)
+
+
+def _tick(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= 24 else text[:21] + "…"
+
+
+def _as_array(values: Sequence[float | None]) -> np.ndarray:
+    """Values as floats with NaN for the missing ones, which matplotlib leaves as gaps."""
+    return np.array([math.nan if value is None else value for value in values], dtype=float)
+
+
+def _render(figure: Figure, image_format: ImageFormat) -> bytes:
+    FigureCanvasAgg(figure)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    # No creation date or software stamp in the file: the same data gives the same PNG bytes.
+    metadata = {"Date": None} if image_format == "svg" else {"Software": None}
+    figure.savefig(buffer, format=image_format, metadata=metadata)
+    return buffer.getvalue()

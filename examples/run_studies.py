@@ -1,0 +1,322 @@
+"""Run the paper-claim studies in `examples/studies/` through bnlab's HTTP API and write a Markdown report.
+
+Each study file holds `about` (title, the claim under test, which axes to plot) and `sweep` (the body of
+`POST /v1/sweeps`). The script submits every study, waits with a progress bar per study, then writes
+`examples/REPORT.md` with one table per study (grid points aggregated over seeds) and PNG figures fetched
+from the plot endpoints into `examples/figures/`.
+
+    python examples/run_studies.py --url http://127.0.0.1:8000            # all four studies
+    python examples/run_studies.py --study 1-bn-vs-no-bn --study 3-dropout  # a subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+EXAMPLES_DIR = Path(__file__).resolve().parent
+STUDIES_DIR = EXAMPLES_DIR / "studies"
+FIGURES_DIR = EXAMPLES_DIR / "figures"
+REPORT_PATH = EXAMPLES_DIR / "REPORT.md"
+TERMINAL_STATUSES = ("succeeded", "failed", "diverged", "cancelled")
+POLL_SECONDS = 2.0
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study file: what it tests and the sweep that tests it."""
+
+    slug: str
+    about: dict[str, Any]
+    sweep: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        return str(self.about.get("title", self.slug))
+
+
+@dataclass
+class Submitted:
+    study: Study
+    sweep_id: str
+    size: int
+    view: dict[str, Any]
+
+
+def load_studies(names: Sequence[str]) -> list[Study]:
+    """The study files in name order (`1-…` first), or only those asked for."""
+    paths = sorted(STUDIES_DIR.glob("*.yaml"))
+    if names:
+        wanted = set(names)
+        paths = [path for path in paths if path.stem in wanted]
+        missing = wanted - {path.stem for path in paths}
+        if missing:
+            raise SystemExit(f"no such study: {', '.join(sorted(missing))} (see {STUDIES_DIR})")
+    studies = []
+    for path in paths:
+        content = yaml.safe_load(path.read_text())
+        studies.append(Study(path.stem, content.get("about", {}), content["sweep"]))
+    return studies
+
+
+def submit(client: httpx.Client, study: Study) -> Submitted:
+    response = client.post("/v1/sweeps", json=study.sweep)
+    if response.status_code != 201:
+        raise SystemExit(
+            f"{study.slug}: the service refused the sweep ({response.status_code}): {response.text}"
+        )
+    created = response.json()
+    return Submitted(study, created["id"], created["size"], {})
+
+
+def wait_for(client: httpx.Client, submitted: list[Submitted], timeout_seconds: float) -> None:
+    """Poll every sweep until all its jobs are finished, one progress bar per study."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[states]}"),
+    )
+    deadline = time.monotonic() + timeout_seconds
+    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+        bars = {
+            item.sweep_id: progress.add_task(item.study.slug, total=item.size, states="")
+            for item in submitted
+        }
+        pending = list(submitted)
+        while pending:
+            for item in list(pending):
+                item.view = _get(client, f"/v1/sweeps/{item.sweep_id}")
+                counts = item.view["status_counts"]
+                done = sum(counts.get(status, 0) for status in TERMINAL_STATUSES)
+                states = " ".join(f"{status} {count}" for status, count in counts.items() if count)
+                progress.update(bars[item.sweep_id], completed=done, states=states)
+                if done >= item.size:
+                    pending.remove(item)
+            if pending and time.monotonic() > deadline:
+                raise SystemExit(f"gave up after {timeout_seconds:.0f} s; still running: {_slugs(pending)}")
+            if pending:
+                time.sleep(POLL_SECONDS)
+
+
+def _slugs(items: list[Submitted]) -> str:
+    return ", ".join(item.study.slug for item in items)
+
+
+def _get(client: httpx.Client, path: str, **params: Any) -> Any:
+    response = client.get(path, params=params)
+    response.raise_for_status()
+    return response.json()
+
+
+def fetch_figure(client: httpx.Client, path: str, name: str, **params: Any) -> str:
+    """Save a PNG from a plot endpoint under figures/; returns its path relative to the report."""
+    response = client.get(path, params={**params, "format": "png"})
+    response.raise_for_status()
+    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    (FIGURES_DIR / name).write_bytes(response.content)
+    return f"figures/{name}"
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def stat_text(stat: dict[str, Any] | None, digits: int = 3) -> str:
+    """`0.951 ± 0.012` (mean ± sample std over seeds), `0.951` for one seed, `—` for none."""
+    if not stat or stat.get("mean") is None:
+        return "—"
+    mean = f"{stat['mean']:.{digits}f}"
+    return mean if stat.get("std") is None else f"{mean} ± {stat['std']:.{digits}f}"
+
+
+def value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return f"{len(value)} × {value[0]}" if value and len(set(value)) == 1 else str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def points_table(view: dict[str, Any]) -> list[str]:
+    """One row per grid point: its values, how its seeds ended, and the figures aggregated over them."""
+    axes = list(view["grid"])
+    header = [*axes, "jobs", "diverged", "final val acc", "best val acc", "steps to target", "reached"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in view["points"]:
+        cells = [value_text(row["point"][axis]) for axis in axes]
+        cells += [
+            str(len(row["job_ids"])),
+            str(row["diverged"]),
+            stat_text(row["final_accuracy"]),
+            stat_text(row["best_accuracy"]),
+            stat_text(row["steps_to_target"], digits=0),
+            f"{row['reached_target']}/{len(row['job_ids'])}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def jobs_at(view: dict[str, Any], axis: str, value: Any) -> list[str]:
+    """Job ids of every grid point whose `axis` has `value`, in seed order."""
+    return [job_id for row in view["points"] if row["point"].get(axis) == value for job_id in row["job_ids"]]
+
+
+def comparison_section(client: httpx.Client, item: Submitted) -> list[str]:
+    """Seed by seed, the study's two settings side by side: steps to target and the speedup."""
+    settings = item.study.about["compare"]
+    axis, baseline_value = settings["by"], settings["baseline"]
+    baselines = jobs_at(item.view, axis, baseline_value)
+    others = [job_id for job_id in item.view["job_ids"] if job_id not in baselines]
+    lines = [
+        f"Seed by seed against the `{axis}={value_text(baseline_value)}` run of the same seed "
+        f"(target {settings['target']} on {settings['metric']}; `≥` marks a lower bound: the baseline "
+        "never got there, so its whole step budget is used):",
+        "",
+        "| seed | job | steps to target | seconds to target | speedup | final | best |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    figure = ""
+    for seed_index, (baseline, other) in enumerate(zip(baselines, others, strict=False)):
+        params = {
+            "ids": [baseline, other],
+            "baseline": baseline,
+            "metric": settings["metric"],
+            "target": settings["target"],
+            "max_points": 500,
+        }
+        comparison = _get(client, "/v1/compare", **params)
+        for row in sorted(comparison["jobs"], key=lambda job: job["id"] != baseline):
+            diff = ", ".join(f"{field}={value_text(value)}" for field, value in row["spec_diff"].items())
+            speedup = row.get("speedup_vs_baseline")
+            speedup_text = (
+                "—"
+                if speedup is None
+                else f"{'≥ ' if row.get('speedup_is_lower_bound') else ''}{speedup:.1f}×"
+            )
+            lines.append(
+                f"| {seed_index} | {diff} | {row['steps_to_target'] or 'never'} | "
+                f"{_number(row.get('seconds_to_target'), 2)} | {speedup_text} | "
+                f"{_number(row['final'], 3)} | {_number(row['best'], 3)} |"
+            )
+        if seed_index == 0:
+            name = f"{item.study.slug}-curves.png"
+            figure = fetch_figure(client, "/v1/compare/plot", name, **params)
+    return [*lines, "", f"![learning curves, seed 0]({figure})", ""] if figure else lines
+
+
+def ics_section(client: httpx.Client, item: Submitted) -> list[str]:
+    """The paper's Fig. 1(b,c): a last-layer sigmoid's input percentiles, without and with BN (seed 0)."""
+    axis = item.study.about["ics"]["by"]
+    without, with_ = jobs_at(item.view, axis, False), jobs_at(item.view, axis, True)
+    if not without or not with_:
+        return []
+    name = f"{item.study.slug}-ics.png"
+    figure = fetch_figure(client, f"/v1/jobs/{without[0]}/plots/ics", name, compare_with=with_[0])
+    return [
+        "Internal covariate shift (the paper's Fig. 1(b,c)): the 15th, 50th and 85th percentiles of one "
+        "last-hidden-layer sigmoid's input over training, without BN (left) and with BN (right), seed 0:",
+        "",
+        f"![internal covariate shift]({figure})",
+        "",
+    ]
+
+
+def setup_text(item: Submitted) -> str:
+    """The sweep in one sentence: the base net and schedule, the grid, the seeds, how it was executed."""
+    sweep = item.study.sweep
+    base, architecture = sweep["base"], sweep["base"]["architecture"]
+    grid = ", ".join(f"`{axis}` × {len(values)}" for axis, values in sweep["grid"].items())
+    seeds = sweep.get("seeds", [base.get("seed", 0)])
+    return (
+        f"`{item.study.slug}.yaml`: {base['dataset']}, {value_text(architecture['hidden'])} "
+        f"{architecture['activation']} MLP, {base['optimizer']} lr {base['learning_rate']}, batch "
+        f"{base['batch_size']}, {base['steps']} steps, evaluated every {base['eval_every']}; grid {grid}, "
+        f"seeds {seeds}: {item.size} jobs ({item.view['execution']['note']})."
+    )
+
+
+def study_section(client: httpx.Client, item: Submitted) -> list[str]:
+    about = item.study.about
+    lines = [
+        f"## {item.study.title}",
+        "",
+        f"**Claim.** {about.get('claim', '').strip()}",
+        "",
+        f"**Setup.** {setup_text(item)}",
+        "",
+        *points_table(item.view),
+        "",
+        "Steps to target are resolved to the evaluation interval; means are over the seeds that have the "
+        "figure (a diverged run has no final accuracy, a run that never got there no steps).",
+        "",
+    ]
+    heatmap = about.get("heatmap")
+    if heatmap:
+        params = {"x": heatmap["x"], **({"y": heatmap["y"]} if heatmap.get("y") else {})}
+        figure = fetch_figure(
+            client, f"/v1/sweeps/{item.sweep_id}/plots/heatmap", f"{item.study.slug}-heatmap.png", **params
+        )
+        lines += [f"![mean final accuracy]({figure})", ""]
+    if "compare" in about:
+        lines += comparison_section(client, item)
+    if "ics" in about:
+        lines += ics_section(client, item)
+    return lines
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def write_report(client: httpx.Client, submitted: list[Submitted], url: str, elapsed_seconds: float) -> None:
+    lines = [
+        "# What bnlab shows about batch normalization",
+        "",
+        "Generated by `python examples/run_studies.py` against a bnlab service; every figure below was "
+        f"measured by that run ({sum(item.size for item in submitted)} jobs in {elapsed_seconds:.0f} s). "
+        "Regenerate with `make run` in one terminal and `.venv/bin/python examples/run_studies.py "
+        "--url http://127.0.0.1:8000` in another.",
+        "",
+    ]
+    for item in submitted:
+        lines += study_section(client, item)
+    REPORT_PATH.write_text("\n".join(lines))
+    console.print(f"wrote {REPORT_PATH} (served by {url})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the bnlab API")
+    parser.add_argument("--study", action="append", default=[], help="a study file's name (repeatable)")
+    parser.add_argument("--api-key", default=None, help="sent as a bearer token when the API requires one")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for all studies")
+    arguments = parser.parse_args(argv)
+
+    headers = {"Authorization": f"Bearer {arguments.api_key}"} if arguments.api_key else {}
+    studies = load_studies(arguments.study)
+    started = time.monotonic()
+    with httpx.Client(base_url=arguments.url, headers=headers, timeout=60.0) as client:
+        submitted = [submit(client, study) for study in studies]
+        for item in submitted:
+            console.print(f"submitted {item.study.slug}: sweep {item.sweep_id}, {item.size} jobs")
+        wait_for(client, submitted, arguments.timeout)
+        write_report(client, submitted, arguments.url, time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""`/v1/sweeps` and the plot routes on a migrated SQLite and PostgreSQL database: expansion, validation as
+a whole (422, nothing created), the aggregated view, cancel, the heatmap and the ICS picture."""
+
+from __future__ import annotations
+
+import io
+import math
+import statistics
+import uuid
+import xml.etree.ElementTree as ElementTree
+from typing import Any
+
+import matplotlib.image
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core.settings import Settings
+from core.store import Store
+from tests.api.conftest import settings_for
+from tests.api.recorded_runs import BASE_SPEC, finish, record_run, record_telemetry
+
+GRID = {"learning_rate": [0.01, 0.1, 1.0], "batch_norm": [True, False]}
+SEEDS = [0, 1]
+
+
+def submit_sweep(client: TestClient, **changes: Any) -> dict[str, Any]:
+    body = {"name": "lr-x-bn", "base": BASE_SPEC, "grid": GRID, "seeds": SEEDS, **changes}
+    response = client.post("/v1/sweeps", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def decoded_png(content: bytes) -> Any:
+    pixels = matplotlib.image.imread(io.BytesIO(content), format="png")
+    assert pixels.ndim == 3 and pixels.shape[2] == 4
+    return pixels
+
+
+# --- submit ---------------------------------------------------------------------------------------
+
+
+def test_a_sweep_creates_and_publishes_one_job_per_grid_point_and_seed(
+    client: TestClient, store: Store
+) -> None:
+    created = submit_sweep(client)
+    assert set(created) == {"id", "size", "job_ids"}
+    assert created["size"] == len(created["job_ids"]) == 3 * 2 * 2
+    jobs = [store.get_job(job_id) for job_id in created["job_ids"]]
+    assert all(job is not None and job.sweep_id == created["id"] and job.enqueued_at for job in jobs)
+    combinations = [
+        (job.spec["learning_rate"], job.spec["batch_norm"], job.spec["seed"]) for job in jobs if job
+    ]
+    assert combinations == [
+        (lr, bn, seed) for lr in GRID["learning_rate"] for bn in GRID["batch_norm"] for seed in SEEDS
+    ]
+    listed = client.get("/v1/jobs", params={"sweep_id": created["id"], "limit": 200}).json()["items"]
+    assert {job["id"] for job in listed} == set(created["job_ids"])
+
+
+def test_dotted_axes_reach_into_the_architecture(client: TestClient, store: Store) -> None:
+    created = submit_sweep(client, grid={"architecture.activation": ["relu", "tanh"]}, seeds=[3])
+    jobs = [store.get_job(job_id) for job_id in created["job_ids"]]
+    assert [job.spec["architecture"]["activation"] for job in jobs if job] == ["relu", "tanh"]
+    assert all(
+        job.spec["architecture"]["hidden"] == BASE_SPEC["architecture"]["hidden"] for job in jobs if job
+    )
+
+
+def test_one_bad_grid_point_is_a_422_naming_it_and_nothing_is_created(client: TestClient) -> None:
+    response = client.post(
+        "/v1/sweeps", json={"base": BASE_SPEC, "grid": {"batch_norm": [True], "learning_rate": [0.1, -1]}}
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "grid", "learning_rate", 1]
+    assert "learning_rate=-1" in error["msg"] and error["type"] == "greater_than"
+    assert client.get("/v1/sweeps").json()["items"] == []
+    assert client.get("/v1/jobs").json()["items"] == []
+
+
+def test_a_bad_base_spec_is_a_422_inside_base(client: TestClient) -> None:
+    response = client.post("/v1/sweeps", json={"base": {**BASE_SPEC, "dropout": 2}, "grid": {}})
+    assert response.status_code == 422
+    assert ["body", "base", "dropout"] in [error["loc"] for error in response.json()["detail"]]
+
+
+def test_the_size_cap_comes_from_settings(migrated_database_url: str, broker_url: str) -> None:
+    settings: Settings = settings_for(migrated_database_url, broker_url, max_sweep_size=11)
+    app = create_app(settings)
+    try:
+        with TestClient(app) as client:
+            response = client.post("/v1/sweeps", json={"base": BASE_SPEC, "grid": GRID, "seeds": SEEDS})
+            assert response.status_code == 422
+            assert response.json()["detail"][0]["loc"] == ["body", "grid"]
+            assert "12" in response.json()["detail"][0]["msg"] and "11" in response.json()["detail"][0]["msg"]
+            assert client.get("/v1/jobs").json()["items"] == []
+            assert client.post("/v1/sweeps", json={"base": BASE_SPEC, "grid": GRID}).status_code == 201
+    finally:
+        app.state.store.dispose()
+
+
+# --- read, list, cancel -----------------------------------------------------------------------------
+
+
+def test_the_sweep_view_aggregates_each_grid_point_over_its_seeds(client: TestClient, store: Store) -> None:
+    created = submit_sweep(client, grid={"batch_norm": [True, False]}, seeds=[0, 1, 2])
+    bn_jobs, plain_jobs = created["job_ids"][:3], created["job_ids"][3:]
+    bn_curves = [[0.1, 0.95, 0.96], [0.1, 0.8, 0.93], [0.1, 0.91, math.nan]]
+    for job_id, curve in zip(bn_jobs[:2], bn_curves[:2], strict=True):
+        finish(store, job_id, curve)
+    finish(store, bn_jobs[2], bn_curves[2], status="diverged", diverged_at_step=20)
+    finish(store, plain_jobs[0], [0.1, 0.4, 0.5])
+
+    view = client.get(f"/v1/sweeps/{created['id']}").json()
+    assert view["execution"]["requested"] == "fused" and view["execution"]["used"] == "separate"
+    assert "not available" in view["execution"]["note"]
+    assert view["status_counts"]["succeeded"] == 3 and view["status_counts"]["diverged"] == 1
+    assert view["status_counts"]["queued"] == 2 and view["done"] == 4
+    bn, plain = view["points"]
+    assert bn["point"] == {"batch_norm": True} and plain["point"] == {"batch_norm": False}
+    assert bn["job_ids"] == bn_jobs and bn["seeds"] == [0, 1, 2]
+    assert (bn["done"], bn["diverged"], bn["reached_target"]) == (3, 1, 3)
+    finals = [curve[-1] for curve in bn_curves[:2]]
+    assert bn["final_accuracy"]["mean"] == pytest.approx(statistics.fmean(finals))
+    assert bn["final_accuracy"]["std"] == pytest.approx(statistics.stdev(finals))
+    assert bn["final_accuracy"]["count"] == 2  # the diverged run has no final accuracy
+    bests = [max(value for value in curve if value == value) for curve in bn_curves]
+    assert bn["best_accuracy"]["mean"] == pytest.approx(statistics.fmean(bests))
+    steps = [10, 20, 10]  # where each seed's curve first met 0.9
+    assert bn["steps_to_target"]["mean"] == pytest.approx(statistics.fmean(steps))
+    assert bn["steps_to_target"]["std"] == pytest.approx(statistics.stdev(steps))
+    assert (plain["done"], plain["reached_target"], plain["steps_to_target"]["mean"]) == (1, 0, None)
+    assert plain["final_accuracy"] == {"mean": 0.5, "std": None, "count": 1}
+
+
+def test_sweeps_are_listed_newest_first_with_a_cursor(client: TestClient) -> None:
+    first = submit_sweep(client, name="first", grid={}, seeds=[0])
+    second = submit_sweep(client, name="second", grid={}, seeds=[0])
+    page = client.get("/v1/sweeps", params={"limit": 1}).json()
+    assert [item["id"] for item in page["items"]] == [second["id"]]
+    assert page["items"][0]["name"] == "second" and page["items"][0]["size"] == 1
+    rest = client.get("/v1/sweeps", params={"limit": 1, "cursor": page["next_cursor"]}).json()
+    assert [item["id"] for item in rest["items"]] == [first["id"]] and rest["next_cursor"] is None
+    assert client.get("/v1/sweeps", params={"cursor": "nonsense"}).status_code == 422
+
+
+def test_cancel_stops_every_unfinished_job_and_then_conflicts(client: TestClient, store: Store) -> None:
+    created = submit_sweep(client, grid={"batch_norm": [True, False]}, seeds=[0])
+    finished, queued = created["job_ids"]
+    finish(store, finished, [0.1, 0.95])
+    response = client.post(f"/v1/sweeps/{created['id']}/cancel")
+    assert response.status_code == 202
+    assert response.json()["status_counts"]["cancelled"] == 1
+    assert store.get_job(queued).status == "cancelled"  # type: ignore[union-attr]
+    assert store.get_job(finished).status == "succeeded"  # type: ignore[union-attr]
+    assert client.post(f"/v1/sweeps/{created['id']}/cancel").status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/v1/sweeps/{id}"),
+        ("post", "/v1/sweeps/{id}/cancel"),
+        ("get", "/v1/sweeps/{id}/plots/heatmap"),
+    ],
+)
+@pytest.mark.parametrize("sweep_id", [uuid.uuid4().hex, "not-a-uuid"])
+def test_an_unknown_sweep_is_a_404(client: TestClient, method: str, path: str, sweep_id: str) -> None:
+    response = client.request(method.upper(), path.format(id=sweep_id))
+    assert response.status_code == 404 and sweep_id in response.json()["detail"]
+
+
+# --- plots ----------------------------------------------------------------------------------------
+
+
+def test_the_heatmap_is_a_png_or_an_svg_marking_diverged_cells(client: TestClient, store: Store) -> None:
+    created = submit_sweep(client, seeds=[0])
+    for index, job_id in enumerate(created["job_ids"]):
+        if index == 4:  # lr 1.0 with BN
+            finish(store, job_id, [0.1, math.nan], status="diverged", diverged_at_step=10)
+        else:
+            finish(store, job_id, [0.1, 0.5 + index / 20])
+    path = f"/v1/sweeps/{created['id']}/plots/heatmap"
+    png = client.get(path)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    decoded_png(png.content)
+    svg = client.get(path, params={"format": "svg", "x": "batch_norm", "y": "learning_rate"})
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert ElementTree.fromstring(svg.content).tag.endswith("svg")
+    assert "1/1 diverged" in svg.text and "learning_rate" in svg.text
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"x": "dropout"}, "x"),
+        ({"y": "seed"}, "y"),
+        ({"x": "batch_norm", "y": "batch_norm"}, "y"),
+        ({"format": "jpg"}, "format"),
+    ],
+)
+def test_heatmap_axes_must_be_two_different_grid_axes(client: TestClient, params: dict, field: str) -> None:
+    created = submit_sweep(client, seeds=[0])
+    response = client.get(f"/v1/sweeps/{created['id']}/plots/heatmap", params=params)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_a_sweep_without_axes_has_no_heatmap(client: TestClient) -> None:
+    created = submit_sweep(client, grid={}, seeds=[0, 1])
+    assert client.get(f"/v1/sweeps/{created['id']}/plots/heatmap").status_code == 409
+
+
+def test_the_ics_picture_shows_one_job_or_two_side_by_side(client: TestClient, store: Store) -> None:
+    plain = record_run(store, [0.1, 0.5], batch_norm=False)
+    normalized = record_run(store, [0.1, 0.95], batch_norm=True)
+    record_telemetry(store, plain, spread=3.0)
+    record_telemetry(store, normalized, spread=1.0)
+    one = client.get(f"/v1/jobs/{plain}/plots/ics")
+    assert one.status_code == 200 and one.headers["content-type"] == "image/png"
+    two = client.get(f"/v1/jobs/{normalized}/plots/ics", params={"compare_with": plain})
+    assert two.status_code == 200
+    assert decoded_png(two.content).shape[1] > 1.8 * decoded_png(one.content).shape[1]
+    svg = client.get(f"/v1/jobs/{normalized}/plots/ics", params={"compare_with": plain, "format": "svg"}).text
+    # The paper's order: without BN on the left, whichever job the URL names first.
+    assert svg.index("without BN") < svg.index("with BN:")
+    assert "layer 1" in svg  # the last hidden layer
+
+
+def test_the_ics_picture_needs_telemetry_and_known_jobs(client: TestClient, store: Store) -> None:
+    silent = record_run(store, [0.1, 0.5], telemetry_every=0)
+    response = client.get(f"/v1/jobs/{silent}/plots/ics")
+    assert response.status_code == 404 and "telemetry_every is 0" in response.json()["detail"]
+    assert client.get(f"/v1/jobs/{uuid.uuid4().hex}/plots/ics").status_code == 404
+    missing = uuid.uuid4().hex
+    response = client.get(f"/v1/jobs/{silent}/plots/ics", params={"compare_with": missing})
+    assert response.status_code == 404 and missing in response.json()["detail"]

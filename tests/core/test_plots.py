@@ -1,0 +1,112 @@
+"""Plots come back as real images: PNG bytes that decode to pixels, SVG that parses as XML."""
+
+from __future__ import annotations
+
+import io
+import math
+import xml.etree.ElementTree as ElementTree
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from core.plots import CONTENT_TYPES, DPI, Curve, IcsPanel, compare_curves, ics_bands, sweep_heatmap
+from core.sweeps import SweepHeatmap
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SVG_NAMESPACE = "{http://www.w3.org/2000/svg}"
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    assert data.startswith(PNG_SIGNATURE)
+    pixels = matplotlib.image.imread(io.BytesIO(data), format="png")
+    assert isinstance(pixels, np.ndarray)
+    return pixels
+
+
+def svg_text(data: bytes) -> str:
+    root = ElementTree.fromstring(data)
+    assert root.tag == f"{SVG_NAMESPACE}svg"
+    return data.decode()
+
+
+CURVES = [
+    Curve("no BN", [0, 10, 20, 30], [0.1, 0.3, 0.45, 0.5]),
+    Curve("BN", [0, 10, 20, 30], [0.1, 0.7, 0.92, 0.95]),
+    Curve("BN lr 10", [0, 10, 20, 30], [0.1, 0.2, None, None], diverged_at_step=20),
+]
+STEPS = list(range(0, 1000, 50))
+PANELS = [
+    IcsPanel(
+        "without BN", STEPS, [-3 + 0.1 * i for i in range(20)], [0.05 * i for i in range(20)], [3.0] * 20
+    ),
+    IcsPanel("with BN", STEPS, [-1.0] * 20, [0.0] * 20, [1.0] * 20),
+]
+HEATMAP = SweepHeatmap(
+    x_axis="learning_rate",
+    y_axis="batch_norm",
+    x_values=[0.01, 0.1, 1.0],
+    y_values=[True, False],
+    mean_final_accuracy=[[0.9, 0.97, 0.5], [0.3, 0.6, None]],
+    diverged=[[0, 0, 1], [0, 0, 3]],
+    jobs=[[3, 3, 3], [3, 3, 3]],
+)
+
+
+def test_content_types_cover_both_formats() -> None:
+    assert CONTENT_TYPES == {"png": "image/png", "svg": "image/svg+xml"}
+
+
+def test_compare_curves_png_decodes_to_an_rgba_image_of_the_figure_size() -> None:
+    pixels = decode_png(compare_curves(CURVES, "val_accuracy", 0.9, "png"))
+    assert pixels.shape == (int(4.8 * DPI), 8 * DPI, 4)
+    assert pixels[..., :3].std() > 0  # not a blank canvas
+
+
+def test_compare_curves_svg_names_every_job_and_the_target() -> None:
+    text = svg_text(compare_curves(CURVES, "val_accuracy", 0.9, "svg"))
+    # Matplotlib writes text as glyph paths but keeps each string in a comment.
+    for label in ("no BN", "BN lr 10 diverged", "target 0.9", "val_accuracy"):
+        assert label in text
+
+
+def test_the_target_line_is_dashed_and_only_drawn_with_a_target() -> None:
+    with_target = svg_text(compare_curves(CURVES, "val_accuracy", 0.9, "svg"))
+    without_target = svg_text(compare_curves(CURVES, "val_accuracy", None, "svg"))
+    assert "target 0.9" in with_target and "target" not in without_target
+    assert with_target.count("stroke-dasharray") > without_target.count("stroke-dasharray")
+
+
+def test_plots_of_nothing_still_render() -> None:
+    decode_png(compare_curves([], "val_accuracy", None, "png"))
+    decode_png(compare_curves([Curve("all nan", [0, 10], [math.nan, None])], "val_loss", None, "png"))
+
+
+def test_ics_bands_put_two_jobs_side_by_side() -> None:
+    one = decode_png(ics_bands(PANELS[:1], "png"))
+    two = decode_png(ics_bands(PANELS, "png"))
+    assert two.shape[0] == one.shape[0]
+    assert two.shape[1] == pytest.approx(2 * one.shape[1], rel=0.01)
+    text = svg_text(ics_bands(PANELS, "svg"))
+    for label in ("without BN", "with BN", "15th percentile", "50th percentile", "85th percentile"):
+        assert label in text
+
+
+def test_heatmap_marks_diverged_cells_and_renders_both_formats() -> None:
+    pixels = decode_png(sweep_heatmap(HEATMAP, "png"))
+    assert pixels.ndim == 3 and pixels.shape[2] == 4
+    text = svg_text(sweep_heatmap(HEATMAP, "svg"))
+    assert "1/3 diverged" in text and "3/3 diverged" in text
+    assert "0.970" in text and "learning_rate" in text
+
+
+def test_heatmap_of_a_single_axis_sweep() -> None:
+    one_row = SweepHeatmap("dropout", None, [0.0, 0.5], [None], [[0.9, 0.8]], [[0, 0]], [[2, 2]])
+    decode_png(sweep_heatmap(one_row, "png"))
+
+
+def test_same_data_gives_the_same_png_bytes() -> None:
+    assert sweep_heatmap(HEATMAP, "png") == sweep_heatmap(HEATMAP, "png")
+    assert compare_curves(CURVES, "val_accuracy", 0.9, "png") == compare_curves(
+        CURVES, "val_accuracy", 0.9, "png"
+    )
