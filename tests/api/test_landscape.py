@@ -4,14 +4,21 @@ endpoint serves is checked against what the core reports for the same spec."""
 
 from __future__ import annotations
 
+import io
 import math
+import uuid
+import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict
 from typing import Any
 
+import matplotlib.colors
+import matplotlib.image
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from core.ml import run
+from core.plots import LANDSCAPE_COLORS
 from core.results import Callbacks, LandscapeRecord
 from core.settings import Settings
 from core.spec import JobSpec
@@ -90,3 +97,52 @@ def test_non_finite_figures_are_null(client: TestClient, store: Store) -> None:
     assert probe["grad_norm"] == 1.5
     for name in ("loss_range", "gradient_predictiveness", "beta_smoothness", "relative_gradient_change"):
         assert probe[name] is None
+
+
+def decoded_png(data: bytes) -> np.ndarray:
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = matplotlib.image.imread(io.BytesIO(data), format="png")
+    assert isinstance(pixels, np.ndarray)
+    return pixels
+
+
+def has_color(pixels: np.ndarray, color: str) -> bool:
+    """Whether some pixels are drawn in exactly this (opaque) color: a line or marker of one job."""
+    red, green, blue = matplotlib.colors.to_rgb(color)
+    distance = np.abs(pixels[..., :3] - np.array([red, green, blue])).max(axis=-1)
+    return int((distance < 0.02).sum()) > 50
+
+
+def test_the_plot_draws_each_job_in_the_three_panels_no_bn_first(client: TestClient, store: Store) -> None:
+    normalized = trained(client, store, batch_norm=True, name="normalized")
+    plain = trained(client, store, batch_norm=False, name="plain")
+    one = client.get(f"/v1/jobs/{normalized['id']}/plots/landscape")
+    assert one.status_code == 200 and one.headers["content-type"] == "image/png"
+    alone = decoded_png(one.content)
+    assert alone.shape == (440, 1500, 4)  # three panels side by side
+    first, second = LANDSCAPE_COLORS[:2]
+    assert has_color(alone, first) and not has_color(alone, second)
+    pair = client.get(f"/v1/jobs/{normalized['id']}/plots/landscape", params={"compare_with": plain["id"]})
+    assert pair.status_code == 200
+    both = decoded_png(pair.content)
+    assert has_color(both, first) and has_color(both, second)
+    svg = client.get(
+        f"/v1/jobs/{normalized['id']}/plots/landscape", params={"compare_with": plain["id"], "format": "svg"}
+    )
+    assert svg.headers["content-type"] == "image/svg+xml"
+    text = svg.text
+    assert ElementTree.fromstring(text).tag == "{http://www.w3.org/2000/svg}svg"
+    for title in ("(a) loss landscape", "(b) gradient predictiveness", "(c) effective β-smoothness"):
+        assert title in text
+    # Whichever job the URL names first, the one without BN is drawn first (and listed first).
+    assert text.index("no BN, lr 0.1: plain") < text.index("BN, lr 0.1: normalized")
+
+
+def test_the_plot_needs_probes_and_known_jobs(client: TestClient, store: Store) -> None:
+    silent = trained(client, store, landscape_every=0)
+    response = client.get(f"/v1/jobs/{silent['id']}/plots/landscape")
+    assert response.status_code == 404 and "landscape_every is 0" in response.json()["detail"]
+    missing = uuid.uuid4().hex
+    assert client.get(f"/v1/jobs/{missing}/plots/landscape").status_code == 404
+    response = client.get(f"/v1/jobs/{silent['id']}/plots/landscape", params={"compare_with": missing})
+    assert response.status_code == 404 and missing in response.json()["detail"]
