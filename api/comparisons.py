@@ -12,7 +12,16 @@ from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
 from api.dependencies import normalize_job_id
-from core.compare import ComparedJob, ComparisonRow, Series, compare, downsample, higher_is_better
+from core.compare import (
+    LANDSCAPE_QUANTITIES,
+    ComparedJob,
+    ComparisonRow,
+    LandscapeProbes,
+    Series,
+    compare,
+    downsample,
+    higher_is_better,
+)
 from core.store import JobView, Store
 
 
@@ -93,6 +102,7 @@ def load_comparison(
                 recorded_steps_to_target=summary.steps_to_target if summary else None,
                 recorded_seconds_to_target=summary.seconds_to_target if summary else None,
                 diverged_at_step=summary.diverged_at_step if summary else None,
+                landscape=_landscape(store, job),
             )
         )
     # Shared bucket edges over the longest run keep the series aligned on steps.
@@ -103,6 +113,14 @@ def load_comparison(
     }
     rows = compare(compared, metric, baseline.id)
     return Comparison(metric, target, baseline.id, rows, downsampled)
+
+
+def _landscape(store: Store, job: JobView) -> LandscapeProbes | None:
+    """The job's probes by step, for a job run with landscape probes (most comparisons have none)."""
+    if not job.spec.get("landscape_every"):
+        return None
+    probes = store.read_landscape(job.id)
+    return {probe.step: {name: getattr(probe, name) for name in LANDSCAPE_QUANTITIES} for probe in probes}
 
 
 def _steps(step: int | None) -> list[int]:

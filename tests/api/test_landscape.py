@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import statistics
 import uuid
 import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict
@@ -146,3 +147,40 @@ def test_the_plot_needs_probes_and_known_jobs(client: TestClient, store: Store) 
     assert client.get(f"/v1/jobs/{missing}/plots/landscape").status_code == 404
     response = client.get(f"/v1/jobs/{silent['id']}/plots/landscape", params={"compare_with": missing})
     assert response.status_code == 404 and missing in response.json()["detail"]
+
+
+def test_compare_gives_each_job_its_landscape_against_the_baseline(client: TestClient, store: Store) -> None:
+    plain = trained(client, store, batch_norm=False, name="plain")
+    normalized = trained(client, store, batch_norm=True, name="normalized", landscape_every=10)
+    unprobed = trained(client, store, batch_norm=True, name="unprobed", landscape_every=0)
+    ids = [plain["id"], normalized["id"], unprobed["id"]]
+    response = client.get("/v1/compare", params={"ids": ids, "baseline": plain["id"]})
+    assert response.status_code == 200
+    rows = {row["id"]: row for row in response.json()["jobs"]}
+
+    # Expected from what the landscape endpoint serves, on the steps both jobs probed (20, 40, 60).
+    def by_step(job: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        body = client.get(f"/v1/jobs/{job['id']}/landscape").json()
+        return {probe["step"]: probe for probe in body["probes"]}
+
+    mine, theirs = by_step(normalized), by_step(plain)
+    shared = sorted(mine.keys() & theirs.keys())
+    assert shared == [20, 40, 60] and len(mine) == 6
+    landscape = rows[normalized["id"]]["landscape"]
+    assert set(landscape) == {
+        "loss_range",
+        "gradient_predictiveness",
+        "beta_smoothness",
+        "relative_gradient_change",
+    }
+    for quantity, ratio in landscape.items():
+        pairs = [(mine[step][quantity], theirs[step][quantity]) for step in shared]
+        assert ratio["probes"] == len(pairs)
+        expected_ratio = statistics.geometric_mean([job / baseline for job, baseline in pairs])
+        assert ratio["geometric_mean_ratio"] == pytest.approx(expected_ratio, rel=1e-9)
+        smoother = sum(job < baseline for job, baseline in pairs) / len(pairs)
+        assert ratio["smoother_fraction"] == pytest.approx(smoother)
+    baseline_landscape = rows[plain["id"]]["landscape"]
+    assert all(ratio["geometric_mean_ratio"] == 1.0 for ratio in baseline_landscape.values())
+    assert all(ratio["smoother_fraction"] == 0.0 for ratio in baseline_landscape.values())
+    assert rows[unprobed["id"]]["landscape"] is None
