@@ -115,7 +115,7 @@ def landscape_panels(jobs: Sequence[LandscapeSeries], image_format: ImageFormat)
     probed along the gradient, (b) gradient predictiveness, (c) effective β-smoothness — with every job
     drawn in each (no BN and BN in the order given). Lower is smoother; the y axes are logarithmic,
     because BN and no-BN figures often lie orders of magnitude apart."""
-    figure = Figure(figsize=(15, 4.4), dpi=DPI)
+    figure = Figure(figsize=(15, 4.8), dpi=DPI)
     loss_axes, predictiveness_axes, beta_axes = (figure.add_subplot(1, 3, index + 1) for index in range(3))
     for job, color in zip(jobs, itertools.cycle(LANDSCAPE_COLORS)):
         low, high = _as_array(job.lowest_loss), _as_array(job.highest_loss)
@@ -139,7 +139,8 @@ def landscape_panels(jobs: Sequence[LandscapeSeries], image_format: ImageFormat)
         if _has_positive_values(axes):
             axes.set_yscale("log")
     if jobs:
-        loss_axes.legend(fontsize="small")
+        # Below the panels: inside them it would hide a band wherever it sat.
+        loss_axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.16), ncols=len(jobs))
     return _render(figure, image_format)
 
 

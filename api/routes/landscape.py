@@ -74,16 +74,24 @@ def _landscape_series(store: Store, job: JobView) -> LandscapeSeries:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"job {job.id} has no landscape probes ({reason})"
         )
-    normalization = "BN" if job.spec.get("batch_norm") else "no BN"
-    label = f"{normalization}, lr {job.spec.get('learning_rate')}: {job.name or job.id[:8]}"
     return LandscapeSeries(
-        label=label if len(label) <= LABEL_LENGTH else label[: LABEL_LENGTH - 1] + "…",
+        label=_label(job),
         steps=[probe.step for probe in probes],
         lowest_loss=[_lowest(probe) for probe in probes],
         highest_loss=[_highest(probe) for probe in probes],
         gradient_predictiveness=[probe.gradient_predictiveness for probe in probes],
         beta_smoothness=[probe.beta_smoothness for probe in probes],
     )
+
+
+def _label(job: JobView) -> str:
+    """What sets a job apart in these pictures: BN, activation, learning rate, seed; its name when short."""
+    spec = job.spec
+    label = (
+        f"{'BN' if spec.get('batch_norm') else 'no BN'}, {spec['architecture']['activation']}, "
+        f"lr {spec['learning_rate']:g}, seed {spec['seed']}"
+    )
+    return f"{label}: {job.name}" if job.name and len(label) + len(job.name) + 2 <= LABEL_LENGTH else label
 
 
 def _lowest(probe: LandscapeView) -> float | None:

@@ -120,7 +120,7 @@ def test_the_plot_draws_each_job_in_the_three_panels_no_bn_first(client: TestCli
     one = client.get(f"/v1/jobs/{normalized['id']}/plots/landscape")
     assert one.status_code == 200 and one.headers["content-type"] == "image/png"
     alone = decoded_png(one.content)
-    assert alone.shape == (440, 1500, 4)  # three panels side by side
+    assert alone.shape == (480, 1500, 4)  # three panels side by side
     first, second = LANDSCAPE_COLORS[:2]
     assert has_color(alone, first) and not has_color(alone, second)
     pair = client.get(f"/v1/jobs/{normalized['id']}/plots/landscape", params={"compare_with": plain["id"]})
@@ -136,7 +136,9 @@ def test_the_plot_draws_each_job_in_the_three_panels_no_bn_first(client: TestCli
     for title in ("(a) loss landscape", "(b) gradient predictiveness", "(c) effective β-smoothness"):
         assert title in text
     # Whichever job the URL names first, the one without BN is drawn first (and listed first).
-    assert text.index("no BN, lr 0.1: plain") < text.index("BN, lr 0.1: normalized")
+    assert text.index("no BN, sigmoid, lr 0.1, seed 0: plain") < text.index(
+        "BN, sigmoid, lr 0.1, seed 0: normalized"
+    )
 
 
 def test_the_plot_needs_probes_and_known_jobs(client: TestClient, store: Store) -> None:
