@@ -122,6 +122,7 @@ class _Training:
         self.max_stretch_steps = max(1, MAX_KEPT_LOGITS // (spec.batch_size * dataset.num_classes))
         self.started_at = time.perf_counter()
         self.first_step = state.step
+        self.seconds_before_resume = state.summary.elapsed_seconds
 
     def run(self) -> Result:
         spec, state, callbacks = self.spec, self.state, self.callbacks
@@ -242,7 +243,7 @@ class _Training:
 
     def _elapsed_seconds(self) -> float:
         """Training wall time of the whole run, the time before a resume included."""
-        return self.state.summary.elapsed_seconds + time.perf_counter() - self.started_at
+        return self.seconds_before_resume + time.perf_counter() - self.started_at
 
     def _steps_per_second(self) -> float | None:
         """The speed of this process's part of the run."""
