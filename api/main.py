@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import dashboard
 from api.errors import install_exception_handlers
 from api.limits import BodySizeLimit
 from api.routes import api_router
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_exception_handlers(app)
     app.include_router(api_router)
+    app.include_router(dashboard.router)  # the pages at `/`, open: the API key guards /v1 only
     return app
 
 

@@ -85,7 +85,7 @@ def ics_bands(panels: Sequence[IcsPanel], image_format: ImageFormat) -> bytes:
         axes.plot(panel.steps, high, color="tab:blue", linewidth=1, label="85th percentile")
         axes.plot(panel.steps, middle, color="black", linewidth=1.4, label="50th percentile")
         axes.plot(panel.steps, low, color="tab:blue", linewidth=1, linestyle="--", label="15th percentile")
-        axes.set_title(panel.title)
+        axes.set_title(panel.title, fontsize="medium")
         axes.set_xlabel("step")
         axes.grid(alpha=0.3)
         if index == 0:
@@ -168,8 +168,11 @@ def sweep_heatmap(heatmap: SweepHeatmap, image_format: ImageFormat, title: str =
             _annotate_cell(axes, row, column, heatmap, means[row, column])
     axes.set_xticks(range(columns), [_tick(value) for value in heatmap.x_values])
     axes.set_xlabel(heatmap.x_axis)
-    axes.set_yticks(range(rows), [_tick(value) for value in heatmap.y_values])
-    axes.set_ylabel(heatmap.y_axis or "")
+    if heatmap.y_axis is None:
+        axes.set_yticks([])  # one row: nothing to label
+    else:
+        axes.set_yticks(range(rows), [_tick(value) for value in heatmap.y_values])
+        axes.set_ylabel(heatmap.y_axis)
     axes.set_title(title or "mean final accuracy over seeds")
     return _render(figure, image_format)
 
@@ -195,6 +198,9 @@ def _hatch(row: int, column: int) -> Rectangle:
 
 
 def _tick(value: Any) -> str:
+    """A grid value as a short axis label; a list of equal widths reads `4×100`."""
+    if isinstance(value, list) and value and all(item == value[0] for item in value):
+        return f"{len(value)}×{_tick(value[0])}"
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return text if len(text) <= 24 else text[:21] + "…"
 
