@@ -25,6 +25,8 @@ Train small nets with and without batch normalization (Ioffe & Szegedy 2015) and
 
 Submit a job spec to `POST /v1/jobs`, follow it at `GET /v1/jobs/{id}`, read its curves at
 `GET /v1/jobs/{id}/metrics` and the paper's Fig. 1 statistics at `GET /v1/jobs/{id}/telemetry`.
+With `landscape_every` > 0, `GET /v1/jobs/{id}/landscape` serves the loss-landscape probes along the
+gradient of Santurkar et al. (2018), which argue that BN helps by smoothing the landscape.
 """
 
 
