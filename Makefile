@@ -36,5 +36,9 @@ test: lint typecheck
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
+# Refreshes the README's dashboard pictures: the browser tests save their screenshots there.
+screenshots: install
+	BNLAB_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -m browser -q
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -5,15 +5,60 @@ Shared by `GET /v1/compare` and `GET /v1/compare/plot`, so the table and the pic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
 from api.dependencies import normalize_job_id
-from core.compare import ComparedJob, ComparisonRow, Series, compare, downsample, higher_is_better
+from core.compare import (
+    LANDSCAPE_QUANTITIES,
+    ComparedJob,
+    ComparisonRow,
+    LandscapeProbes,
+    Series,
+    compare,
+    downsample,
+    higher_is_better,
+)
 from core.store import JobView, Store
+
+READ_THREADS = 4  # per request; the store's connection pool holds 5 (+10 overflow)
+CACHED_SERIES = 256  # ≤ 1,000 points each at the default limits: a few MB at most
+
+Crossing = tuple[int, float] | None
+
+
+class FinishedSeriesCache:
+    """Downsampled series and target crossings of finished jobs, which never change again: a comparison
+    and its plot, or a comparison looked at again with another baseline, read each long series once.
+    Least recently used entries go first; safe to share between the request threads."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[Hashable, tuple[Series, Crossing]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> tuple[Series, Crossing] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: Hashable, entry: tuple[Series, Crossing]) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+
+finished_series = FinishedSeriesCache(CACHED_SERIES)
 
 
 @dataclass(frozen=True)
@@ -68,33 +113,9 @@ def load_comparison(
     if target is None:
         target = default_target(baseline, metric)
 
-    compared: list[ComparedJob] = []
-    for job in jobs:
-        steps, values = store.read_metrics(job.id, [metric], max_points).get(metric, ([], []))
-        crossing = (
-            store.first_step_meeting(job.id, metric, target, higher_is_better(metric))
-            if target is not None
-            else None
-        )
-        series = Series.of(steps, values)
-        if crossing is not None and crossing[0] not in series.steps:
-            series = _with_point(series, *crossing)
-        summary = job.summary
-        compared.append(
-            ComparedJob(
-                id=job.id,
-                name=job.name,
-                status=job.status,
-                spec=job.spec,
-                series=series,
-                steps_to_target=None if crossing is None else crossing[0],
-                steps_run=job.progress.step if job.progress is not None else 0,
-                steps_per_second=summary.steps_per_second if summary else None,
-                recorded_steps_to_target=summary.steps_to_target if summary else None,
-                recorded_seconds_to_target=summary.seconds_to_target if summary else None,
-                diverged_at_step=summary.diverged_at_step if summary else None,
-            )
-        )
+    # Each job's reads are independent; the database works on several at once (its time dominates).
+    with ThreadPoolExecutor(max_workers=min(len(jobs), READ_THREADS)) as pool:
+        compared = list(pool.map(lambda job: _compared_job(store, job, metric, target, max_points), jobs))
     # Shared bucket edges over the longest run keep the series aligned on steps.
     span = (0, max((job.series.steps[-1] for job in compared if job.series.steps), default=0))
     downsampled = {
@@ -103,6 +124,56 @@ def load_comparison(
     }
     rows = compare(compared, metric, baseline.id)
     return Comparison(metric, target, baseline.id, rows, downsampled)
+
+
+def _compared_job(
+    store: Store, job: JobView, metric: str, target: float | None, max_points: int
+) -> ComparedJob:
+    """One job's part of a comparison: its downsampled series with the exact target crossing added."""
+    key = (store.url, job.id, metric, target, max_points)
+    cached = finished_series.get(key) if job.is_terminal else None
+    if cached is None:
+        cached = _read_series(store, job.id, metric, target, max_points)
+        if job.is_terminal:
+            finished_series.put(key, cached)
+    series, crossing = cached
+    summary = job.summary
+    return ComparedJob(
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        spec=job.spec,
+        series=series,
+        steps_to_target=None if crossing is None else crossing[0],
+        steps_run=job.progress.step if job.progress is not None else 0,
+        steps_per_second=summary.steps_per_second if summary else None,
+        recorded_steps_to_target=summary.steps_to_target if summary else None,
+        recorded_seconds_to_target=summary.seconds_to_target if summary else None,
+        diverged_at_step=summary.diverged_at_step if summary else None,
+        landscape=_landscape(store, job),
+    )
+
+
+def _read_series(
+    store: Store, job_id: str, metric: str, target: float | None, max_points: int
+) -> tuple[Series, Crossing]:
+    """The series as the store downsamples it, plus its exact first target crossing (kept in it)."""
+    steps, values = store.read_metrics(job_id, [metric], max_points).get(metric, ([], []))
+    crossing = None
+    if target is not None:
+        crossing = store.first_step_meeting(job_id, metric, target, higher_is_better(metric))
+    series = Series.of(steps, values)
+    if crossing is not None and crossing[0] not in series.steps:
+        series = _with_point(series, *crossing)
+    return series, crossing
+
+
+def _landscape(store: Store, job: JobView) -> LandscapeProbes | None:
+    """The job's probes by step, for a job run with landscape probes (most comparisons have none)."""
+    if not job.spec.get("landscape_every"):
+        return None
+    probes = store.read_landscape(job.id)
+    return {probe.step: {name: getattr(probe, name) for name in LANDSCAPE_QUANTITIES} for probe in probes}
 
 
 def _steps(step: int | None) -> list[int]:

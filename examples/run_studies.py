@@ -2,8 +2,8 @@
 
 Each study file holds `about` (title, the claim under test, which axes to plot) and `sweep` (the body of
 `POST /v1/sweeps`). The script submits every study, waits with a progress bar per study, then writes
-`examples/REPORT.md` with one table per study (grid points aggregated over seeds) and PNG figures fetched
-from the plot endpoints into `examples/figures/`.
+`examples/REPORT.md` (or into `--output-dir`) with one table per study (grid points aggregated over
+seeds) and PNG figures fetched from the plot endpoints into `figures/` beside it.
 
     python examples/run_studies.py --url http://127.0.0.1:8000            # all four studies
     python examples/run_studies.py --study 1-bn-vs-no-bn --study 3-dropout  # a subset
@@ -26,8 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 STUDIES_DIR = EXAMPLES_DIR / "studies"
-FIGURES_DIR = EXAMPLES_DIR / "figures"
-REPORT_PATH = EXAMPLES_DIR / "REPORT.md"
+REPORT = "REPORT.md"
+FIGURES = "figures"  # next to the report
 TERMINAL_STATUSES = ("succeeded", "failed", "diverged", "cancelled")
 POLL_SECONDS = 2.0
 
@@ -55,15 +55,15 @@ class Submitted:
     view: dict[str, Any]
 
 
-def load_studies(names: Sequence[str]) -> list[Study]:
+def load_studies(studies_dir: Path, names: Sequence[str]) -> list[Study]:
     """The study files in name order (`1-…` first), or only those asked for."""
-    paths = sorted(STUDIES_DIR.glob("*.yaml"))
+    paths = sorted(studies_dir.glob("*.yaml"))
     if names:
         wanted = set(names)
         paths = [path for path in paths if path.stem in wanted]
         missing = wanted - {path.stem for path in paths}
         if missing:
-            raise SystemExit(f"no such study: {', '.join(sorted(missing))} (see {STUDIES_DIR})")
+            raise SystemExit(f"no such study: {', '.join(sorted(missing))} (see {studies_dir})")
     studies = []
     for path in paths:
         content = yaml.safe_load(path.read_text())
@@ -121,13 +121,24 @@ def _get(client: httpx.Client, path: str, **params: Any) -> Any:
     return response.json()
 
 
-def fetch_figure(client: httpx.Client, path: str, name: str, **params: Any) -> str:
-    """Save a PNG from a plot endpoint under figures/; returns its path relative to the report."""
-    response = client.get(path, params={**params, "format": "png"})
-    response.raise_for_status()
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    (FIGURES_DIR / name).write_bytes(response.content)
-    return f"figures/{name}"
+@dataclass(frozen=True)
+class Service:
+    """The API the report reads, and the folder the report and its figures are written to."""
+
+    client: httpx.Client
+    output_dir: Path
+
+    def get(self, path: str, **params: Any) -> Any:
+        return _get(self.client, path, **params)
+
+    def figure(self, path: str, name: str, **params: Any) -> str:
+        """Save a PNG from a plot endpoint under figures/; returns its path relative to the report."""
+        response = self.client.get(path, params={**params, "format": "png"})
+        response.raise_for_status()
+        figures = self.output_dir / FIGURES
+        figures.mkdir(parents=True, exist_ok=True)
+        (figures / name).write_bytes(response.content)
+        return f"{FIGURES}/{name}"
 
 
 # --- the report -------------------------------------------------------------------------------------
@@ -173,7 +184,7 @@ def jobs_at(view: dict[str, Any], axis: str, value: Any) -> list[str]:
     return [job_id for row in view["points"] if row["point"].get(axis) == value for job_id in row["job_ids"]]
 
 
-def comparison_section(client: httpx.Client, item: Submitted) -> list[str]:
+def comparison_section(service: Service, item: Submitted) -> list[str]:
     """Seed by seed, the study's two settings side by side: steps to target and the speedup."""
     settings = item.study.about["compare"]
     axis, baseline_value = settings["by"], settings["baseline"]
@@ -196,7 +207,7 @@ def comparison_section(client: httpx.Client, item: Submitted) -> list[str]:
             "target": settings["target"],
             "max_points": 500,
         }
-        comparison = _get(client, "/v1/compare", **params)
+        comparison = service.get("/v1/compare", **params)
         for row in sorted(comparison["jobs"], key=lambda job: job["id"] != baseline):
             diff = ", ".join(f"{field}={value_text(value)}" for field, value in row["spec_diff"].items())
             speedup = row.get("speedup_vs_baseline")
@@ -212,18 +223,18 @@ def comparison_section(client: httpx.Client, item: Submitted) -> list[str]:
             )
         if seed_index == 0:
             name = f"{item.study.slug}-curves.png"
-            figure = fetch_figure(client, "/v1/compare/plot", name, **params)
+            figure = service.figure("/v1/compare/plot", name, **params)
     return [*lines, "", f"![learning curves, seed 0]({figure})", ""] if figure else lines
 
 
-def ics_section(client: httpx.Client, item: Submitted) -> list[str]:
+def ics_section(service: Service, item: Submitted) -> list[str]:
     """The paper's Fig. 1(b,c): a last-layer sigmoid's input percentiles, without and with BN (seed 0)."""
     axis = item.study.about["ics"]["by"]
     without, with_ = jobs_at(item.view, axis, False), jobs_at(item.view, axis, True)
     if not without or not with_:
         return []
     name = f"{item.study.slug}-ics.png"
-    figure = fetch_figure(client, f"/v1/jobs/{without[0]}/plots/ics", name, compare_with=with_[0])
+    figure = service.figure(f"/v1/jobs/{without[0]}/plots/ics", name, compare_with=with_[0])
     return [
         "Internal covariate shift (the paper's Fig. 1(b,c)): the 15th, 50th and 85th percentiles of one "
         "last-hidden-layer sigmoid's input over training, without BN (left) and with BN (right), seed 0:",
@@ -237,17 +248,19 @@ def setup_text(item: Submitted) -> str:
     """The sweep in one sentence: the base net and schedule, the grid, the seeds, how it was executed."""
     sweep = item.study.sweep
     base, architecture = sweep["base"], sweep["base"]["architecture"]
-    grid = ", ".join(f"`{axis}` × {len(values)}" for axis, values in sweep["grid"].items())
+    grid = " and ".join(f"`{axis}` ({len(values)} values)" for axis, values in sweep["grid"].items())
     seeds = sweep.get("seeds", [base.get("seed", 0)])
+    widths = value_text(architecture["hidden"])
     return (
-        f"`{item.study.slug}.yaml`: {base['dataset']}, {value_text(architecture['hidden'])} "
-        f"{architecture['activation']} MLP, {base['optimizer']} lr {base['learning_rate']}, batch "
-        f"{base['batch_size']}, {base['steps']} steps, evaluated every {base['eval_every']}; grid {grid}, "
-        f"seeds {seeds}: {item.size} jobs ({item.view['execution']['note']})."
+        f"`studies/{item.study.slug}.yaml`. Base spec: {base['dataset']}, {widths} "
+        f"{architecture['activation']} MLP, {base['optimizer']} at learning rate {base['learning_rate']}, "
+        f"batch {base['batch_size']}, {base['steps']} steps, evaluated every {base['eval_every']}, target "
+        f"{base.get('target_accuracy')}. The grid sets {grid}; seeds {seeds}: {item.size} jobs "
+        f"({item.view['execution']['note']})."
     )
 
 
-def study_section(client: httpx.Client, item: Submitted) -> list[str]:
+def study_section(service: Service, item: Submitted) -> list[str]:
     about = item.study.about
     lines = [
         f"## {item.study.title}",
@@ -265,14 +278,14 @@ def study_section(client: httpx.Client, item: Submitted) -> list[str]:
     heatmap = about.get("heatmap")
     if heatmap:
         params = {"x": heatmap["x"], **({"y": heatmap["y"]} if heatmap.get("y") else {})}
-        figure = fetch_figure(
-            client, f"/v1/sweeps/{item.sweep_id}/plots/heatmap", f"{item.study.slug}-heatmap.png", **params
+        figure = service.figure(
+            f"/v1/sweeps/{item.sweep_id}/plots/heatmap", f"{item.study.slug}-heatmap.png", **params
         )
         lines += [f"![mean final accuracy]({figure})", ""]
     if "compare" in about:
-        lines += comparison_section(client, item)
+        lines += comparison_section(service, item)
     if "ics" in about:
-        lines += ics_section(client, item)
+        lines += ics_section(service, item)
     return lines
 
 
@@ -280,7 +293,7 @@ def _number(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def write_report(client: httpx.Client, submitted: list[Submitted], url: str, elapsed_seconds: float) -> None:
+def write_report(service: Service, submitted: list[Submitted], url: str, elapsed_seconds: float) -> Path:
     lines = [
         "# What bnlab shows about batch normalization",
         "",
@@ -291,9 +304,11 @@ def write_report(client: httpx.Client, submitted: list[Submitted], url: str, ela
         "",
     ]
     for item in submitted:
-        lines += study_section(client, item)
-    REPORT_PATH.write_text("\n".join(lines))
-    console.print(f"wrote {REPORT_PATH} (served by {url})")
+        lines += study_section(service, item)
+    report = service.output_dir / REPORT
+    report.write_text("\n".join(lines))
+    console.print(f"wrote {report} (served by {url})")
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,17 +319,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--study", action="append", default=[], help="a study file's name (repeatable)")
     parser.add_argument("--api-key", default=None, help="sent as a bearer token when the API requires one")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for all studies")
+    parser.add_argument("--studies-dir", type=Path, default=STUDIES_DIR, help="where the study files are")
+    parser.add_argument("--output-dir", type=Path, default=EXAMPLES_DIR, help=f"where {REPORT} is written")
     arguments = parser.parse_args(argv)
 
     headers = {"Authorization": f"Bearer {arguments.api_key}"} if arguments.api_key else {}
-    studies = load_studies(arguments.study)
+    studies = load_studies(arguments.studies_dir, arguments.study)
     started = time.monotonic()
     with httpx.Client(base_url=arguments.url, headers=headers, timeout=60.0) as client:
         submitted = [submit(client, study) for study in studies]
         for item in submitted:
             console.print(f"submitted {item.study.slug}: sweep {item.sweep_id}, {item.size} jobs")
         wait_for(client, submitted, arguments.timeout)
-        write_report(client, submitted, arguments.url, time.monotonic() - started)
+        service = Service(client, arguments.output_dir)
+        write_report(service, submitted, arguments.url, time.monotonic() - started)
     return 0
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.auth import AUTH_RESPONSES, require_api_key
-from api.routes import compare, events, health, jobs, plots, sweeps
+from api.routes import compare, events, health, jobs, landscape, plots, sweeps
 
 v1_router = APIRouter(dependencies=[Depends(require_api_key)], responses=AUTH_RESPONSES)
 v1_router.include_router(jobs.router)
+v1_router.include_router(landscape.router)
 v1_router.include_router(events.router)
 v1_router.include_router(compare.router)
 v1_router.include_router(sweeps.router)

@@ -55,9 +55,9 @@ def compare_plot(
     comparison = load_comparison(store, ids, metric, target, baseline, max_points)
     curves = []
     for row in comparison.rows:
+        # A named job reads by its name (a sweep names each job by its grid point), others by what differs.
         difference = ", ".join(f"{field}={value}" for field, value in row.spec_diff.items())
-        label = row.name or row.id[:8]
-        label = f"{label} ({difference})" if difference else label
+        label = row.name or (f"{row.id[:8]} ({difference})" if difference else row.id[:8])
         series = comparison.series[row.id]
         curves.append(Curve(_shorten(label), series.steps, series.values, row.diverged_at_step))
     return image_response(compare_curves(curves, metric, comparison.target, image_format), image_format)

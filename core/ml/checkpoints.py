@@ -38,7 +38,7 @@ class RunningSummary:
     final_val_loss: float | None = None
     steps_to_target: int | None = None
     seconds_to_target: float | None = None
-    elapsed_seconds: float = 0.0  # training wall time before the current process took over
+    elapsed_seconds: float = 0.0  # training wall time up to the latest checkpoint
 
 
 @dataclass

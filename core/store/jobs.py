@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from core.db.tables import EXECUTIONS
 from core.spec import JobSpec
 from core.store.base import StoreBase, decode_cursor, encode_cursor, job_table, job_view, sweep_table
+from core.store.notifications import notify_job_changed
 from core.store.views import JobView, SweepView
 
 
@@ -81,7 +82,9 @@ class JobStore(StoreBase):
                 .where(job_table.c.public_id == job_id, job_table.c.status == "queued")
                 .values(status="cancelled", cancel_requested=True, finished_at=self._now())
             )
-            if cancelled.rowcount == 0:
+            if cancelled.rowcount == 1:
+                notify_job_changed(connection, job_id)
+            else:
                 connection.execute(
                     job_table.update()
                     .where(job_table.c.public_id == job_id, job_table.c.status == "running")

@@ -19,7 +19,7 @@ from tests.api.recorded_runs import STEPS_PER_SECOND, finish, record_run, spec_w
 
 ROW_FIELDS = {
     "id", "name", "status", "spec_diff", "eval_every", "steps", "final", "best", "steps_to_target",
-    "seconds_to_target", "speedup_vs_baseline", "speedup_is_lower_bound", "diverged_at_step",
+    "seconds_to_target", "speedup_vs_baseline", "speedup_is_lower_bound", "diverged_at_step", "landscape",
 }  # fmt: skip
 PLAIN = [0.1, 0.3, 0.45, 0.52, 0.58, 0.61]  # never reaches 0.9
 NORMALIZED = [0.1, 0.6, 0.85, 0.93, 0.95, 0.97]  # reaches 0.9 at its 4th evaluation (step 30)
@@ -204,3 +204,27 @@ def test_the_compare_plot_is_a_png_or_an_svg(client: TestClient, store: Store) -
     assert ElementTree.fromstring(svg.content).tag.endswith("svg")
     assert "batch_norm=True" in svg.text and "target 0.9" in svg.text
     assert client.get("/v1/compare/plot", params={"ids": [uuid.uuid4().hex]}).status_code == 404
+
+
+def test_a_running_job_shows_its_newest_points_every_time(client: TestClient, store: Store) -> None:
+    running = store.create_job(spec_with())
+    owner = take_lease(store, running.id)
+    store.write_metrics(
+        running.id, [MetricPoint("val_accuracy", 0, 0.1), MetricPoint("val_accuracy", 10, 0.5)]
+    )
+    store.set_progress(running.id, 10, 200, STEPS_PER_SECOND, owner=owner)
+    assert compare(client, [running.id])["series"][running.id]["steps"] == [0, 10]
+    store.write_metrics(running.id, [MetricPoint("val_accuracy", 20, 0.92)])
+    again = compare(client, [running.id])
+    assert again["series"][running.id]["steps"] == [0, 10, 20]
+    assert again["jobs"][0]["steps_to_target"] == 20
+
+
+def test_a_finished_job_reads_the_same_from_the_cache_as_from_the_database(
+    client: TestClient, store: Store
+) -> None:
+    job = record_run(store, NORMALIZED)
+    first = compare(client, [job], max_points=50)
+    assert compare(client, [job], max_points=50) == first
+    plot = client.get("/v1/compare/plot", params={"ids": [job], "max_points": 50, "format": "svg"})
+    assert plot.status_code == 200

@@ -103,6 +103,22 @@ def test_heatmap_marks_diverged_cells_and_renders_both_formats() -> None:
 def test_heatmap_of_a_single_axis_sweep() -> None:
     one_row = SweepHeatmap("dropout", None, [0.0, 0.5], [None], [[0.9, 0.8]], [[0, 0]], [[2, 2]])
     decode_png(sweep_heatmap(one_row, "png"))
+    text = svg_text(sweep_heatmap(one_row, "svg"))
+    assert "dropout" in text and "null" not in text  # the single row carries no label
+
+
+def test_list_valued_axes_get_short_labels() -> None:
+    depth = SweepHeatmap(
+        "architecture.hidden",
+        None,
+        [[100] * 2, [100] * 6, [50, 10]],
+        [None],
+        [[0.9, 0.8, 0.7]],
+        [[0, 0, 0]],
+        [[1, 1, 1]],
+    )
+    text = svg_text(sweep_heatmap(depth, "svg"))
+    assert "2×100" in text and "6×100" in text and "[50,10]" in text
 
 
 def test_same_data_gives_the_same_png_bytes() -> None:

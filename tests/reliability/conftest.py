@@ -1,8 +1,8 @@
 """What the reliability tests share: the jobs they run, the metrics of an uninterrupted run, an API in
-front of a session worker, ways to kill and restart a worker, and a TCP proxy a test can cut.
+front of a session worker, and ways to kill and restart a worker.
 
 Everything runs against real processes: the session workers of `tests.fixtures.worker` (PostgreSQL +
-private Redis, SQLite + SQLite broker), the app's own sweeper thread, a real PostgreSQL behind the proxy.
+private Redis, SQLite + SQLite broker) and the app's own sweeper thread.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import math
 import os
 import re
 import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -29,7 +27,7 @@ from core.results import Callbacks, MetricPoint, Result
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import JobView, MetricSeries
-from tests.fixtures.worker import RunningWorker, free_port, start_worker
+from tests.fixtures.worker import RunningWorker, start_worker
 
 # Long enough to be killed or cancelled mid-way on a loaded 2-core machine (1-4 s on one thread),
 # checkpointed every 50 of its 200 steps.
@@ -175,68 +173,3 @@ def discard_worker(worker: RunningWorker) -> None:
 def dropped_deliveries(worker: RunningWorker, job_id: str) -> list[str]:
     """Why the worker dropped deliveries of `job_id`, in order (e.g. fresh_lease, finished)."""
     return re.findall(rf"job {job_id}: delivery dropped \((\w+)\)", worker.log())
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:`port` to `target`, until the test cuts it: then new connections are refused
-    and open ones are dropped, as when the database server goes away; `restore` reopens it."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self._listener: socket.socket | None = None
-        self._connections: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        with self._lock:
-            listener, self._listener = self._listener, None
-            connections, self._connections = self._connections, set()
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-            connection.close()
-
-    def restore(self) -> None:
-        self.start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # cut
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                if self._listener is not listener:  # cut meanwhile
-                    client.close()
-                    upstream.close()
-                    return
-                self._connections.update({client, upstream})
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)

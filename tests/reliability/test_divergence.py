@@ -42,6 +42,8 @@ def test_a_diverged_job_ends_diverged_at_its_step_is_not_retried_and_its_nans_re
     ]
     assert nan_steps, "the reference run should report a NaN validation loss"
     highest_real_val_loss = max(value for value in reference_val_loss if math.isfinite(value))
+    twin_reference, _ = uninterrupted_run(BN_TWIN_SPEC)
+    assert twin_reference.outcome == "succeeded"
 
     with api_for(worker) as client:
         diverged_id = client.post("/v1/jobs", json=DIVERGING_SPEC).json()["id"]

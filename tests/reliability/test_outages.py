@@ -22,10 +22,10 @@ from core.queue import make_celery
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import Store
+from tests.fixtures.proxy import CuttableProxy
 from tests.fixtures.worker import RedisServer, RunningWorker
 from tests.reliability.conftest import (
     TINY_SPEC,
-    TcpProxy,
     api_for,
     api_with,
     job_of,
@@ -99,20 +99,19 @@ def test_a_sweeper_whose_publish_fails_releases_the_job_for_its_next_round(
 
 
 @pytest.fixture
-def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, TcpProxy]]:
-    """A migrated PostgreSQL database and the URL of a proxy in front of it that the test can cut."""
+def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, CuttableProxy]]:
+    """A migrated PostgreSQL database and the URL of a proxy in front of it that the test can take down."""
     upgrade_database(postgres_url)
     url = make_url(postgres_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    proxy.start()
+    proxy = CuttableProxy(url.port or 5432)
     try:
         yield url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy
     finally:
-        proxy.cut()
+        proxy.close()
 
 
 def test_a_database_down_is_503_with_a_clear_message_and_leaves_nothing_half_written(
-    proxied_postgres: tuple[str, TcpProxy], postgres_url: str, tmp_path: Path
+    proxied_postgres: tuple[str, CuttableProxy], postgres_url: str, tmp_path: Path
 ) -> None:
     proxied_url, proxy = proxied_postgres
     settings = Settings(
@@ -126,7 +125,7 @@ def test_a_database_down_is_503_with_a_clear_message_and_leaves_nothing_half_wri
         with api_with(settings) as client:
             before = client.post("/v1/jobs", json=TINY_SPEC)
             assert before.status_code == 201
-            proxy.cut()
+            proxy.go_down()
             started = time.monotonic()
             answers = {
                 "submit": client.post("/v1/jobs", json=TINY_SPEC),
@@ -137,7 +136,7 @@ def test_a_database_down_is_503_with_a_clear_message_and_leaves_nothing_half_wri
             outage_seconds = time.monotonic() - started
             ready_while_down = client.get("/readyz")
             alive_while_down = client.get("/healthz")
-            proxy.restore()
+            proxy.come_back()
             after = client.post("/v1/jobs", json=TINY_SPEC)
             ready_after = client.get("/readyz")
 

@@ -1,0 +1,192 @@
+// Comparison (`#/compare?ids=A,B&metric=…&target=…&baseline=…`): pick jobs, then see their curves
+// overlaid with the target line, and the table of what differs, final and best values, steps to the
+// target and the speedup against the baseline (a lower bound, "≥", when the baseline never got there).
+
+import { getJson } from "./api.js";
+import { lineChart } from "./charts.js";
+import {
+  TERMINAL_STATUSES,
+  errorBox,
+  formatNumber,
+  h,
+  isAbort,
+  isFiniteNumber,
+  jobLabel,
+  shortId,
+  statusBadge,
+} from "./dom.js";
+
+const METRICS = ["val_accuracy", "train_accuracy", "val_loss", "train_loss"];
+const CANDIDATES = 100;
+const MAX_POINTS = 500;
+const LIVE_REFRESH_MS = 2000;
+
+function compareHash(ids, metric, target, baseline) {
+  const query = new URLSearchParams();
+  if (ids.length) query.set("ids", ids.join(","));
+  if (metric && metric !== METRICS[0]) query.set("metric", metric);
+  if (target !== "") query.set("target", target);
+  if (baseline && ids.includes(baseline)) query.set("baseline", baseline);
+  return `#/compare?${query}`.replace(/\?$/, "");
+}
+
+/** "≥ 3.3×" when the baseline never reached the target, "—" when this job never did. */
+export function formatSpeedup(row, baseline) {
+  if (row.id === baseline) return "1× (baseline)";
+  if (!isFiniteNumber(row.speedup_vs_baseline)) return "—";
+  return `${row.speedup_is_lower_bound ? "≥ " : ""}${row.speedup_vs_baseline.toFixed(1)}×`;
+}
+
+function describeDifference(specDiff) {
+  const entries = Object.entries(specDiff ?? {});
+  if (!entries.length) return h("span", { class: "muted" }, "same spec");
+  return entries.map(([field, value]) => h("code", { class: "diff" }, `${field}=${JSON.stringify(value)}`));
+}
+
+function rowLabel(row) {
+  return row.name || shortId(row.id);
+}
+
+function comparisonTable(comparison) {
+  const lowerIsBetter = comparison.metric.endsWith("loss");
+  return h(
+    "table",
+    { class: "compare", id: "compare-table" },
+    h("thead", {}, h("tr", {},
+      ["Job", "Differs by", "Status", "Eval every", "Final", lowerIsBetter ? "Lowest" : "Best",
+       "Steps to target", "Seconds to target", "Speedup", "Diverged at"]
+        .map((title, index) => h("th", { class: index >= 3 ? "number" : "" }, title)),
+    )),
+    h(
+      "tbody",
+      {},
+      comparison.jobs.map((row) =>
+        h(
+          "tr",
+          { "data-job-id": row.id },
+          h("td", {}, h("a", { href: `#/jobs/${row.id}` }, rowLabel(row))),
+          h("td", {}, describeDifference(row.spec_diff)),
+          h("td", {}, statusBadge(row.status)),
+          h("td", { class: "number" }, row.eval_every),
+          h("td", { class: "number" }, formatNumber(row.final)),
+          h("td", { class: "number" }, formatNumber(row.best)),
+          h("td", { class: "number" }, row.steps_to_target ?? "never"),
+          h("td", { class: "number" }, formatNumber(row.seconds_to_target, 2)),
+          h(
+            "td",
+            {
+              class: "number speedup",
+              title: row.speedup_is_lower_bound
+                ? "the baseline never reached the target: its step budget was used, the true speedup is larger"
+                : "",
+            },
+            formatSpeedup(row, comparison.baseline),
+          ),
+          h("td", { class: "number" }, row.diverged_at_step ?? "—"),
+        ),
+      ),
+    ),
+  );
+}
+
+function comparisonChart(comparison) {
+  const series = comparison.jobs.map((row) => ({
+    label: `${rowLabel(row)}${Object.keys(row.spec_diff ?? {}).length ? ` (${Object.entries(row.spec_diff).map(([key, value]) => `${key}=${value}`).join(", ")})` : ""}`,
+    steps: comparison.series[row.id]?.steps ?? [],
+    values: comparison.series[row.id]?.values ?? [],
+  }));
+  const isAccuracy = comparison.metric.endsWith("accuracy");
+  return lineChart({
+    id: "compare-chart",
+    title: `${comparison.metric} over steps`,
+    yLabel: comparison.metric,
+    yDomain: isAccuracy ? [0, 1] : null,
+    series,
+    guides: isFiniteNumber(comparison.target) ? [{ value: comparison.target, label: `target ${comparison.target}` }] : [],
+  });
+}
+
+function picker(candidates, state) {
+  const chosen = new Set(state.ids);
+  const known = new Set(candidates.map((job) => job.id));
+  const checkbox = (id, label, extra) =>
+    h("li", {}, h("label", {},
+      h("input", { type: "checkbox", class: "pick-job", value: id, checked: chosen.has(id) }),
+      ` ${label} `, extra,
+    ));
+  const list = h(
+    "ul",
+    { class: "pick-list", id: "compare-picker" },
+    state.ids.filter((id) => !known.has(id)).map((id) => checkbox(id, shortId(id), null)),
+    candidates.map((job) => checkbox(job.id, jobLabel(job), statusBadge(job.status))),
+  );
+  const metric = h("select", { id: "compare-metric", value: state.metric }, METRICS.map((name) => h("option", { value: name }, name)));
+  const target = h("input", { id: "compare-target", type: "text", inputmode: "decimal", value: state.target, placeholder: "the spec's target", size: 8 });
+  const labelOf = (id) => {
+    const job = candidates.find((candidate) => candidate.id === id);
+    return job ? jobLabel(job) : shortId(id);
+  };
+  const baseline = h(
+    "select",
+    { id: "compare-baseline", value: state.baseline },
+    h("option", { value: "" }, "first picked"),
+    state.ids.map((id) => h("option", { value: id }, labelOf(id))),
+  );
+  const form = h(
+    "form",
+    { class: "compare-form", id: "compare-form" },
+    h("div", { class: "filters" },
+      h("label", {}, "Metric ", metric),
+      h("label", {}, "Target ", target),
+      h("label", {}, "Baseline ", baseline),
+      h("button", { type: "submit", class: "primary", id: "compare-submit" }, "Compare"),
+    ),
+    candidates.length || state.ids.length ? list : h("p", { class: "muted" }, "No jobs to compare yet."),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const ids = [...form.querySelectorAll(".pick-job:checked")].map((input) => input.value);
+    location.hash = compareHash(ids, metric.value, target.value.trim(), baseline.value);
+  });
+  return form;
+}
+
+export function comparePage(root, query, life) {
+  const state = {
+    ids: (query.get("ids") ?? "").split(",").filter(Boolean),
+    metric: query.get("metric") ?? METRICS[0],
+    target: query.get("target") ?? "",
+    baseline: query.get("baseline") ?? "",
+  };
+  const messages = h("div", { class: "messages" });
+  const pickerHolder = h("details", { class: "picker", open: state.ids.length < 1 }, h("summary", {}, "Jobs to compare"));
+  const result = h("div", { id: "compare-result" });
+  root.append(h("h1", {}, "Compare"), messages, pickerHolder, result);
+
+  getJson(`/v1/jobs?limit=${CANDIDATES}`, { signal: life.signal })
+    .then((page) => pickerHolder.append(picker(page.items, state)))
+    .catch((error) => life.alive && !isAbort(error) && messages.append(errorBox(error)));
+
+  if (!state.ids.length) {
+    result.append(h("p", { class: "muted" }, "Pick two or more jobs, then Compare."));
+    return;
+  }
+  const parameters = new URLSearchParams({ metric: state.metric, max_points: String(MAX_POINTS) });
+  state.ids.forEach((id) => parameters.append("ids", id));
+  if (state.target) parameters.set("target", state.target);
+  if (state.baseline) parameters.set("baseline", state.baseline);
+  life.loop(
+    async () => {
+      const comparison = await getJson(`/v1/compare?${parameters}`, { signal: life.signal });
+      messages.replaceChildren();
+      result.replaceChildren(
+        comparisonChart(comparison),
+        comparisonTable(comparison),
+        h("p", { class: "muted" }, "Speedup: the baseline's steps to the target ÷ this job's, each resolved to its own eval_every. ≥ marks a lower bound: the baseline never reached the target, so its whole step budget was used."),
+      );
+      return comparison.jobs.some((row) => !TERMINAL_STATUSES.has(row.status));
+    },
+    (unfinished) => (unfinished ? LIVE_REFRESH_MS : null),
+    (error) => messages.replaceChildren(errorBox(error)),
+  );
+}

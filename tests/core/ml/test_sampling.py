@@ -1,0 +1,53 @@
+"""The batch sampler: epochs without repeats, reproducible from the seed alone, resumable mid-epoch."""
+
+from __future__ import annotations
+
+import torch
+
+from core.ml.sampling import BatchSampler
+
+
+def _batches(sampler: BatchSampler, count: int) -> list[list[int]]:
+    return [sampler.next().tolist() for _ in range(count)]
+
+
+def test_each_epoch_deals_every_example_exactly_once() -> None:
+    sampler = BatchSampler(num_examples=30, batch_size=7, seed=0, device="cpu")
+    dealt = [index for batch in _batches(sampler, 30) for index in batch]  # 210 indices = 7 epochs
+    assert all(len(batch) == 7 for batch in _batches(sampler, 3))
+    for epoch in range(7):
+        assert sorted(dealt[epoch * 30 : (epoch + 1) * 30]) == list(range(30))
+    assert dealt[:30] != dealt[30:60]  # a new permutation per epoch
+
+
+def test_same_seed_same_batches_other_seed_other_batches() -> None:
+    first = _batches(BatchSampler(100, 10, seed=5, device="cpu"), 25)
+    torch.manual_seed(123)  # the global generator has no say
+    assert _batches(BatchSampler(100, 10, seed=5, device="cpu"), 25) == first
+    assert _batches(BatchSampler(100, 10, seed=6, device="cpu"), 25) != first
+
+
+def test_sampling_leaves_the_global_generator_alone() -> None:
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    _batches(BatchSampler(50, 8, seed=1, device="cpu"), 20)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_batch_larger_than_the_dataset() -> None:
+    sampler = BatchSampler(num_examples=5, batch_size=12, seed=0, device="cpu")
+    dealt = [index for batch in _batches(sampler, 5) for index in batch]  # 60 indices = 12 epochs
+    assert all(sorted(dealt[epoch * 5 : (epoch + 1) * 5]) == list(range(5)) for epoch in range(12))
+
+
+def test_state_dict_resumes_the_same_sequence_mid_epoch() -> None:
+    uninterrupted = BatchSampler(40, 6, seed=2, device="cpu")
+    expected = _batches(uninterrupted, 20)
+
+    interrupted = BatchSampler(40, 6, seed=2, device="cpu")
+    head = _batches(interrupted, 9)  # stops inside the second epoch
+    state = interrupted.state_dict()
+    resumed = BatchSampler(40, 6, seed=2, device="cpu")
+    resumed.load_state_dict(state)
+    assert head + _batches(resumed, 11) == expected
