@@ -113,9 +113,9 @@ def api_with(settings: Settings) -> Iterator[TestClient]:
         app.state.store.dispose()
 
 
-def api_for(worker: RunningWorker, **overrides: Any) -> contextlib.AbstractContextManager[TestClient]:
+def api_for(worker: RunningWorker) -> contextlib.AbstractContextManager[TestClient]:
     """The API on the worker's database and broker, with the worker's liveness settings (sweep every 1 s)."""
-    return api_with(worker.settings.model_copy(update=overrides))
+    return api_with(worker.settings)
 
 
 def job_of(worker: RunningWorker, job_id: str) -> JobView:
