@@ -146,10 +146,22 @@ def kill_pool_child(worker: RunningWorker, job_id: str) -> int:
     return pid
 
 
-def kill_worker(worker: RunningWorker) -> None:
-    """SIGKILL the whole worker, parent and pool child at once, as when its machine dies."""
-    os.killpg(worker.process.pid, signal.SIGKILL)
+def kill_worker_process(worker: RunningWorker) -> list[int]:
+    """SIGKILL the worker's main process, as when its machine dies; returns the pids of its pool children
+    (Celery has the kernel kill them along with their parent)."""
+    children = worker.pool_child_pids()
+    os.kill(worker.process.pid, signal.SIGKILL)
     worker.process.wait()
+    return children
+
+
+def is_running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
 
 
 def restart_worker(worker: RunningWorker, log_path: Path) -> None:
@@ -165,7 +177,8 @@ def restart_worker(worker: RunningWorker, log_path: Path) -> None:
 def discard_worker(worker: RunningWorker) -> None:
     """End a test's own extra worker at once (it is idle: nothing is lost) and release what it holds."""
     if worker.process.poll() is None:
-        kill_worker(worker)
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
     worker.celery.close()
     worker.store.dispose()
 

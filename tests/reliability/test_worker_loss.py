@@ -2,8 +2,9 @@
 job is delivered again, resumes from its last checkpoint and ends with exactly the metrics of a run that
 was never interrupted. A job that keeps losing its worker ends failed instead of looping.
 
-Both modes (PostgreSQL + Redis, SQLite + SQLite broker), SIGKILL of the pool child and of the whole
-worker, the API's own sweeper thread doing the recovery.
+Both modes (PostgreSQL + Redis, SQLite + SQLite broker), SIGKILL of the pool child that trains and of
+the worker's main process (whose pool child the kernel then kills too), the API's own sweeper thread
+doing the recovery.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from tests.fixtures.worker import RunningWorker
 from tests.reliability.conftest import (
     SLOW_SPEC,
     api_for,
+    is_running,
     job_of,
     kill_pool_child,
-    kill_worker,
+    kill_worker_process,
     lease_pid,
     restart_worker,
     uninterrupted_metrics,
@@ -77,12 +79,15 @@ def test_a_job_whose_pool_child_is_killed_resumes_from_its_checkpoint_with_the_u
     assert_finished_like_an_uninterrupted_run(running_worker, finished)
 
 
-def test_a_job_whose_whole_worker_is_killed_resumes_on_a_restarted_worker(
+def test_a_job_whose_worker_process_is_killed_resumes_on_a_restarted_worker(
     running_worker: RunningWorker, tmp_path: Path
 ) -> None:
     with api_for(running_worker):
         job_id = submit_and_wait_for_a_checkpoint(running_worker)
-        kill_worker(running_worker)
+        pool_children = kill_worker_process(running_worker)
+        wait_until(
+            lambda: not any(is_running(pid) for pid in pool_children), 10, "the pool child to die with it"
+        )
         killed_at_checkpoint = checkpoint_step(running_worker, job_id)
         assert job_of(running_worker, job_id).status == "running"  # nobody knows yet that it died
 
