@@ -10,15 +10,17 @@ doing the recovery.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from core.spec import JobSpec
-from core.store import JobView
+from core.store import JobView, Store
 from tests.fixtures.worker import RunningWorker
 from tests.reliability.conftest import (
     SLOW_SPEC,
+    TINY_SPEC,
     api_for,
     is_running,
     job_of,
@@ -125,3 +127,21 @@ def test_a_job_that_loses_its_worker_three_times_fails_instead_of_looping(
     assert (failed.status, failed.error) == ("failed", "worker lost 3 times")
     assert (failed.attempts, failed.lease_losses) == (3, 3)
     assert failed.finished_at is not None
+
+
+def test_a_worker_that_dies_before_its_first_heartbeat_is_found_though_its_publication_was_recorded_later(
+    store: Store,
+) -> None:
+    """Found by the test above when the job was quick: on Redis a worker often takes the lease before the
+    submit path records the publication, so the publication time is later than the lease's only
+    heartbeat. The sweeper took that for a republication and left the dead job running for an hour."""
+    lease_seconds = 0.5
+    job = store.create_job(JobSpec.model_validate(TINY_SPEC))
+    assert store.acquire_lease(job.id, "fast-worker", lease_seconds).acquired  # the worker got it first
+    store.mark_enqueued(job.id)  # the publisher records it afterwards
+    time.sleep(lease_seconds + 0.2)  # the worker died before its first heartbeat
+
+    [stale] = store.stale_running_jobs(lease_seconds)
+    assert stale.job_id == job.id
+    assert store.claim_republish(stale)
+    assert store.stale_running_jobs(lease_seconds) == []  # sent again once, not at every sweep
