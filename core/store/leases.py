@@ -215,7 +215,9 @@ class LeaseStore(StoreBase):
         published again since (or, with `requeue_after_seconds`, whose republication is that old)."""
         job = job_table.c
         not_republished = sa.or_(
-            job.enqueued_at.is_(None), sa.not_(self._republished_after_going_stale(lease_seconds))
+            job.enqueued_at.is_(None),
+            job.enqueued_at < job.heartbeat_at,
+            sa.not_(self._republished_after_going_stale(lease_seconds)),
         )
         if requeue_after_seconds is not None:
             not_republished = sa.or_(
@@ -237,7 +239,8 @@ class LeaseStore(StoreBase):
             return job.enqueued_at >= job.heartbeat_at + sa.literal(
                 timedelta(seconds=lease_seconds), sa.Interval()
             )
-        # SQLite keeps timestamps as text; julianday() reads them as days (to the millisecond).
+        # SQLite keeps timestamps as text; julianday() reads them as days, to the millisecond (finer than
+        # any lease; the exact text comparison above decides what happened within one millisecond).
         return (
             sa.func.julianday(job.enqueued_at) >= sa.func.julianday(job.heartbeat_at) + lease_seconds / 86_400
         )
