@@ -1,12 +1,11 @@
 """M MLPs of one architecture as stacked tensors: one batched kernel per layer trains all of them.
 
-Parameters. Model m's parameters are row m of one flat [M, P] buffer. Each layer's weight is a view
-[M, out, in] of it (nn.Linear's layout), each bias, BN γ and BN β a view [M, F]. These views are the
-autograd leaves; the optimizer updates the flat buffer in place, so all parameters of all models take a
-handful of kernels, per-model hyper-parameters broadcast as [M, 1]. A layer is one `torch.bmm` for all
-models that computes and differentiates the very products a separate run's `F.linear` does (`x @ Wᵀ`
-forwards, `g @ W` and `gᵀ @ x` backwards; autograd's own bmm backward would compute `xᵀ @ g` for the
-weight, which rounds differently for some shapes).
+Parameters. Each parameter of the architecture is one tensor [M, ...] holding it for every model: a
+layer's weight [M, out, in] (nn.Linear's layout), its bias, BN γ and BN β [M, F]. These are the autograd
+leaves; the optimizer updates them in place. A layer is one `torch.bmm` for all models that computes and
+differentiates the very products a separate run's `F.linear` does (`x @ Wᵀ` forwards, `g @ W` and `gᵀ @ x`
+backwards; autograd's own bmm backward would compute `xᵀ @ g` for the weight, which rounds differently
+for some shapes).
 
 Activations. A batch is [M, B, features]: row m holds model m's own examples. With BN a layer's
 pre-activations are laid out as [B, M·F] — channel m·F + f is unit f of model m — so that ONE native
@@ -25,7 +24,6 @@ distribution, not value by value.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,17 +72,13 @@ class StackedMLP:
             raise ValueError("a stacked model needs one spec per net, and at least one net")
         self.device = device
         self.activation = ACTIVATIONS[nets[0].activation]
-        places = _parameter_places(nets[0])
-        self._shapes = [tuple(getattr(module, name).shape) for module, name in places]
-        self._layers = _layers(nets[0], places)
-        self.flat = torch.stack(
-            [
-                torch.cat(
-                    [getattr(module, name).detach().reshape(-1) for module, name in _parameter_places(net)]
-                )
-                for net in nets
-            ]
-        ).to(device)
+        self._layers = _layers(nets[0], _parameter_places(nets[0]))
+        per_net = [
+            [getattr(module, name).detach() for module, name in _parameter_places(net)] for net in nets
+        ]
+        self.parameters = [
+            torch.stack(parameters).to(device).requires_grad_() for parameters in zip(*per_net, strict=True)
+        ]
         norms = [[module for module in net.layers if isinstance(module, nn.BatchNorm1d)] for net in nets]
         self.running_means = [
             torch.stack([_buffer(layers[index], "running_mean") for layers in norms]).to(device)
@@ -101,7 +95,7 @@ class StackedMLP:
     @property
     def size(self) -> int:
         """M, the number of models stacked."""
-        return self.flat.shape[0]
+        return self.parameters[0].shape[0]
 
     def forward(self, inputs: Tensor, *, training: bool, generator: torch.Generator | None = None) -> Tensor:
         """Logits [M, B, classes] of every model on its own inputs [M, B, features].
@@ -122,14 +116,12 @@ class StackedMLP:
         assert head.bias is not None  # the head is a plain linear layer
         return _linear(hidden, self.parameters[head.weight], self.parameters[head.bias])
 
-    def flat_gradient(self, gradients: Sequence[Tensor]) -> Tensor:
-        """The gradients of `parameters`, laid out like `flat` ([M, P]), for the optimizer."""
-        return torch.cat([gradient.reshape(self.size, -1) for gradient in gradients], dim=1)
-
     def keep(self, slots: Sequence[int]) -> None:
         """Keep only the models at `slots` (in that order): the others leave the stacks for good."""
         index = torch.tensor(slots, dtype=torch.long, device=self.device)
-        self.flat = self.flat.index_select(0, index)
+        self.parameters = [
+            parameter.detach().index_select(0, index).requires_grad_() for parameter in self.parameters
+        ]
         self.running_means = [buffer.index_select(0, index) for buffer in self.running_means]
         self.running_vars = [buffer.index_select(0, index) for buffer in self.running_vars]
         self._dropout_rates = [self._dropout_rates[slot] for slot in slots]
@@ -137,20 +129,19 @@ class StackedMLP:
         self._refresh()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"flat": self.flat, "running_means": self.running_means, "running_vars": self.running_vars}
+        return {
+            "parameters": [parameter.detach() for parameter in self.parameters],
+            "running_means": self.running_means,
+            "running_vars": self.running_vars,
+        }
 
+    @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["flat"].shape != self.flat.shape:
-            raise ValueError(
-                f"stacked parameters {tuple(state['flat'].shape)} do not fit {tuple(self.flat.shape)}"
-            )
-        self.flat.copy_(state["flat"])
-        for buffer, saved in zip(
-            self.running_means + self.running_vars,
-            state["running_means"] + state["running_vars"],
-            strict=True,
-        ):
-            buffer.copy_(saved)
+        tensors = self.parameters + self.running_means + self.running_vars
+        saved = state["parameters"] + state["running_means"] + state["running_vars"]
+        if [tensor.shape for tensor in tensors] != [tensor.shape for tensor in saved]:
+            raise ValueError("the saved stacks do not fit this group's models")
+        torch._foreach_copy_(tensors, saved)
 
     def bind(self, nets: Sequence[Net]) -> None:
         """Make `nets[m]`'s parameters and BN buffers views of model m's slices (nets in stack order)."""
@@ -169,17 +160,8 @@ class StackedMLP:
                 getattr(module, name).grad = gradient[slot]
 
     def _refresh(self) -> None:
-        """Rebuild the leaf views of `flat` and the per-model settings after `flat` was replaced."""
-        models = self.size
-        self.parameters: list[Tensor] = []
-        offset = 0
-        with torch.no_grad():
-            for shape in self._shapes:
-                width = math.prod(shape)
-                view = self.flat[:, offset : offset + width].view(models, *shape)
-                self.parameters.append(view.requires_grad_())
-                offset += width
-        rates = torch.tensor(self._dropout_rates, dtype=self.flat.dtype, device=self.device)
+        """Derive the per-model settings' tensors and BN runs after the set of models changed."""
+        rates = torch.tensor(self._dropout_rates, dtype=self.parameters[0].dtype, device=self.device)
         self._any_dropout = any(rate > 0 for rate in self._dropout_rates)
         self._dropout_rates_tensor = rates
         self._dropout_scales = 1 / (1 - rates)
@@ -199,19 +181,29 @@ class StackedMLP:
         """
         assert layer.bn_weight is not None and layer.bn_bias is not None and layer.norm is not None
         batch, width = pre_activation.shape[1], layer.width
-        # γ and β are row-strided [M, F] views of `flat`; batch_norm needs them as contiguous [M·F] vectors.
-        scale = self.parameters[layer.bn_weight].reshape(-1)
-        shift = self.parameters[layer.bn_bias].reshape(-1)
+        scale, shift = self.parameters[layer.bn_weight].view(-1), self.parameters[layer.bn_bias].view(-1)
         means, variances = self.running_means[layer.norm].view(-1), self.running_vars[layer.norm].view(-1)
         outputs = []
         for run in self._runs:
             models, channels = run.last - run.first, slice(run.first * width, run.last * width)
+            if models == self.size:  # the usual case: no slicing (a slice costs a zero-filled gradient)
+                inputs, run_means, run_variances, run_scale, run_shift = (
+                    pre_activation,
+                    means,
+                    variances,
+                    scale,
+                    shift,
+                )
+            else:
+                inputs = pre_activation[run.first : run.last]
+                run_means, run_variances = means[channels], variances[channels]
+                run_scale, run_shift = scale[channels], shift[channels]
             normalized = F.batch_norm(
-                pre_activation[run.first : run.last].transpose(0, 1).reshape(batch, models * width),
-                means[channels],
-                variances[channels],
-                scale[channels],
-                shift[channels],
+                inputs.transpose(0, 1).reshape(batch, models * width),
+                run_means,
+                run_variances,
+                run_scale,
+                run_shift,
                 training=training,
                 momentum=run.momentum,
                 eps=run.eps,
@@ -221,7 +213,7 @@ class StackedMLP:
 
     def _dropout_scale(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
         """Inverted dropout: 0 with each model's rate, else 1 / (1 - rate), as torch's dropout scales."""
-        uniform = torch.rand(shape, generator=generator, device=self.device, dtype=self.flat.dtype)
+        uniform = torch.rand(shape, generator=generator, device=self.device, dtype=self.parameters[0].dtype)
         kept = uniform >= self._dropout_rates_tensor.view(-1, 1, 1)
         return torch.where(kept, self._dropout_scales.view(-1, 1, 1), 0.0)
 
@@ -241,6 +233,9 @@ class _StackedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, gradient: Tensor) -> tuple[Tensor | None, Tensor, Tensor | None]:
         inputs, weight = ctx.saved_tensors
+        # Behind a BN layer the gradient arrives as a [B, M, F] layout seen through a transpose; one copy
+        # costs less than what the strided operand costs both products.
+        gradient = gradient.contiguous()
         input_gradient = torch.bmm(gradient, weight) if ctx.needs_input_grad[0] else None
         weight_gradient = torch.bmm(gradient.transpose(1, 2), inputs)
         bias_gradient = gradient.sum(dim=1) if ctx.has_bias else None
@@ -253,7 +248,7 @@ def _linear(inputs: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 
 
 def _parameter_places(net: Net) -> list[tuple[nn.Module, str]]:
-    """Every parameter of `net` as (module, attribute), in the order they sit in a row of the flat buffer."""
+    """Every parameter of `net` as (module, attribute), in the order of `StackedMLP.parameters`."""
     places: list[tuple[nn.Module, str]] = []
     for module in net.layers:
         if isinstance(module, nn.Linear):
