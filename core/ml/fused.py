@@ -206,7 +206,7 @@ class _FusedGroup:
         self.optimizer = StackedOptimizer(
             self.active[0].spec.optimizer,
             [member.spec.learning_rate for member in self.active],
-            self.model.flat,
+            self.model.parameters,
         )
         self.samplers = [
             BatchSampler(self.data.train_size, self.batch_size, member.spec.seed, self.device)
@@ -259,7 +259,7 @@ class _FusedGroup:
         train_x, model, optimizer = self.data.train_x, self.model, self.optimizer
         losses: list[Tensor] = []
         logits_seen: list[Tensor] = []
-        gradients: Sequence[Tensor] = ()
+        gradients: list[Tensor] = []
         for step in range(steps):
             inputs = train_x.index_select(0, batches[step].view(-1)).view(models, batch, -1)
             logits = model.forward(inputs, training=True, generator=self.dropout_generator)
@@ -268,12 +268,12 @@ class _FusedGroup:
             )
             model_losses = per_example.view(models, batch).mean(dim=1)
             # The sum of the models' mean losses: each model's gradient is that of its own mean loss.
-            gradients = torch.autograd.grad(model_losses.sum(), model.parameters)
-            optimizer.step(model.flat, model.flat_gradient(gradients))
+            gradients = list(torch.autograd.grad(model_losses.sum(), model.parameters))
+            optimizer.step(model.parameters, gradients)
             # Kept, not read: reading a value here would wait for the device at every step.
             losses.append(model_losses.detach())
             logits_seen.append(logits.detach())
-        self.last_gradients = list(gradients)
+        self.last_gradients = gradients
         with torch.no_grad():
             correct = (torch.stack(logits_seen).argmax(dim=-1) == labels).sum(dim=-1)
         return torch.stack(losses), correct
