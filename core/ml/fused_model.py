@@ -35,10 +35,12 @@ from torch import Tensor, nn
 from core.ml.nets import Net
 from core.spec import JobSpec
 
+# In place: neither a linear layer nor batch_norm keeps its output for the backward pass, so the
+# nonlinearity may overwrite it rather than fill a fresh tensor (the same values, less memory traffic).
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "relu": torch.relu,
+    "sigmoid": torch.sigmoid_,
+    "tanh": torch.tanh_,
+    "relu": torch.relu_,
 }
 
 
@@ -186,24 +188,15 @@ class StackedMLP:
         outputs = []
         for run in self._runs:
             models, channels = run.last - run.first, slice(run.first * width, run.last * width)
+            vectors = (means, variances, scale, shift)
             if models == self.size:  # the usual case: no slicing (a slice costs a zero-filled gradient)
-                inputs, run_means, run_variances, run_scale, run_shift = (
-                    pre_activation,
-                    means,
-                    variances,
-                    scale,
-                    shift,
-                )
+                inputs = pre_activation
             else:
                 inputs = pre_activation[run.first : run.last]
-                run_means, run_variances = means[channels], variances[channels]
-                run_scale, run_shift = scale[channels], shift[channels]
+                vectors = (means[channels], variances[channels], scale[channels], shift[channels])
             normalized = F.batch_norm(
                 inputs.transpose(0, 1).reshape(batch, models * width),
-                run_means,
-                run_variances,
-                run_scale,
-                run_shift,
+                *vectors,
                 training=training,
                 momentum=run.momentum,
                 eps=run.eps,
