@@ -262,20 +262,16 @@ class _FusedGroup:
         gradients: list[Tensor] = []
         for step in range(steps):
             inputs = train_x.index_select(0, batches[step].view(-1)).view(models, batch, -1)
-            logits = model.forward(inputs, training=True, generator=self.dropout_generator)
-            per_example = F.cross_entropy(
-                logits.view(models * batch, -1), labels[step].view(-1), reduction="none"
+            # The loss is the sum of the models' mean losses: each model's gradient is its own loss's.
+            model_losses, logits, gradients = model.loss_and_gradients(
+                inputs, labels[step].view(-1), self.dropout_generator
             )
-            model_losses = per_example.view(models, batch).mean(dim=1)
-            # The sum of the models' mean losses: each model's gradient is that of its own mean loss.
-            gradients = list(torch.autograd.grad(model_losses.sum(), model.parameters))
             optimizer.step(model.parameters, gradients)
             # Kept, not read: reading a value here would wait for the device at every step.
-            losses.append(model_losses.detach())
-            logits_seen.append(logits.detach())
+            losses.append(model_losses)
+            logits_seen.append(logits)
         self.last_gradients = gradients
-        with torch.no_grad():
-            correct = (torch.stack(logits_seen).argmax(dim=-1) == labels).sum(dim=-1)
+        correct = (torch.stack(logits_seen).argmax(dim=-1) == labels).sum(dim=-1)
         return torch.stack(losses), correct
 
     def _first_non_finite(self, losses: Tensor) -> dict[_Member, int]:
@@ -393,7 +389,7 @@ class _FusedGroup:
                     models, positions.shape[1], -1
                 )
                 labels = self.data.val_y[positions]
-                logits = self.model.forward(inputs, training=False)
+                logits = self.model.forward(inputs)
                 # One summed loss per model, as `run` sums its chunks, so the figure is the same to the bit.
                 chunk_losses = [
                     F.cross_entropy(model_logits, model_labels, reduction="sum")
