@@ -6,10 +6,13 @@ optimizer update (`core.ml.fused_optim`) for all of them. Small nets spend most 
 per-operation overhead; a fused step pays it once for M models.
 
 Each model stays the job it was:
-- it starts from the parameters `build_model` makes under its own seed and draws its batches from its own
-  `BatchSampler` seeded like its separate run, so (without dropout) it follows the separate run's
-  trajectory to rounding: the loss the group minimizes is the sum of the models' mean losses, whose
-  gradient for each model is that model's own (a mean over models would shrink every gradient by 1/M);
+- it starts from the parameters `build_model` makes under its own seed, draws its batches from its own
+  `BatchSampler` seeded like its separate run, and is stepped with its separate run's kernels on the same
+  values, so without dropout it follows the separate run's trajectory (on the CPU at one thread, its
+  parameters and validation figures are bit-identical in practice; train_loss agrees to ~1e-7 relative,
+  its per-step mean being summed in another order). The loss the group minimizes is the sum of the
+  models' mean losses, whose gradient for each model is that model's own (a mean over models would shrink
+  every gradient by 1/M);
 - it reports through its own `Callbacks` as `core.ml.run` does: progress at step 0 and at every sync point,
   its four metrics at the same steps, telemetry, summary, steps and seconds to target;
 - a model whose loss becomes non-finite ends `diverged` at that step and leaves the stacks at the sync point
@@ -17,7 +20,9 @@ Each model stays the job it was:
   whose `should_stop()` is true ends `cancelled` and leaves likewise; the others go on, faster.
 
 The loop mirrors `core.ml.training`'s: stretches of steps between sync points, per-step losses and logits
-kept on the device until the next one, the same rules for when to evaluate, probe and checkpoint.
+kept on the device until the next one, the same rules for when to evaluate, probe and checkpoint. On a CPU,
+a stack of 8-16 models of the paper's MLP runs fastest per model; much larger stacks outgrow the caches
+(split large groups, see `core.fusion.fusion_groups`).
 
 Checkpoints are the group's: one blob every `checkpoint_every` steps through `on_group_checkpoint(step, blob)`
 — the stacks, the optimizer state, every active model's sampler, the dropout generator, each model's status,
