@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -43,10 +43,13 @@ class Net(nn.Module):
         self.hidden_weight_layers: list[nn.Linear | nn.Conv2d] = [
             module for module in modules[:-1] if isinstance(module, nn.Linear | nn.Conv2d)
         ]
-        head = modules[-1]
-        if not isinstance(head, nn.Linear):
+        if not isinstance(modules[-1], nn.Linear):
             raise TypeError("a Net ends with its linear head")
-        self.head = head
+
+    @property
+    def head(self) -> nn.Linear:
+        """The output layer (a property, so that it is not registered, and saved, a second time)."""
+        return cast(nn.Linear, self.layers[-1])  # checked in __init__
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.layers(inputs)

@@ -59,6 +59,12 @@ def test_every_combination_builds_and_exposes_one_input_per_hidden_nonlinearity(
     assert all((layer.bias is None) == batch_norm for layer in model.hidden_weight_layers)
 
 
+def test_state_dict_holds_each_tensor_once() -> None:
+    model = build_model(make_spec(), IMAGE_SHAPE, 10)
+    tensors = list(model.state_dict().values())
+    assert len({tensor.data_ptr() for tensor in tensors}) == len(tensors)
+
+
 def test_chosen_batch_norm_implementation_is_used() -> None:
     for implementation, expected in [("torch", nn.BatchNorm1d), ("bnlab", PaperBatchNorm1d)]:
         model = build_model(make_spec(bn_implementation=implementation), IMAGE_SHAPE, 10)

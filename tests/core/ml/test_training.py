@@ -111,9 +111,11 @@ def test_steps_to_target_is_the_first_evaluation_at_the_target() -> None:
 def test_seconds_to_target_is_the_training_time_until_then() -> None:
     """Timed like a caller would: from the step-0 report to the report of the step that hit the target."""
     reported_at: dict[int, float] = {}
-    callbacks = Callbacks(
-        on_progress=lambda progress: reported_at.setdefault(progress.step, time.perf_counter())
-    )
+
+    def note(progress: Progress) -> None:
+        reported_at[progress.step] = time.perf_counter()
+
+    callbacks = Callbacks(on_progress=note)
     spec = make_spec(steps=200, eval_every=5, checkpoint_every=5, target_accuracy=0.85)
     result = run(spec, callbacks, settings=Settings())
     steps_to_target, seconds_to_target = result.summary.steps_to_target, result.summary.seconds_to_target
