@@ -98,10 +98,7 @@ def run_fused(
         _Member(index, spec, member_callbacks, data.dataset_slots[index])
         for index, (spec, member_callbacks) in enumerate(zip(specs, callbacks, strict=True))
     ]
-    group = _FusedGroup(members, data, device, on_group_checkpoint)
-    if checkpoint is not None:
-        group.restore(checkpoint)
-    return group.run()
+    return _FusedGroup(members, data, device, on_group_checkpoint, checkpoint).run()
 
 
 @dataclass(eq=False)  # members are compared and hashed by identity
@@ -172,6 +169,7 @@ class _FusedGroup:
         data: _GroupData,
         device: torch.device,
         on_group_checkpoint: GroupCheckpointHook | None,
+        checkpoint: bytes | None,
     ) -> None:
         first = members[0].spec
         self.members = members
@@ -190,15 +188,18 @@ class _FusedGroup:
         self.seconds_before_resume = 0.0
         self.window_losses: list[Tensor] = []  # [steps, models] per stretch since the last evaluation
         self.window_correct: list[Tensor] = []
-        self._build_stacks()
         self.dropout_generator = torch.Generator(device=device)
         self.dropout_generator.manual_seed(first.seed)
         self.last_gradients: list[Tensor] = []
         self.max_stretch_steps = max(
             1, MAX_KEPT_LOGITS // (len(members) * self.batch_size * data.num_classes)
         )
-        self.started_at = time.perf_counter()
         self.first_step = 0
+        if checkpoint is None:
+            self._build_stacks()
+        else:
+            self._restore(checkpoint)
+        self.started_at = time.perf_counter()
 
     def _build_stacks(self) -> None:
         """Build every active model as its separate run would (seeded) and stack their parameters."""
@@ -227,6 +228,8 @@ class _FusedGroup:
     # The loop.
 
     def run(self) -> list[Result]:
+        if not self.active:  # resumed after every model had ended
+            return self._results()
         for member in self.active:
             member.callbacks.on_progress(Progress(self.step, self.steps))
         stretch_steps = FIRST_STRETCH_STEPS
@@ -253,7 +256,7 @@ class _FusedGroup:
                 member.callbacks.on_progress(progress)
             stretch_steps = self._next_stretch_steps(steps, stretch_seconds)
         self._end(list(self.active), "succeeded")
-        return [member.result for member in self.members if member.result is not None]
+        return self._results()
 
     def _train(self, steps: int) -> tuple[Tensor, Tensor]:
         """`steps` fused updates; each model's losses and correct counts ([steps, models], on the device)."""
@@ -425,8 +428,8 @@ class _FusedGroup:
         torch.save(snapshot, buffer)
         return buffer.getvalue()
 
-    def restore(self, blob: bytes) -> None:
-        """Continue from a `_snapshot` blob of the same group."""
+    def _restore(self, blob: bytes) -> None:
+        """Take up the group's state from a `_snapshot` blob of the same group."""
         snapshot = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         if snapshot.get("format") != FUSED_CHECKPOINT_FORMAT:
             raise ValueError(f"unknown fused checkpoint format {snapshot.get('format')!r}")
@@ -453,6 +456,9 @@ class _FusedGroup:
         self.window_correct = [window_correct.to(self.device)] if window_correct.numel() else []
 
     # Results.
+
+    def _results(self) -> list[Result]:
+        return [member.result for member in self.members if member.result is not None]
 
     def _elapsed_seconds(self) -> float:
         """Training wall time of the group, the time before a resume included."""
