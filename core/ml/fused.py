@@ -6,10 +6,13 @@ optimizer update (`core.ml.fused_optim`) for all of them. Small nets spend most 
 per-operation overhead; a fused step pays it once for M models.
 
 Each model stays the job it was:
-- it starts from the parameters `build_model` makes under its own seed and draws its batches from its own
-  `BatchSampler` seeded like its separate run, so (without dropout) it follows the separate run's
-  trajectory to rounding: the loss the group minimizes is the sum of the models' mean losses, whose
-  gradient for each model is that model's own (a mean over models would shrink every gradient by 1/M);
+- it starts from the parameters `build_model` makes under its own seed, draws its batches from its own
+  `BatchSampler` seeded like its separate run, and is stepped with its separate run's kernels on the same
+  values, so without dropout it follows the separate run's trajectory (on the CPU at one thread, its
+  parameters and validation figures are bit-identical in practice; train_loss agrees to ~1e-7 relative,
+  its per-step mean being summed in another order). The loss the group minimizes is the sum of the
+  models' mean losses, whose gradient for each model is that model's own (a mean over models would shrink
+  every gradient by 1/M);
 - it reports through its own `Callbacks` as `core.ml.run` does: progress at step 0 and at every sync point,
   its four metrics at the same steps, telemetry, summary, steps and seconds to target;
 - a model whose loss becomes non-finite ends `diverged` at that step and leaves the stacks at the sync point
@@ -17,7 +20,9 @@ Each model stays the job it was:
   whose `should_stop()` is true ends `cancelled` and leaves likewise; the others go on, faster.
 
 The loop mirrors `core.ml.training`'s: stretches of steps between sync points, per-step losses and logits
-kept on the device until the next one, the same rules for when to evaluate, probe and checkpoint.
+kept on the device until the next one, the same rules for when to evaluate, probe and checkpoint. On a CPU,
+a stack of 8-16 models of the paper's MLP runs fastest per model; much larger stacks outgrow the caches
+(split large groups, see `core.fusion.fusion_groups`).
 
 Checkpoints are the group's: one blob every `checkpoint_every` steps through `on_group_checkpoint(step, blob)`
 — the stacks, the optimizer state, every active model's sampler, the dropout generator, each model's status,
@@ -93,10 +98,7 @@ def run_fused(
         _Member(index, spec, member_callbacks, data.dataset_slots[index])
         for index, (spec, member_callbacks) in enumerate(zip(specs, callbacks, strict=True))
     ]
-    group = _FusedGroup(members, data, device, on_group_checkpoint)
-    if checkpoint is not None:
-        group.restore(checkpoint)
-    return group.run()
+    return _FusedGroup(members, data, device, on_group_checkpoint, checkpoint).run()
 
 
 @dataclass(eq=False)  # members are compared and hashed by identity
@@ -167,6 +169,7 @@ class _FusedGroup:
         data: _GroupData,
         device: torch.device,
         on_group_checkpoint: GroupCheckpointHook | None,
+        checkpoint: bytes | None,
     ) -> None:
         first = members[0].spec
         self.members = members
@@ -185,15 +188,18 @@ class _FusedGroup:
         self.seconds_before_resume = 0.0
         self.window_losses: list[Tensor] = []  # [steps, models] per stretch since the last evaluation
         self.window_correct: list[Tensor] = []
-        self._build_stacks()
         self.dropout_generator = torch.Generator(device=device)
         self.dropout_generator.manual_seed(first.seed)
         self.last_gradients: list[Tensor] = []
         self.max_stretch_steps = max(
             1, MAX_KEPT_LOGITS // (len(members) * self.batch_size * data.num_classes)
         )
-        self.started_at = time.perf_counter()
         self.first_step = 0
+        if checkpoint is None:
+            self._build_stacks()
+        else:
+            self._restore(checkpoint)
+        self.started_at = time.perf_counter()
 
     def _build_stacks(self) -> None:
         """Build every active model as its separate run would (seeded) and stack their parameters."""
@@ -222,6 +228,8 @@ class _FusedGroup:
     # The loop.
 
     def run(self) -> list[Result]:
+        if not self.active:  # resumed after every model had ended
+            return self._results()
         for member in self.active:
             member.callbacks.on_progress(Progress(self.step, self.steps))
         stretch_steps = FIRST_STRETCH_STEPS
@@ -248,7 +256,7 @@ class _FusedGroup:
                 member.callbacks.on_progress(progress)
             stretch_steps = self._next_stretch_steps(steps, stretch_seconds)
         self._end(list(self.active), "succeeded")
-        return [member.result for member in self.members if member.result is not None]
+        return self._results()
 
     def _train(self, steps: int) -> tuple[Tensor, Tensor]:
         """`steps` fused updates; each model's losses and correct counts ([steps, models], on the device)."""
@@ -262,20 +270,16 @@ class _FusedGroup:
         gradients: list[Tensor] = []
         for step in range(steps):
             inputs = train_x.index_select(0, batches[step].view(-1)).view(models, batch, -1)
-            logits = model.forward(inputs, training=True, generator=self.dropout_generator)
-            per_example = F.cross_entropy(
-                logits.view(models * batch, -1), labels[step].view(-1), reduction="none"
+            # The loss is the sum of the models' mean losses: each model's gradient is its own loss's.
+            model_losses, logits, gradients = model.loss_and_gradients(
+                inputs, labels[step].view(-1), self.dropout_generator
             )
-            model_losses = per_example.view(models, batch).mean(dim=1)
-            # The sum of the models' mean losses: each model's gradient is that of its own mean loss.
-            gradients = list(torch.autograd.grad(model_losses.sum(), model.parameters))
             optimizer.step(model.parameters, gradients)
             # Kept, not read: reading a value here would wait for the device at every step.
-            losses.append(model_losses.detach())
-            logits_seen.append(logits.detach())
+            losses.append(model_losses)
+            logits_seen.append(logits)
         self.last_gradients = gradients
-        with torch.no_grad():
-            correct = (torch.stack(logits_seen).argmax(dim=-1) == labels).sum(dim=-1)
+        correct = (torch.stack(logits_seen).argmax(dim=-1) == labels).sum(dim=-1)
         return torch.stack(losses), correct
 
     def _first_non_finite(self, losses: Tensor) -> dict[_Member, int]:
@@ -393,7 +397,7 @@ class _FusedGroup:
                     models, positions.shape[1], -1
                 )
                 labels = self.data.val_y[positions]
-                logits = self.model.forward(inputs, training=False)
+                logits = self.model.forward(inputs)
                 # One summed loss per model, as `run` sums its chunks, so the figure is the same to the bit.
                 chunk_losses = [
                     F.cross_entropy(model_logits, model_labels, reduction="sum")
@@ -424,8 +428,8 @@ class _FusedGroup:
         torch.save(snapshot, buffer)
         return buffer.getvalue()
 
-    def restore(self, blob: bytes) -> None:
-        """Continue from a `_snapshot` blob of the same group."""
+    def _restore(self, blob: bytes) -> None:
+        """Take up the group's state from a `_snapshot` blob of the same group."""
         snapshot = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         if snapshot.get("format") != FUSED_CHECKPOINT_FORMAT:
             raise ValueError(f"unknown fused checkpoint format {snapshot.get('format')!r}")
@@ -452,6 +456,9 @@ class _FusedGroup:
         self.window_correct = [window_correct.to(self.device)] if window_correct.numel() else []
 
     # Results.
+
+    def _results(self) -> list[Result]:
+        return [member.result for member in self.members if member.result is not None]
 
     def _elapsed_seconds(self) -> float:
         """Training wall time of the group, the time before a resume included."""
