@@ -15,7 +15,16 @@ from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
 from api.dependencies import normalize_job_id
-from core.compare import ComparedJob, ComparisonRow, Series, compare, downsample, higher_is_better
+from core.compare import (
+    LANDSCAPE_QUANTITIES,
+    ComparedJob,
+    ComparisonRow,
+    LandscapeProbes,
+    Series,
+    compare,
+    downsample,
+    higher_is_better,
+)
 from core.store import JobView, Store
 
 READ_THREADS = 4  # per request; the store's connection pool holds 5 (+10 overflow)
@@ -141,6 +150,7 @@ def _compared_job(
         recorded_steps_to_target=summary.steps_to_target if summary else None,
         recorded_seconds_to_target=summary.seconds_to_target if summary else None,
         diverged_at_step=summary.diverged_at_step if summary else None,
+        landscape=_landscape(store, job),
     )
 
 
@@ -156,6 +166,14 @@ def _read_series(
     if crossing is not None and crossing[0] not in series.steps:
         series = _with_point(series, *crossing)
     return series, crossing
+
+
+def _landscape(store: Store, job: JobView) -> LandscapeProbes | None:
+    """The job's probes by step, for a job run with landscape probes (most comparisons have none)."""
+    if not job.spec.get("landscape_every"):
+        return None
+    probes = store.read_landscape(job.id)
+    return {probe.step: {name: getattr(probe, name) for name in LANDSCAPE_QUANTITIES} for probe in probes}
 
 
 def _steps(step: int | None) -> list[int]:

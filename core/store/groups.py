@@ -16,6 +16,7 @@ from core.db.tables import TERMINAL_STATUSES, FusedCheckpoint
 from core.results import Summary
 from core.store.base import fused_group_job_table, fused_group_table, job_table, summary_to_json
 from core.store.leases import LeaseStore
+from core.store.notifications import notify_job_changed
 from core.store.views import GroupLease, JobNotFound
 
 fused_checkpoint_table: sa.Table = FusedCheckpoint.__table__  # type: ignore[assignment]
@@ -76,6 +77,8 @@ class FusedGroupStore(LeaseStore):
                 .where(job.public_id == job_id, job.lease_owner == owner, job.status.in_(TERMINAL_STATUSES))
                 .values(summary=summary_to_json(summary), device=device)
             )
+            if recorded.rowcount == 1:
+                notify_job_changed(connection, job_id)
         return recorded.rowcount == 1
 
     def fused_group_job_ids(self, group_id: str) -> list[str]:

@@ -21,6 +21,7 @@ from core.store.base import (
     job_view,
     sweep_table,
 )
+from core.store.notifications import notify_job_changed
 from core.store.views import FusedGroupView, JobView, SweepView
 
 
@@ -46,11 +47,18 @@ class JobStore(StoreBase):
         return view
 
     def mark_enqueued(self, job_id: str) -> None:
-        """Record that the job reached the broker (only while it is still queued)."""
+        """Record that the job reached the broker.
+
+        While it is queued, or when a fast worker already took it (on Redis the lease is often taken before
+        the publisher gets here): the first publication time is kept either way.
+        """
         with self._engine.begin() as connection:
             connection.execute(
                 job_table.update()
-                .where(job_table.c.public_id == job_id, job_table.c.status == "queued")
+                .where(
+                    job_table.c.public_id == job_id,
+                    sa.or_(job_table.c.status == "queued", job_table.c.enqueued_at.is_(None)),
+                )
                 .values(enqueued_at=self._now())
             )
 
@@ -90,7 +98,9 @@ class JobStore(StoreBase):
                 .where(job_table.c.public_id == job_id, job_table.c.status == "queued")
                 .values(status="cancelled", cancel_requested=True, finished_at=self._now())
             )
-            if cancelled.rowcount == 0:
+            if cancelled.rowcount == 1:
+                notify_job_changed(connection, job_id)
+            else:
                 connection.execute(
                     job_table.update()
                     .where(job_table.c.public_id == job_id, job_table.c.status == "running")

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Row
 from core.db.tables import Landscape, Metric, MetricName, Telemetry
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord
 from core.store.base import StoreBase, finite_or_none
+from core.store.notifications import notify_job_changed
 from core.store.views import LandscapeView, LayerTelemetry, MetricSeries
 
 metric_table: sa.Table = Metric.__table__  # type: ignore[assignment]
@@ -85,6 +86,7 @@ class SeriesStore(StoreBase):
                     [dict(zip(columns, row, strict=True)) for row in rows],
                     ["job_id", "name_id", "step"],
                 )
+            notify_job_changed(connection, job_id)
 
     def _intern_metric_names(self, names: Iterable[str]) -> dict[str, int]:
         """Small integer ids for metric names, created on first use (concurrent writers agree)."""
