@@ -41,10 +41,10 @@ SLOW_BASE: dict[str, Any] = {
     "architecture": {"kind": "mlp", "hidden": [64, 64, 64], "activation": "sigmoid"},
     "learning_rate": 0.1,
     "batch_size": 128,
-    "steps": 2000,
+    "steps": 3000,
     "eval_every": 100,
     "telemetry_every": 0,
-    "checkpoint_every": 400,
+    "checkpoint_every": 600,
 }
 SEEDS = [0, 1, 2]
 VAL_LOSS_TOLERANCE = 1e-4
@@ -164,7 +164,7 @@ def test_cancelling_one_job_of_a_running_group_stops_only_its_model(
     assert view["status_counts"]["cancelled"] == 1 and view["status_counts"]["succeeded"] == 2
     for job_id in others:
         steps, _ = val_loss(running, job_id)
-        assert steps == list(range(100, 2001, 100))
+        assert steps == list(range(100, 3001, 100))
     assert running.job(cancelled_id)["summary"] is not None  # recorded once the group was done
 
 

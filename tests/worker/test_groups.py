@@ -7,13 +7,12 @@ uninterrupted run of the same group.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import pytest
 
-from core.results import Callbacks, Result
+from core.results import Callbacks, Progress, Result
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import MetricSeries, Store, SweepView
@@ -91,32 +90,51 @@ def test_a_second_delivery_of_a_training_group_is_dropped(store: Store) -> None:
 
 
 def test_cancelling_one_job_stops_only_its_model(store: Store) -> None:
-    specs = fusable_specs(steps=2000, eval_every=100, telemetry_every=0, checkpoint_every=0)
-    settings = liveness_settings(store)
+    specs = fusable_specs(steps=400, eval_every=20, telemetry_every=0, checkpoint_every=0)
+    settings = liveness_settings(store)  # the group's cancel flags are read every 0.1 s
     [group] = fused_sweep(store, specs).fused_groups
-    cancelled_id, *others = group.job_ids
-    runner = threading.Thread(target=train_group, args=(store, group.job_ids, settings))
-    runner.start()
-    _wait_for(
-        lambda: (job := store.get_job(cancelled_id)) is not None and bool(job.progress and job.progress.step)
-    )
+    cancelled_id, other_id, _ = group.job_ids
+    cancelled_at: list[int] = []
+    seen_after_the_cancel: list[tuple[str, str]] = []
 
-    store.request_cancel(cancelled_id)
-    _wait_for(lambda: (job := store.get_job(cancelled_id)) is not None and job.status == "cancelled")
-    others_when_cancelled = [store.get_job(job_id) for job_id in others]
-    runner.join(timeout=60)
+    def cancel_at_step_100(
+        specs: list[JobSpec],
+        callbacks: list[Callbacks],
+        checkpoint: bytes | None,
+        settings: Settings,
+        on_group_checkpoint: GroupCheckpointHook,
+    ) -> list[Result]:
+        """The user cancels the first job once it is past step 100 (and the group's keeper has seen it)."""
+        report_first, report_second = callbacks[0].on_progress, callbacks[1].on_progress
 
-    assert all(job is not None and job.status == "running" for job in others_when_cancelled)
+        def report_then_cancel(progress: Progress) -> None:
+            report_first(progress)
+            if progress.step >= 100 and not cancelled_at:
+                store.request_cancel(cancelled_id)
+                time.sleep(0.5)
+                cancelled_at.append(progress.step)
+
+        def report_and_look(progress: Progress) -> None:
+            report_second(progress)
+            if cancelled_at and progress.step > cancelled_at[0] and not seen_after_the_cancel:
+                cancelled_job, other_job = store.get_job(cancelled_id), store.get_job(other_id)
+                assert cancelled_job is not None and other_job is not None
+                seen_after_the_cancel.append((cancelled_job.status, other_job.status))
+
+        callbacks[0].on_progress, callbacks[1].on_progress = report_then_cancel, report_and_look
+        return train_group_with_core(specs, callbacks, checkpoint, settings, on_group_checkpoint)
+
+    deliveries = train_group(store, group.job_ids, settings, train=cancel_at_step_100)
+
+    assert [delivery.status for delivery in deliveries] == ["cancelled", "succeeded", "succeeded"]
+    assert seen_after_the_cancel == [("cancelled", "running")]  # finished while the others trained on
     cancelled = store.get_job(cancelled_id)
     assert cancelled is not None and cancelled.progress is not None
-    assert 0 < cancelled.progress.step < 2000
+    assert cancelled.progress.step == cancelled_at[0]
     assert cancelled.summary is not None and cancelled.device == "cpu"  # recorded when the group ended
     steps, _ = store.read_metrics(cancelled_id, ["val_loss"], 1000)["val_loss"]
-    assert steps == list(range(100, cancelled.progress.step + 1, 100))
-    separate = separate_runs(store, specs[1:], settings)
-    for job_id, separate_id in zip(others, separate, strict=True):
-        job = store.get_job(job_id)
-        assert job is not None and job.status == "succeeded"
+    assert steps == list(range(20, cancelled_at[0] + 1, 20))
+    for job_id, separate_id in zip(group.job_ids[1:], separate_runs(store, specs[1:], settings), strict=True):
         assert_same_series(
             store.read_metrics(job_id, None, 1000), store.read_metrics(separate_id, None, 1000)
         )
