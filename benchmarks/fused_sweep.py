@@ -6,11 +6,13 @@ training core — `run` once per job, `run_fused` once for the group — in one 
 drifts in machine load hit both alike, and each call is timed whole (loading data and building nets
 included: that is what a sweep waits for). Prints, per M and torch thread count, the median model-steps
 per second of each side over the rounds, with both wall-clock and process CPU time (the CPU time of a
-one-thread run hides other processes competing for the cores), and the speedups. The fused models' results
-are checked against the separate ones, so a fast wrong answer cannot pass unnoticed.
+one-thread run hides other processes competing for the core; with more threads it sums theirs), and the
+speedups. The fused models' results are checked against the separate ones, so a fast wrong answer cannot
+pass unnoticed.
 
-For scale it also times the matrix products of one fused step alone (forward and backward, the same shapes,
-nothing else): no fused step can beat them, so separate speed / their speed bounds the ratio attainable.
+For scale it also times the matrix products of one fused step alone on one thread (forward and backward,
+the same shapes, nothing else): no fused step can beat them, so their speed over the separate runs' bounds
+the ratio attainable per core.
 `--profile` prints torch.profiler's table of a fused run's operations.
 
 Goal on a CPU: fused >= 5x the separate runs per core at M >= 16.
@@ -89,21 +91,23 @@ def compare(models: int, steps: int, threads: int, rounds: int, device: str) -> 
 
     separate_wall, fused_wall = rate(separate, "wall_seconds"), rate(fused, "wall_seconds")
     separate_cpu, fused_cpu = rate(separate, "cpu_seconds"), rate(fused, "cpu_seconds")
-    products = products_alone_model_steps_per_second(models, threads)
+    bound = ""
+    if threads == 1:  # per core: CPU time is the fair clock, and the one the bound is measured with
+        products = products_alone_model_steps_per_second(models)
+        bound = f" | products alone {products:6.0f} (bound on the ratio {products / separate_cpu:4.1f})"
     print(
         f"M={models:3d} threads={threads}  model-steps/s  wall: separate {separate_wall:6.0f}  fused "
         f"{fused_wall:6.0f}  ratio {fused_wall / separate_wall:5.2f} | cpu: separate {separate_cpu:6.0f}  "
-        f"fused {fused_cpu:6.0f}  ratio {fused_cpu / separate_cpu:5.2f} | products alone {products:6.0f} "
-        f"(bound on the ratio {products / separate_cpu:4.1f}) | sweep wall time: separate "
+        f"fused {fused_cpu:6.0f}  ratio {fused_cpu / separate_cpu:5.2f}{bound} | sweep wall time: separate "
         f"{statistics.median(t.wall_seconds for t in separate):5.1f} s, fused "
         f"{statistics.median(t.wall_seconds for t in fused):5.1f} s",
         flush=True,
     )
 
 
-def products_alone_model_steps_per_second(models: int, threads: int, repeats: int = 200) -> float:
-    """Model-steps/s of a fused step's bmm products alone: 64 → 100 → 100 → 100 → 10, batch 60."""
-    torch.set_num_threads(threads)
+def products_alone_model_steps_per_second(models: int, repeats: int = 200) -> float:
+    """Model-steps/s, on one thread, of a fused step's bmm products alone: 64 → 100 → 100 → 100 → 10."""
+    torch.set_num_threads(1)
     widths = [64, 100, 100, 100, 10]
     inputs = torch.randn(models, 60, widths[0])
     weights = [torch.randn(models, out, width) for width, out in itertools.pairwise(widths)]
