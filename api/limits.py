@@ -1,4 +1,5 @@
-"""A request-body size limit (413), enforced before FastAPI parses anything.
+"""A request-body size limit (413), enforced before FastAPI parses anything, and the answers every route
+that takes a body documents for bodies refused before the route runs.
 
 A declared Content-Length over the limit is refused at once; a body without one (chunked) is read up to
 the limit and then replayed to the app, so no request can make the API buffer more than the limit.
@@ -7,8 +8,18 @@ the limit and then replayed to the app, so no request can make the API buffer mo
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.schemas import ErrorOut
+
+BODY_REFUSED: dict[int | str, dict[str, Any]] = {
+    # FastAPI's own answer to bytes it cannot decode as JSON text (e.g. not UTF-8); well-formed JSON that
+    # is not a valid spec is a 422.
+    400: {"model": ErrorOut, "description": "the request body could not be read as JSON text"},
+    413: {"model": ErrorOut, "description": "the request body is larger than the configured limit"},
+}
 
 
 class BodySizeLimit:

@@ -1,7 +1,8 @@
 """The FastAPI application: `create_app(settings)` builds one (tests build their own), `app` is uvicorn's.
 
 The app owns one store and one Celery client (publishing only, by task name); its lifespan runs the
-sweeper thread that re-publishes jobs the broker lost.
+sweeper thread that re-publishes jobs the broker lost. With API keys in the settings, `/v1` needs one
+(`api.auth`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import dashboard
+from api.auth import ApiKeys
 from api.errors import install_exception_handlers
 from api.limits import BodySizeLimit
 from api.routes import api_router
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.celery = celery_app
     app.state.sweeper = sweeper
+    app.state.api_keys = ApiKeys.from_settings(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_exception_handlers(app)
     app.include_router(api_router)

@@ -85,7 +85,15 @@ class Sweeper:
         for candidate in candidates:
             if not self.store.claim_republish(candidate):
                 continue  # another sweeper (or the submit path) got there first
-            self._publish(candidate, groups_published)
+            try:
+                self._publish(candidate, groups_published)
+            except Exception as error:  # whatever the transport raised, the broker is not taking jobs
+                # The claim marked the job as published; left in place it would hide the job from the
+                # sweeper until REQUEUE_AFTER. Undo it (should the message have got through after all, the
+                # second copy is dropped by the lease) and leave the rest of the round to the next one.
+                self.store.release_republish(candidate)
+                logger.warning("could not publish job %s (retrying next round): %s", candidate.job_id, error)
+                break
             logger.info("published %s job %s again", candidate.status, candidate.job_id)
             published.append(candidate.job_id)
         return published

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
 
     # Limits.
     job_soft_time_limit_seconds: int = Field(6 * 3600, ge=1)
+    worker_memory_limit_mb: int = Field(
+        0,
+        ge=0,
+        description="address space of each worker pool process (RLIMIT_AS), so that a job that asks for "
+        "too much memory fails with an out-of-memory error instead of taking its node down; 0 = no limit. "
+        "CPU workers only: CUDA reserves far more address space than it uses",
+    )
     max_sweep_size: int = Field(256, ge=1, le=10_000)
     max_fused_group_size: int = Field(
         64,

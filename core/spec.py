@@ -79,7 +79,15 @@ class JobSpec(_Strict):
     bn_implementation: Literal["torch", "bnlab"] = "torch"  # bnlab = the paper's Algorithm 1, written out
     batch_size: int = Field(60, ge=1, le=MAX_BATCH_SIZE)
     steps: int = Field(2000, ge=1, le=MAX_STEPS)
-    eval_every: int = Field(50, ge=1, le=MAX_STEPS, description="steps_to_target is resolved to this")
+    eval_every: int = Field(
+        50,
+        ge=1,
+        le=MAX_STEPS,
+        # A short run that leaves eval_every at its default is checked too: a spec must validate again from
+        # its own stored form (the worker and the API's answers re-read it).
+        validate_default=True,
+        description="steps_to_target is resolved to this",
+    )
     target_accuracy: float | None = Field(None, gt=0, le=1)
     telemetry_every: int = Field(0, ge=0, le=MAX_STEPS, description="0 = off")
     landscape_every: int = Field(0, ge=0, le=MAX_STEPS, description="0 = off")
@@ -116,7 +124,7 @@ class JobSpec(_Strict):
     def _eval_within_steps(cls, value: int, info: ValidationInfo) -> int:
         steps = info.data.get("steps")
         if steps is not None and value > steps:
-            raise ValueError(f"eval_every must not exceed steps ({steps})")
+            raise ValueError(f"eval_every ({value}) must not exceed steps ({steps})")
         return value
 
 

@@ -6,10 +6,19 @@ child costs that child, not the worker.
 
 from __future__ import annotations
 
+from celery.signals import worker_process_init
+
 from core.queue import make_celery
 from core.settings import get_settings
+from worker.memory import limit_address_space
 from worker.tasks import register_tasks
 
 settings = get_settings()
 app = make_celery(settings)
 register_tasks(app, settings)
+
+
+@worker_process_init.connect
+def _limit_pool_process_memory(**_signal: object) -> None:
+    # In each pool child, not in the parent: a job over the limit fails itself, never the worker.
+    limit_address_space(settings.worker_memory_limit_mb)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import StringConstraints
 
 from api.dependencies import CeleryDep, JobDep, StoreDep
+from api.limits import BODY_REFUSED
 from api.schemas import (
     PAPER_DIGITS_SPEC,
     ErrorOut,
@@ -71,7 +72,7 @@ SPEC_EXAMPLES: dict[str, Any] = {
     response_model=JobOut,
     summary="Submit a training job",
     responses={
-        413: {"model": ErrorOut, "description": "the request body is larger than the configured limit"},
+        **BODY_REFUSED,
         **DATABASE_DOWN,
     },
 )

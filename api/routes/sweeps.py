@@ -22,6 +22,7 @@ from api.comparison_schemas import (
     SweepSummaryOut,
 )
 from api.dependencies import CeleryDep, SettingsDep, StoreDep, normalize_job_id
+from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from core.queue import publish_group, publish_job
 from core.spec import JobSpec
@@ -123,7 +124,7 @@ def _sweep_out(store: Store, sweep: SweepView) -> SweepOut:
     response_model=SweepCreatedOut,
     summary="Submit a sweep: every grid point × every seed becomes a job",
     responses={
-        413: {"model": ErrorOut, "description": "the request body is larger than the configured limit"},
+        **BODY_REFUSED,
         **DATABASE_DOWN,
     },
 )

@@ -7,6 +7,7 @@ replicas' sweepers can race without locks: whoever changes the row first wins, t
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -226,7 +227,9 @@ class LeaseStore(StoreBase):
         """Running jobs whose heartbeat is older than `lease_seconds` (their worker died) and that were not
         published again since (or, with `requeue_after_seconds`, whose republication is that old)."""
         job = job_table.c
-        not_republished = sa.or_(job.enqueued_at.is_(None), job.enqueued_at < job.heartbeat_at)
+        not_republished = sa.or_(
+            job.enqueued_at.is_(None), sa.not_(self._republished_after_going_stale(lease_seconds))
+        )
         if requeue_after_seconds is not None:
             not_republished = sa.or_(
                 not_republished, job.enqueued_at < self._seconds_ago(requeue_after_seconds)
@@ -235,6 +238,21 @@ class LeaseStore(StoreBase):
             sa.and_(
                 job.status == "running", job.heartbeat_at < self._seconds_ago(lease_seconds), not_republished
             )
+        )
+
+    def _republished_after_going_stale(self, lease_seconds: float) -> sa.ColumnElement[bool]:
+        """Whether the job's last publication came `lease_seconds` or more after its last heartbeat, as a
+        sweeper's claim on the lost lease does. A publication stamped sooner after the heartbeat is the
+        job's first one: the submit path records it after publishing, often after a fast worker already
+        took the lease, and a worker that dies before its first heartbeat must still be found."""
+        job = job_table.c
+        if self.is_postgres:
+            return job.enqueued_at >= job.heartbeat_at + sa.literal(
+                timedelta(seconds=lease_seconds), sa.Interval()
+            )
+        # SQLite keeps timestamps as text; julianday() reads them as days (to the millisecond).
+        return (
+            sa.func.julianday(job.enqueued_at) >= sa.func.julianday(job.heartbeat_at) + lease_seconds / 86_400
         )
 
     def claim_republish(self, candidate: RepublishCandidate) -> bool:

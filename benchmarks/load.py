@@ -1,0 +1,316 @@
+"""Load: 1,000 `POST /v1/jobs` of tiny jobs from several client processes on loopback against the deployed
+mode, then a check that every accepted job was stored and trained exactly once.
+
+    python -m benchmarks.load [--jobs 1000] [--clients 8] [--workers 2]
+                              [--url postgresql://postgres@127.0.0.1:5432/postgres]
+
+Everything runs on private state, started and stopped by the script: a scratch PostgreSQL database next to
+the one in --url (migrated, dropped at the end), a redis-server of its own on a free port, the API under
+uvicorn, and --workers Celery workers (prefork, one process each, like the deployed ones). The clients
+start together and each posts its share of the jobs one after another on a keep-alive connection.
+
+Prints the request rate and the p50/p99/max latency of the submissions, then waits for the workers to
+finish every job and checks: every 201 names a stored job, no job is missing or extra, every job
+succeeded with attempts == 1 (none ran twice) and stored its last evaluation. Exits 1 if a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+from psycopg import sql
+
+from core.db.migrate import upgrade_database
+from core.store import JobView, Store
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+READY_TIMEOUT_SECONDS = 90.0
+FINISH_TIMEOUT_SECONDS = 1800.0
+TINY_SPEC: dict[str, Any] = {
+    "architecture": {"kind": "mlp", "hidden": [8], "activation": "sigmoid"},
+    "batch_norm": True,
+    "learning_rate": 0.1,
+    "dropout": 0.0,
+    "batch_size": 16,
+    "steps": 10,
+    "eval_every": 10,
+    "device": "cpu",
+}
+
+Submission = tuple[str | None, int, float]  # (job id, HTTP status, seconds)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(ready: Any, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start; see {log}")
+        time.sleep(0.1)
+
+
+def start(command: list[str], environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops its pool children too
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def submit_share(url: str, first: int, count: int, barrier: Any) -> list[Submission]:
+    """One client process: connect, wait for the others, then post `count` jobs one after another."""
+    submissions: list[Submission] = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        client.get("/healthz").raise_for_status()
+        barrier.wait()
+        for index in range(first, first + count):
+            spec = {**TINY_SPEC, "name": f"load-{index}", "seed": index}
+            started = time.perf_counter()
+            response = client.post("/v1/jobs", json=spec)
+            seconds = time.perf_counter() - started
+            job_id = response.json().get("id") if response.status_code == 201 else None
+            submissions.append((job_id, response.status_code, seconds))
+    return submissions
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))]
+
+
+def all_jobs(store: Store, status: str | None = None) -> list[JobView]:
+    jobs: list[JobView] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = store.list_jobs(status=status, limit=200, cursor=cursor)
+        jobs.extend(page)
+        if cursor is None:
+            return jobs
+
+
+def unfinished(store: Store) -> int:
+    return sum(len(all_jobs(store, status)) for status in ("queued", "running"))
+
+
+def check(store: Store, submissions: list[Submission]) -> list[str]:
+    """What went wrong, if anything: lost, extra, failed or repeated jobs, or missing results."""
+    problems: list[str] = []
+    statuses = Counter(status for _, status, _ in submissions)
+    if set(statuses) != {201}:
+        problems.append(f"answers other than 201: {dict(statuses)}")
+    accepted = {job_id for job_id, _, _ in submissions if job_id is not None}
+    stored = {job.id: job for job in all_jobs(store)}
+    if missing := accepted - stored.keys():
+        problems.append(f"{len(missing)} accepted jobs are not stored (lost)")
+    if extra := stored.keys() - accepted:
+        problems.append(f"{len(extra)} stored jobs were never accepted")
+    outcomes = Counter(job.status for job in stored.values())
+    if set(outcomes) != {"succeeded"}:
+        problems.append(f"final statuses: {dict(outcomes)}")
+    if repeated := [job.id for job in stored.values() if job.attempts != 1 or job.lease_losses != 0]:
+        problems.append(f"{len(repeated)} jobs ran more than once (attempts != 1)")
+    last_step = TINY_SPEC["steps"]
+    without_results = [
+        job_id
+        for job_id in accepted & stored.keys()
+        if store.read_metrics(job_id, ["val_accuracy"], 10)["val_accuracy"][0][-1:] != [last_step]
+    ]
+    if without_results:
+        problems.append(f"{len(without_results)} jobs have no evaluation at step {last_step}")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=8, help="client processes posting at once")
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    arguments = parser.parse_args()
+    if shutil.which("redis-server") is None:
+        print("redis-server is not installed", file=sys.stderr)
+        return 2
+
+    folder = Path(tempfile.mkdtemp(prefix="bnlab-load-"))
+    admin_url, database = arguments.url, f"bnlab_load_{uuid.uuid4().hex[:10]}"
+    database_url = admin_url.rsplit("/", 1)[0] + "/" + database
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    with ExitStack() as cleanup:
+        cleanup.callback(drop_database, admin_url, database)
+        upgrade_database(database_url)
+
+        redis_port = free_port()
+        redis_server = start(
+            [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            dict(os.environ),
+            folder / "redis.log",
+        )
+        cleanup.callback(stop, redis_server)
+        broker_url = f"redis://127.0.0.1:{redis_port}/0"
+        wait_for(lambda: answers_ping(broker_url), "redis-server", redis_server, folder / "redis.log")
+
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "BROKER_URL": broker_url,
+            "BNLAB_TORCH_THREADS": "1",
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+        workers = []
+        for index in range(arguments.workers):
+            log = folder / f"worker-{index}.log"
+            worker = start(
+                [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork",
+                 "--concurrency=1", "-Q", "default,cpu", "-n", f"load-{index}@%h", "--without-mingle",
+                 "--without-gossip", "--without-heartbeat", "--loglevel=INFO"],
+                environment,
+                log,
+            )  # fmt: skip
+            cleanup.callback(stop, worker)
+            workers.append((worker, log))
+
+        api_port = free_port()
+        api_log = folder / "api.log"
+        api = start(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port),
+             "--no-access-log"],
+            environment,
+            api_log,
+        )  # fmt: skip
+        cleanup.callback(stop, api)
+        url = f"http://127.0.0.1:{api_port}"
+        wait_for(lambda: answers_health(url), "the API", api, api_log)
+        for worker, log in workers:
+            wait_for(lambda log=log: " ready." in log.read_text(errors="replace"), "a worker", worker, log)
+        print(
+            f"deployed mode up: PostgreSQL database {database}, redis :{redis_port}, API {url}, "
+            f"{arguments.workers} workers (logs in {folder})"
+        )
+
+        shares = [
+            arguments.jobs // arguments.clients + (index < arguments.jobs % arguments.clients)
+            for index in range(arguments.clients)
+        ]
+        firsts = [sum(shares[:index]) for index in range(arguments.clients)]
+        context = multiprocessing.get_context("spawn")
+        with context.Manager() as manager, context.Pool(arguments.clients) as pool:
+            barrier = manager.Barrier(arguments.clients + 1)
+            pending = pool.starmap_async(
+                submit_share,
+                [(url, first, share, barrier) for first, share in zip(firsts, shares, strict=True)],
+            )
+            barrier.wait()
+            started = time.perf_counter()
+            submissions = [submission for share in pending.get() for submission in share]
+            submit_seconds = time.perf_counter() - started
+
+        latencies = sorted(seconds * 1000 for _, _, seconds in submissions)
+        rate = len(submissions) / submit_seconds
+        print(
+            f"{len(submissions)} POST /v1/jobs from {arguments.clients} client processes in "
+            f"{submit_seconds:.2f} s: {rate:.0f} requests/s"
+        )
+        print(
+            f"latency p50 {percentile(latencies, 0.50):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
+            f"max {latencies[-1]:.1f} ms, mean {statistics.fmean(latencies):.1f} ms"
+        )
+
+        store = Store(database_url)
+        cleanup.callback(store.dispose)
+        deadline = time.monotonic() + FINISH_TIMEOUT_SECONDS
+        while (remaining := unfinished(store)) and time.monotonic() < deadline:
+            if any(worker.poll() is not None for worker, _ in workers):
+                print(f"a worker exited; see {folder}", file=sys.stderr)
+                break
+            time.sleep(1.0)
+        all_done_seconds = time.perf_counter() - started
+        throughput = len(submissions) / all_done_seconds
+        print(
+            f"all jobs finished {all_done_seconds:.1f} s after the first request "
+            f"({throughput:.1f} jobs/s through {arguments.workers} workers)"
+        )
+
+        problems = check(store, submissions)
+        if remaining:
+            problems.append(f"{remaining} jobs still unfinished")
+        for problem in problems:
+            print(f"FAILED: {problem}", file=sys.stderr)
+        if not problems:
+            print(
+                f"checked: {len(submissions)} accepted, {len(submissions)} stored, all succeeded with "
+                "attempts == 1 and their last evaluation stored; none lost, none run twice"
+            )
+            shutil.rmtree(folder, ignore_errors=True)
+        return 1 if problems else 0
+
+
+def answers_ping(broker_url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(broker_url, socket_connect_timeout=1).ping())
+    except redis.ConnectionError:
+        return False
+
+
+def answers_health(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def drop_database(admin_url: str, database: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""A job past its time limit, or one whose training raises (out of memory included), ends failed with a
+message saying why, and the worker takes the next job.
+
+One worker of its own (PostgreSQL + the session's private Redis, on a Redis database number of its own)
+with a 10 s job time limit and a memory ceiling on its pool process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from core.db.migrate import upgrade_database
+from core.spec import JobSpec
+from tests.fixtures.databases import create_postgres_database, drop_postgres_database, postgres_available
+from tests.fixtures.requirements import require
+from tests.fixtures.worker import RedisServer, RunningWorker, start_worker
+from tests.reliability.conftest import SLOW_SPEC, TINY_SPEC, discard_worker, job_of
+
+pytestmark = pytest.mark.service
+
+# Counted from the lease, so it includes loading torch into a fresh pool process (seconds on a busy machine).
+TIME_LIMIT_SECONDS = 10
+# Room for the pool process with torch loaded and a small job (measured: 1.2 GiB of address space), well
+# below what OUT_OF_MEMORY_SPEC's first training step asks for (2.3 GiB).
+MEMORY_LIMIT_MB = 1792
+# Every field within the spec's caps: 256 channels of 8×8 maps on a batch of 4096 need 256 MiB per
+# activation, several of them at once.
+OUT_OF_MEMORY_SPEC = {
+    **TINY_SPEC,
+    "architecture": {"kind": "cnn", "channels": [256, 256, 256], "activation": "relu"},
+    "batch_size": 4096,
+    "steps": 2,
+    "eval_every": 1,
+}
+# Fifty times the slow job's steps: minutes of training, stopped by the time limit.
+OVERLONG_SPEC = {**SLOW_SPEC, "steps": 10_000, "eval_every": 100, "checkpoint_every": 0}
+
+
+@pytest.fixture(scope="module")
+def limited_worker(
+    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+) -> Iterator[RunningWorker]:
+    require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
+    name, url = create_postgres_database()
+    worker: RunningWorker | None = None
+    try:
+        upgrade_database(url)
+        worker = start_worker(
+            url,
+            private_redis.url.rsplit("/", 1)[0] + "/1",
+            tmp_path_factory.mktemp("limited-worker") / "worker.log",
+            BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(TIME_LIMIT_SECONDS),
+            BNLAB_WORKER_MEMORY_LIMIT_MB=str(MEMORY_LIMIT_MB),
+        )
+        yield worker
+    finally:
+        if worker is not None:
+            discard_worker(worker)
+        drop_postgres_database(name)
+
+
+def test_a_job_past_its_time_limit_fails_and_the_worker_takes_the_next(limited_worker: RunningWorker) -> None:
+    worker = limited_worker
+    overlong = worker.submit(JobSpec.model_validate(OVERLONG_SPEC))
+    following = worker.submit(JobSpec.model_validate(TINY_SPEC))
+
+    failed = worker.wait_for(overlong.id, timeout=60)
+    assert (failed.status, failed.error) == ("failed", "time limit exceeded")
+    assert failed.started_at is not None and failed.finished_at is not None
+    ran_seconds = (failed.finished_at - failed.started_at).total_seconds()
+    assert TIME_LIMIT_SECONDS <= ran_seconds < TIME_LIMIT_SECONDS + 3
+    assert failed.progress is not None and 0 < failed.progress.step < OVERLONG_SPEC["steps"]
+    steps, _ = worker.store.read_metrics(overlong.id, ["val_accuracy"], 10_000)["val_accuracy"]
+    assert steps and steps[-1] <= failed.progress.step  # what it trained before the limit is kept
+
+    assert worker.wait_for(following.id).status == "succeeded"
+
+
+def test_a_job_that_runs_out_of_memory_fails_with_the_message_and_the_worker_takes_the_next(
+    limited_worker: RunningWorker,
+) -> None:
+    worker = limited_worker
+    too_big = worker.submit(JobSpec.model_validate(OUT_OF_MEMORY_SPEC))
+    following = worker.submit(JobSpec.model_validate(TINY_SPEC))
+
+    failed = worker.wait_for(too_big.id, timeout=60)
+    assert failed.status == "failed"
+    assert failed.error is not None and re.search(r"not enough memory|can't allocate memory", failed.error)
+    assert job_of(worker, too_big.id).attempts == 1  # failed, not retried
+
+    finished = worker.wait_for(following.id)
+    assert finished.status == "succeeded"
+    # The same pool process trained the next job: the failure cost the job, not the worker.
+    assert finished.lease_owner is not None and failed.lease_owner is not None
+    assert finished.lease_owner.split(":")[1] == failed.lease_owner.split(":")[1]

@@ -1,0 +1,159 @@
+"""A broker or a database that goes away costs no accepted job and leaves nothing half-written.
+
+The broker is the session's private redis-server, stopped and restarted (or made to refuse writes) by the
+test; the database is a real PostgreSQL behind a TCP proxy that the test cuts. The shared servers are
+never touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy.engine import make_url
+
+from api.errors import DATABASE_UNAVAILABLE
+from api.sweeper import Sweeper
+from core.db.migrate import upgrade_database
+from core.queue import make_celery
+from core.settings import Settings
+from core.spec import JobSpec
+from core.store import Store
+from tests.fixtures.proxy import CuttableProxy
+from tests.fixtures.worker import RedisServer, RunningWorker
+from tests.reliability.conftest import (
+    TINY_SPEC,
+    api_for,
+    api_with,
+    job_of,
+    uninterrupted_metrics,
+    wait_until_finished,
+)
+
+pytestmark = pytest.mark.service
+
+# How long the sweeper leaves a new job to the submit path's own publish before it steps in (5 s in
+# service; shorter here, so that the outage below lasts a few seconds).
+UNPUBLISHED_AFTER_SECONDS = 1.0
+
+
+def assert_ran_exactly_once(worker: RunningWorker, job_id: str) -> None:
+    finished = wait_until_finished(worker, job_id, 60, "the job to finish")
+    assert (finished.status, finished.attempts, finished.lease_losses) == ("succeeded", 1, 0)
+    assert worker.store.read_metrics(job_id, None, 10_000) == uninterrupted_metrics(TINY_SPEC)
+
+
+def test_a_job_submitted_while_the_broker_is_down_is_kept_and_runs_once_it_is_back(
+    postgres_redis_worker: RunningWorker, private_redis: RedisServer
+) -> None:
+    worker = postgres_redis_worker
+    with api_for(worker) as client:
+        client.app.state.sweeper.unpublished_after_seconds = UNPUBLISHED_AFTER_SECONDS  # type: ignore[attr-defined]
+        private_redis.stop()
+        try:
+            started = time.monotonic()
+            submitted = client.post("/v1/jobs", json=TINY_SPEC)
+            submit_seconds = time.monotonic() - started
+            ready = client.get("/readyz")
+            # Past the submit path's grace: the sweeper has found the job and must leave it alone.
+            time.sleep(UNPUBLISHED_AFTER_SECONDS + 2 * worker.settings.sweep_seconds)
+            job_id = submitted.json()["id"]
+            while_down = job_of(worker, job_id)
+        finally:
+            private_redis.start()
+        assert_ran_exactly_once(worker, job_id)
+
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["status"] == "queued"
+    assert submit_seconds < 10
+    assert ready.status_code == 503 and ready.json()["broker"] == "unavailable"
+    assert (while_down.status, while_down.enqueued_at, while_down.attempts) == ("queued", None, 0)
+
+
+def test_a_sweeper_whose_publish_fails_releases_the_job_for_its_next_round(
+    postgres_redis_worker: RunningWorker, private_redis: RedisServer
+) -> None:
+    worker = postgres_redis_worker
+    job = worker.store.create_job(JobSpec.model_validate(TINY_SPEC))  # stored, never published
+    celery_app = make_celery(worker.settings)
+    sweeper = Sweeper(worker.store, celery_app, worker.settings, unpublished_after_seconds=0)
+    broker = redis.Redis.from_url(private_redis.url)
+    # The broker answers (it is reachable) but refuses every write, as a Redis out of memory does.
+    broker.config_set("maxmemory-policy", "noeviction")
+    broker.config_set("maxmemory", 1)
+    try:
+        assert broker.ping()
+        assert sweeper.sweep_once() == []
+        refused = job_of(worker, job.id)
+    finally:
+        broker.config_set("maxmemory", 0)
+    try:
+        assert (refused.status, refused.enqueued_at) == ("queued", None)  # found again by the next round
+        assert sweeper.sweep_once() == [job.id]
+        assert_ran_exactly_once(worker, job.id)
+    finally:
+        celery_app.close()
+
+
+@pytest.fixture
+def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, CuttableProxy]]:
+    """A migrated PostgreSQL database and the URL of a proxy in front of it that the test can take down."""
+    upgrade_database(postgres_url)
+    url = make_url(postgres_url)
+    proxy = CuttableProxy(url.port or 5432)
+    try:
+        yield url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy
+    finally:
+        proxy.close()
+
+
+def test_a_database_down_is_503_with_a_clear_message_and_leaves_nothing_half_written(
+    proxied_postgres: tuple[str, CuttableProxy], postgres_url: str, tmp_path: Path
+) -> None:
+    proxied_url, proxy = proxied_postgres
+    settings = Settings(
+        _env_file=None,
+        database_url=proxied_url,
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        sweep_seconds=3600.0,
+    )
+    direct = Store(postgres_url)
+    try:
+        with api_with(settings) as client:
+            before = client.post("/v1/jobs", json=TINY_SPEC)
+            assert before.status_code == 201
+            proxy.go_down()
+            started = time.monotonic()
+            answers = {
+                "submit": client.post("/v1/jobs", json=TINY_SPEC),
+                "list": client.get("/v1/jobs"),
+                "read": client.get(f"/v1/jobs/{before.json()['id']}"),
+                "cancel": client.post(f"/v1/jobs/{before.json()['id']}/cancel"),
+            }
+            outage_seconds = time.monotonic() - started
+            ready_while_down = client.get("/readyz")
+            alive_while_down = client.get("/healthz")
+            proxy.come_back()
+            after = client.post("/v1/jobs", json=TINY_SPEC)
+            ready_after = client.get("/readyz")
+
+        jobs, _ = direct.list_jobs()
+    finally:
+        direct.dispose()
+
+    for what, answer in answers.items():
+        assert answer.status_code == 503, (what, answer.text)
+        assert answer.json() == {"detail": DATABASE_UNAVAILABLE}, what
+        assert answer.headers["retry-after"] == "5"
+    assert outage_seconds < 10  # refused at once, not after a hang
+    assert ready_while_down.status_code == 503
+    assert ready_while_down.json() == {"status": "unavailable", "database": "unavailable", "broker": "ok"}
+    assert alive_while_down.status_code == 200
+    assert after.status_code == 201 and ready_after.status_code == 200  # the app recovers on its own
+    # The submit refused during the outage stored nothing; the cancel changed nothing.
+    assert [job.id for job in jobs] == [after.json()["id"], before.json()["id"]]
+    assert [job.status for job in jobs] == ["queued", "queued"]
+    assert not any(job.cancel_requested for job in jobs)
