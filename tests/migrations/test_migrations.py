@@ -10,7 +10,16 @@ from core.db.engine import create_database_engine
 from core.db.migrate import downgrade_database, upgrade_database
 from core.db.tables import Base
 
-SCHEMA_TABLES = {"job", "sweep", "metric_name", "metric", "telemetry", "landscape", "checkpoint"}
+SCHEMA_TABLES = {
+    "job",
+    "sweep",
+    "metric_name",
+    "metric",
+    "metric_rollup",
+    "telemetry",
+    "landscape",
+    "checkpoint",
+}
 
 
 def _tables(url: str) -> set[str]:
