@@ -20,6 +20,18 @@ class _Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class LandscapeRatioOut(BaseModel):
+    """One loss-landscape quantity of a job against the baseline's, over their shared probe steps."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    geometric_mean_ratio: FiniteFloat = Field(
+        description="exp(mean(log(job / baseline))) over the paired probe steps; below 1: smoother"
+    )
+    smoother_fraction: FiniteFloat = Field(description="share of those steps where this job's value is lower")
+    probes: int = Field(description="paired probe steps (both values finite and positive)")
+
+
 class CompareRowOut(BaseModel):
     """One compared job: what sets it apart and how far it got."""
 
@@ -43,6 +55,12 @@ class CompareRowOut(BaseModel):
         description="the baseline never got there: its step budget was used, the true speedup is larger",
     )
     diverged_at_step: int | None = None
+    landscape: dict[str, LandscapeRatioOut] | None = Field(
+        None,
+        description="per landscape quantity (loss_range, gradient_predictiveness, beta_smoothness, "
+        "relative_gradient_change; lower is smoother), this job against the baseline; null unless both "
+        "were run with landscape_every > 0",
+    )
 
 
 class CompareOut(BaseModel):

@@ -15,7 +15,16 @@ from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
 from api.dependencies import normalize_job_id
-from core.compare import ComparedJob, ComparisonRow, Series, compare, downsample, higher_is_better
+from core.compare import (
+    LANDSCAPE_QUANTITIES,
+    ComparedJob,
+    ComparisonRow,
+    LandscapeProbes,
+    Series,
+    compare,
+    downsample,
+    higher_is_better,
+)
 from core.store import JobView, Store
 
 READ_GROUPS = 2  # the jobs to read are split into this many groups, read at once on their own connections
@@ -107,7 +116,7 @@ def load_comparison(
         target = default_target(baseline, metric)
 
     series = _read_series(store, jobs, metric, target, max_points)
-    compared = [_compared_job(job, *series[job.id]) for job in jobs]
+    compared = [_compared_job(store, job, *series[job.id]) for job in jobs]
     # Shared bucket edges over the longest run keep the series aligned on steps.
     span = (0, max((job.series.steps[-1] for job in compared if job.series.steps), default=0))
     downsampled = {
@@ -152,8 +161,9 @@ def _read_series(
     return entries
 
 
-def _compared_job(job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
-    """One job's part of a comparison: its record, its series and its exact target crossing."""
+def _compared_job(store: Store, job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
+    """One job's part of a comparison: its record, its series, its exact target crossing and its landscape
+    probes."""
     summary = job.summary
     return ComparedJob(
         id=job.id,
@@ -167,7 +177,16 @@ def _compared_job(job: JobView, series: Series, crossing: Crossing) -> ComparedJ
         recorded_steps_to_target=summary.steps_to_target if summary else None,
         recorded_seconds_to_target=summary.seconds_to_target if summary else None,
         diverged_at_step=summary.diverged_at_step if summary else None,
+        landscape=_landscape(store, job),
     )
+
+
+def _landscape(store: Store, job: JobView) -> LandscapeProbes | None:
+    """The job's probes by step, for a job run with landscape probes (most comparisons have none)."""
+    if not job.spec.get("landscape_every"):
+        return None
+    probes = store.read_landscape(job.id)
+    return {probe.step: {name: getattr(probe, name) for name in LANDSCAPE_QUANTITIES} for probe in probes}
 
 
 def _steps(step: int | None) -> list[int]:

@@ -13,6 +13,12 @@ The `EventHub` runs one asyncio task while any stream is open: every `events_pol
 watched jobs' rows in one query, and the new metric steps of each job in one query, in a worker thread
 (so the event loop never blocks), then hands every stream its next events through an asyncio queue.
 Streams wait on their queue and hold no database connection.
+
+On PostgreSQL the hub also listens for the store's change notifications (`core.store.notifications`) on
+one connection per API process, kept from the first stream until the app shuts down: a change to a
+watched job wakes the poller at once, and the periodic poll remains as the fallback for anything not
+announced (and for the time the listener is reconnecting). SQLite has no notifications: embedded
+streams are fed by the periodic poll alone.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 from fastapi.sse import ServerSentEvent
 
 from core.store import Store
+from core.store.notifications import JobChangeListener
 from core.store_events import MAX_METRIC_STEPS_PER_READ, JobEventState, MetricStep, StatusChange
 
 logger = logging.getLogger(__name__)
@@ -146,7 +153,8 @@ class EventHub:
     """Feeds every open event stream of one API process from one polling task.
 
     The task runs only while a stream is open; a new stream wakes it at once, so its first events do
-    not wait for the next tick.
+    not wait for the next tick, and so does a change notification for a watched job (PostgreSQL).
+    `close()` stops the hub's tasks (the app's shutdown).
     """
 
     def __init__(
@@ -158,11 +166,23 @@ class EventHub:
         self._subscriptions: set[Subscription] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener = (
+            JobChangeListener(store.url, on_change=self._job_changed, on_connected=self._wake.set)
+            if store.is_postgres
+            else None
+        )
+        self._listener_task: asyncio.Task[None] | None = None
         self.polls = 0  # how many polls ran, for tests and diagnostics
+        self.wakeups = 0  # how many change notifications woke the poller, likewise
 
     @property
     def open_streams(self) -> int:
         return len(self._subscriptions)
+
+    @property
+    def is_listening(self) -> bool:
+        """Whether change notifications reach this hub now (never on SQLite)."""
+        return self._listener is not None and self._listener.listening
 
     def subscribe(self, job_id: str, position: StreamPosition) -> Subscription:
         subscription = Subscription(job_id, position)
@@ -170,10 +190,26 @@ class EventHub:
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="bnlab-event-poller")
+        if self._listener is not None and self._listener_task is None:
+            self._listener_task = asyncio.create_task(self._listener.run(), name="bnlab-job-change-listener")
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
+
+    async def close(self) -> None:
+        """Stop polling and listening; open streams get nothing more."""
+        tasks = [task for task in (self._task, self._listener_task) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = self._listener_task = None
+
+    def _job_changed(self, job_id: str) -> None:
+        """A change notification: poll now if a stream watches that job (others' changes cost nothing)."""
+        if any(subscription.job_id == job_id for subscription in self._subscriptions):
+            self.wakeups += 1
+            self._wake.set()
 
     async def _run(self) -> None:
         while self._subscriptions:

@@ -25,6 +25,8 @@ Train small nets with and without batch normalization (Ioffe & Szegedy 2015) and
 
 Submit a job spec to `POST /v1/jobs`, follow it at `GET /v1/jobs/{id}`, read its curves at
 `GET /v1/jobs/{id}/metrics` and the paper's Fig. 1 statistics at `GET /v1/jobs/{id}/telemetry`.
+With `landscape_every` > 0, `GET /v1/jobs/{id}/landscape` serves the loss-landscape probes along the
+gradient of Santurkar et al. (2018), which argue that BN helps by smoothing the landscape.
 """
 
 
@@ -35,12 +37,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sweeper = Sweeper(store, celery_app, settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(running_app: FastAPI) -> AsyncIterator[None]:
         sweeper.start()
         try:
             yield
         finally:
             sweeper.stop()
+            # The event streams' hub (made by the first stream) stops polling and listening.
+            event_hub = getattr(running_app.state, "event_hub", None)
+            if event_hub is not None:
+                await event_hub.close()
+                running_app.state.event_hub = None
 
     app = FastAPI(title="bnlab", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings

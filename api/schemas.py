@@ -173,3 +173,43 @@ class ErrorOut(BaseModel):
     """Every 4xx/5xx answer other than 422 carries one human-readable `detail`."""
 
     detail: str
+
+
+class LandscapeProbeOut(_Response):
+    """One loss-landscape probe along the gradient (Santurkar et al. 2018, Fig. 4); null where not finite."""
+
+    step: int
+    step_sizes: list[FiniteFloat] = Field(description="η: the points probed are w − η·g")
+    losses: list[FiniteFloat] = Field(description="the probe batch's loss at each point, in step_sizes order")
+    loss_range: FiniteFloat = Field(description="max − min of the losses: the band of Fig. 4(a)")
+    gradient_predictiveness: FiniteFloat = Field(description="max over η of ‖∇L(w − η·g) − g‖₂")
+    beta_smoothness: FiniteFloat = Field(description="max over η of ‖∇L(w − η·g) − g‖₂ / (η·‖g‖₂)")
+    grad_norm: FiniteFloat = Field(description="‖g‖₂, the gradient on the probe batch")
+    relative_gradient_change: FiniteFloat = Field(description="max over η of ‖∇L(w − η·g) − g‖₂ / ‖g‖₂")
+
+
+class LandscapeOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": EXAMPLE_JOB_ID,
+                    "probes": [
+                        {
+                            "step": 100,
+                            "step_sizes": [0.05, 0.1, 0.2, 0.4],
+                            "losses": [0.412, 0.398, 0.371, 0.329],
+                            "loss_range": 0.083,
+                            "gradient_predictiveness": 0.21,
+                            "beta_smoothness": 3.4,
+                            "grad_norm": 0.62,
+                            "relative_gradient_change": 0.34,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    job_id: str
+    probes: list[LandscapeProbeOut] = Field(description="in step order; empty when landscape_every is 0")

@@ -37,14 +37,16 @@ SUMMARY_FIELDS = (
 
 
 def number(value: object, digits: int = 3) -> str:
-    """A float to `digits` significant places, an int as is, None as `—`."""
+    """A float to `digits` significant places (a larger one to the unit: 1,070 rather than 1.07e+03), an int
+    as is, None as `—`."""
     if value is None:
         return MISSING
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:.{digits}g}"
+    formatted = f"{value:.{digits}g}"
+    return f"{value:,.0f}" if "e+" in formatted else formatted
 
 
 def status_text(status: object) -> Text:
@@ -143,21 +145,27 @@ def speedup_text(row: Mapping[str, Any]) -> str:
 
 
 def compare_table(comparison: dict[str, Any]) -> Table:
-    """The compare answer's rows: what differs from the baseline, how far each job got, and how fast."""
+    """The compare answer's rows: what differs from the baseline, how far each job got, and how fast.
+
+    Two-line headers, a job column that may wrap, and a "diverged at" column only when a job diverged
+    keep the table within a 110-column terminal.
+    """
     baseline = comparison.get("baseline")
+    rows = comparison.get("jobs", [])
+    any_diverged = any(row.get("diverged_at_step") is not None for row in rows)
     title = f"{comparison.get('metric')} · target {number(comparison.get('target'))} · baseline {baseline}"
     table = Table(title=title, show_edge=False, header_style="bold")
-    table.add_column("job", no_wrap=True)
+    table.add_column("job", min_width=17)
     table.add_column("status", no_wrap=True)
-    table.add_column("differs in", overflow="fold")
-    for header in ("eval every", "final", "best", "steps to target", "seconds to target"):
+    table.add_column("differs in", min_width=10, overflow="fold")
+    for header in ("eval\nevery", "final", "best", "steps to\ntarget", "seconds\nto target", "speedup"):
         table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("speedup", justify="right", no_wrap=True)
-    table.add_column("diverged at", justify="right", no_wrap=True)
-    for row in comparison.get("jobs", []):
+    if any_diverged:
+        table.add_column("diverged\nat step", justify="right", no_wrap=True)
+    for row in rows:
         identifier = str(row.get("id"))
         label = " ".join(part for part in (identifier[:8], row.get("name")) if part)
-        table.add_row(
+        cells: list[RenderableType] = [
             label + (" (baseline)" if identifier == baseline else ""),
             status_text(row.get("status")),
             compact(row.get("spec_diff")) if row.get("spec_diff") else MISSING,
@@ -167,8 +175,10 @@ def compare_table(comparison: dict[str, Any]) -> Table:
             number(row.get("steps_to_target")),
             number(row.get("seconds_to_target")),
             speedup_text(row),
-            number(row.get("diverged_at_step")),
-        )
+        ]
+        if any_diverged:
+            cells.append(number(row.get("diverged_at_step")))
+        table.add_row(*cells)
     return table
 
 

@@ -7,7 +7,9 @@ Conventions:
 - metrics whose name ends in `loss` improve downwards, every other metric (accuracies) upwards, so "best"
   and "reached the target" read the same for `val_loss` ≤ 0.2 as for `val_accuracy` ≥ 0.9;
 - steps to target are resolved only to the series' own evaluation interval: the first evaluated step at
-  which the target was met, never an interpolation between evaluations.
+  which the target was met, never an interpolation between evaluations;
+- loss-landscape quantities (Santurkar et al. 2018) are smoother when lower; a job's are compared with the
+  baseline's probe step by probe step (see `landscape_ratios`).
 """
 
 from __future__ import annotations
@@ -282,6 +284,58 @@ def downsample(
     return Series([steps[index] for index in chosen], [values[index] for index in chosen])
 
 
+# --- loss landscape ---------------------------------------------------------------------------------
+
+# The probe figures that measure smoothness (lower is smoother); ‖g‖ itself is no measure of it.
+LANDSCAPE_QUANTITIES = (
+    "loss_range",
+    "gradient_predictiveness",
+    "beta_smoothness",
+    "relative_gradient_change",
+)
+LandscapeProbes = Mapping[int, Mapping[str, SeriesValue]]  # probe step → quantity → value
+
+
+@dataclass(frozen=True)
+class LandscapeRatio:
+    """One landscape quantity of a job against the baseline's, over the probe steps where both have a
+    finite positive value (`probes` of them; the figures are None when there are none)."""
+
+    geometric_mean_ratio: float | None
+    smoother_fraction: float | None
+    probes: int
+
+
+def landscape_ratios(probes: LandscapeProbes, baseline: LandscapeProbes) -> dict[str, LandscapeRatio]:
+    """Per smoothness quantity, how the job's landscape compares with the baseline's, step by step.
+
+    `geometric_mean_ratio` is exp(mean(log(job / baseline))) over the paired probe steps: below 1 the job
+    is smoother on the whole, and a ratio of 0.5 means "half as rough" whatever the quantity's scale (an
+    arithmetic mean of ratios would let one rough step outweigh many smooth ones). `smoother_fraction` is
+    the share of those steps where the job's value is strictly lower. Steps are paired by number, so jobs
+    probed at different intervals compare on the steps they share; a step where either value is missing
+    (not finite) or not positive is left out. The baseline against itself reads 1.0 and 0.0.
+    """
+    shared_steps = sorted(probes.keys() & baseline.keys())
+    ratios = {}
+    for quantity in LANDSCAPE_QUANTITIES:
+        pairs = [
+            (mine, theirs)
+            for step in shared_steps
+            if (mine := finite_or_none(probes[step].get(quantity))) is not None
+            and (theirs := finite_or_none(baseline[step].get(quantity))) is not None
+            and mine > 0
+            and theirs > 0
+        ]
+        if not pairs:
+            ratios[quantity] = LandscapeRatio(None, None, 0)
+            continue
+        mean_log_ratio = sum(math.log(mine / theirs) for mine, theirs in pairs) / len(pairs)
+        smoother = sum(1 for mine, theirs in pairs if mine < theirs)
+        ratios[quantity] = LandscapeRatio(math.exp(mean_log_ratio), smoother / len(pairs), len(pairs))
+    return ratios
+
+
 # --- a whole comparison -----------------------------------------------------------------------------
 
 
@@ -301,6 +355,7 @@ class ComparedJob:
     recorded_steps_to_target: int | None = None
     recorded_seconds_to_target: float | None = None
     diverged_at_step: int | None = None
+    landscape: LandscapeProbes | None = None  # None: the job was run without landscape probes
 
 
 @dataclass(frozen=True)
@@ -318,6 +373,7 @@ class ComparisonRow:
     speedup_vs_baseline: float | None
     speedup_is_lower_bound: bool
     diverged_at_step: int | None
+    landscape: dict[str, LandscapeRatio] | None = None
 
 
 def compare(jobs: Sequence[ComparedJob], metric: str, baseline_id: str) -> list[ComparisonRow]:
@@ -328,6 +384,9 @@ def compare(jobs: Sequence[ComparedJob], metric: str, baseline_id: str) -> list[
 
     The baseline's step budget for a lower bound is the steps it actually ran (`steps_run`): a finished
     run's whole budget, or fewer for a run that was cancelled or is still going.
+
+    Where both the job and the baseline have landscape probes, the row carries `landscape_ratios` of the
+    job's against the baseline's; otherwise its `landscape` is None.
     """
     baseline = next(job for job in jobs if job.id == baseline_id)
     differences = spec_diff({job.id: job.spec for job in jobs})
@@ -357,6 +416,11 @@ def compare(jobs: Sequence[ComparedJob], metric: str, baseline_id: str) -> list[
                 speedup_vs_baseline=speedup.value,
                 speedup_is_lower_bound=speedup.is_lower_bound,
                 diverged_at_step=job.diverged_at_step,
+                landscape=(
+                    landscape_ratios(job.landscape, baseline.landscape)
+                    if job.landscape and baseline.landscape
+                    else None
+                ),
             )
         )
     positions = {job.id: position for position, job in enumerate(jobs)}

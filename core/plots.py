@@ -1,6 +1,7 @@
 """The pictures a user comes for, drawn with matplotlib's Agg backend and returned as PNG or SVG bytes:
 learning curves of compared jobs with the target line, the internal-covariate-shift bands of the paper's
-Fig. 1(b,c), and a sweep's heatmap of mean final accuracy.
+Fig. 1(b,c), a sweep's heatmap of mean final accuracy, and the loss-landscape probes of Santurkar et al.
+(2018), Fig. 4.
 
 Figures are built as `Figure` objects on their own canvas, never through pyplot's global state, so API
 threads can draw at the same time. Missing values (None: the metric was NaN or infinite) become gaps.
@@ -9,6 +10,7 @@ threads can draw at the same time. Missing values (None: the metric was NaN or i
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -90,6 +92,62 @@ def ics_bands(panels: Sequence[IcsPanel], image_format: ImageFormat) -> bytes:
             axes.set_ylabel("input to the unit's nonlinearity")
             axes.legend(fontsize="small")
     return _render(figure, image_format)
+
+
+@dataclass(frozen=True)
+class LandscapeSeries:
+    """One job's loss-landscape probes over training: per probe step, the lowest and highest loss along the
+    gradient (the band), gradient predictiveness and effective β-smoothness."""
+
+    label: str
+    steps: Sequence[int]
+    lowest_loss: Sequence[float | None]
+    highest_loss: Sequence[float | None]
+    gradient_predictiveness: Sequence[float | None]
+    beta_smoothness: Sequence[float | None]
+
+
+LANDSCAPE_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple")
+
+
+def landscape_panels(jobs: Sequence[LandscapeSeries], image_format: ImageFormat) -> bytes:
+    """Santurkar et al.'s Fig. 4 in three panels side by side — (a) the band of losses over the step sizes
+    probed along the gradient, (b) gradient predictiveness, (c) effective β-smoothness — with every job
+    drawn in each (no BN and BN in the order given). Lower is smoother; the y axes are logarithmic,
+    because BN and no-BN figures often lie orders of magnitude apart."""
+    figure = Figure(figsize=(15, 4.8), dpi=DPI)
+    loss_axes, predictiveness_axes, beta_axes = (figure.add_subplot(1, 3, index + 1) for index in range(3))
+    for job, color in zip(jobs, itertools.cycle(LANDSCAPE_COLORS)):
+        low, high = _as_array(job.lowest_loss), _as_array(job.highest_loss)
+        loss_axes.fill_between(job.steps, low, high, color=color, alpha=0.3, linewidth=0, label=job.label)
+        loss_axes.plot(job.steps, low, color=color, linewidth=0.8)
+        loss_axes.plot(job.steps, high, color=color, linewidth=0.8)
+        predictiveness_axes.plot(
+            job.steps, _as_array(job.gradient_predictiveness), color=color, marker=".", label=job.label
+        )
+        beta_axes.plot(job.steps, _as_array(job.beta_smoothness), color=color, marker=".", label=job.label)
+    titles = (
+        ("(a) loss landscape", "loss along the gradient (min to max over η)"),
+        ("(b) gradient predictiveness", "max over η of ‖∇L(w − ηg) − g‖"),
+        ("(c) effective β-smoothness", "max over η of ‖∇L(w − ηg) − g‖ / (η‖g‖)"),
+    )
+    for axes, (title, label) in zip((loss_axes, predictiveness_axes, beta_axes), titles, strict=True):
+        axes.set_title(title)
+        axes.set_xlabel("step")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+        if _has_positive_values(axes):
+            axes.set_yscale("log")
+    if jobs:
+        # Below the panels: inside them it would hide a band wherever it sat.
+        loss_axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.16), ncols=len(jobs))
+    return _render(figure, image_format)
+
+
+def _has_positive_values(axes: Axes) -> bool:
+    """Whether anything drawn on `axes` has a finite positive y value (a log scale needs one)."""
+    data_limits = axes.dataLim
+    return bool(np.isfinite(data_limits.y1) and data_limits.y1 > 0)
 
 
 def sweep_heatmap(heatmap: SweepHeatmap, image_format: ImageFormat, title: str = "") -> bytes:

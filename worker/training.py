@@ -1,6 +1,7 @@
 """One delivery of a training job, from lease to final status — a plain function, tested without Celery.
 
-    lease → heartbeat thread → latest checkpoint → core.ml.run(spec, callbacks) → final status + summary
+    lease → heartbeat thread → progress at step 0 → latest checkpoint → core.ml.run(spec, callbacks)
+          → final status + summary
 
 `should_stop` turns true on a cancel request, a lost lease or the job's deadline. The outcome becomes the
 status: succeeded | diverged | cancelled, failed "time limit exceeded" at the deadline, failed with the
@@ -83,6 +84,10 @@ def train_job(
         result: Result | None = None
         error: str | None = None
         try:
+            if lease.job.progress is None:
+                # Step 0 is shown at once, before the dataset loads and the net is built (a resumed job
+                # keeps the progress it had until its run reports).
+                reporter.on_progress(Progress(0, int(spec_json["steps"])))
             spec = JobSpec.model_validate(spec_json)
             stored = store.load_checkpoint(job_id)
             if stored is not None:

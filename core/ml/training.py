@@ -4,14 +4,14 @@ It builds the spec's net, loads its dataset onto the device, and trains, reporti
 knows nothing of storage, queues or HTTP.
 
 The loop runs in stretches of steps between *sync points*, the only places where the host waits for the
-device. A stretch ends at the next evaluation, telemetry or checkpoint step, or after about SYNC_SECONDS
-of training, whichever comes first. Within a stretch nothing is read back: per-step losses and logits stay
-on the device. At each sync point the loop
+device. A stretch ends at the next evaluation, telemetry, landscape or checkpoint step, or after about
+SYNC_SECONDS of training, whichever comes first. Within a stretch nothing is read back: per-step losses
+and logits stay on the device. At each sync point the loop
 - finds the first non-finite loss of the stretch, if any: the run ends as `diverged` at that step (a
   result, not an exception);
 - reduces the stretch's logits to per-step correct-prediction counts (train accuracy costs no per-step work);
-- evaluates, probes, checkpoints when due, reports progress, and polls `should_stop`, so a stop request
-  is honoured within about SYNC_SECONDS.
+- evaluates, probes (telemetry, loss landscape), checkpoints when due, reports progress, and polls
+  `should_stop`, so a stop request is honoured within about SYNC_SECONDS.
 
 Steps are counted in optimizer updates: "step k" is the state after k updates, and the loss of step k is
 the loss of the batch that update k was computed from. train_loss and train_accuracy at an evaluation are
@@ -21,7 +21,7 @@ whole held-out split under `model.eval()` and `torch.no_grad()`.
 Determinism: parameters come from `spec.seed` (see `core.ml.nets`), batches from the sampler's own
 generator, dropout from torch's global generator seeded by the build. None of it depends on where the sync
 points fall, so on the CPU with the same thread count a spec always yields the same metrics, with or
-without telemetry, interrupted and resumed from a checkpoint or not.
+without telemetry or landscape probes, interrupted and resumed from a checkpoint or not.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from torch import Tensor
 
 from core.ml.checkpoints import RunState, load_checkpoint, save_checkpoint
 from core.ml.data import Dataset, load_dataset
+from core.ml.landscape import LandscapeProbe
 from core.ml.nets import Net, build_model
 from core.ml.sampling import BatchSampler
 from core.ml.telemetry import layer_telemetry, probe_batch
@@ -119,6 +120,11 @@ class _Training:
         self.state = state
         self.device = device
         self.probe_inputs = probe_batch(dataset.train_x)
+        self.landscape_probe = (
+            LandscapeProbe.for_run(model, dataset.train_x, dataset.train_y, spec)
+            if spec.landscape_every
+            else None
+        )
         self.max_stretch_steps = max(1, MAX_KEPT_LOGITS // (spec.batch_size * dataset.num_classes))
         self.started_at = time.perf_counter()
         self.first_step = state.step
@@ -175,7 +181,7 @@ class _Training:
     def _steps_to_next_event(self) -> int:
         """Steps until the next step that is evaluated, probed, checkpointed, or the last one."""
         step, spec = self.state.step, self.spec
-        intervals = [spec.eval_every, spec.telemetry_every, spec.checkpoint_every]
+        intervals = [spec.eval_every, spec.telemetry_every, spec.landscape_every, spec.checkpoint_every]
         following = [step + interval - step % interval for interval in intervals if interval > 0]
         return min([spec.steps, *following]) - step
 
@@ -190,6 +196,8 @@ class _Training:
             callbacks.on_metrics(self._evaluate())
         if spec.telemetry_every and step % spec.telemetry_every == 0:
             callbacks.on_telemetry(layer_telemetry(self.model, self.probe_inputs, step))
+        if self.landscape_probe is not None and step % spec.landscape_every == 0:
+            callbacks.on_landscape([self.landscape_probe(step)])
         # At the last step there is nothing left to resume.
         if spec.checkpoint_every and step % spec.checkpoint_every == 0 and step < spec.steps:
             self.state.summary.elapsed_seconds = self._elapsed_seconds()

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from core.db.tables import EXECUTIONS
 from core.spec import JobSpec
 from core.store.base import StoreBase, decode_cursor, encode_cursor, job_table, job_view, sweep_table
+from core.store.notifications import notify_job_changed
 from core.store.views import JobView, SweepView
 
 
@@ -37,11 +38,18 @@ class JobStore(StoreBase):
         return view
 
     def mark_enqueued(self, job_id: str) -> None:
-        """Record that the job reached the broker (only while it is still queued)."""
+        """Record that the job reached the broker.
+
+        While it is queued, or when a fast worker already took it (on Redis the lease is often taken before
+        the publisher gets here): the first publication time is kept either way.
+        """
         with self._engine.begin() as connection:
             connection.execute(
                 job_table.update()
-                .where(job_table.c.public_id == job_id, job_table.c.status == "queued")
+                .where(
+                    job_table.c.public_id == job_id,
+                    sa.or_(job_table.c.status == "queued", job_table.c.enqueued_at.is_(None)),
+                )
                 .values(enqueued_at=self._now())
             )
 
@@ -89,7 +97,9 @@ class JobStore(StoreBase):
                 .where(job_table.c.public_id == job_id, job_table.c.status == "queued")
                 .values(status="cancelled", cancel_requested=True, finished_at=self._now())
             )
-            if cancelled.rowcount == 0:
+            if cancelled.rowcount == 1:
+                notify_job_changed(connection, job_id)
+            else:
                 connection.execute(
                     job_table.update()
                     .where(job_table.c.public_id == job_id, job_table.c.status == "running")

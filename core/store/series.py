@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from core.db.tables import Landscape, Telemetry
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord
 from core.store.base import StoreBase, finite_or_none
+from core.store.notifications import notify_job_changed
 from core.store.rollup import (
     POINTS_PER_BUCKET,
     as_lists,
@@ -105,6 +106,7 @@ class SeriesStore(StoreBase):
                     ["job_id", "name_id", "step"],
                 )
             refresh_blocks(connection, self.is_postgres, row_id, changed)
+            notify_job_changed(connection, job_id)
 
     def _intern_metric_names(self, names: Iterable[str]) -> dict[str, int]:
         """Small integer ids for metric names, created on first use (concurrent writers agree)."""

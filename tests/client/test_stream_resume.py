@@ -4,64 +4,14 @@ service, which cuts every open connection while still accepting new ones."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from client.http import BnlabClient, JobEvent
+from tests.fixtures.proxy import CuttableProxy
 from tests.fixtures.service import SLOW_SPEC, RunningService
-
-
-class CuttableProxy:
-    """Forwards 127.0.0.1:<port> to the service; `cut()` closes every connection open at that moment."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.cuts = 0
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            with self.lock:
-                self.connections += [client, upstream]
-                self.accepted += 1
-            for source, destination in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, destination), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, destination: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := source.recv(65536):
-                destination.sendall(chunk)
-        with contextlib.suppress(OSError):
-            destination.shutdown(socket.SHUT_WR)
-
-    def cut(self) -> None:
-        with self.lock:
-            connections, self.connections = self.connections, []
-            self.cuts += 1
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-            connection.close()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
 
 
 @pytest.fixture

@@ -43,6 +43,16 @@ def test_a_created_job_is_queued_and_unpublished_until_marked(store: Store) -> N
     assert published.enqueued_at >= job.created_at
 
 
+def test_a_job_a_worker_took_before_its_publication_was_recorded_still_gets_its_publication_time(
+    store: Store,
+) -> None:
+    job = store.create_job(make_spec())
+    store.acquire_lease(job.id, "fast-worker", lease_seconds=60)
+    store.mark_enqueued(job.id)
+    running = store.get_job(job.id)
+    assert running is not None and running.status == "running" and running.enqueued_at is not None
+
+
 def test_an_unknown_job_is_none(store: Store) -> None:
     assert store.get_job("0" * 32) is None
     assert store.get_job("not a job id") is None

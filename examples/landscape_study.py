@@ -1,0 +1,413 @@
+"""Run the loss-landscape study (`examples/landscape_study.yaml`) through bnlab's HTTP API and write
+`examples/LANDSCAPE_REPORT.md` with its tables and Fig. 4-style figures.
+
+Santurkar et al. (2018) claim that batch normalization makes the loss landscape smoother. The study trains
+every setting with and without BN on the same seeds; each BN job is compared with the no-BN job of the same
+activation, learning rate and seed through `GET /v1/compare` (its landscape ratios), every job's probes are
+read from `GET /v1/jobs/{id}/landscape`, and one figure per setting comes from
+`GET /v1/jobs/{id}/plots/landscape`.
+
+    make run                                                           # one terminal: the service
+    .venv/bin/python examples/landscape_study.py --url http://127.0.0.1:8000   # another: the study
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+
+EXAMPLES_DIR = Path(__file__).resolve().parent
+STUDY_PATH = EXAMPLES_DIR / "landscape_study.yaml"
+FIGURES_DIR = EXAMPLES_DIR / "figures"
+REPORT_PATH = EXAMPLES_DIR / "LANDSCAPE_REPORT.md"
+TERMINAL_STATUSES = ("succeeded", "failed", "diverged", "cancelled")
+POLL_SECONDS = 2.0
+QUANTITIES = {
+    "loss_range": "loss range",
+    "gradient_predictiveness": "gradient predictiveness",
+    "beta_smoothness": "β-smoothness",
+    "relative_gradient_change": "‖Δg‖/‖g‖",
+}
+EARLY_STEPS = 500  # "early in training": where a no-BN sigmoid net is still on its plateau
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Setting:
+    activation: str
+    learning_rate: float
+
+    @property
+    def slug(self) -> str:
+        return f"{self.activation}-lr{self.learning_rate:g}"
+
+
+@dataclass
+class Job:
+    """One finished job of the study and its probes (step → probe as the API serves it)."""
+
+    id: str
+    status: str
+    spec: dict[str, Any]
+    summary: dict[str, Any]
+    probes: dict[int, dict[str, Any]]
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.spec["architecture"]["activation"], float(self.spec["learning_rate"]))
+
+
+@dataclass
+class Pair:
+    """The no-BN and BN jobs of one setting and seed, and the BN job's landscape ratios against no BN."""
+
+    seed: int
+    plain: Job
+    normalized: Job
+    ratios: dict[str, dict[str, Any]]
+
+
+def get(client: httpx.Client, path: str, **params: Any) -> Any:
+    response = client.get(path, params=params)
+    response.raise_for_status()
+    return response.json()
+
+
+def run_sweep(client: httpx.Client, sweep: dict[str, Any], timeout_seconds: float) -> list[str]:
+    """Submit the sweep, wait until every job has finished; its job ids."""
+    response = client.post("/v1/sweeps", json=sweep)
+    if response.status_code != 201:
+        raise SystemExit(f"the service refused the sweep ({response.status_code}): {response.text}")
+    created = response.json()
+    console.print(f"submitted sweep {created['id']}: {created['size']} jobs")
+    deadline = time.monotonic() + timeout_seconds
+    with console.status("training") as status:
+        while True:
+            view = get(client, f"/v1/sweeps/{created['id']}")
+            counts = view["status_counts"]
+            done = sum(counts.get(name, 0) for name in TERMINAL_STATUSES)
+            status.update(f"{done}/{created['size']} jobs done ({counts})")
+            if done >= created["size"]:
+                return list(created["job_ids"])
+            if time.monotonic() > deadline:
+                raise SystemExit(f"gave up after {timeout_seconds:.0f} s with {done}/{created['size']} done")
+            time.sleep(POLL_SECONDS)
+
+
+def load_job(client: httpx.Client, job_id: str) -> Job:
+    job = get(client, f"/v1/jobs/{job_id}")
+    probes = get(client, f"/v1/jobs/{job_id}/landscape")["probes"]
+    return Job(job_id, job["status"], job["spec"], job["summary"] or {}, {p["step"]: p for p in probes})
+
+
+def pair_up(client: httpx.Client, jobs: list[Job]) -> dict[Setting, list[Pair]]:
+    """BN and no-BN jobs of the same setting and seed, with the compare route's landscape ratios."""
+    by_key = {(job.setting, job.spec["seed"], job.spec["batch_norm"]): job for job in jobs}
+    pairs: dict[Setting, list[Pair]] = defaultdict(list)
+    for (setting, seed, batch_norm), plain in sorted(by_key.items(), key=lambda item: _sort_key(item[0])):
+        if batch_norm:
+            continue
+        normalized = by_key[(setting, seed, True)]
+        comparison = get(client, "/v1/compare", ids=[plain.id, normalized.id], baseline=plain.id)
+        row = next(row for row in comparison["jobs"] if row["id"] == normalized.id)
+        pairs[setting].append(Pair(seed, plain, normalized, row["landscape"] or {}))
+    return pairs
+
+
+def _sort_key(key: tuple[Setting, int, bool]) -> tuple[int, float, int, bool]:
+    setting, seed, batch_norm = key
+    return (0 if setting.activation == "sigmoid" else 1, setting.learning_rate, seed, batch_norm)
+
+
+# --- figures of a setting ------------------------------------------------------------------------------
+
+
+def median_of(jobs: Sequence[Job], quantity: str) -> float | None:
+    """The median of one quantity over every probe of the jobs, missing (non-finite) values left out."""
+    values = [probe[quantity] for job in jobs for probe in job.probes.values() if probe[quantity] is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio_over_seeds(pairs: Sequence[Pair], quantity: str) -> tuple[float | None, float | None, float | None]:
+    """Geometric mean over seeds of each seed's geometric-mean ratio, and the smoother fraction's min, max."""
+    ratios = [pair.ratios[quantity]["geometric_mean_ratio"] for pair in pairs if pair.ratios.get(quantity)]
+    fractions = [pair.ratios[quantity]["smoother_fraction"] for pair in pairs if pair.ratios.get(quantity)]
+    ratios = [ratio for ratio in ratios if ratio is not None]
+    fractions = [fraction for fraction in fractions if fraction is not None]
+    geometric = math.exp(statistics.fmean(math.log(ratio) for ratio in ratios)) if ratios else None
+    return geometric, min(fractions, default=None), max(fractions, default=None)
+
+
+def relative_range(probe: dict[str, Any]) -> float | None:
+    """The loss band's width relative to its floor: loss range ÷ the lowest loss along the gradient."""
+    losses = probe["losses"]
+    if probe["loss_range"] is None or any(loss is None for loss in losses) or min(losses) <= 0:
+        return None
+    return float(probe["loss_range"] / min(losses))
+
+
+def relative_range_over_seeds(pairs: Sequence[Pair]) -> tuple[float | None, float | None, float | None]:
+    """Like `ratio_over_seeds`, for `relative_range`, computed here from both jobs' probes."""
+    per_seed_ratios, fractions = [], []
+    for pair in pairs:
+        logs = []
+        for step, probe in pair.normalized.probes.items():
+            mine = relative_range(probe)
+            theirs = relative_range(pair.plain.probes[step]) if step in pair.plain.probes else None
+            if mine and theirs:
+                logs.append(math.log(mine / theirs))
+        if logs:
+            per_seed_ratios.append(math.exp(statistics.fmean(logs)))
+            fractions.append(sum(log < 0 for log in logs) / len(logs))
+    geometric = math.exp(statistics.fmean(map(math.log, per_seed_ratios))) if per_seed_ratios else None
+    return geometric, min(fractions, default=None), max(fractions, default=None)
+
+
+def early_ratio(pairs: Sequence[Pair], quantity: str) -> float | None:
+    """BN / no BN over the probe steps up to EARLY_STEPS, geometric mean over steps and seeds."""
+    logs = [
+        math.log(normalized / plain)
+        for pair in pairs
+        for step, probe in pair.normalized.probes.items()
+        if step <= EARLY_STEPS and step in pair.plain.probes
+        if (normalized := probe[quantity]) and (plain := pair.plain.probes[step][quantity])
+    ]
+    return math.exp(statistics.fmean(logs)) if logs else None
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
+
+
+def accuracy_text(jobs: Sequence[Job]) -> str:
+    finals = [job.summary.get("final_val_accuracy") for job in jobs]
+    finite = [value for value in finals if value is not None]
+    diverged = sum(job.status == "diverged" for job in jobs)
+    text = f"{statistics.fmean(finite):.3f}" if finite else "—"
+    return f"{text} ({diverged} diverged)" if diverged else text
+
+
+# --- the report ----------------------------------------------------------------------------------------
+
+
+def training_table(pairs: dict[Setting, list[Pair]]) -> list[str]:
+    lines = [
+        "| activation | lr | final val acc, no BN | final val acc, BN | probes a job (no BN / BN) |",
+        "|---|---|---|---|---|",
+    ]
+    for setting, setting_pairs in pairs.items():
+        plain = [pair.plain for pair in setting_pairs]
+        normalized = [pair.normalized for pair in setting_pairs]
+        probe_counts = (
+            f"{statistics.fmean(len(job.probes) for job in plain):.0f} / "
+            f"{statistics.fmean(len(job.probes) for job in normalized):.0f}"
+        )
+        lines.append(
+            f"| {setting.activation} | {setting.learning_rate:g} | {accuracy_text(plain)} | "
+            f"{accuracy_text(normalized)} | {probe_counts} |"
+        )
+    return lines
+
+
+def ratio_cell(ratio: float | None, lowest: float | None, highest: float | None) -> str:
+    fractions = "—" if lowest is None else f"{lowest:.0%}–{highest:.0%}"
+    marker = "**" if ratio is not None and ratio < 1 else ""
+    return f"{marker}{number(ratio)}{marker} ({fractions})"
+
+
+def ratio_table(pairs: dict[Setting, list[Pair]]) -> list[str]:
+    header = " | ".join([*QUANTITIES.values(), "loss range ÷ lowest loss"])
+    lines = [f"| activation | lr | {header} |", "|---|---|" + "---|" * (len(QUANTITIES) + 1)]
+    for setting, setting_pairs in pairs.items():
+        cells = [ratio_cell(*ratio_over_seeds(setting_pairs, quantity)) for quantity in QUANTITIES]
+        cells.append(ratio_cell(*relative_range_over_seeds(setting_pairs)))
+        lines.append(f"| {setting.activation} | {setting.learning_rate:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def early_table(pairs: dict[Setting, list[Pair]]) -> list[str]:
+    header = " | ".join(QUANTITIES.values())
+    lines = [f"| activation | lr | {header} |", "|---|---|" + "---|" * len(QUANTITIES)]
+    for setting, setting_pairs in pairs.items():
+        cells = []
+        for quantity in QUANTITIES:
+            ratio = early_ratio(setting_pairs, quantity)
+            marker = "**" if ratio is not None and ratio < 1 else ""
+            cells.append(f"{marker}{number(ratio)}{marker}")
+        lines.append(f"| {setting.activation} | {setting.learning_rate:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def level_table(pairs: dict[Setting, list[Pair]]) -> list[str]:
+    columns = [*QUANTITIES, "grad_norm"]
+    header = " | ".join(f"{QUANTITIES.get(name, '‖g‖')}" for name in columns)
+    lines = [f"| activation | lr | BN | {header} |", "|---|---|---|" + "---|" * len(columns)]
+    for setting, setting_pairs in pairs.items():
+        for batch_norm in (False, True):
+            jobs = [pair.normalized if batch_norm else pair.plain for pair in setting_pairs]
+            cells = [number(median_of(jobs, name)) for name in columns]
+            lines.append(
+                f"| {setting.activation} | {setting.learning_rate:g} | {'on' if batch_norm else 'off'} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return lines
+
+
+def verdicts(pairs: dict[Setting, list[Pair]]) -> list[str]:
+    """Per activation and quantity, at how many learning rates BN is smoother on the whole (ratio < 1)."""
+    lines = []
+    for activation in dict.fromkeys(setting.activation for setting in pairs):
+        settings = [setting for setting in pairs if setting.activation == activation]
+        for quantity, label in QUANTITIES.items():
+            ratios = [ratio_over_seeds(pairs[setting], quantity)[0] for setting in settings]
+            smoother = sum(ratio is not None and ratio < 1 for ratio in ratios)
+            listed = ", ".join(
+                f"{number(ratio)} at lr {setting.learning_rate:g}"
+                for ratio, setting in zip(ratios, settings, strict=True)
+            )
+            verdict = "holds" if smoother == len(settings) else "fails" if smoother == 0 else "is mixed"
+            lines.append(
+                f"- {activation}, {label}: BN smoother at {smoother} of {len(settings)} learning rates "
+                f"({listed}): the claim {verdict}"
+            )
+    return lines
+
+
+def tally(pairs: dict[Setting, list[Pair]]) -> list[str]:
+    """How many (setting, seed) pairs have BN smoother on the whole, per quantity."""
+    lines = []
+    for quantity, label in QUANTITIES.items():
+        ratios = [
+            pair.ratios[quantity]["geometric_mean_ratio"]
+            for setting_pairs in pairs.values()
+            for pair in setting_pairs
+            if pair.ratios.get(quantity) and pair.ratios[quantity]["geometric_mean_ratio"] is not None
+        ]
+        smoother = sum(ratio < 1 for ratio in ratios)
+        lines.append(f"- {label}: BN smoother in {smoother} of {len(ratios)} (setting, seed) pairs")
+    return lines
+
+
+def figures(client: httpx.Client, pairs: dict[Setting, list[Pair]]) -> list[str]:
+    """One Fig. 4-style picture per setting (seed 0): no BN and BN in the same panels."""
+    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for setting, setting_pairs in pairs.items():
+        pair = setting_pairs[0]
+        response = client.get(
+            f"/v1/jobs/{pair.normalized.id}/plots/landscape",
+            params={"compare_with": pair.plain.id, "format": "png"},
+        )
+        response.raise_for_status()
+        name = f"landscape-{setting.slug}.png"
+        (FIGURES_DIR / name).write_bytes(response.content)
+        lines += [f"**{setting.activation}, lr {setting.learning_rate:g}** (seed {pair.seed})", ""]
+        lines += [f"![landscape, {setting.activation}, lr {setting.learning_rate:g}](figures/{name})", ""]
+    return lines
+
+
+def write_report(
+    client: httpx.Client, study: dict[str, Any], pairs: dict[Setting, list[Pair]], seconds: float
+) -> None:
+    base = study["sweep"]["base"]
+    job_count = 2 * sum(len(setting_pairs) for setting_pairs in pairs.values())
+    lines = [
+        f"# {study['about']['title']}",
+        "",
+        "Generated by `examples/landscape_study.py` through bnlab's API "
+        f"({job_count} jobs in {seconds:.0f} s); every figure below was measured by that run.",
+        "",
+        f"**Claim under test.** {study['about']['claim'].strip()}",
+        "",
+        f"**Setup.** `landscape_study.yaml`: {base['dataset']}, 3 × 100 MLP, SGD, batch "
+        f"{base['batch_size']}, {base['steps']} steps; sigmoid and ReLU, learning rates 0.1, 0.5 and 1.0, "
+        f"BN off and on, seeds {study['sweep']['seeds']}. Every {base['landscape_every']} steps the "
+        "training core probes along the gradient g on a fixed batch (the first 60 training examples, BN in "
+        "training mode) at step sizes "
+        "η ∈ {0.5, 1, 2, 4} × lr. Lower is smoother for every quantity.",
+        "",
+        "## How the runs went",
+        "",
+        *training_table(pairs),
+        "",
+        "## BN against no BN, seed by seed",
+        "",
+        "Each cell: the geometric mean over the three seeds of the compare route's `geometric_mean_ratio` "
+        "(BN ÷ no BN over the probe steps both runs have; below 1, in bold: BN smoother), and in brackets "
+        "the range over seeds of `smoother_fraction` (the share of probe steps where BN's value is lower). "
+        "The last column is computed here from both jobs' probes, not by the service: the loss range "
+        "divided by the lowest loss along the gradient, because a run whose loss is 100 times lower has a "
+        "band about 100 times narrower on the same landscape shape.",
+        "",
+        *ratio_table(pairs),
+        "",
+        *tally(pairs),
+        "",
+        "By activation (BN ÷ no BN over the whole run, geometric mean over seeds):",
+        "",
+        *verdicts(pairs),
+        "",
+        f"## Early in training (probe steps ≤ {EARLY_STEPS})",
+        "",
+        "BN ÷ no BN, geometric mean over the probe steps up to "
+        f"{EARLY_STEPS} and the seeds (the steps where a no-BN sigmoid net is still on its plateau):",
+        "",
+        *early_table(pairs),
+        "",
+        "## Levels",
+        "",
+        "Median over all probes of the three seeds:",
+        "",
+        *level_table(pairs),
+        "",
+        "## Figures (Santurkar et al. Fig. 4 style)",
+        "",
+        "(a) the band of losses over the four step sizes at each probe step, (b) gradient predictiveness, "
+        "(c) effective β-smoothness; no BN in red, BN in blue; logarithmic axes.",
+        "",
+        *figures(client, pairs),
+    ]
+    REPORT_PATH.write_text("\n".join(lines))
+    console.print(f"wrote {REPORT_PATH}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the bnlab API")
+    parser.add_argument("--api-key", default=None, help="sent as a bearer token when the API requires one")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the sweep")
+    arguments = parser.parse_args(argv)
+
+    study = yaml.safe_load(STUDY_PATH.read_text())
+    headers = {"Authorization": f"Bearer {arguments.api_key}"} if arguments.api_key else {}
+    started = time.monotonic()
+    with httpx.Client(base_url=arguments.url, headers=headers, timeout=60.0) as client:
+        job_ids = run_sweep(client, study["sweep"], arguments.timeout)
+        seconds = time.monotonic() - started
+        jobs = [load_job(client, job_id) for job_id in job_ids]
+        write_report(client, study, pair_up(client, jobs), seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
