@@ -1,5 +1,6 @@
 """The SQL tables: jobs, sweeps, metrics (integer-keyed, names interned) and their rollup, telemetry,
-landscape probes and the latest checkpoint per job.
+landscape probes, the latest checkpoint per job, and the fused groups of sweeps (which jobs train
+together, their checkpoint).
 
 Non-finite floats (NaN, ±inf) are stored as NULL everywhere: SQL and JSON have no portable NaN, and a NULL
 can never sort above a real number. The migrations in `migrations/` create exactly this schema.
@@ -213,6 +214,48 @@ class Checkpoint(Base):
 
     job_id: Mapped[int] = mapped_column(
         BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    step: Mapped[int]
+    blob: Mapped[bytes] = mapped_column(sa.LargeBinary())
+    saved_at: Mapped[datetime]
+
+
+class FusedGroup(Base):
+    """Jobs of a sweep that one task trains together as stacked models (`core.fusion`); two or more."""
+
+    __tablename__ = "fused_group"
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(sa.String(PUBLIC_ID_LENGTH), unique=True)
+    sweep_id: Mapped[int] = mapped_column(BigIntegerKey, sa.ForeignKey("sweep.id"))
+    size: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class FusedGroupJob(Base):
+    """A job's place in its fused group (a job is in one group at most; the group trains its jobs in job
+    row order). A table of its own rather than a column of `job`: SQLite can add neither a foreign-key
+    column nor drop one without rebuilding the job table, which would cascade into its children."""
+
+    __tablename__ = "fused_group_job"
+    __table_args__ = (sa.Index(None, "group_id", "job_id"),)
+
+    job_id: Mapped[int] = mapped_column(
+        BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    group_id: Mapped[int] = mapped_column(BigIntegerKey, sa.ForeignKey("fused_group.id", ondelete="CASCADE"))
+
+
+class FusedCheckpoint(Base):
+    """The latest resumable snapshot of a fused group (every model's state in one blob), overwritten."""
+
+    __tablename__ = "fused_checkpoint"
+
+    group_id: Mapped[int] = mapped_column(
+        BigIntegerKey,
+        sa.ForeignKey("fused_group.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
     )
     step: Mapped[int]
     blob: Mapped[bytes] = mapped_column(sa.LargeBinary())

@@ -2,7 +2,7 @@
 filled from the metrics already stored.
 
 Revision ID: ab00b6f69d79
-Revises: 3f1c2a9b7d10
+Revises: 8c4e1f2a6b35
 Create Date: 2026-11-25 16:00:00
 
 Downsampled reads of long series combine these blocks instead of scanning every point. The store keeps
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "ab00b6f69d79"
-down_revision: str | None = "3f1c2a9b7d10"
+down_revision: str | None = "8c4e1f2a6b35"
 branch_labels: str | None = None
 depends_on: str | None = None
 

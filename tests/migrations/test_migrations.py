@@ -8,9 +8,10 @@ import math
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from core.db.engine import create_database_engine
-from core.db.migrate import downgrade_database, upgrade_database
+from core.db.migrate import alembic_config, downgrade_database, upgrade_database
 from core.db.tables import Base
 from core.results import MetricPoint
 from core.store import Store
@@ -18,15 +19,10 @@ from tests.core.test_store import make_spec
 from tests.core.test_store_series import _reference_downsample
 
 SCHEMA_TABLES = {
-    "job",
-    "sweep",
-    "metric_name",
-    "metric",
-    "metric_rollup",
-    "telemetry",
-    "landscape",
-    "checkpoint",
+    *("job", "sweep", "metric_name", "metric", "metric_rollup", "telemetry", "landscape", "checkpoint"),
+    *("fused_group", "fused_group_job", "fused_checkpoint"),
 }
+ROLLUP_REVISION = "ab00b6f69d79"
 
 
 def _tables(url: str) -> set[str]:
@@ -77,7 +73,10 @@ def test_constraints_carry_the_naming_convention(database_url: str) -> None:
 
 
 def test_the_rollup_migration_fills_the_rollup_from_metrics_already_stored(database_url: str) -> None:
-    upgrade_database(database_url, "3f1c2a9b7d10")  # the schema before the rollup
+    scripts = ScriptDirectory.from_config(alembic_config(database_url))
+    before_rollup = scripts.get_revision(ROLLUP_REVISION).down_revision
+    assert isinstance(before_rollup, str)
+    upgrade_database(database_url, before_rollup)
     store_before = Store(database_url)
     try:
         job = store_before.create_job(make_spec())
