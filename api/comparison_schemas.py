@@ -7,13 +7,13 @@ Kept apart from `api.schemas` (jobs, health) so each resource's shapes sit toget
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import FiniteFloat, JobStatus, Series
 from core.spec import JobSpec
-from core.sweeps import Execution
+from core.sweeps import Execution, ExecutionUsed
 
 
 class _Response(BaseModel):
@@ -134,10 +134,25 @@ class GridPointOut(_Response):
     steps_to_target: StatOut
 
 
+class FusedGroupOut(BaseModel):
+    """Jobs that one task trains together as stacked models (and reports, each, as its own job)."""
+
+    id: str
+    size: int
+    job_ids: list[str] = Field(description="in the order the group trains them")
+
+
 class ExecutionOut(BaseModel):
+    """How the sweep asked its jobs to run, and how each of them does."""
+
     requested: Execution
-    used: Literal["separate"] = Field(description="how the jobs are actually run")
+    used: ExecutionUsed = Field(
+        description="fused: every job is in a fused group; separate: every job is a task of its own; "
+        "mixed: fused groups plus jobs that fuse with no other"
+    )
     note: str
+    fused_groups: list[FusedGroupOut] = Field(description="one Celery task each")
+    separate_job_ids: list[str] = Field(description="jobs that run one task each")
 
 
 class SweepSummaryOut(BaseModel):

@@ -27,7 +27,7 @@ from core.compare import (
 )
 from core.store import JobView, Store
 
-READ_THREADS = 4  # per request; the store's connection pool holds 5 (+10 overflow)
+READ_GROUPS = 2  # the jobs to read are split into this many groups, read at once on their own connections
 CACHED_SERIES = 256  # ≤ 1,000 points each at the default limits: a few MB at most
 
 Crossing = tuple[int, float] | None
@@ -71,12 +71,14 @@ class Comparison:
 
 
 def load_jobs(store: Store, raw_ids: Sequence[str]) -> list[JobView]:
-    """The jobs in the order asked for (duplicates dropped); 404 naming every id that is unknown."""
+    """The jobs in the order asked for (duplicates dropped), read in one query; 404 naming every id that
+    is unknown."""
+    requested = {raw_id: normalize_job_id(raw_id) for raw_id in dict.fromkeys(raw_ids)}
+    found = store.get_jobs([job_id for job_id in requested.values() if job_id is not None])
     jobs: list[JobView] = []
     unknown: list[str] = []
-    for raw_id in dict.fromkeys(raw_ids):
-        job_id = normalize_job_id(raw_id)
-        job = store.get_job(job_id) if job_id is not None else None
+    for raw_id, job_id in requested.items():
+        job = found.get(job_id) if job_id is not None else None
         if job is None:
             unknown.append(raw_id)
         elif job.id not in {known.id for known in jobs}:
@@ -113,9 +115,8 @@ def load_comparison(
     if target is None:
         target = default_target(baseline, metric)
 
-    # Each job's reads are independent; the database works on several at once (its time dominates).
-    with ThreadPoolExecutor(max_workers=min(len(jobs), READ_THREADS)) as pool:
-        compared = list(pool.map(lambda job: _compared_job(store, job, metric, target, max_points), jobs))
+    series = _read_series(store, jobs, metric, target, max_points)
+    compared = [_compared_job(store, job, *series[job.id]) for job in jobs]
     # Shared bucket edges over the longest run keep the series aligned on steps.
     span = (0, max((job.series.steps[-1] for job in compared if job.series.steps), default=0))
     downsampled = {
@@ -126,17 +127,43 @@ def load_comparison(
     return Comparison(metric, target, baseline.id, rows, downsampled)
 
 
-def _compared_job(
-    store: Store, job: JobView, metric: str, target: float | None, max_points: int
-) -> ComparedJob:
-    """One job's part of a comparison: its downsampled series with the exact target crossing added."""
-    key = (store.url, job.id, metric, target, max_points)
-    cached = finished_series.get(key) if job.is_terminal else None
-    if cached is None:
-        cached = _read_series(store, job.id, metric, target, max_points)
-        if job.is_terminal:
-            finished_series.put(key, cached)
-    series, crossing = cached
+def _read_series(
+    store: Store, jobs: Sequence[JobView], metric: str, target: float | None, max_points: int
+) -> dict[str, tuple[Series, Crossing]]:
+    """Each job's series as the store downsamples it, with its exact first target crossing (kept in it).
+    Finished jobs read before come from the cache; the others are read in a few store calls at once."""
+    keys = {job.id: (store.url, job.id, metric, target, max_points) for job in jobs}
+    entries: dict[str, tuple[Series, Crossing]] = {}
+    for job in jobs:
+        cached = finished_series.get(keys[job.id]) if job.is_terminal else None
+        if cached is not None:
+            entries[job.id] = cached
+    unread = [job for job in jobs if job.id not in entries]
+    if unread:
+        groups = [[job.id for job in unread[start::READ_GROUPS]] for start in range(READ_GROUPS)]
+        # The database works on the groups at once: a second core halves the wait when there is one.
+        with ThreadPoolExecutor(max_workers=READ_GROUPS) as pool:
+            reads = pool.map(
+                lambda job_ids: store.read_series_with_crossings(
+                    job_ids, metric, max_points, target, higher_is_better(metric)
+                ),
+                [group for group in groups if group],
+            )
+            read = {job_id: stored for group_read in reads for job_id, stored in group_read.items()}
+        for job in unread:
+            stored = read[job.id]
+            series = Series.of(stored.steps, stored.values)
+            if stored.crossing is not None and stored.crossing[0] not in series.steps:
+                series = _with_point(series, *stored.crossing)
+            entries[job.id] = (series, stored.crossing)
+            if job.is_terminal:
+                finished_series.put(keys[job.id], entries[job.id])
+    return entries
+
+
+def _compared_job(store: Store, job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
+    """One job's part of a comparison: its record, its series, its exact target crossing and its landscape
+    probes."""
     summary = job.summary
     return ComparedJob(
         id=job.id,
@@ -152,20 +179,6 @@ def _compared_job(
         diverged_at_step=summary.diverged_at_step if summary else None,
         landscape=_landscape(store, job),
     )
-
-
-def _read_series(
-    store: Store, job_id: str, metric: str, target: float | None, max_points: int
-) -> tuple[Series, Crossing]:
-    """The series as the store downsamples it, plus its exact first target crossing (kept in it)."""
-    steps, values = store.read_metrics(job_id, [metric], max_points).get(metric, ([], []))
-    crossing = None
-    if target is not None:
-        crossing = store.first_step_meeting(job_id, metric, target, higher_is_better(metric))
-    series = Series.of(steps, values)
-    if crossing is not None and crossing[0] not in series.steps:
-        series = _with_point(series, *crossing)
-    return series, crossing
 
 
 def _landscape(store: Store, job: JobView) -> LandscapeProbes | None:

@@ -8,6 +8,8 @@ Liveness lives in the job table, not in the broker. Every `settings.sweep_second
   resumes from the last checkpoint.
 Each job is claimed with a conditional write first (`Store.claim_republish`), so several API replicas can
 sweep at once and only one of them publishes a given job; a duplicate delivery is dropped by the lease.
+A job of a fused group is published as its group's task (once per round for the whole group), so a group
+whose worker died resumes together from the group's checkpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 from celery import Celery
 
 from api.probes import broker_reachable
-from core.queue import publish_job
+from core.queue import publish_group, publish_job
 from core.settings import Settings
 from core.store import RepublishCandidate, Store
 
@@ -79,11 +81,12 @@ class Sweeper:
         if not candidates or not broker_reachable(self.celery_app):
             return []
         published: list[str] = []
+        groups_published: set[str] = set()
         for candidate in candidates:
             if not self.store.claim_republish(candidate):
                 continue  # another sweeper (or the submit path) got there first
             try:
-                publish_job(self.celery_app, candidate.job_id, candidate.device)
+                self._publish(candidate, groups_published)
             except Exception as error:  # whatever the transport raised, the broker is not taking jobs
                 # The claim marked the job as published; left in place it would hide the job from the
                 # sweeper until REQUEUE_AFTER. Undo it (should the message have got through after all, the
@@ -94,3 +97,12 @@ class Sweeper:
             logger.info("published %s job %s again", candidate.status, candidate.job_id)
             published.append(candidate.job_id)
         return published
+
+    def _publish(self, candidate: RepublishCandidate, groups_published: set[str]) -> None:
+        """The job's own task, or its fused group's task unless this round already published it."""
+        group = candidate.fused_group
+        if group is None:
+            publish_job(self.celery_app, candidate.job_id, candidate.device)
+        elif group not in groups_published:
+            publish_group(self.celery_app, self.store.fused_group_job_ids(group), candidate.device)
+            groups_published.add(group)

@@ -2,10 +2,11 @@
 
 Stores 10 finished jobs × 50,000 evaluated steps × 4 metrics (2 M points) in a fresh PostgreSQL database,
 then times the comparison of all 10 jobs' `val_accuracy` downsampled to 1,000 points a series, with a
-target every run crosses mid-way — through the real app (routing, store, SQL downsampling, exact target
-crossings, JSON), in process. Prints p50/p95/max over the timed requests, cold (every series read and
-downsampled by the database) and warm (finished jobs' series from the API's cache); the goal is p95 <
-200 ms. The database is dropped afterwards. Machine load from other processes shows in the figures.
+target every run crosses mid-way — through the real app (routing, store, SQL downsampling from the metric
+rollup, exact target crossings, JSON), in process. Prints p50/p95/max over the timed requests, cold (every
+series read and downsampled by the database) and warm (finished jobs' series from the API's cache); the
+goal is p95 < 200 ms cold. The database is dropped afterwards. Machine load from other processes shows in
+the figures.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The Celery configuration shared by the API (which publishes) and the worker (which consumes).
 
-Torch-free and worker-free: the API publishes by task *name* (`publish_job`) and never imports `worker/`.
+Torch-free and worker-free: the API publishes by task *name* (`publish_job`, `publish_group` for the jobs of
+a fused group, which one task trains together) and never imports `worker/`.
 Brokers: Redis when deployed; kombu's SQLAlchemy transport on an SQLite file when embedded (`sqla+sqlite:///…`).
 Reliability does not rest on the broker: a job's liveness is its lease in the job table (see the store), so
 no result backend is needed and a message the broker loses is published again by the API's sweeper.
@@ -18,6 +19,7 @@ from core.settings import Settings, get_settings
 from core.spec import queue_for_device
 
 TRAIN_TASK = "bnlab.train_job"
+TRAIN_GROUP_TASK = "bnlab.train_group"
 QUEUES = ("default", "cpu", "gpu")
 SQLALCHEMY_PREFIX = "sqla+"
 
@@ -87,3 +89,9 @@ def publish_job(app: Celery, job_id: str, device: str) -> None:
     """Send the training task for `job_id` to the queue its device routes to (raises when the broker is
     unreachable; the job stays queued and the sweeper publishes it later)."""
     app.send_task(TRAIN_TASK, args=[job_id], queue=queue_for_device(device))
+
+
+def publish_group(app: Celery, job_ids: list[str], device: str) -> None:
+    """Send the task that trains the jobs of one fused group together (ids only, in training order) to the
+    queue their device routes to; raises like `publish_job`."""
+    app.send_task(TRAIN_GROUP_TASK, args=[job_ids], queue=queue_for_device(device))

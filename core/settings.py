@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         "CPU workers only: CUDA reserves far more address space than it uses",
     )
     max_sweep_size: int = Field(256, ge=1, le=10_000)
+    max_fused_group_size: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="a fused group of more jobs is split evenly into groups of at most this",
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024)
     broker_polling_seconds: float = Field(0.1, gt=0, description="kombu SQLAlchemy transport polling")
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from core.compare import finite_or_none
+from core.fusion import fusion_groups
 from core.spec import MAX_NAME_LENGTH, JobSpec
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")
@@ -29,6 +30,7 @@ MAX_AXIS_VALUES = 256  # the sweep size cap (settings.max_sweep_size) bounds the
 MAX_SEEDS = 256
 NESTED_FIELDS = frozenset({"architecture"})  # the spec fields a dotted path may reach into
 Execution = Literal["fused", "separate"]
+ExecutionUsed = Literal["fused", "separate", "mixed"]  # mixed: fused groups and jobs on their own
 
 AxisName = Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)?$", max_length=64)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -382,13 +384,36 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return distinct
 
 
-def how_executed(requested: str) -> tuple[str, str]:
-    """(how the sweep's jobs actually run, a note saying so). Fused training (stacked models in one task)
-    does not exist yet: a `fused` request is recorded and its jobs run one task each until it does."""
-    if requested == "fused":
+def fused_groups(specs: Sequence[JobSpec], execution: str, max_group_size: int) -> list[list[int]]:
+    """The sweep's jobs that one task each trains together, as indices into `specs`, one list per group of
+    two or more (grouped by `core.fusion.fusion_groups`: a BN-on and a BN-off group are two groups, a group
+    above `max_group_size` is split evenly). None for a `separate` sweep; every job in no group runs as a
+    task of its own."""
+    if execution != "fused":
+        return []
+    return [group for group in fusion_groups(specs, max_group_size) if len(group) > 1]
+
+
+def how_executed(requested: str, group_sizes: Sequence[int], size: int) -> tuple[ExecutionUsed, str]:
+    """(how the sweep's `size` jobs run, a note saying so), given the sizes of its fused groups."""
+    fused = sum(group_sizes)
+    alone = size - fused
+    if requested != "fused":
+        return "separate", "separate requested: each job runs as its own task"
+    if not group_sizes:
         return (
             "separate",
-            "fused requested and recorded; fused training is not available yet, "
-            "so each job runs as its own task",
+            "fused requested, but no two jobs can train together (fused training covers MLPs with torch's "
+            "batch norm or none and no landscape probes, sharing architecture, optimizer kind, batch size "
+            "and schedule), so each job runs as its own task",
         )
-    return "separate", "each job runs as its own task"
+    groups = f"{len(group_sizes)} fused group{'s' if len(group_sizes) > 1 else ''}"
+    note = (
+        f"{fused} jobs in {groups} of {', '.join(map(str, group_sizes))}: one task trains each group's jobs "
+        "together as stacked models"
+    )
+    if alone == 0:
+        return "fused", note
+    if alone == 1:
+        return "mixed", f"{note}; 1 job fuses with no other and runs as its own task"
+    return "mixed", f"{note}; {alone} jobs fuse with no other and run as one task each"

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 
 from api.comparison_schemas import (
     ExecutionOut,
+    FusedGroupOut,
     GridPointOut,
     SweepCreatedOut,
     SweepOut,
@@ -23,7 +24,7 @@ from api.comparison_schemas import (
 from api.dependencies import CeleryDep, SettingsDep, StoreDep, normalize_job_id
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
-from core.queue import publish_job
+from core.queue import publish_group, publish_job
 from core.spec import JobSpec
 from core.store import InvalidCursor, Store, SweepView
 from core.sweeps import (
@@ -33,6 +34,7 @@ from core.sweeps import (
     SweepValidationError,
     aggregate,
     expand_sweep,
+    fused_groups,
     how_executed,
     status_counts,
 )
@@ -86,13 +88,22 @@ def _summary_out(sweep: SweepView) -> SweepSummaryOut:
         base=JobSpec.model_validate(sweep.base),
         grid=sweep.grid,
         seeds=sweep.seeds,
-        execution=_execution_out(sweep.execution),
+        execution=_execution_out(sweep),
     )
 
 
-def _execution_out(requested: str) -> ExecutionOut:
-    used, note = how_executed(requested)
-    return ExecutionOut.model_validate({"requested": requested, "used": used, "note": note})
+def _execution_out(sweep: SweepView) -> ExecutionOut:
+    used, note = how_executed(sweep.execution, [group.size for group in sweep.fused_groups], sweep.size)
+    grouped = {job_id for group in sweep.fused_groups for job_id in group.job_ids}
+    return ExecutionOut(
+        requested=sweep.execution,
+        used=used,
+        note=note,
+        fused_groups=[
+            FusedGroupOut(id=group.id, size=group.size, job_ids=group.job_ids) for group in sweep.fused_groups
+        ],
+        separate_job_ids=[job_id for job_id in sweep.job_ids if job_id not in grouped],
+    )
 
 
 def _sweep_out(store: Store, sweep: SweepView) -> SweepOut:
@@ -121,23 +132,38 @@ def submit_sweep(
     sweep: SweepRequest, store: StoreDep, celery_app: CeleryDep, settings: SettingsDep
 ) -> SweepCreatedOut:
     """422 names the grid point and field of every invalid point, or the size over the cap
-    (`max_sweep_size`); then nothing is created. Jobs are published one by one after the commit; a broker
-    that is down loses none of them (the sweeper publishes them once it answers)."""
+    (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
+    are split into fused groups (`max_fused_group_size` at most), each published as one task; every other
+    job is published as its own task. A broker that is down loses none of them (the sweeper publishes
+    them once it answers)."""
     try:
         jobs = expand_sweep(sweep, settings.max_sweep_size)
     except SweepValidationError as invalid:
         raise RequestValidationError(invalid.errors) from invalid
+    specs = [job.spec for job in jobs]
     created = store.create_sweep(
         sweep.name,
         sweep.base,
         sweep.grid,
         sweep.replicate_seeds(),
         sweep.execution,
-        [job.spec for job in jobs],
+        specs,
+        fused_groups(specs, sweep.execution, settings.max_fused_group_size),
     )
-    for job_id, job in zip(created.job_ids, jobs, strict=True):
+    device_of = {job_id: spec.device for job_id, spec in zip(created.job_ids, specs, strict=True)}
+    for group in created.fused_groups:
         try:
-            publish_job(celery_app, job_id, job.spec.device)
+            publish_group(celery_app, group.job_ids, device_of[group.job_ids[0]])
+            for job_id in group.job_ids:
+                store.mark_enqueued(job_id)
+        except Exception as error:  # whatever the transport raised, the sweeper retries
+            logger.warning("sweep %s: group %s stored but not yet published: %s", created.id, group.id, error)
+    grouped = {job_id for group in created.fused_groups for job_id in group.job_ids}
+    for job_id in created.job_ids:
+        if job_id in grouped:
+            continue
+        try:
+            publish_job(celery_app, job_id, device_of[job_id])
             store.mark_enqueued(job_id)
         except Exception as error:  # whatever the transport raised, the sweeper retries
             logger.warning("sweep %s: job %s stored but not yet published: %s", created.id, job_id, error)

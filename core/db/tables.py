@@ -1,5 +1,6 @@
-"""The SQL tables: jobs, sweeps, metrics (integer-keyed, names interned), telemetry, landscape probes and
-the latest checkpoint per job.
+"""The SQL tables: jobs, sweeps, metrics (integer-keyed, names interned) and their rollup, telemetry,
+landscape probes, the latest checkpoint per job, and the fused groups of sweeps (which jobs train
+together, their checkpoint).
 
 Non-finite floats (NaN, ±inf) are stored as NULL everywhere: SQL and JSON have no portable NaN, and a NULL
 can never sort above a real number. The migrations in `migrations/` create exactly this schema.
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.db.types import BigIntegerKey, SmallIntegerKey, UtcDateTime
@@ -30,6 +32,14 @@ EXECUTIONS = ("separate", "fused")
 PUBLIC_ID_LENGTH = 32  # UUID4 as hex
 NAME_LENGTH = 200
 METRIC_NAME_LENGTH = 100
+# Steps per metric rollup block. 16 keeps both halves of a downsampled read small for the long series it
+# exists for (50,000 evaluations cut into 250 buckets: ~3,100 block rows plus ~250 edge blocks of ≤ 16
+# points). The migration that fills the rollup uses the same number; changing it means rebuilding it.
+ROLLUP_BLOCK_STEPS = 16
+
+# A block's points inline (PostgreSQL arrays); SQLite has no arrays and leaves these columns NULL.
+_STEP_ARRAY: sa.types.TypeEngine[Any] = postgresql.ARRAY(sa.Integer()).with_variant(sa.JSON(), "sqlite")
+_VALUE_ARRAY: sa.types.TypeEngine[Any] = postgresql.ARRAY(sa.Double()).with_variant(sa.JSON(), "sqlite")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -127,6 +137,36 @@ class Metric(Base):
     value: Mapped[float | None] = mapped_column(sa.Double())  # NULL = not finite
 
 
+class MetricRollup(Base):
+    """One block of ROLLUP_BLOCK_STEPS steps of one series (block = step // ROLLUP_BLOCK_STEPS): how many
+    points it holds and its first, last, lowest and highest point. Lowest/highest are over finite values
+    only (NULL when the block has none), earliest step on ties — the same choice the downsampling makes.
+
+    Written only by the store's batch write (no foreign keys, like `metric`), which recomputes every block
+    a batch touches from `metric` (so a rewrite with other values keeps it right). A downsampled read
+    combines the blocks that lie inside one bucket and looks at single points only in blocks that straddle
+    a bucket edge. PostgreSQL also keeps those points inline (`point_steps`/`point_values`, in step order)
+    so such a read never goes back to `metric`; SQLite reads them from `metric`.
+    """
+
+    __tablename__ = "metric_rollup"
+
+    job_id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=False)
+    name_id: Mapped[int] = mapped_column(SmallIntegerKey, primary_key=True, autoincrement=False)
+    block: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    points: Mapped[int]
+    first_step: Mapped[int]
+    first_value: Mapped[float | None] = mapped_column(sa.Double())
+    last_step: Mapped[int]
+    last_value: Mapped[float | None] = mapped_column(sa.Double())
+    lowest_step: Mapped[int | None]
+    lowest_value: Mapped[float | None] = mapped_column(sa.Double())
+    highest_step: Mapped[int | None]
+    highest_value: Mapped[float | None] = mapped_column(sa.Double())
+    point_steps: Mapped[list[int] | None] = mapped_column(_STEP_ARRAY)
+    point_values: Mapped[list[float | None] | None] = mapped_column(_VALUE_ARRAY)
+
+
 class Telemetry(Base):
     """Statistics of one hidden layer's nonlinearity input at one step (paper Fig. 1(b,c))."""
 
@@ -174,6 +214,48 @@ class Checkpoint(Base):
 
     job_id: Mapped[int] = mapped_column(
         BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    step: Mapped[int]
+    blob: Mapped[bytes] = mapped_column(sa.LargeBinary())
+    saved_at: Mapped[datetime]
+
+
+class FusedGroup(Base):
+    """Jobs of a sweep that one task trains together as stacked models (`core.fusion`); two or more."""
+
+    __tablename__ = "fused_group"
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(sa.String(PUBLIC_ID_LENGTH), unique=True)
+    sweep_id: Mapped[int] = mapped_column(BigIntegerKey, sa.ForeignKey("sweep.id"))
+    size: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class FusedGroupJob(Base):
+    """A job's place in its fused group (a job is in one group at most; the group trains its jobs in job
+    row order). A table of its own rather than a column of `job`: SQLite can add neither a foreign-key
+    column nor drop one without rebuilding the job table, which would cascade into its children."""
+
+    __tablename__ = "fused_group_job"
+    __table_args__ = (sa.Index(None, "group_id", "job_id"),)
+
+    job_id: Mapped[int] = mapped_column(
+        BigIntegerKey, sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    group_id: Mapped[int] = mapped_column(BigIntegerKey, sa.ForeignKey("fused_group.id", ondelete="CASCADE"))
+
+
+class FusedCheckpoint(Base):
+    """The latest resumable snapshot of a fused group (every model's state in one blob), overwritten."""
+
+    __tablename__ = "fused_checkpoint"
+
+    group_id: Mapped[int] = mapped_column(
+        BigIntegerKey,
+        sa.ForeignKey("fused_group.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
     )
     step: Mapped[int]
     blob: Mapped[bytes] = mapped_column(sa.LargeBinary())

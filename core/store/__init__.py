@@ -6,6 +6,8 @@ job = store.create_job(spec); store.mark_enqueued(job.id)
 
 from core.store.store import Store
 from core.store.views import (
+    FusedGroupView,
+    GroupLease,
     InvalidCursor,
     JobNotFound,
     JobView,
@@ -19,6 +21,8 @@ from core.store.views import (
 )
 
 __all__ = [
+    "FusedGroupView",
+    "GroupLease",
     "InvalidCursor",
     "JobNotFound",
     "JobView",

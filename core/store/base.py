@@ -16,13 +16,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
 from core.db.engine import create_database_engine
-from core.db.tables import Job, Sweep
+from core.db.tables import FusedGroup, FusedGroupJob, Job, Sweep
 from core.db.types import UtcDateTime
 from core.results import Progress, Summary
 from core.store.views import InvalidCursor, JobNotFound, JobView
 
 job_table: sa.Table = Job.__table__  # type: ignore[assignment]
 sweep_table: sa.Table = Sweep.__table__  # type: ignore[assignment]
+fused_group_table: sa.Table = FusedGroup.__table__  # type: ignore[assignment]
+fused_group_job_table: sa.Table = FusedGroupJob.__table__  # type: ignore[assignment]
 
 _SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(Summary))
 _CURSOR_PREFIX = "r1:"
@@ -144,8 +146,14 @@ class StoreBase:
     # -- job rows --------------------------------------------------------------------------------------
     @staticmethod
     def _job_select() -> sa.Select[Any]:
-        return sa.select(*job_table.c, sweep_table.c.public_id.label("sweep_public_id")).select_from(
+        return sa.select(
+            *job_table.c,
+            sweep_table.c.public_id.label("sweep_public_id"),
+            fused_group_table.c.public_id.label("fused_group_public_id"),
+        ).select_from(
             job_table.outerjoin(sweep_table, job_table.c.sweep_id == sweep_table.c.id)
+            .outerjoin(fused_group_job_table, fused_group_job_table.c.job_id == job_table.c.id)
+            .outerjoin(fused_group_table, fused_group_table.c.id == fused_group_job_table.c.group_id)
         )
 
     def _fetch_job(self, connection: Connection, job_id: str) -> JobView | None:
@@ -182,4 +190,5 @@ def job_view(row: Row[Any]) -> JobView:
         cancel_requested=bool(fields["cancel_requested"]),
         sweep_id=fields["sweep_public_id"],
         execution=fields["execution"],
+        fused_group=fields["fused_group_public_id"],
     )

@@ -11,9 +11,18 @@ from sqlalchemy.engine import Connection
 
 from core.db.tables import EXECUTIONS
 from core.spec import JobSpec
-from core.store.base import StoreBase, decode_cursor, encode_cursor, job_table, job_view, sweep_table
+from core.store.base import (
+    StoreBase,
+    decode_cursor,
+    encode_cursor,
+    fused_group_job_table,
+    fused_group_table,
+    job_table,
+    job_view,
+    sweep_table,
+)
 from core.store.notifications import notify_job_changed
-from core.store.views import JobView, SweepView
+from core.store.views import FusedGroupView, JobView, SweepView
 
 
 class JobStore(StoreBase):
@@ -56,6 +65,14 @@ class JobStore(StoreBase):
     def get_job(self, job_id: str) -> JobView | None:
         with self._engine.connect() as connection:
             return self._fetch_job(connection, job_id)
+
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, JobView]:
+        """The jobs of those ids that exist, by id, in one query."""
+        if not job_ids:
+            return {}
+        query = self._job_select().where(job_table.c.public_id.in_(sorted(set(job_ids))))
+        with self._engine.connect() as connection:
+            return {view.id: view for view in map(job_view, connection.execute(query))}
 
     def list_jobs(
         self,
@@ -109,10 +126,21 @@ class SweepStore(JobStore):
         seeds: Sequence[int],
         execution: str,
         specs: Sequence[JobSpec],
+        fused_groups: Sequence[Sequence[int]] = (),
     ) -> SweepView:
-        """Commit the sweep and all its (queued, unpublished) jobs in one transaction."""
+        """Commit the sweep, all its (queued, unpublished) jobs and its fused groups in one transaction.
+
+        `fused_groups` lists, per group, the indices into `specs` of the jobs one task trains together (at
+        least two each, no job in two groups); those jobs are executed `fused`, every other one `separate`.
+        """
         if execution not in EXECUTIONS:
             raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}")
+        grouped = [index for group in fused_groups for index in group]
+        if len(set(grouped)) < len(grouped) or not all(0 <= index < len(specs) for index in grouped):
+            raise ValueError("fused groups must name distinct jobs of the sweep")
+        if any(len(group) < 2 for group in fused_groups):
+            raise ValueError("a fused group holds at least two jobs")
+        in_group = set(grouped)
         public_id = uuid.uuid4().hex
         with self._engine.begin() as connection:
             inserted = connection.execute(
@@ -129,16 +157,47 @@ class SweepStore(JobStore):
             )
             assert inserted.inserted_primary_key is not None
             sweep_row_id = inserted.inserted_primary_key[0]
-            if specs:
-                connection.execute(
-                    job_table.insert().values(created_at=self._now()),
-                    [
-                        {**self._new_job_values(spec), "sweep_id": sweep_row_id, "execution": execution}
-                        for spec in specs
-                    ],
-                )
+            jobs = [
+                {
+                    **self._new_job_values(spec),
+                    "sweep_id": sweep_row_id,
+                    "execution": "fused" if index in in_group else "separate",
+                }
+                for index, spec in enumerate(specs)
+            ]
+            if jobs:
+                connection.execute(job_table.insert().values(created_at=self._now()), jobs)
+            if fused_groups:
+                job_ids = [job["public_id"] for job in jobs]
+                self._insert_fused_groups(connection, sweep_row_id, job_ids, fused_groups)
             [(_, view)] = self._fetch_sweeps(connection, sweep_table.c.id == sweep_row_id)
         return view
+
+    def _insert_fused_groups(
+        self,
+        connection: Connection,
+        sweep_row_id: int,
+        job_ids: list[str],
+        fused_groups: Sequence[Sequence[int]],
+    ) -> None:
+        """One `fused_group` row per group and its jobs' memberships (indices into `job_ids`)."""
+        row_ids = dict(
+            connection.execute(
+                sa.select(job_table.c.public_id, job_table.c.id).where(job_table.c.sweep_id == sweep_row_id)
+            ).all()
+        )
+        for group in fused_groups:
+            inserted = connection.execute(
+                fused_group_table.insert().values(
+                    public_id=uuid.uuid4().hex, sweep_id=sweep_row_id, size=len(group), created_at=self._now()
+                )
+            )
+            assert inserted.inserted_primary_key is not None
+            group_row_id = inserted.inserted_primary_key[0]
+            connection.execute(
+                fused_group_job_table.insert(),
+                [{"job_id": row_ids[job_ids[index]], "group_id": group_row_id} for index in group],
+            )
 
     def get_sweep(self, sweep_id: str) -> SweepView | None:
         with self._engine.connect() as connection:
@@ -164,11 +223,13 @@ class SweepStore(JobStore):
     def _fetch_sweeps(
         self, connection: Connection, condition: sa.ColumnElement[bool], limit: int | None = None
     ) -> list[tuple[int, SweepView]]:
-        """(row id, sweep) for the sweeps matching `condition`, newest first, each with its job ids."""
+        """(row id, sweep) for the sweeps matching `condition`, newest first, each with its job ids and
+        fused groups."""
         sweeps = connection.execute(
             sa.select(sweep_table).where(condition).order_by(sweep_table.c.id.desc()).limit(limit)
         ).all()
         job_ids: dict[int, list[str]] = {sweep.id: [] for sweep in sweeps}
+        groups: dict[int, dict[str, FusedGroupView]] = {sweep.id: {} for sweep in sweeps}
         if sweeps:
             for sweep_row_id, public_id in connection.execute(
                 sa.select(job_table.c.sweep_id, job_table.c.public_id)
@@ -176,6 +237,11 @@ class SweepStore(JobStore):
                 .order_by(job_table.c.id.asc())
             ):
                 job_ids[sweep_row_id].append(public_id)
+            for member in connection.execute(self._group_members_select(list(groups))):
+                group = groups[member.sweep_id].setdefault(
+                    member.group_public_id, FusedGroupView(member.group_public_id, member.size, [])
+                )
+                group.job_ids.append(member.job_public_id)
         return [
             (
                 sweep.id,
@@ -189,7 +255,28 @@ class SweepStore(JobStore):
                     size=sweep.size,
                     created_at=sweep.created_at,
                     job_ids=job_ids[sweep.id],
+                    fused_groups=list(groups[sweep.id].values()),
                 ),
             )
             for sweep in sweeps
         ]
+
+    @staticmethod
+    def _group_members_select(sweep_row_ids: list[int]) -> sa.Select[Any]:
+        """Every job of the sweeps' fused groups, group by group, each group's jobs in training order."""
+        group, member = fused_group_table.c, fused_group_job_table.c
+        return (
+            sa.select(
+                group.sweep_id,
+                group.public_id.label("group_public_id"),
+                group.size,
+                job_table.c.public_id.label("job_public_id"),
+            )
+            .select_from(
+                fused_group_table.join(fused_group_job_table, member.group_id == group.id).join(
+                    job_table, job_table.c.id == member.job_id
+                )
+            )
+            .where(group.sweep_id.in_(sweep_row_ids))
+            .order_by(group.id.asc(), member.job_id.asc())
+        )

@@ -15,7 +15,14 @@ from sqlalchemy.engine import Connection
 
 from core.db.tables import TERMINAL_STATUSES, Checkpoint
 from core.results import Summary
-from core.store.base import StoreBase, finite_or_none, job_table, summary_to_json
+from core.store.base import (
+    StoreBase,
+    finite_or_none,
+    fused_group_job_table,
+    fused_group_table,
+    job_table,
+    summary_to_json,
+)
 from core.store.notifications import notify_job_changed
 from core.store.views import LeaseResult, RepublishCandidate
 
@@ -33,6 +40,13 @@ class LeaseStore(StoreBase):
         than `lease_seconds` (a dead worker: counted as a lease loss; the `max_lease_losses`-th loss fails
         the job instead). Refused while another lease is fresh or when the job is finished. Taking the
         lease sets status running, counts an attempt and starts the heartbeat."""
+        with self._engine.begin() as connection:
+            return self._take_lease(connection, job_id, owner, lease_seconds, max_lease_losses)
+
+    def _take_lease(
+        self, connection: Connection, job_id: str, owner: str, lease_seconds: float, max_lease_losses: int
+    ) -> LeaseResult:
+        """`acquire_lease` inside the caller's transaction."""
         job = job_table.c
         taken = {
             "status": "running",
@@ -41,28 +55,27 @@ class LeaseStore(StoreBase):
             "attempts": job.attempts + 1,
             "started_at": sa.func.coalesce(job.started_at, self._now()),
         }
-        with self._engine.begin() as connection:
-            queued = connection.execute(
-                job_table.update()
-                .where(job.public_id == job_id, job.status == "queued", sa.not_(job.cancel_requested))
-                .values(**taken)
-            )
-            if queued.rowcount == 1:
-                notify_job_changed(connection, job_id)  # queued → running
-                return LeaseResult("acquired", self._fetch_job(connection, job_id))
-            stale = sa.and_(
-                job.public_id == job_id,
-                job.status == "running",
-                job.heartbeat_at < self._seconds_ago(lease_seconds),
-            )
-            taken_over = connection.execute(
-                job_table.update()
-                .where(stale, sa.not_(job.cancel_requested), job.lease_losses + 1 < max_lease_losses)
-                .values(lease_losses=job.lease_losses + 1, **taken)
-            )
-            if taken_over.rowcount == 1:
-                return LeaseResult("taken_over", self._fetch_job(connection, job_id))
-            return self._refuse_lease(connection, job_id, stale, max_lease_losses)
+        queued = connection.execute(
+            job_table.update()
+            .where(job.public_id == job_id, job.status == "queued", sa.not_(job.cancel_requested))
+            .values(**taken)
+        )
+        if queued.rowcount == 1:
+            notify_job_changed(connection, job_id)  # queued → running
+            return LeaseResult("acquired", self._fetch_job(connection, job_id))
+        stale = sa.and_(
+            job.public_id == job_id,
+            job.status == "running",
+            job.heartbeat_at < self._seconds_ago(lease_seconds),
+        )
+        taken_over = connection.execute(
+            job_table.update()
+            .where(stale, sa.not_(job.cancel_requested), job.lease_losses + 1 < max_lease_losses)
+            .values(lease_losses=job.lease_losses + 1, **taken)
+        )
+        if taken_over.rowcount == 1:
+            return LeaseResult("taken_over", self._fetch_job(connection, job_id))
+        return self._refuse_lease(connection, job_id, stale, max_lease_losses)
 
     def _refuse_lease(
         self, connection: Connection, job_id: str, stale: sa.ColumnElement[bool], max_lease_losses: int
@@ -279,7 +292,19 @@ class LeaseStore(StoreBase):
     def _candidates(self, condition: sa.ColumnElement[bool]) -> list[RepublishCandidate]:
         job = job_table.c
         query = (
-            sa.select(job.public_id, job.spec, job.status, job.enqueued_at, job.heartbeat_at)
+            sa.select(
+                job.public_id,
+                job.spec,
+                job.status,
+                job.enqueued_at,
+                job.heartbeat_at,
+                fused_group_table.c.public_id.label("fused_group"),
+            )
+            .select_from(
+                job_table.outerjoin(
+                    fused_group_job_table, fused_group_job_table.c.job_id == job.id
+                ).outerjoin(fused_group_table, fused_group_table.c.id == fused_group_job_table.c.group_id)
+            )
             .where(condition)
             .order_by(job.id.asc())
             .limit(REPUBLISH_BATCH)
@@ -292,6 +317,7 @@ class LeaseStore(StoreBase):
                     status=row.status,
                     enqueued_at=row.enqueued_at,
                     heartbeat_at=row.heartbeat_at,
+                    fused_group=row.fused_group,
                 )
                 for row in connection.execute(query)
             ]

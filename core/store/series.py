@@ -1,5 +1,5 @@
-"""Per-step series of a job: metrics (batched idempotent upserts, downsampled in SQL on the way out),
-layer telemetry and loss-landscape probes.
+"""Per-step series of a job: metrics (batched idempotent upserts that keep the rollup, downsampled in SQL
+from the rollup on the way out), layer telemetry and loss-landscape probes.
 
 Non-finite values (NaN, ±inf: a diverged run) are stored as NULL and read back as None.
 """
@@ -11,16 +11,26 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
-from core.db.tables import Landscape, Metric, MetricName, Telemetry
+from core.db.tables import Landscape, Telemetry
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord
 from core.store.base import StoreBase, finite_or_none
 from core.store.notifications import notify_job_changed
+from core.store.rollup import (
+    POINTS_PER_BUCKET,
+    as_lists,
+    downsampled_series,
+    known_name_ids,
+    lock_job_metrics,
+    metric_name_table,
+    metric_table,
+    refresh_blocks,
+    step_range_per_name,
+    stored_name_ids,
+)
 from core.store.views import LandscapeView, LayerTelemetry, MetricSeries
 
-metric_table: sa.Table = Metric.__table__  # type: ignore[assignment]
-metric_name_table: sa.Table = MetricName.__table__  # type: ignore[assignment]
 telemetry_table: sa.Table = Telemetry.__table__  # type: ignore[assignment]
 landscape_table: sa.Table = Landscape.__table__  # type: ignore[assignment]
 
@@ -43,8 +53,6 @@ LANDSCAPE_STATISTICS = (
     "grad_norm",
     "relative_gradient_change",
 )
-POINTS_PER_BUCKET = 4  # first, last, lowest and highest value of each bucket
-
 # PostgreSQL path: COPY (binary) into a per-session staging table, then one INSERT … ON CONFLICT from it.
 # The staging table is a session-local scratch table, not part of the schema the migrations own.
 _CREATE_STAGING = (
@@ -54,11 +62,15 @@ _CREATE_STAGING = (
 )
 _COPY_TO_STAGING = "COPY metric_staging (job_id, name_id, step, value) FROM STDIN (FORMAT BINARY)"
 _UPSERT_FROM_STAGING = (
+    "WITH changed AS ("
     "INSERT INTO metric (job_id, name_id, step, value) "
     "SELECT job_id, name_id, step, value FROM metric_staging "
     "ON CONFLICT (job_id, name_id, step) DO UPDATE SET value = EXCLUDED.value "
     # A redelivered job mostly rewrites identical values: leaving those rows alone writes no new versions.
-    "WHERE metric.value IS DISTINCT FROM EXCLUDED.value"
+    "WHERE metric.value IS DISTINCT FROM EXCLUDED.value "
+    "RETURNING name_id, step) "
+    # Per metric, the step range of what was inserted or changed: only there does the rollup change.
+    "SELECT name_id, min(step), max(step) FROM changed GROUP BY name_id"
 )
 
 
@@ -66,7 +78,11 @@ class SeriesStore(StoreBase):
     # -- metrics ---------------------------------------------------------------------------------------
     def write_metrics(self, job_id: str, points: Sequence[MetricPoint]) -> None:
         """Store a batch of points in one transaction; rewriting a (name, step) replaces its value, so a
-        redelivered job rewrites and never duplicates. Within a batch the last point of a key wins."""
+        redelivered job rewrites and never duplicates. Within a batch the last point of a key wins.
+
+        The same transaction recomputes the rollup blocks the batch changed: per metric, every block from
+        its first to its last changed step (a worker writes contiguous stretches of steps). On PostgreSQL
+        a rewrite of identical values changes nothing and recomputes nothing."""
         if not points:
             return
         name_ids = self._intern_metric_names({point.name for point in points})
@@ -75,10 +91,13 @@ class SeriesStore(StoreBase):
             values[(name_ids[point.name], point.step)] = finite_or_none(point.value)
         with self._engine.begin() as connection:
             row_id = self._job_row_id(connection, job_id)
-            rows = [(row_id, name_id, step, value) for (name_id, step), value in sorted(values.items())]
+            keys = sorted(values)
+            rows = [(row_id, name_id, step, values[name_id, step]) for name_id, step in keys]
             if self.is_postgres:
-                _copy_upsert_metrics(connection, rows)
+                lock_job_metrics(connection, row_id)
+                changed = _copy_upsert_metrics(connection, rows)
             else:
+                changed = step_range_per_name(keys)
                 columns = ("job_id", "name_id", "step", "value")
                 self._upsert(
                     connection,
@@ -86,6 +105,7 @@ class SeriesStore(StoreBase):
                     [dict(zip(columns, row, strict=True)) for row in rows],
                     ["job_id", "name_id", "step"],
                 )
+            refresh_blocks(connection, self.is_postgres, row_id, changed)
             notify_job_changed(connection, job_id)
 
     def _intern_metric_names(self, names: Iterable[str]) -> dict[str, int]:
@@ -98,12 +118,7 @@ class SeriesStore(StoreBase):
                     insert.on_conflict_do_nothing(index_elements=["name"]),
                     [{"name": name} for name in missing],
                 )
-                stored = connection.execute(
-                    sa.select(metric_name_table.c.name, metric_name_table.c.id).where(
-                        metric_name_table.c.name.in_(missing)
-                    )
-                )
-                self._metric_name_ids.update({name: name_id for name, name_id in stored})
+                known_name_ids(connection, self._metric_name_ids, missing)
         return {name: self._metric_name_ids[name] for name in names}
 
     def read_metrics(
@@ -114,25 +129,24 @@ class SeriesStore(StoreBase):
 
         A series longer than `max_points` is downsampled in SQL: its steps are cut into max_points // 4
         equal buckets and each bucket keeps its first, last, lowest and highest point, so the curve's
-        ends and extremes (a divergence spike included) survive. `max_points` must be at least 4.
+        ends and extremes (a divergence spike included) survive. `max_points` must be at least 4. The
+        buckets are built from the rollup's blocks (see `core.store.rollup`), with the same result as
+        from the raw points.
         """
         if max_points < POINTS_PER_BUCKET:
             raise ValueError(f"max_points must be at least {POINTS_PER_BUCKET}")
-        metric, metric_name = metric_table.c, metric_name_table.c
-        with self._engine.connect() as connection:
-            condition = metric.job_id == self._job_row_id(connection, job_id)
-            if names is not None:
-                condition = sa.and_(condition, metric_name.name.in_(list(names)))
-            rows: Iterable[tuple[str, int, float | None]]
-            if self.is_postgres:
-                rows = _points_of_buckets(connection.execute(_bucket_extremes_query(condition, max_points)))
-            else:
-                rows = connection.execute(_downsampled_metrics_query(condition, max_points)).all()
         series: MetricSeries = {name: ([], []) for name in names or ()}
-        for name, step, value in rows:
-            steps, values = series.setdefault(name, ([], []))
-            steps.append(step)
-            values.append(value)
+        with self._engine.connect() as connection:
+            row_id = self._job_row_id(connection, job_id)
+            if names is None:
+                name_ids = stored_name_ids(connection, row_id)
+            else:
+                name_ids = known_name_ids(connection, self._metric_name_ids, names)
+            stored = downsampled_series(
+                connection, self.is_postgres, [row_id], list(name_ids.values()), max_points
+            )
+        for name, name_id in sorted(name_ids.items()):
+            series[name] = as_lists(stored.get((row_id, name_id), []))
         return series
 
     # -- telemetry ---------------------------------------------------------------------------------------
@@ -206,8 +220,11 @@ class SeriesStore(StoreBase):
         ]
 
 
-def _copy_upsert_metrics(connection: Connection, rows: list[tuple[int, int, int, float | None]]) -> None:
-    """PostgreSQL: binary COPY into the staging table, then one set-based upsert into `metric`."""
+def _copy_upsert_metrics(
+    connection: Connection, rows: list[tuple[int, int, int, float | None]]
+) -> dict[int, tuple[int, int]]:
+    """PostgreSQL: binary COPY into the staging table, then one set-based upsert into `metric`. Returns,
+    per name id, the first and last step of the points it inserted or changed."""
     connection.exec_driver_sql(_CREATE_STAGING)
     driver_connection = connection.connection.driver_connection
     assert driver_connection is not None
@@ -217,110 +234,4 @@ def _copy_upsert_metrics(connection: Connection, rows: list[tuple[int, int, int,
             for row in rows:
                 copy.write_row(row)
         cursor.execute(_UPSERT_FROM_STAGING)
-
-
-def _bucket_extent(
-    condition: sa.ColumnElement[bool], max_points: int
-) -> tuple[sa.Subquery, sa.ColumnElement[int]]:
-    """Each matching series' extent, and the bucket of a point: equal step ranges, max_points // 4 of them;
-    a series within budget puts every point in a bucket of its own (bucket = step), so all are kept."""
-    metric, metric_name = metric_table.c, metric_name_table.c
-    buckets = max_points // POINTS_PER_BUCKET
-    matching = metric_table.join(metric_name_table, metric_name.id == metric.name_id)
-    extent = (
-        sa.select(
-            metric.name_id,
-            sa.func.count().label("points"),
-            sa.func.min(metric.step).label("first_step"),
-            sa.func.max(metric.step).label("last_step"),
-        )
-        .select_from(matching)
-        .where(condition)
-        .group_by(metric.name_id)
-        .subquery("extent")
-    )
-    bucket = sa.case(
-        (extent.c.points <= max_points, sa.cast(metric.step, sa.BigInteger)),
-        # Integer arithmetic on both databases; widened so step × buckets cannot overflow.
-        else_=(sa.cast(metric.step - extent.c.first_step, sa.BigInteger) * buckets)
-        // (extent.c.last_step - extent.c.first_step + 1),
-    )
-    return extent, bucket
-
-
-def _bucket_extremes_query(condition: sa.ColumnElement[bool], max_points: int) -> sa.Select[Any]:
-    """PostgreSQL: one row per bucket with its first, last, lowest and highest point, in one hash
-    aggregation (no sorting): min/max over [step, value] or [value, ±step] arrays pick a point together
-    with its partner (earliest step on ties, as `_downsampled_metrics_query` does)."""
-    metric, metric_name = metric_table.c, metric_name_table.c
-    extent, bucket = _bucket_extent(condition, max_points)
-    step = sa.cast(metric.step, sa.Double)
-    finite = metric.value.is_not(None)
-    return (
-        sa.select(
-            metric_name.name,
-            sa.func.min(postgresql.array([step, metric.value])).label("first"),
-            sa.func.max(postgresql.array([step, metric.value])).label("last"),
-            sa.func.min(postgresql.array([metric.value, step])).filter(finite).label("lowest"),
-            sa.func.max(postgresql.array([metric.value, -step])).filter(finite).label("highest"),
-        )
-        .select_from(
-            metric_table.join(metric_name_table, metric_name.id == metric.name_id).join(
-                extent, extent.c.name_id == metric.name_id
-            )
-        )
-        .where(condition)
-        .group_by(metric_name.name, bucket)
-    )
-
-
-def _points_of_buckets(buckets: Iterable[Row[Any]]) -> list[tuple[str, int, float | None]]:
-    """(name, step, value) rows, in name and step order, from `_bucket_extremes_query`'s bucket rows."""
-    points: dict[tuple[str, int], float | None] = {}
-    for bucket in buckets:
-        name = bucket.name
-        for step, value in (bucket.first, bucket.last):
-            points[(name, int(step))] = value
-        if bucket.lowest is not None:
-            points[(name, int(bucket.lowest[1]))] = bucket.lowest[0]
-            points[(name, int(-bucket.highest[1]))] = bucket.highest[0]
-    return [(name, step, value) for (name, step), value in sorted(points.items())]
-
-
-def _downsampled_metrics_query(condition: sa.ColumnElement[bool], max_points: int) -> sa.Select[Any]:
-    """(name, step, value) rows of the matching series, each series cut to at most `max_points` (SQLite:
-    window functions rank each bucket's points four ways and keep the first of each ranking)."""
-    metric, metric_name = metric_table.c, metric_name_table.c
-    matching = metric_table.join(metric_name_table, metric_name.id == metric.name_id)
-    extent, bucket = _bucket_extent(condition, max_points)
-    partition = (metric.name_id, bucket)
-    ranked = (
-        sa.select(
-            metric_name.name,
-            metric.step,
-            metric.value,
-            sa.func.row_number().over(partition_by=partition, order_by=metric.step.asc()).label("from_first"),
-            sa.func.row_number().over(partition_by=partition, order_by=metric.step.desc()).label("from_last"),
-            sa.func.row_number()
-            .over(partition_by=partition, order_by=(metric.value.asc().nulls_last(), metric.step))
-            .label("from_lowest"),
-            sa.func.row_number()
-            .over(partition_by=partition, order_by=(metric.value.desc().nulls_last(), metric.step))
-            .label("from_highest"),
-        )
-        .select_from(matching.join(extent, extent.c.name_id == metric.name_id))
-        .where(condition)
-        .subquery("ranked")
-    )
-    return (
-        sa.select(ranked.c.name, ranked.c.step, ranked.c.value)
-        .where(
-            sa.or_(
-                ranked.c.from_first == 1,
-                ranked.c.from_last == 1,
-                ranked.c.from_lowest == 1,
-                ranked.c.from_highest == 1,
-            )
-        )
-        .order_by(ranked.c.name, ranked.c.step)
-    )
+        return {name_id: (first, last) for name_id, first, last in cursor.fetchall()}

@@ -1,9 +1,10 @@
 """`Store`: the one object that issues SQL, assembled from its parts (jobs and sweeps, leases and the
-sweeper, per-step series, target crossings, the reads behind job event streams)."""
+sweeper, fused groups, per-step series, target crossings, the reads behind job event streams)."""
 
 from __future__ import annotations
 
 from core.settings import Settings
+from core.store.groups import FusedGroupStore
 from core.store.jobs import SweepStore
 from core.store.leases import LeaseStore
 from core.store.series import SeriesStore
@@ -11,7 +12,7 @@ from core.store.targets import TargetStore
 from core.store_events import EventStore
 
 
-class Store(SweepStore, LeaseStore, SeriesStore, TargetStore, EventStore):
+class Store(SweepStore, FusedGroupStore, LeaseStore, SeriesStore, TargetStore, EventStore):
     """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
     new one: pooled connections must not cross processes). Every method returns plain records."""
 

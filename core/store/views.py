@@ -5,7 +5,7 @@ Floats that were not finite when written come back as None (they are stored as N
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -44,7 +44,8 @@ class JobView:
     lease_losses: int
     cancel_requested: bool
     sweep_id: str | None
-    execution: str | None
+    execution: str | None  # how a sweep's job runs: fused (in `fused_group`) or separate; None outside sweeps
+    fused_group: str | None = None  # the public id of the fused group that trains the job
 
     @property
     def is_terminal(self) -> bool:
@@ -55,8 +56,18 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class FusedGroupView:
+    """Jobs of a sweep that one task trains together as stacked models, in the order it trains them."""
+
+    id: str
+    size: int
+    job_ids: list[str]
+
+
+@dataclass(frozen=True)
 class SweepView:
-    """A sweep and its jobs' public ids in creation order (grid point by grid point, seeds innermost)."""
+    """A sweep and its jobs' public ids in creation order (grid point by grid point, seeds innermost), and
+    its fused groups (a job in none runs as its own task)."""
 
     id: str
     name: str
@@ -67,6 +78,7 @@ class SweepView:
     size: int
     created_at: datetime
     job_ids: list[str]
+    fused_groups: list[FusedGroupView] = field(default_factory=list)
 
 
 LeaseOutcome = Literal[
@@ -93,6 +105,15 @@ class LeaseResult:
 
 
 @dataclass(frozen=True)
+class GroupLease:
+    """What `acquire_group_lease` did: each job's `LeaseResult` in order, or, when another worker holds a
+    fresh lease on any of them, nothing at all (`held_elsewhere`; no job was changed)."""
+
+    leases: list[LeaseResult]
+    held_elsewhere: bool = False
+
+
+@dataclass(frozen=True)
 class RepublishCandidate:
     """A job the sweeper may publish again, with the columns as read (the claim is conditional on them)."""
 
@@ -101,6 +122,7 @@ class RepublishCandidate:
     status: str
     enqueued_at: datetime | None
     heartbeat_at: datetime | None
+    fused_group: str | None = None  # publish the group's task, not the job's
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,8 @@ def test_the_sweep_view_aggregates_each_grid_point_over_its_seeds(client: TestCl
     finish(store, plain_jobs[0], [0.1, 0.4, 0.5])
 
     view = client.get(f"/v1/sweeps/{created['id']}").json()
-    assert view["execution"]["requested"] == "fused" and view["execution"]["used"] == "separate"
-    assert "not available" in view["execution"]["note"]
+    assert view["execution"]["requested"] == "fused" and view["execution"]["used"] == "fused"
+    assert [group["job_ids"] for group in view["execution"]["fused_groups"]] == [bn_jobs, plain_jobs]
     assert view["status_counts"]["succeeded"] == 3 and view["status_counts"]["diverged"] == 1
     assert view["status_counts"]["queued"] == 2 and view["done"] == 4
     bn, plain = view["points"]

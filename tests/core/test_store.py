@@ -137,7 +137,9 @@ def test_cancelling_a_finished_job_changes_nothing(store: Store) -> None:
 def test_a_sweep_and_its_jobs_are_created_together(store: Store) -> None:
     base = make_spec(name="base")
     specs = [make_spec(learning_rate=rate, seed=seed) for rate in (0.1, 1.0) for seed in (0, 1)]
-    sweep = store.create_sweep("lr x seed", base, {"learning_rate": [0.1, 1.0]}, [0, 1], "fused", specs)
+    sweep = store.create_sweep(
+        "lr x seed", base, {"learning_rate": [0.1, 1.0]}, [0, 1], "fused", specs, fused_groups=[[0, 2]]
+    )
 
     assert (sweep.name, sweep.size, sweep.execution, sweep.seeds) == ("lr x seed", 4, "fused", [0, 1])
     assert sweep.grid == {"learning_rate": [0.1, 1.0]}
@@ -145,7 +147,15 @@ def test_a_sweep_and_its_jobs_are_created_together(store: Store) -> None:
     jobs = store.sweep_jobs(sweep.id)
     assert [job.id for job in jobs] == sweep.job_ids
     assert [job.job_spec() for job in jobs] == specs
-    assert {(job.status, job.sweep_id, job.execution) for job in jobs} == {("queued", sweep.id, "fused")}
+    assert {(job.status, job.sweep_id) for job in jobs} == {("queued", sweep.id)}
+    [group] = sweep.fused_groups
+    assert (group.size, group.job_ids) == (2, [jobs[0].id, jobs[2].id])
+    assert [(job.execution, job.fused_group) for job in jobs] == [
+        ("fused", group.id),
+        ("separate", None),
+        ("fused", group.id),
+        ("separate", None),
+    ]
     assert store.get_sweep(sweep.id) == sweep
     assert store.get_sweep("0" * 32) is None
 
@@ -155,6 +165,16 @@ def test_a_sweep_with_an_unknown_execution_is_refused_and_leaves_nothing(store: 
         store.create_sweep("bad", make_spec(), {}, [0], "parallel", [make_spec()])
     assert store.list_sweeps() == ([], None)
     assert store.list_jobs() == ([], None)
+
+
+@pytest.mark.parametrize("fused_groups", [[[0]], [[0, 1], [1, 2]], [[0, 3]]])
+def test_fused_groups_of_fewer_than_two_or_of_unknown_or_shared_jobs_are_refused(
+    store: Store, fused_groups: list[list[int]]
+) -> None:
+    specs = [make_spec(seed=seed) for seed in range(3)]
+    with pytest.raises(ValueError, match="fused group"):
+        store.create_sweep("bad", make_spec(), {}, [0, 1, 2], "fused", specs, fused_groups)
+    assert store.list_sweeps() == ([], None)
 
 
 def test_sweeps_are_listed_newest_first_page_by_page(store: Store) -> None:

@@ -1,5 +1,5 @@
 """Sweeps: a grid × seeds expands into valid job specs or into an error naming the bad grid point and
-field; outcomes aggregate per grid point over seeds."""
+field; fusable jobs form fused groups; outcomes aggregate per grid point over seeds."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from core.sweeps import (
     SweepValidationError,
     aggregate,
     expand_sweep,
+    fused_groups,
     heatmap,
+    how_executed,
     status_counts,
     value_at,
 )
@@ -291,3 +293,35 @@ def test_each_example_study_is_a_valid_sweep_on_digits_comparing_bn(path: Path) 
     assert len(jobs) <= 24 and max(job.spec.steps for job in jobs) <= 2000  # minutes on two cores
     for axis in (study["about"]["heatmap"]["x"], study["about"]["heatmap"].get("y")):
         assert axis is None or axis in sweep.grid
+
+
+def test_only_groups_of_two_or_more_fuse_and_only_when_fused_is_asked_for() -> None:
+    jobs = expand_sweep(
+        request(grid={"batch_norm": [True, False], "bn_implementation": ["torch", "bnlab"]}, seeds=[0, 1, 2]),
+        CAP,
+    )
+    specs = [job.spec for job in jobs]
+    # BN on with torch's layer, then BN off (either implementation: no BN layer at all); bnlab's own BN
+    # layer never fuses.
+    assert fused_groups(specs, "fused", max_group_size=64) == [[0, 1, 2], [6, 7, 8, 9, 10, 11]]
+    # Split to at most two: the third BN job is left alone, so it runs as its own task.
+    assert fused_groups(specs, "fused", max_group_size=2) == [[0, 1], [6, 7], [8, 9], [10, 11]]
+    assert fused_groups(specs, "separate", max_group_size=64) == []
+
+
+@pytest.mark.parametrize(
+    ("requested", "group_sizes", "used", "says"),
+    [
+        ("separate", [], "separate", "separate requested"),
+        ("fused", [], "separate", "no two jobs can train together"),
+        ("fused", [3, 3], "fused", "6 jobs in 2 fused groups of 3, 3"),
+        ("fused", [3, 2], "mixed", "1 job fuses with no other and runs as its own task"),
+        ("fused", [4], "mixed", "2 jobs fuse with no other and run as one task each"),
+    ],
+)
+def test_how_a_sweep_is_executed_is_said_in_words(
+    requested: str, group_sizes: list[int], used: str, says: str
+) -> None:
+    size = 6
+    actually_used, note = how_executed(requested, group_sizes, size)
+    assert actually_used == used and says in note

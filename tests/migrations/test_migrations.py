@@ -1,16 +1,28 @@
-"""The migrations: up, down and up again on both databases, and they build exactly what the models say."""
+"""The migrations: up, down and up again on both databases, they build exactly what the models say, and
+the rollup migration fills the rollup from the metrics already stored."""
 
 from __future__ import annotations
+
+import math
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from core.db.engine import create_database_engine
-from core.db.migrate import downgrade_database, upgrade_database
+from core.db.migrate import alembic_config, downgrade_database, upgrade_database
 from core.db.tables import Base
+from core.results import MetricPoint
+from core.store import Store
+from tests.core.test_store import make_spec
+from tests.core.test_store_series import _reference_downsample
 
-SCHEMA_TABLES = {"job", "sweep", "metric_name", "metric", "telemetry", "landscape", "checkpoint"}
+SCHEMA_TABLES = {
+    *("job", "sweep", "metric_name", "metric", "metric_rollup", "telemetry", "landscape", "checkpoint"),
+    *("fused_group", "fused_group_job", "fused_checkpoint"),
+}
+ROLLUP_REVISION = "ab00b6f69d79"
 
 
 def _tables(url: str) -> set[str]:
@@ -58,3 +70,53 @@ def test_constraints_carry_the_naming_convention(database_url: str) -> None:
         assert [unique["name"] for unique in inspector.get_unique_constraints("job")] == ["uq_job_public_id"]
     finally:
         engine.dispose()
+
+
+def test_the_rollup_migration_fills_the_rollup_from_metrics_already_stored(database_url: str) -> None:
+    scripts = ScriptDirectory.from_config(alembic_config(database_url))
+    before_rollup = scripts.get_revision(ROLLUP_REVISION).down_revision
+    assert isinstance(before_rollup, str)
+    upgrade_database(database_url, before_rollup)
+    store_before = Store(database_url)
+    try:
+        job = store_before.create_job(make_spec())
+        steps = list(range(5, 3000, 3))
+        values: list[float | None] = [math.sin(step / 100) for step in steps]
+        values[100] = None  # stored NaN
+        with store_before.engine.begin() as connection:
+            job_row_id = connection.scalar(
+                sa.text("SELECT id FROM job WHERE public_id = :id"), {"id": job.id}
+            )
+            connection.execute(sa.text("INSERT INTO metric_name (name) VALUES ('val_loss')"))
+            name_id = connection.scalar(sa.text("SELECT id FROM metric_name WHERE name = 'val_loss'"))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO metric (job_id, name_id, step, value) VALUES (:job, :name, :step, :value)"
+                ),
+                [
+                    {"job": job_row_id, "name": name_id, "step": step, "value": value}
+                    for step, value in zip(steps, values, strict=True)
+                ],
+            )
+    finally:
+        store_before.dispose()
+
+    upgrade_database(database_url)
+
+    store = Store(database_url)
+    try:
+        for max_points in (40, 400, 4000):
+            assert store.read_metrics(job.id, None, max_points) == {
+                "val_loss": _reference_downsample(steps, values, max_points)
+            }
+        first_below = next(
+            (step, value)
+            for step, value in zip(steps, values, strict=True)
+            if value is not None and value < -0.9
+        )
+        assert store.first_step_meeting(job.id, "val_loss", -0.9, higher_is_better=False) == first_below
+        # Writing on top of the migrated rollup keeps it right.
+        store.write_metrics(job.id, [MetricPoint("val_loss", 7, -5.0)])
+        assert store.read_metrics(job.id, None, 40)["val_loss"][1][1] == -5.0
+    finally:
+        store.dispose()

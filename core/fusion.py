@@ -1,0 +1,100 @@
+"""Which job specs can train together as one fused group, and how a sweep's jobs split into such groups.
+
+A fused group trains M models of one architecture as stacked tensors (see `core.ml.fused`): one batched
+kernel per layer for all of them, one step counter, one schedule of evaluations. So everything that shapes
+the tensors or the schedule must be equal — the architecture, batch norm on or off, the optimizer kind, the
+dataset and batch size, the number of steps and the evaluation, telemetry and checkpoint intervals, the
+device — while everything that only changes numbers may differ per model: learning rate, dropout rate,
+initialization, BN momentum and eps, seed, target accuracy, name.
+
+Torch-free on purpose: the API splits a sweep into groups without importing the training core.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from core.spec import JobSpec, MLPArchitecture
+
+
+class FusionKey(NamedTuple):
+    """The fields two specs must share to be fused."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    batch_norm: bool
+    optimizer: str
+    dataset: str
+    batch_size: int
+    steps: int
+    eval_every: int
+    telemetry_every: int
+    checkpoint_every: int
+    device: str
+
+
+def fusion_key(spec: JobSpec) -> FusionKey | None:
+    """What `spec` shares with the specs it can be fused with; None when it cannot be fused at all.
+
+    Fused training covers MLPs with torch's batch norm (or none) and without loss-landscape probes; a CNN,
+    bnlab's own BN layer (the paper's Algorithm 1 written out) or `landscape_every` > 0 train separately.
+    """
+    architecture = spec.architecture
+    if not isinstance(architecture, MLPArchitecture):
+        return None
+    if spec.batch_norm and spec.bn_implementation != "torch":
+        return None
+    if spec.landscape_every > 0:
+        return None
+    return FusionKey(
+        hidden=tuple(architecture.hidden),
+        activation=architecture.activation,
+        batch_norm=spec.batch_norm,
+        optimizer=spec.optimizer,
+        dataset=spec.dataset,
+        batch_size=spec.batch_size,
+        steps=spec.steps,
+        eval_every=spec.eval_every,
+        telemetry_every=spec.telemetry_every,
+        checkpoint_every=spec.checkpoint_every,
+        device=spec.device,
+    )
+
+
+def can_fuse(first: JobSpec, second: JobSpec) -> bool:
+    key = fusion_key(first)
+    return key is not None and key == fusion_key(second)
+
+
+def fusion_groups(specs: Sequence[JobSpec], max_group_size: int) -> list[list[int]]:
+    """Split `specs` into groups of indices to train together, in the order the groups first appear.
+
+    Specs with equal fusion keys form one group; a group larger than `max_group_size` is cut into the
+    fewest groups of at most that size, of sizes as even as possible (20 at most 16 → 10 + 10, not 16 + 4).
+    A spec that cannot be fused is a group of its own: train it with `core.ml.run`.
+    """
+    if max_group_size < 1:
+        raise ValueError("max_group_size must be at least 1")
+    by_key: dict[FusionKey, list[int]] = {}
+    groups: list[list[int]] = []
+    for index, spec in enumerate(specs):
+        key = fusion_key(spec)
+        if key is None:
+            groups.append([index])
+        elif key in by_key:
+            by_key[key].append(index)
+        else:
+            by_key[key] = [index]
+            groups.append(by_key[key])
+    split: list[list[int]] = []
+    for group in groups:
+        parts = math.ceil(len(group) / max_group_size)
+        size, larger = divmod(len(group), parts)
+        start = 0
+        for part in range(parts):
+            end = start + size + (1 if part < larger else 0)
+            split.append(group[start:end])
+            start = end
+    return split

@@ -1,0 +1,432 @@
+"""M MLPs of one architecture as stacked tensors: one batched kernel per layer trains all of them.
+
+Parameters. Each parameter of the architecture is one tensor [M, ...] holding it for every model: a
+layer's weight [M, out, in] (nn.Linear's layout), its bias, BN γ and BN β [M, F]. The optimizer updates
+them in place.
+
+Activations. A batch is [M, B, features]: row m holds model m's own examples. With BN a layer's
+pre-activations are copied into the layout [B, M·F] — channel m·F + f is unit f of model m — so that ONE
+native batch-norm call normalizes every unit of every model over that model's own batch and updates
+per-model running statistics (buffers [M·F]); eval mode uses them, as a separate run's `BatchNorm1d` does.
+Batch norm takes one eps and one momentum: the trainer orders models by (eps, momentum) and this module
+makes one call per run of equal values (one call when they agree, the usual case).
+
+A training step runs without autograd: `loss_and_gradients` is the forward pass and the backward pass
+written out with the kernels autograd calls for a separate run's net — bmm for `F.linear`'s products,
+native_batch_norm and its backward, the nonlinearity's backward, nll_loss and log_softmax backward — fed
+the same values in the same memory layouts. Each model's numbers are therefore those of its separate run
+(on the CPU to the bit, in practice: train_loss aside, whose per-model mean is summed in another order),
+and the step skips the autograd engine's own overhead at each of some fifty graph nodes, which is much of
+a small net's step. Linear layers compute `x @ Wᵀ` forwards and `g @ W` and `gᵀ @ x` backwards, as
+`F.linear`'s backward does (autograd's bmm backward would compute `xᵀ @ g` for the weight, which rounds
+differently for some shapes).
+
+Dropout has a per-model rate; its masks come from the group's own generator, not from torch's global
+one, so they differ from a separate run's masks: with dropout, fused and separate runs agree in
+distribution, not value by value.
+
+`bind` points a per-model `Net` at its slice of the stacks (views, no copies), so that code written for one
+`Net` — telemetry probes — sees the fused model as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from core.ml.nets import Net
+from core.spec import JobSpec
+
+# In place: neither a linear layer nor batch_norm needs its output for the backward pass, so the
+# nonlinearity may overwrite it rather than fill a fresh tensor (the same values, less memory traffic).
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "sigmoid": torch.sigmoid_,
+    "tanh": torch.tanh_,
+    "relu": torch.relu_,
+}
+# Each nonlinearity's backward from its output, as autograd computes it.
+ACTIVATION_BACKWARDS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "sigmoid": torch.ops.aten.sigmoid_backward,
+    "tanh": torch.ops.aten.tanh_backward,
+    "relu": lambda gradient, output: torch.ops.aten.threshold_backward(gradient, output, 0),
+}
+NO_REDUCTION = 0  # ATen's Reduction::None
+IGNORE_INDEX = -100  # cross_entropy's default: no class is ignored
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """Where one weight layer's parameters are in `StackedMLP.parameters` (None: the layer has none)."""
+
+    weight: int
+    bias: int | None
+    bn_weight: int | None
+    bn_bias: int | None
+    norm: int | None  # which of the running-statistics buffers its BN keeps
+    width: int  # output features
+
+
+@dataclass(frozen=True)
+class _NormalizationRun:
+    """Consecutive models [first, last) sharing BN's eps and momentum: one batch_norm call."""
+
+    first: int
+    last: int
+    eps: float
+    momentum: float
+
+
+@dataclass
+class _NormalizationTape:
+    """What one batch_norm call's backward pass needs: its input and batch statistics, and the output of
+    the nonlinearity that followed (all laid out [B, m·F])."""
+
+    inputs: Tensor
+    saved_mean: Tensor
+    saved_inverse_std: Tensor
+    activated: Tensor
+
+
+@dataclass
+class _LayerTape:
+    """What one hidden layer's backward pass needs from its forward pass."""
+
+    inputs: Tensor  # the layer's input [M, B, in]
+    activated: Tensor | None = None  # without BN: the nonlinearity's output [M, B, F]
+    normalizations: list[_NormalizationTape] = field(default_factory=list)  # with BN: one per run
+    dropout_scale: Tensor | None = None
+
+
+class StackedMLP:
+    """The parameters, BN buffers and per-model settings of M models, and their batched passes."""
+
+    def __init__(self, nets: Sequence[Net], specs: Sequence[JobSpec], device: torch.device) -> None:
+        if not nets or len(nets) != len(specs):
+            raise ValueError("a stacked model needs one spec per net, and at least one net")
+        self.device = device
+        self.activation = ACTIVATIONS[nets[0].activation]
+        self.activation_backward = ACTIVATION_BACKWARDS[nets[0].activation]
+        self._layers = _layers(nets[0], _parameter_places(nets[0]))
+        per_net = [
+            [getattr(module, name).detach() for module, name in _parameter_places(net)] for net in nets
+        ]
+        self.parameters = [torch.stack(parameters).to(device) for parameters in zip(*per_net, strict=True)]
+        norms = [[module for module in net.layers if isinstance(module, nn.BatchNorm1d)] for net in nets]
+        self.running_means = [
+            torch.stack([_buffer(layers[index], "running_mean") for layers in norms]).to(device)
+            for index in range(len(norms[0]))
+        ]
+        self.running_vars = [
+            torch.stack([_buffer(layers[index], "running_var") for layers in norms]).to(device)
+            for index in range(len(norms[0]))
+        ]
+        self._dropout_rates = [spec.dropout for spec in specs]
+        self._normalization = [(spec.bn_eps, spec.bn_momentum) for spec in specs]
+        self._refresh()
+
+    @property
+    def size(self) -> int:
+        """M, the number of models stacked."""
+        return self.parameters[0].shape[0]
+
+    @torch.no_grad()
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Logits [M, B, classes] of every model on its own inputs [M, B, features], in eval mode: BN uses
+        the running statistics and there is no dropout."""
+        logits, _ = self._forward(inputs, training=False, generator=None, tapes=None)
+        return logits
+
+    @torch.no_grad()
+    def loss_and_gradients(
+        self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """One training step's forward and backward pass on inputs [M, B, features] and labels [M·B].
+
+        BN normalizes with batch statistics and updates the running ones; dropout masks come from
+        `generator`. Returns each model's mean cross-entropy loss [M], the logits [M, B, classes] and the
+        gradient of the sum of the models' losses with respect to each of `parameters` (so each model's
+        gradient is that of its own mean loss).
+        """
+        tapes: list[_LayerTape] = []
+        logits, head_inputs = self._forward(inputs, training=True, generator=generator, tapes=tapes)
+        losses, logits_gradient = _cross_entropy_and_gradient(logits, labels)
+        return losses, logits, self._backward(logits_gradient, head_inputs, tapes)
+
+    def keep(self, slots: Sequence[int]) -> None:
+        """Keep only the models at `slots` (in that order): the others leave the stacks for good."""
+        index = torch.tensor(slots, dtype=torch.long, device=self.device)
+        self.parameters = [parameter.index_select(0, index) for parameter in self.parameters]
+        self.running_means = [buffer.index_select(0, index) for buffer in self.running_means]
+        self.running_vars = [buffer.index_select(0, index) for buffer in self.running_vars]
+        self._dropout_rates = [self._dropout_rates[slot] for slot in slots]
+        self._normalization = [self._normalization[slot] for slot in slots]
+        self._refresh()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "parameters": self.parameters,
+            "running_means": self.running_means,
+            "running_vars": self.running_vars,
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        tensors = self.parameters + self.running_means + self.running_vars
+        saved = state["parameters"] + state["running_means"] + state["running_vars"]
+        if [tensor.shape for tensor in tensors] != [tensor.shape for tensor in saved]:
+            raise ValueError("the saved stacks do not fit this group's models")
+        torch._foreach_copy_(tensors, saved)
+
+    def bind(self, nets: Sequence[Net]) -> None:
+        """Make `nets[m]`'s parameters and BN buffers views of model m's slices (nets in stack order)."""
+        for slot, net in enumerate(nets):
+            for (module, name), parameter in zip(_parameter_places(net), self.parameters, strict=True):
+                getattr(module, name).data = parameter[slot]
+            norms = [module for module in net.layers if isinstance(module, nn.BatchNorm1d)]
+            for norm, means, variances in zip(norms, self.running_means, self.running_vars, strict=True):
+                norm.running_mean = means[slot]
+                norm.running_var = variances[slot]
+
+    def bind_gradients(self, nets: Sequence[Net], gradients: Sequence[Tensor]) -> None:
+        """Give `nets[m]`'s weight layers model m's slices of `gradients` (what telemetry reads)."""
+        for slot, net in enumerate(nets):
+            for (module, name), gradient in zip(_parameter_places(net), gradients, strict=True):
+                getattr(module, name).grad = gradient[slot]
+
+    def _refresh(self) -> None:
+        """Derive the per-model settings' tensors and BN runs after the set of models changed."""
+        rates = torch.tensor(self._dropout_rates, dtype=self.parameters[0].dtype, device=self.device)
+        self._any_dropout = any(rate > 0 for rate in self._dropout_rates)
+        self._dropout_rates_tensor = rates
+        self._dropout_scales = 1 / (1 - rates)
+        self._runs: list[_NormalizationRun] = []
+        for slot, (eps, momentum) in enumerate(self._normalization):
+            if self._runs and (self._runs[-1].eps, self._runs[-1].momentum) == (eps, momentum):
+                self._runs[-1] = _NormalizationRun(self._runs[-1].first, slot + 1, eps, momentum)
+            else:
+                self._runs.append(_NormalizationRun(slot, slot + 1, eps, momentum))
+
+    def _forward(
+        self,
+        inputs: Tensor,
+        training: bool,
+        generator: torch.Generator | None,
+        tapes: list[_LayerTape] | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Logits [M, B, classes] and the head's inputs; appends each hidden layer's tape to `tapes`."""
+        hidden = inputs
+        for layer in self._layers[:-1]:
+            tape = _LayerTape(inputs=hidden)
+            pre_activation = _linear(hidden, self.parameters[layer.weight], self._bias(layer.bias))
+            if layer.norm is None:
+                hidden = tape.activated = self.activation(pre_activation)
+            else:
+                hidden = self._normalize_and_activate(pre_activation, layer, training, tape)
+            if training and self._any_dropout:
+                tape.dropout_scale = self._dropout_scale(hidden.shape, generator)
+                hidden = hidden * tape.dropout_scale
+            if tapes is not None:
+                tapes.append(tape)
+        head = self._layers[-1]
+        return _linear(hidden, self.parameters[head.weight], self._bias(head.bias)), hidden
+
+    def _backward(
+        self, logits_gradient: Tensor, head_inputs: Tensor, tapes: list[_LayerTape]
+    ) -> list[Tensor]:
+        """The gradient of every parameter, in the order of `parameters`, from that of the logits."""
+        gradients: list[Tensor | None] = [None] * len(self.parameters)
+        head = self._layers[-1]
+        assert head.bias is not None  # the head is a plain linear layer
+        gradients[head.bias] = logits_gradient.sum(dim=1)
+        gradients[head.weight] = torch.bmm(logits_gradient.transpose(1, 2), head_inputs)
+        gradient = torch.bmm(logits_gradient, self.parameters[head.weight])
+        for index in reversed(range(len(tapes))):
+            layer, tape = self._layers[index], tapes[index]
+            if tape.dropout_scale is not None:
+                gradient = gradient * tape.dropout_scale
+            if tape.activated is not None:  # no BN
+                assert layer.bias is not None
+                pre_activation_gradient = self.activation_backward(gradient, tape.activated)
+                gradients[layer.bias] = pre_activation_gradient.sum(dim=1)
+            else:
+                pre_activation_gradient = self._normalization_backward(gradient, layer, tape, gradients)
+            gradients[layer.weight] = torch.bmm(pre_activation_gradient.transpose(1, 2), tape.inputs)
+            if index > 0:  # the first layer's input is data
+                gradient = torch.bmm(pre_activation_gradient, self.parameters[layer.weight])
+        return [_present(gradient) for gradient in gradients]
+
+    def _bias(self, position: int | None) -> Tensor | None:
+        return None if position is None else self.parameters[position]
+
+    def _normalize_and_activate(
+        self, pre_activation: Tensor, layer: _Layer, training: bool, tape: _LayerTape
+    ) -> Tensor:
+        """BN, then the nonlinearity, of pre-activations [M, B, F]: one batch_norm call per run of models.
+
+        A run's pre-activations are copied into the [B, M·F] layout for the call (contiguous, as a separate
+        run's are: batch_norm reduces a strided input in another order, which would round differently), and
+        come back as a [M, B, F] view.
+        """
+        batch, width = pre_activation.shape[1], layer.width
+        scale, shift, means, variances = self._normalization_vectors(layer)
+        outputs = []
+        for run in self._runs:
+            models, channels = run.last - run.first, slice(run.first * width, run.last * width)
+            normalized_inputs = (
+                pre_activation[run.first : run.last].transpose(0, 1).reshape(batch, models * width)
+            )
+            normalized, saved_mean, saved_inverse_std = torch.ops.aten.native_batch_norm(
+                normalized_inputs,
+                scale[channels],
+                shift[channels],
+                means[channels],
+                variances[channels],
+                training,
+                run.momentum,
+                run.eps,
+            )
+            activated = self.activation(normalized)
+            tape.normalizations.append(
+                _NormalizationTape(normalized_inputs, saved_mean, saved_inverse_std, activated)
+            )
+            outputs.append(activated.view(batch, models, width).transpose(0, 1))
+        return _joined(outputs)
+
+    def _normalization_backward(
+        self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
+    ) -> Tensor:
+        """The gradient [M, B, F] of a BN layer's pre-activations from that of its output; fills in γ's and
+        β's gradients. Each run's gradient is made contiguous in [B, M·F] as autograd's would be."""
+        assert layer.bn_weight is not None and layer.bn_bias is not None
+        batch, width = gradient.shape[1], layer.width
+        scale, _, means, variances = self._normalization_vectors(layer)
+        input_gradients, scale_gradients, shift_gradients = [], [], []
+        for run, saved in zip(self._runs, tape.normalizations, strict=True):
+            models, channels = run.last - run.first, slice(run.first * width, run.last * width)
+            activated_gradient = gradient[run.first : run.last].transpose(0, 1).reshape(batch, models * width)
+            input_gradient, scale_gradient, shift_gradient = torch.ops.aten.native_batch_norm_backward(
+                self.activation_backward(activated_gradient, saved.activated),
+                saved.inputs,
+                scale[channels],
+                means[channels],
+                variances[channels],
+                saved.saved_mean,
+                saved.saved_inverse_std,
+                True,
+                run.eps,
+                [True, True, True],
+            )
+            input_gradients.append(input_gradient.view(batch, models, width).transpose(0, 1))
+            scale_gradients.append(scale_gradient)
+            shift_gradients.append(shift_gradient)
+        gradients[layer.bn_weight] = _joined(scale_gradients).view(self.size, width)
+        gradients[layer.bn_bias] = _joined(shift_gradients).view(self.size, width)
+        # One copy into [M, B, F] costs less than what a strided gradient costs both products that use it.
+        return _joined(input_gradients).contiguous()
+
+    def _normalization_vectors(self, layer: _Layer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """γ, β and the running mean and variance of a BN layer, as [M·F] vectors."""
+        assert layer.bn_weight is not None and layer.bn_bias is not None and layer.norm is not None
+        return (
+            self.parameters[layer.bn_weight].view(-1),
+            self.parameters[layer.bn_bias].view(-1),
+            self.running_means[layer.norm].view(-1),
+            self.running_vars[layer.norm].view(-1),
+        )
+
+    def _dropout_scale(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
+        """Inverted dropout: 0 with each model's rate, else 1 / (1 - rate), as torch's dropout scales."""
+        uniform = torch.rand(shape, generator=generator, device=self.device, dtype=self.parameters[0].dtype)
+        kept = uniform >= self._dropout_rates_tensor.view(-1, 1, 1)
+        return torch.where(kept, self._dropout_scales.view(-1, 1, 1), 0.0)
+
+
+def _linear(inputs: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x @ Wᵀ + b for M models: x [M, B, in], W [M, out, in], b [M, out] or None — F.linear's product."""
+    transposed = weight.transpose(1, 2)
+    if bias is None:
+        return torch.bmm(inputs, transposed)
+    return torch.baddbmm(bias.unsqueeze(1), inputs, transposed)
+
+
+def _cross_entropy_and_gradient(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Each model's mean cross-entropy [M] on logits [M, B, classes], and the gradient of their sum.
+
+    cross_entropy is nll_loss of log_softmax: the same two kernels, then their backward passes, with the
+    gradient of each model's mean (1/B per example) that autograd would feed them.
+    """
+    models, batch = logits.shape[0], logits.shape[1]
+    log_probabilities = torch.log_softmax(logits.view(models * batch, -1), dim=1)
+    per_example, total_weight = torch.ops.aten.nll_loss_forward(
+        log_probabilities, labels, None, NO_REDUCTION, IGNORE_INDEX
+    )
+    per_example_gradient = torch.ones_like(per_example).div_(batch)
+    log_probability_gradient = torch.ops.aten.nll_loss_backward(
+        per_example_gradient, log_probabilities, labels, None, NO_REDUCTION, IGNORE_INDEX, total_weight
+    )
+    logits_gradient = torch.ops.aten._log_softmax_backward_data(
+        log_probability_gradient, log_probabilities, 1, log_probabilities.dtype
+    )
+    return per_example.view(models, batch).mean(dim=1), logits_gradient.view(models, batch, -1)
+
+
+def _joined(parts: list[Tensor]) -> Tensor:
+    """The runs' parts of a tensor, concatenated along the models' dimension (no copy for one run)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _present(gradient: Tensor | None) -> Tensor:
+    if gradient is None:
+        raise AssertionError("a parameter got no gradient")
+    return gradient
+
+
+def _parameter_places(net: Net) -> list[tuple[nn.Module, str]]:
+    """Every parameter of `net` as (module, attribute), in the order of `StackedMLP.parameters`."""
+    places: list[tuple[nn.Module, str]] = []
+    for module in net.layers:
+        if isinstance(module, nn.Linear):
+            places.append((module, "weight"))
+            if module.bias is not None:
+                places.append((module, "bias"))
+        elif isinstance(module, nn.BatchNorm1d):
+            places.extend([(module, "weight"), (module, "bias")])
+        elif any(True for _ in module.parameters()):
+            raise TypeError(f"a stacked MLP cannot hold a {type(module).__name__}")
+    return places
+
+
+def _buffer(module: nn.Module, name: str) -> Tensor:
+    buffer = getattr(module, name)
+    if not isinstance(buffer, Tensor):
+        raise TypeError(f"{type(module).__name__} keeps no {name}")
+    return buffer
+
+
+def _layers(net: Net, places: list[tuple[nn.Module, str]]) -> list[_Layer]:
+    """Each weight layer of `net` with the positions of its parameters and of the BN that follows it."""
+    position = {(id(module), name): index for index, (module, name) in enumerate(places)}
+    layers: list[_Layer] = []
+    norms = 0
+    modules = list(net.layers)
+    for index, module in enumerate(modules):
+        if not isinstance(module, nn.Linear):
+            continue
+        following = modules[index + 1] if index + 1 < len(modules) else None
+        norm = following if isinstance(following, nn.BatchNorm1d) else None
+        layers.append(
+            _Layer(
+                weight=position[(id(module), "weight")],
+                bias=position.get((id(module), "bias")),
+                bn_weight=None if norm is None else position[(id(norm), "weight")],
+                bn_bias=None if norm is None else position[(id(norm), "bias")],
+                norm=None if norm is None else norms,
+                width=module.out_features,
+            )
+        )
+        norms += norm is not None
+    return layers

@@ -1,0 +1,132 @@
+"""How `/v1/sweeps` executes a sweep, on SQLite and PostgreSQL, without a worker: which jobs form fused
+groups, which tasks reach the broker (one per group, one per job that fuses with no other), what the sweep
+view says, and what the sweeper publishes again for a group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.sweeper import Sweeper
+from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK, make_celery
+from core.settings import Settings
+from core.store import Store
+from tests.api.conftest import settings_for
+from tests.api.recorded_runs import BASE_SPEC
+from tests.api.test_health import UNREACHABLE_REDIS
+
+
+def published_tasks(broker_url: str, queue: str = "cpu") -> list[tuple[str, Any]]:
+    """Drain `queue`: each task message's name and first argument (a job id, or a group's job ids)."""
+    tasks: list[tuple[str, Any]] = []
+    celery_app = make_celery(Settings(_env_file=None, broker_url=broker_url))  # type: ignore[call-arg]
+    with celery_app.connection_for_read() as connection:
+        simple_queue = connection.SimpleQueue(queue)
+        while True:
+            try:
+                message = simple_queue.get(timeout=0.5)
+            except simple_queue.Empty:
+                break
+            tasks.append((message.headers["task"], message.decode()[0][0]))
+            message.ack()
+        simple_queue.close()
+    return tasks
+
+
+def submit(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/v1/sweeps", json={"base": BASE_SPEC, **body})
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def test_a_fused_sweep_publishes_one_task_per_group_bn_on_and_off_apart(
+    client: TestClient, broker_url: str, store: Store
+) -> None:
+    created = submit(client, grid={"batch_norm": [True, False], "learning_rate": [0.1, 1.0]}, seeds=[0, 1])
+    bn_on, bn_off = created["job_ids"][:4], created["job_ids"][4:]
+
+    assert sorted(published_tasks(broker_url)) == sorted(
+        [(TRAIN_GROUP_TASK, bn_on), (TRAIN_GROUP_TASK, bn_off)]
+    )
+    jobs = [store.get_job(job_id) for job_id in created["job_ids"]]
+    assert all(job is not None and job.enqueued_at is not None and job.execution == "fused" for job in jobs)
+    execution = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]
+    assert (execution["requested"], execution["used"], execution["separate_job_ids"]) == (
+        "fused",
+        "fused",
+        [],
+    )
+    assert [(group["size"], group["job_ids"]) for group in execution["fused_groups"]] == [
+        (4, bn_on),
+        (4, bn_off),
+    ]
+    assert [job.fused_group for job in jobs if job] == [execution["fused_groups"][0]["id"]] * 4 + [
+        execution["fused_groups"][1]["id"]
+    ] * 4
+    assert "8 jobs in 2 fused groups of 4, 4" in execution["note"]
+
+
+def test_groups_above_the_size_limit_are_split_evenly_and_unfusable_jobs_run_alone(
+    migrated_database_url: str, broker_url: str
+) -> None:
+    app = create_app(settings_for(migrated_database_url, broker_url, max_fused_group_size=4))
+    try:
+        with TestClient(app) as client:
+            # Five fusable learning rates (one group of 5 → 3 + 2); bnlab's own BN layer does not fuse.
+            created = submit(
+                client,
+                grid={"bn_implementation": ["torch", "bnlab"], "learning_rate": [0.01, 0.03, 0.1, 0.3, 1.0]},
+            )
+            fusable, alone = created["job_ids"][:5], created["job_ids"][5:]
+
+            tasks = published_tasks(broker_url)
+            assert sorted(tasks) == sorted(
+                [(TRAIN_GROUP_TASK, fusable[:3]), (TRAIN_GROUP_TASK, fusable[3:])]
+                + [(TRAIN_TASK, job_id) for job_id in alone]
+            )
+            execution = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]
+            assert execution["used"] == "mixed"
+            assert [group["job_ids"] for group in execution["fused_groups"]] == [fusable[:3], fusable[3:]]
+            assert execution["separate_job_ids"] == alone
+            assert "5 jobs fuse with no other and run as one task each" in execution["note"]
+            listed = client.get("/v1/sweeps").json()["items"][0]["execution"]
+            assert listed == execution
+    finally:
+        app.state.store.dispose()
+
+
+def test_a_separate_sweep_and_a_single_fusable_job_run_one_task_per_job(
+    client: TestClient, broker_url: str
+) -> None:
+    separate = submit(client, grid={"learning_rate": [0.1, 1.0]}, execution="separate")
+    lonely = submit(client, grid={"batch_norm": [True, False]})  # each fusion group holds one job
+
+    assert sorted(published_tasks(broker_url)) == sorted(
+        (TRAIN_TASK, job_id) for job_id in separate["job_ids"] + lonely["job_ids"]
+    )
+    for created, requested in ((separate, "separate"), (lonely, "fused")):
+        execution = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]
+        assert (execution["requested"], execution["used"]) == (requested, "separate")
+        assert execution["fused_groups"] == [] and execution["separate_job_ids"] == created["job_ids"]
+
+
+def test_the_sweeper_publishes_a_group_again_as_one_group_task(
+    migrated_database_url: str, broker_url: str, store: Store
+) -> None:
+    with TestClient(create_app(settings_for(migrated_database_url, UNREACHABLE_REDIS))) as client:
+        created = submit(client, grid={"learning_rate": [0.1, 1.0]}, seeds=[0, 1])
+    settings = settings_for(migrated_database_url, broker_url)
+    sweeper = Sweeper(store, make_celery(settings), settings, unpublished_after_seconds=0)
+
+    assert sweeper.sweep_once() == created["job_ids"]  # every job claimed, ...
+    assert published_tasks(broker_url) == [(TRAIN_GROUP_TASK, created["job_ids"])]  # ... one task sent
+
+    store.acquire_group_lease(created["job_ids"], "dead-worker", lease_seconds=60)
+    store.finish_job(created["job_ids"][0], "dead-worker", "cancelled")
+    stale = settings_for(migrated_database_url, broker_url, lease_seconds=0.0001)
+    Sweeper(store, make_celery(stale), stale).sweep_once()
+    # The running jobs' group goes out whole: the worker needs every spec to resume the group.
+    assert published_tasks(broker_url) == [(TRAIN_GROUP_TASK, created["job_ids"])]

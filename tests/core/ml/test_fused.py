@@ -1,0 +1,266 @@
+"""Fused training, as the jobs of a group see it: each model reports what its separate run would.
+
+Nets are small (two hidden layers of 32 or 64 on digits); the runs that are compared with separate ones
+take 500 steps, the rest at most 200.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import pytest
+
+from core.ml import run
+from core.ml.fused import run_fused
+from core.results import Callbacks, MetricPoint, Progress, Result, TelemetryRecord
+from core.settings import Settings
+from core.spec import JobSpec
+from tests.core.ml.helpers import make_spec
+
+LEARNING_RATES = {"sgd": (0.05, 0.2, 0.5), "momentum": (0.01, 0.05, 0.1), "adam": (0.001, 0.003, 0.01)}
+DIVERGING = {  # relu without BN at a rate of 100 overflows within a few dozen steps
+    "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
+    "batch_norm": False,
+}
+
+
+class Recorder:
+    """Callbacks that keep everything one job is told."""
+
+    def __init__(self, stop_after_step: int | None = None) -> None:
+        self.progress: list[Progress] = []
+        self.metrics: list[MetricPoint] = []
+        self.telemetry: list[TelemetryRecord] = []
+        self.checkpoints: dict[int, bytes] = {}
+        self.stop_after_step = stop_after_step
+
+    def callbacks(self) -> Callbacks:
+        return Callbacks(
+            on_progress=self.progress.append,
+            on_metrics=self.metrics.extend,
+            on_telemetry=self.telemetry.extend,
+            on_checkpoint=self.checkpoints.__setitem__,
+            should_stop=self.should_stop,
+        )
+
+    def should_stop(self) -> bool:
+        last_step = self.metrics[-1].step if self.metrics else 0
+        return self.stop_after_step is not None and last_step >= self.stop_after_step
+
+    def series(self, name: str) -> dict[int, float]:
+        return {point.step: point.value for point in self.metrics if point.name == name}
+
+
+def separately(specs: list[JobSpec]) -> tuple[list[Result], list[Recorder]]:
+    recorders = [Recorder() for _ in specs]
+    results = [
+        run(spec, recorder.callbacks(), settings=Settings())
+        for spec, recorder in zip(specs, recorders, strict=True)
+    ]
+    return results, recorders
+
+
+def fused(
+    specs: list[JobSpec], recorders: list[Recorder] | None = None, **options: Any
+) -> tuple[list[Result], list[Recorder]]:
+    recorders = recorders if recorders is not None else [Recorder() for _ in specs]
+    results = run_fused(
+        specs, [recorder.callbacks() for recorder in recorders], settings=Settings(), **options
+    )
+    return results, recorders
+
+
+def assert_same_metrics(alone: Recorder, together: Recorder, tolerance: float) -> None:
+    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        expected, actual = alone.series(name), together.series(name)
+        assert sorted(actual) == sorted(expected), name
+        for step, value in expected.items():
+            assert actual[step] == pytest.approx(value, abs=tolerance), (name, step)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "no-bn"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_each_fused_model_follows_its_separate_run(optimizer: str, batch_norm: bool) -> None:
+    """Different rates, seeds, inits and BN settings in one group; 500 steps; val loss within 1e-4."""
+    low, middle, high = LEARNING_RATES[optimizer]
+    common = {"optimizer": optimizer, "batch_norm": batch_norm, "steps": 500, "eval_every": 100}
+    specs = [
+        make_spec(**common, learning_rate=low, seed=0, target_accuracy=0.5),
+        make_spec(**common, learning_rate=middle, seed=1, init="he", bn_momentum=0.2),
+        make_spec(**common, learning_rate=high, seed=2, init="xavier", bn_eps=1e-3, target_accuracy=0.8),
+    ]
+    alone_results, alone = separately(specs)
+    together_results, together = fused(specs)
+
+    for expected, actual, alone_recorder, together_recorder in zip(
+        alone_results, together_results, alone, together, strict=True
+    ):
+        assert actual.outcome == expected.outcome == "succeeded"
+        assert actual.steps_completed == 500 and actual.device == "cpu"
+        assert together_recorder.series("val_accuracy") == alone_recorder.series("val_accuracy")
+        assert together_recorder.series("train_accuracy") == alone_recorder.series("train_accuracy")
+        assert_same_metrics(alone_recorder, together_recorder, tolerance=1e-4)
+        assert actual.summary.steps_to_target == expected.summary.steps_to_target
+        assert actual.summary.best_val_accuracy == expected.summary.best_val_accuracy
+        assert actual.summary.final_val_loss == pytest.approx(expected.summary.final_val_loss, abs=1e-4)
+    # The rates were meant to make a difference: the models are not one model three times.
+    assert len({recorder.series("val_loss")[500] for recorder in together}) == 3
+
+
+def test_each_model_reports_progress_telemetry_and_target_like_its_run() -> None:
+    specs = [
+        make_spec(
+            steps=60, eval_every=20, telemetry_every=20, target_accuracy=0.4, seed=seed, learning_rate=rate
+        )
+        for seed, rate in [(0, 0.1), (1, 0.5)]
+    ]
+    alone_results, alone = separately(specs)
+    together_results, together = fused(specs)
+    for expected, actual, alone_recorder, together_recorder in zip(
+        alone_results, together_results, alone, together, strict=True
+    ):
+        steps = [progress.step for progress in together_recorder.progress]
+        assert steps[0] == 0 and steps[-1] == 60 and steps == sorted(steps)
+        assert all(progress.steps == 60 for progress in together_recorder.progress)
+        assert together_recorder.progress[-1].steps_per_second is not None
+        assert [(r.step, r.layer) for r in together_recorder.telemetry] == [
+            (r.step, r.layer) for r in alone_recorder.telemetry
+        ]
+        for mine, theirs in zip(together_recorder.telemetry, alone_recorder.telemetry, strict=True):
+            assert mine.p50 == pytest.approx(theirs.p50, abs=1e-5)
+            assert mine.unit_p85 == pytest.approx(theirs.unit_p85, abs=1e-5)
+            assert mine.grad_norm == pytest.approx(theirs.grad_norm, rel=1e-5)
+        assert actual.summary.steps_to_target == expected.summary.steps_to_target is not None
+        assert actual.summary.seconds_to_target is not None and actual.summary.seconds_to_target > 0
+        assert together_recorder.checkpoints == {}  # a model's state means nothing outside its group
+
+
+def test_dropout_agrees_in_distribution_and_a_rate_of_zero_exactly() -> None:
+    """Fused masks are not a separate run's masks: over seeds, the train losses must agree in the mean."""
+    seeds = range(6)
+    common = {"steps": 200, "eval_every": 200, "learning_rate": 0.2}
+    dropped = [make_spec(**common, dropout=0.5, seed=seed) for seed in seeds]
+    kept = [make_spec(**common, dropout=0.0, seed=seed) for seed in seeds]
+    _, dropped_alone = separately(dropped)
+    _, kept_alone = separately(kept[:1])
+    _, together = fused(dropped + kept)  # one group, two rates
+
+    def final_train_losses(recorders: list[Recorder]) -> list[float]:
+        return [recorder.series("train_loss")[200] for recorder in recorders]
+
+    alone_losses, fused_losses = final_train_losses(dropped_alone), final_train_losses(together[:6])
+    no_dropout_losses = final_train_losses(together[6:])
+    standard_error = math.sqrt(
+        (statistics.variance(alone_losses) + statistics.variance(fused_losses)) / len(seeds)
+    )
+    difference = abs(statistics.mean(fused_losses) - statistics.mean(alone_losses))
+    assert difference <= 4 * standard_error
+    # ...and dropout is really on: without it, the train loss is lower by far more than that margin.
+    assert statistics.mean(fused_losses) - statistics.mean(no_dropout_losses) > 8 * standard_error
+    assert_same_metrics(kept_alone[0], together[6], tolerance=1e-6)
+
+
+def test_a_diverging_model_ends_diverged_and_leaves_the_others_as_they_were() -> None:
+    common = {**DIVERGING, "steps": 200, "eval_every": 10}
+    steady = [make_spec(**common, learning_rate=0.1, seed=0), make_spec(**common, learning_rate=0.05, seed=2)]
+    diverging = make_spec(**common, learning_rate=100.0, seed=1)
+    [alone_result], _ = separately([diverging])
+    results, recorders = fused([steady[0], diverging, steady[1]])
+    reference_results, reference = fused(steady)
+
+    assert alone_result.outcome == "diverged"
+    assert results[1].outcome == "diverged"
+    assert results[1].summary.diverged_at_step == results[1].steps_completed == alone_result.steps_completed
+    assert all(point.step < results[1].steps_completed for point in recorders[1].metrics)
+    assert all(math.isfinite(point.value) for point in recorders[1].metrics)
+    assert recorders[1].progress[-1].step < results[1].steps_completed
+    for result, recorder, expected, reference_recorder in zip(
+        [results[0], results[2]], [recorders[0], recorders[2]], reference_results, reference, strict=True
+    ):
+        assert result.outcome == expected.outcome == "succeeded"
+        assert_same_metrics(reference_recorder, recorder, tolerance=1e-6)
+
+
+def test_cancelling_one_model_stops_only_that_one() -> None:
+    specs = [make_spec(steps=100, eval_every=20, seed=seed) for seed in range(3)]
+    recorders = [Recorder(), Recorder(stop_after_step=40), Recorder()]
+    results, _ = fused(specs, recorders)
+    _, reference = fused(specs)
+
+    assert [result.outcome for result in results] == ["succeeded", "cancelled", "succeeded"]
+    assert results[1].steps_completed == 40
+    assert max(point.step for point in recorders[1].metrics) == 40
+    assert recorders[1].progress[-1].step == 40
+    assert_same_metrics(reference[0], recorders[0], tolerance=1e-6)
+    assert_same_metrics(reference[2], recorders[2], tolerance=1e-6)
+
+
+def test_a_group_killed_mid_training_resumes_from_its_checkpoint_exactly() -> None:
+    """One model with dropout (its masks' generator must resume too), one diverging before the snapshot."""
+    common = {**DIVERGING, "steps": 150, "eval_every": 25, "telemetry_every": 50, "checkpoint_every": 50}
+    specs = [
+        make_spec(**common, learning_rate=0.1, seed=0, dropout=0.3),
+        make_spec(**common, learning_rate=100.0, seed=1),
+        make_spec(**common, learning_rate=0.05, seed=2),
+    ]
+    blobs: dict[int, bytes] = {}
+    uninterrupted_results, uninterrupted = fused(specs, on_group_checkpoint=blobs.__setitem__)
+    assert sorted(blobs) == [50, 100]
+    assert uninterrupted_results[1].outcome == "diverged" and uninterrupted_results[1].steps_completed < 50
+
+    class WorkerLost(Exception):
+        pass
+
+    def crash_after_the_second_checkpoint(progress: Progress) -> None:
+        if progress.step > 100:
+            raise WorkerLost
+
+    crashed_blobs: dict[int, bytes] = {}
+    crashing = [Recorder() for _ in specs]
+    crashing_callbacks = [recorder.callbacks() for recorder in crashing]
+    crashing_callbacks[2].on_progress = crash_after_the_second_checkpoint
+    with pytest.raises(WorkerLost):
+        run_fused(
+            specs, crashing_callbacks, settings=Settings(), on_group_checkpoint=crashed_blobs.__setitem__
+        )
+
+    resumed_results, resumed = fused(specs, checkpoint=crashed_blobs[100])
+    assert resumed[1].metrics == [] and resumed[1].progress == []  # it had ended: nothing new to say
+    assert resumed_results[1].outcome == "diverged"
+    assert resumed_results[1].steps_completed == uninterrupted_results[1].steps_completed
+    for slot in (0, 2):
+        assert resumed[slot].progress[0].step == 100
+        assert resumed[slot].metrics == [point for point in uninterrupted[slot].metrics if point.step > 100]
+        assert resumed[slot].telemetry == [
+            record for record in uninterrupted[slot].telemetry if record.step > 100
+        ]
+        expected, actual = uninterrupted_results[slot].summary, resumed_results[slot].summary
+        assert (actual.final_val_loss, actual.best_val_accuracy) == (
+            expected.final_val_loss,
+            expected.best_val_accuracy,
+        )
+
+
+def test_a_checkpoint_of_another_group_is_refused() -> None:
+    specs = [make_spec(steps=100, checkpoint_every=50, seed=seed) for seed in range(2)]
+    blobs: dict[int, bytes] = {}
+    fused(specs, on_group_checkpoint=blobs.__setitem__)
+    with pytest.raises(ValueError, match="different specs"):
+        fused(list(reversed(specs)), checkpoint=blobs[50])
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"batch_size": 16}, {"optimizer": "adam"}, {"bn_implementation": "bnlab"}],
+    ids=["batch-size", "optimizer", "paper-bn"],
+)
+def test_specs_that_cannot_fuse_are_refused(other: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="cannot be trained as one fused group"):
+        fused([make_spec(), make_spec(**other)])
+
+
+def test_one_callbacks_per_spec() -> None:
+    with pytest.raises(ValueError, match="one Callbacks per spec"):
+        run_fused([make_spec(), make_spec(seed=1)], [Callbacks()], settings=Settings())

@@ -1,0 +1,111 @@
+"""Which specs fuse into one group, and how a sweep's specs split into groups (torch-free)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.fusion import can_fuse, fusion_groups, fusion_key
+from core.spec import JobSpec
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+BASE: dict[str, Any] = {
+    "architecture": {"kind": "mlp", "hidden": [100, 100, 100], "activation": "sigmoid"},
+    "batch_norm": True,
+    "learning_rate": 0.1,
+    "dropout": 0.0,
+}
+
+
+def spec(**changes: Any) -> JobSpec:
+    return JobSpec.model_validate({**BASE, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"learning_rate": 1.0},
+        {"dropout": 0.5},
+        {"init": "gaussian", "init_std": 0.1},
+        {"bn_momentum": 0.5, "bn_eps": 1e-3},
+        {"seed": 7},
+        {"target_accuracy": 0.9},
+        {"name": "another"},
+    ],
+)
+def test_what_only_changes_numbers_fuses(changes: dict[str, Any]) -> None:
+    assert can_fuse(spec(), spec(**changes))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"architecture": {"kind": "mlp", "hidden": [100, 100], "activation": "sigmoid"}},
+        {"architecture": {"kind": "mlp", "hidden": [100, 100, 100], "activation": "relu"}},
+        {"batch_norm": False},
+        {"optimizer": "adam"},
+        {"dataset": "spirals"},
+        {"batch_size": 61},
+        {"steps": 1000},
+        {"eval_every": 10},
+        {"telemetry_every": 100},
+        {"checkpoint_every": 100},
+        {"device": "cpu"},
+    ],
+)
+def test_what_shapes_tensors_or_the_schedule_does_not(changes: dict[str, Any]) -> None:
+    assert not can_fuse(spec(), spec(**changes))
+    assert fusion_key(spec(**changes)) is not None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"architecture": {"kind": "cnn", "channels": [8], "activation": "relu"}},
+        {"bn_implementation": "bnlab"},
+        {"landscape_every": 10},
+    ],
+)
+def test_some_specs_never_fuse(changes: dict[str, Any]) -> None:
+    unfusable = spec(**changes)
+    assert fusion_key(unfusable) is None
+    assert not can_fuse(unfusable, unfusable)
+
+
+def test_the_bn_implementation_does_not_matter_without_bn() -> None:
+    assert can_fuse(spec(batch_norm=False), spec(batch_norm=False, bn_implementation="bnlab"))
+
+
+def test_groups_keep_the_order_in_which_they_first_appear() -> None:
+    specs = [spec(), spec(batch_norm=False), spec(learning_rate=1.0), spec(batch_norm=False, seed=1)]
+    assert fusion_groups(specs, max_group_size=16) == [[0, 2], [1, 3]]
+
+
+def test_an_unfusable_spec_is_a_group_of_its_own() -> None:
+    cnn = {"architecture": {"kind": "cnn", "channels": [8], "activation": "relu"}}
+    specs = [spec(**cnn), spec(), spec(**cnn), spec(seed=1)]
+    assert fusion_groups(specs, max_group_size=16) == [[0], [1, 3], [2]]
+
+
+@pytest.mark.parametrize(
+    ("size", "max_group_size", "sizes"),
+    [(20, 16, [10, 10]), (16, 16, [16]), (17, 8, [6, 6, 5]), (3, 1, [1, 1, 1])],
+)
+def test_a_large_group_is_cut_into_even_parts(size: int, max_group_size: int, sizes: list[int]) -> None:
+    groups = fusion_groups([spec(seed=seed) for seed in range(size)], max_group_size)
+    assert [len(group) for group in groups] == sizes
+    assert [index for group in groups for index in group] == list(range(size))
+
+
+def test_a_group_size_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        fusion_groups([spec()], max_group_size=0)
+
+
+def test_grouping_does_not_import_torch() -> None:
+    code = "import sys, core.fusion; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, check=False).returncode == 0

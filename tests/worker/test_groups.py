@@ -1,0 +1,221 @@
+"""One delivery of a fused group through `worker.groups.train_group`, without Celery, on both databases.
+
+The group trains with the real fused trainer on tiny specs; each job is checked against the same spec run
+as a separate job through `worker.training.train_job` (the stored series must agree) or against an
+uninterrupted run of the same group.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from core.results import Callbacks, Progress, Result
+from core.settings import Settings
+from core.spec import JobSpec
+from core.store import MetricSeries, Store, SweepView
+from tests.worker.test_training import METRICS, SimulatedCrash, liveness_settings, tiny_spec
+from worker.groups import GroupCheckpointHook, train_group, train_group_with_core
+from worker.training import TIME_LIMIT_EXCEEDED, train_job
+
+VAL_LOSS_TOLERANCE = 1e-4  # fused and separate runs of one spec round differently, nothing more
+
+
+def fusable_specs(**overrides: Any) -> list[JobSpec]:
+    """Three jobs one group can train: learning rate, init and seed differ, the shapes and schedule not."""
+    return [
+        tiny_spec(learning_rate=0.5, seed=0, **overrides),
+        tiny_spec(learning_rate=0.1, seed=1, **overrides),
+        tiny_spec(learning_rate=1.0, seed=2, init="xavier", **overrides),
+    ]
+
+
+def fused_sweep(store: Store, specs: list[JobSpec]) -> SweepView:
+    """A sweep whose jobs are one fused group (the group is the sweep's only one)."""
+    indices = list(range(len(specs)))
+    return store.create_sweep("fused", specs[0], {}, indices, "fused", specs, [indices])
+
+
+def separate_runs(store: Store, specs: list[JobSpec], settings: Settings) -> list[str]:
+    """Each spec trained as a separate job, as a `separate` sweep runs them; their job ids."""
+    jobs = [store.create_job(spec) for spec in specs]
+    assert [train_job(store, job.id, settings).status for job in jobs] == ["succeeded"] * len(jobs)
+    return [job.id for job in jobs]
+
+
+def assert_same_series(fused: MetricSeries, separate: MetricSeries) -> None:
+    assert set(fused) == set(separate) == METRICS
+    for name, (steps, values) in fused.items():
+        separate_steps, separate_values = separate[name]
+        assert steps == separate_steps
+        tolerance = VAL_LOSS_TOLERANCE if name == "val_loss" else 1e-3
+        assert values == pytest.approx(separate_values, abs=tolerance), name
+
+
+def test_each_job_of_a_group_ends_as_its_separate_run_would(store: Store) -> None:
+    specs = fusable_specs()
+    settings = liveness_settings(store)
+    [group] = fused_sweep(store, specs).fused_groups
+
+    deliveries = train_group(store, group.job_ids, settings)
+
+    assert [(delivery.lease, delivery.status) for delivery in deliveries] == [("acquired", "succeeded")] * 3
+    for job_id, separate_id in zip(group.job_ids, separate_runs(store, specs, settings), strict=True):
+        job, separate = store.get_job(job_id), store.get_job(separate_id)
+        assert job is not None and separate is not None
+        assert (job.status, job.device, job.attempts, job.error) == ("succeeded", "cpu", 1, None)
+        assert job.progress is not None and (job.progress.step, job.progress.steps) == (100, 100)
+        assert job.summary is not None and separate.summary is not None
+        assert job.summary.final_val_accuracy == pytest.approx(separate.summary.final_val_accuracy, abs=1e-3)
+        assert job.summary.final_val_loss == pytest.approx(separate.summary.final_val_loss, abs=1e-4)
+        assert_same_series(
+            store.read_metrics(job_id, None, 1000), store.read_metrics(separate_id, None, 1000)
+        )
+        layers = store.read_telemetry(job_id)
+        assert [layer.steps for layer in layers] == [[25, 50, 75, 100]] * 2
+    checkpoint = store.load_group_checkpoint(group.id)
+    assert checkpoint is not None and checkpoint[0] == 50  # every 50 steps, none at the last one
+
+
+def test_a_second_delivery_of_a_training_group_is_dropped(store: Store) -> None:
+    [group] = fused_sweep(store, fusable_specs()).fused_groups
+    store.acquire_group_lease(group.job_ids, "another-worker", lease_seconds=60)
+
+    deliveries = train_group(store, group.job_ids, liveness_settings(store))
+
+    assert {(delivery.lease, delivery.status) for delivery in deliveries} == {("fresh_lease", None)}
+    assert all(store.read_metrics(job_id, None, 100) == {} for job_id in group.job_ids)
+
+
+def test_cancelling_one_job_stops_only_its_model(store: Store) -> None:
+    specs = fusable_specs(steps=400, eval_every=20, telemetry_every=0, checkpoint_every=0)
+    settings = liveness_settings(store)  # the group's cancel flags are read every 0.1 s
+    [group] = fused_sweep(store, specs).fused_groups
+    cancelled_id, other_id, _ = group.job_ids
+    cancelled_at: list[int] = []
+    seen_after_the_cancel: list[tuple[str, str]] = []
+
+    def cancel_at_step_100(
+        specs: list[JobSpec],
+        callbacks: list[Callbacks],
+        checkpoint: bytes | None,
+        settings: Settings,
+        on_group_checkpoint: GroupCheckpointHook,
+    ) -> list[Result]:
+        """The user cancels the first job once it is past step 100 (and the group's keeper has seen it)."""
+        report_first, report_second = callbacks[0].on_progress, callbacks[1].on_progress
+
+        def report_then_cancel(progress: Progress) -> None:
+            report_first(progress)
+            if progress.step >= 100 and not cancelled_at:
+                store.request_cancel(cancelled_id)
+                time.sleep(0.5)
+                cancelled_at.append(progress.step)
+
+        def report_and_look(progress: Progress) -> None:
+            report_second(progress)
+            if cancelled_at and progress.step > cancelled_at[0] and not seen_after_the_cancel:
+                cancelled_job, other_job = store.get_job(cancelled_id), store.get_job(other_id)
+                assert cancelled_job is not None and other_job is not None
+                seen_after_the_cancel.append((cancelled_job.status, other_job.status))
+
+        callbacks[0].on_progress, callbacks[1].on_progress = report_then_cancel, report_and_look
+        return train_group_with_core(specs, callbacks, checkpoint, settings, on_group_checkpoint)
+
+    deliveries = train_group(store, group.job_ids, settings, train=cancel_at_step_100)
+
+    assert [delivery.status for delivery in deliveries] == ["cancelled", "succeeded", "succeeded"]
+    assert seen_after_the_cancel == [("cancelled", "running")]  # finished while the others trained on
+    cancelled = store.get_job(cancelled_id)
+    assert cancelled is not None and cancelled.progress is not None
+    assert cancelled.progress.step == cancelled_at[0]
+    assert cancelled.summary is not None and cancelled.device == "cpu"  # recorded when the group ended
+    steps, _ = store.read_metrics(cancelled_id, ["val_loss"], 1000)["val_loss"]
+    assert steps == list(range(20, cancelled_at[0] + 1, 20))
+    for job_id, separate_id in zip(group.job_ids[1:], separate_runs(store, specs[1:], settings), strict=True):
+        assert_same_series(
+            store.read_metrics(job_id, None, 1000), store.read_metrics(separate_id, None, 1000)
+        )
+
+
+def test_a_crashed_group_resumes_from_its_checkpoint_with_the_uninterrupted_metrics(store: Store) -> None:
+    specs = fusable_specs(steps=120, checkpoint_every=40)
+    settings = liveness_settings(store, lease_seconds=0.3)
+    [reference] = fused_sweep(store, specs).fused_groups
+    assert {delivery.status for delivery in train_group(store, reference.job_ids, settings)} == {"succeeded"}
+
+    def crash_after_second_checkpoint(
+        specs: list[JobSpec],
+        callbacks: list[Callbacks],
+        checkpoint: bytes | None,
+        settings: Settings,
+        on_group_checkpoint: GroupCheckpointHook,
+    ) -> list[Result]:
+        def save_then_crash(step: int, blob: bytes) -> None:
+            on_group_checkpoint(step, blob)
+            if step == 80:
+                raise SimulatedCrash
+
+        return train_group_with_core(specs, callbacks, checkpoint, settings, save_then_crash)
+
+    [group] = fused_sweep(store, specs).fused_groups
+    with pytest.raises(SimulatedCrash):
+        train_group(store, group.job_ids, settings, train=crash_after_second_checkpoint)
+    checkpoint = store.load_group_checkpoint(group.id)
+    assert checkpoint is not None and checkpoint[0] == 80
+    time.sleep(0.4)  # the dead worker's leases go stale
+
+    first_steps: list[int] = []
+
+    def record_where_it_starts(
+        specs: list[JobSpec],
+        callbacks: list[Callbacks],
+        checkpoint: bytes | None,
+        settings: Settings,
+        on_group_checkpoint: GroupCheckpointHook,
+    ) -> list[Result]:
+        report = callbacks[0].on_progress
+        callbacks[0].on_progress = lambda progress: (first_steps.append(progress.step), report(progress))[1]
+        return train_group_with_core(specs, callbacks, checkpoint, settings, on_group_checkpoint)
+
+    resumed = train_group(store, group.job_ids, settings, train=record_where_it_starts)
+
+    assert {(delivery.lease, delivery.status) for delivery in resumed} == {("taken_over", "succeeded")}
+    assert first_steps[0] == 80  # resumed from the group's checkpoint, not from step 0
+    for job_id, reference_id in zip(group.job_ids, reference.job_ids, strict=True):
+        job = store.get_job(job_id)
+        assert job is not None and (job.attempts, job.lease_losses) == (2, 1)
+        assert store.read_metrics(job_id, None, 1000) == store.read_metrics(reference_id, None, 1000)
+
+
+def test_a_group_that_cannot_train_fails_every_job_with_the_message(store: Store) -> None:
+    [group] = fused_sweep(store, fusable_specs(device="cuda")).fused_groups  # this machine has no CUDA
+
+    deliveries = train_group(store, group.job_ids, liveness_settings(store))
+
+    assert {delivery.status for delivery in deliveries} == {"failed"}
+    for job_id in group.job_ids:
+        job = store.get_job(job_id)
+        assert job is not None and job.error is not None and "CUDA is not available" in job.error
+
+
+def test_a_group_past_its_deadline_fails_every_job_with_time_limit_exceeded(store: Store) -> None:
+    specs = fusable_specs(steps=100_000, eval_every=1000, telemetry_every=0, checkpoint_every=0)
+    [group] = fused_sweep(store, specs).fused_groups
+    started = time.monotonic()
+
+    deliveries = train_group(store, group.job_ids, liveness_settings(store, job_soft_time_limit_seconds=1))
+
+    assert 1.0 <= time.monotonic() - started < 5.0
+    assert {delivery.status for delivery in deliveries} == {"failed"}
+    jobs = [store.get_job(job_id) for job_id in group.job_ids]
+    assert {(job.status, job.error) for job in jobs if job} == {("failed", TIME_LIMIT_EXCEEDED)}
+
+
+def _wait_for(condition: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
