@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from core.ml.sampling import BatchSampler
+from core.results import METRIC_NAMES, MetricPoint, Summary
 from core.spec import JobSpec
 
 CHECKPOINT_FORMAT = 1
@@ -39,6 +40,34 @@ class RunningSummary:
     steps_to_target: int | None = None
     seconds_to_target: float | None = None
     elapsed_seconds: float = 0.0  # training wall time up to the latest checkpoint
+
+    def record_evaluation(
+        self, step: int, figures: list[float], target: float | None, elapsed_seconds: float
+    ) -> list[MetricPoint]:
+        """Take one evaluation's figures (in METRIC_NAMES order) into the summary; returns its points."""
+        train_loss, _, validation_loss, validation_accuracy = figures
+        self.final_train_loss = train_loss
+        self.final_val_loss = validation_loss
+        self.final_val_accuracy = validation_accuracy
+        if self.best_val_accuracy is None or validation_accuracy > self.best_val_accuracy:
+            self.best_val_accuracy = validation_accuracy
+        if target is not None and self.steps_to_target is None and validation_accuracy >= target:
+            self.steps_to_target = step
+            self.seconds_to_target = elapsed_seconds
+        return [MetricPoint(name, step, value) for name, value in zip(METRIC_NAMES, figures, strict=True)]
+
+    def final(self, diverged_at_step: int | None, steps_per_second: float | None) -> Summary:
+        """The summary a finished run reports."""
+        return Summary(
+            final_val_accuracy=self.final_val_accuracy,
+            best_val_accuracy=self.best_val_accuracy,
+            final_train_loss=self.final_train_loss,
+            final_val_loss=self.final_val_loss,
+            steps_to_target=self.steps_to_target,
+            seconds_to_target=self.seconds_to_target,
+            diverged_at_step=diverged_at_step,
+            steps_per_second=steps_per_second,
+        )
 
 
 @dataclass

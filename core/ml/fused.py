@@ -365,21 +365,11 @@ class _FusedGroup:
         ).T.tolist()  # one read from the device for every model's figures
         reports = []
         for member, figures in zip(self.active, table, strict=True):
-            train_loss, _, validation_loss, validation_accuracy = figures
-            summary = member.summary
-            summary.final_train_loss = train_loss
-            summary.final_val_loss = validation_loss
-            summary.final_val_accuracy = validation_accuracy
-            if summary.best_val_accuracy is None or validation_accuracy > summary.best_val_accuracy:
-                summary.best_val_accuracy = validation_accuracy
-            target = member.spec.target_accuracy
-            if target is not None and summary.steps_to_target is None and validation_accuracy >= target:
-                summary.steps_to_target = self.step
-                summary.seconds_to_target = self._elapsed_seconds()
-            names_and_values = zip(
-                ("train_loss", "train_accuracy", "val_loss", "val_accuracy"), figures, strict=True
+            reports.append(
+                member.summary.record_evaluation(
+                    self.step, figures, member.spec.target_accuracy, self._elapsed_seconds()
+                )
             )
-            reports.append([MetricPoint(name, self.step, value) for name, value in names_and_values])
         return reports
 
     def _validation_figures(self) -> tuple[Tensor, Tensor]:
@@ -475,15 +465,8 @@ class _FusedGroup:
         return Result(
             outcome=outcome,
             steps_completed=steps_completed,
-            summary=Summary(
-                final_val_accuracy=summary.final_val_accuracy,
-                best_val_accuracy=summary.best_val_accuracy,
-                final_train_loss=summary.final_train_loss,
-                final_val_loss=summary.final_val_loss,
-                steps_to_target=summary.steps_to_target,
-                seconds_to_target=summary.seconds_to_target,
-                diverged_at_step=steps_completed if outcome == "diverged" else None,
-                steps_per_second=self._steps_per_second(),
+            summary=summary.final(
+                steps_completed if outcome == "diverged" else None, self._steps_per_second()
             ),
             device=str(self.device),
         )

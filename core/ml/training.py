@@ -38,7 +38,7 @@ from core.ml.landscape import LandscapeProbe
 from core.ml.nets import Net, build_model
 from core.ml.sampling import BatchSampler
 from core.ml.telemetry import layer_telemetry, probe_batch
-from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome, Summary
+from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome
 from core.settings import Settings, get_settings
 from core.spec import JobSpec
 
@@ -219,20 +219,9 @@ class _Training:
                 val_accuracy,
             ]
         ).tolist()  # one read from the device for all four
-        train_loss, _, validation_loss, validation_accuracy = figures
-        summary.final_train_loss = train_loss
-        summary.final_val_loss = validation_loss
-        summary.final_val_accuracy = validation_accuracy
-        if summary.best_val_accuracy is None or validation_accuracy > summary.best_val_accuracy:
-            summary.best_val_accuracy = validation_accuracy
-        target = self.spec.target_accuracy
-        if target is not None and summary.steps_to_target is None and validation_accuracy >= target:
-            summary.steps_to_target = state.step
-            summary.seconds_to_target = self._elapsed_seconds()
-        names_and_values = zip(
-            ("train_loss", "train_accuracy", "val_loss", "val_accuracy"), figures, strict=True
+        return summary.record_evaluation(
+            state.step, figures, self.spec.target_accuracy, self._elapsed_seconds()
         )
-        return [MetricPoint(name, state.step, value) for name, value in names_and_values]
 
     def _validation_figures(self) -> tuple[Tensor, Tensor]:
         """Mean loss and accuracy on the held-out split, with BN's population statistics and no dropout."""
@@ -264,16 +253,7 @@ class _Training:
         return Result(
             outcome=outcome,
             steps_completed=self.state.step,
-            summary=Summary(
-                final_val_accuracy=summary.final_val_accuracy,
-                best_val_accuracy=summary.best_val_accuracy,
-                final_train_loss=summary.final_train_loss,
-                final_val_loss=summary.final_val_loss,
-                steps_to_target=summary.steps_to_target,
-                seconds_to_target=summary.seconds_to_target,
-                diverged_at_step=diverged_at_step,
-                steps_per_second=self._steps_per_second(),
-            ),
+            summary=summary.final(diverged_at_step, self._steps_per_second()),
             device=str(self.device),
         )
 
