@@ -1,4 +1,5 @@
-"""Fused training: `run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint) -> list[Result]`.
+"""Fused training: `run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)
+-> list[Result]`.
 
 M jobs that `core.fusion.can_fuse` pairs (one MLP architecture, one optimizer kind, one schedule) train as
 ONE stacked model (`core.ml.fused_model`): one batched matmul per layer, one native batch-norm call, one
@@ -17,7 +18,11 @@ Each model stays the job it was:
   its four metrics at the same steps, telemetry, summary, steps and seconds to target;
 - a model whose loss becomes non-finite ends `diverged` at that step and leaves the stacks at the sync point
   that finds it (its NaNs never enter another model's numbers: every kernel keeps models apart), and a model
-  whose `should_stop()` is true ends `cancelled` and leaves likewise; the others go on, faster.
+  whose `should_stop()` is true ends `cancelled` and leaves likewise; the others go on, faster;
+- its end is reported the moment it happens: `on_model_result(index, result)` is called once per model, with
+  its index in `specs` and its final `Result` (summary included), when it diverges, is cancelled or reaches
+  the last step, before the group trains on. A job of a group can thus be finished minutes before the
+  group is; the returned list holds the same results.
 
 The loop mirrors `core.ml.training`'s: stretches of steps between sync points, per-step losses and logits
 kept on the device until the next one, the same rules for when to evaluate, probe and checkpoint. On a CPU,
@@ -27,9 +32,10 @@ a stack of 8-16 models of the paper's MLP runs fastest per model; much larger st
 Checkpoints are the group's: one blob every `checkpoint_every` steps through `on_group_checkpoint(step, blob)`
 — the stacks, the optimizer state, every active model's sampler, the dropout generator, each model's status,
 running summary and unreported train figures. `run_fused(specs, callbacks, checkpoint=blob)` continues from
-it; a model that had ended before the snapshot returns its stored result without reporting again. The
-per-model `Callbacks.on_checkpoint` is not called: a model's state means nothing outside its group's blob.
-The blob is `torch.save` of plain tensors, numbers and strings, read back with `weights_only=True`.
+it; a model that had ended before the snapshot returns its stored result without reporting again (nor is
+`on_model_result` called for it). The per-model `Callbacks.on_checkpoint` is not called: a model's state
+means nothing outside its group's blob. The blob is `torch.save` of plain tensors, numbers and strings,
+read back with `weights_only=True`.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ MAX_EVAL_VALUES = 1 << 24  # input values of one fused evaluation chunk (64 MiB 
 SEED_INDEPENDENT_DATASETS = frozenset(KNOWN_SHA256)
 
 GroupCheckpointHook = Callable[[int, bytes], None]
+ModelResultHook = Callable[[int, Result], None]
 
 
 def run_fused(
@@ -79,8 +86,11 @@ def run_fused(
     checkpoint: bytes | None = None,
     settings: Settings | None = None,
     on_group_checkpoint: GroupCheckpointHook | None = None,
+    on_model_result: ModelResultHook | None = None,
 ) -> list[Result]:
     """Train `specs` as one fused group; one result per spec, in order. Resume from a group `checkpoint`.
+
+    `on_model_result(index, result)` is told of each model's end as it happens (see the module docstring).
 
     Raises ValueError when the specs cannot be fused (see `core.fusion.fusion_key`), when `callbacks` does
     not hold one entry per spec, for a device this machine does not have, and for a checkpoint of another
@@ -98,7 +108,7 @@ def run_fused(
         _Member(index, spec, member_callbacks, data.dataset_slots[index])
         for index, (spec, member_callbacks) in enumerate(zip(specs, callbacks, strict=True))
     ]
-    return _FusedGroup(members, data, device, on_group_checkpoint, checkpoint).run()
+    return _FusedGroup(members, data, device, on_group_checkpoint, on_model_result, checkpoint).run()
 
 
 @dataclass(eq=False)  # members are compared and hashed by identity
@@ -169,6 +179,7 @@ class _FusedGroup:
         data: _GroupData,
         device: torch.device,
         on_group_checkpoint: GroupCheckpointHook | None,
+        on_model_result: ModelResultHook | None,
         checkpoint: bytes | None,
     ) -> None:
         first = members[0].spec
@@ -176,6 +187,7 @@ class _FusedGroup:
         self.data = data
         self.device = device
         self.on_group_checkpoint = on_group_checkpoint
+        self.on_model_result = on_model_result
         self.steps, self.batch_size = first.steps, first.batch_size
         self.eval_every, self.telemetry_every, self.checkpoint_every = (
             first.eval_every,
@@ -234,7 +246,8 @@ class _FusedGroup:
             member.callbacks.on_progress(Progress(self.step, self.steps))
         stretch_steps = FIRST_STRETCH_STEPS
         while self.step < self.steps:
-            self._end([member for member in self.active if member.callbacks.should_stop()], "cancelled")
+            stopping = [member for member in self.active if member.callbacks.should_stop()]
+            self._end(dict.fromkeys(stopping, self.step), "cancelled")
             if not self.active:
                 break
             steps = min(stretch_steps, self._steps_to_next_event())
@@ -243,9 +256,7 @@ class _FusedGroup:
             self.window_losses.append(losses)
             self.window_correct.append(correct)
             diverged = self._first_non_finite(losses)  # the sync point: waits for the device
-            for member, offset in diverged.items():
-                member.result = self._result(member, "diverged", self.step + offset + 1)
-            self._remove(list(diverged))
+            self._end({member: self.step + offset + 1 for member, offset in diverged.items()}, "diverged")
             stretch_seconds = time.perf_counter() - stretch_started
             self.step += steps
             if not self.active:
@@ -255,7 +266,7 @@ class _FusedGroup:
             for member in self.active:
                 member.callbacks.on_progress(progress)
             stretch_steps = self._next_stretch_steps(steps, stretch_seconds)
-        self._end(list(self.active), "succeeded")
+        self._end(dict.fromkeys(self.active, self.step), "succeeded")
         return self._results()
 
     def _train(self, steps: int) -> tuple[Tensor, Tensor]:
@@ -297,10 +308,15 @@ class _FusedGroup:
             if has_diverged
         }
 
-    def _end(self, ended: list[_Member], outcome: RunOutcome) -> None:
-        for member in ended:
-            member.result = self._result(member, outcome, self.step)
-        self._remove(ended)
+    def _end(self, ended: dict[_Member, int], outcome: RunOutcome) -> None:
+        """End each model of `ended` (with the steps it completed): take it out, then report its result."""
+        results = {member: self._result(member, outcome, steps) for member, steps in ended.items()}
+        for member, result in results.items():
+            member.result = result
+        self._remove(list(ended))
+        if self.on_model_result is not None:
+            for member, result in results.items():
+                self.on_model_result(member.index, result)
 
     def _remove(self, ended: list[_Member]) -> None:
         """Take the `ended` models out of the group: every stack, state and per-model list shrinks."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -183,6 +184,46 @@ def test_a_diverging_model_ends_diverged_and_leaves_the_others_as_they_were() ->
         assert_same_metrics(reference_recorder, recorder, tolerance=1e-6)
 
 
+def test_each_model_s_result_is_reported_the_moment_it_ends_while_the_others_train_on() -> None:
+    common = {**DIVERGING, "steps": 200, "eval_every": 10}
+    specs = [
+        make_spec(**common, learning_rate=0.1, seed=0),
+        make_spec(**common, learning_rate=100.0, seed=1),
+        make_spec(**common, learning_rate=0.05, seed=2),
+    ]
+    events: list[tuple[str, int, int]] = []  # (what, model, step), in the order the trainer made them
+    reported: list[tuple[int, Result]] = []
+
+    def on_model_result(index: int, result: Result) -> None:
+        reported.append((index, result))
+        events.append(("result", index, result.steps_completed))
+
+    def progress_of(index: int) -> Callable[[Progress], None]:
+        return lambda progress: events.append(("progress", index, progress.step))
+
+    results = run_fused(
+        specs,
+        [Callbacks(on_progress=progress_of(index)) for index in range(len(specs))],
+        settings=Settings(),
+        on_model_result=on_model_result,
+    )
+
+    assert sorted(index for index, _ in reported) == [0, 1, 2]  # once per model
+    assert dict(reported) == dict(enumerate(results))
+    diverged = results[1]
+    assert diverged.outcome == "diverged" and diverged.summary.diverged_at_step == diverged.steps_completed
+    assert diverged.steps_completed < 100
+    ended_at = events.index(("result", 1, diverged.steps_completed))
+    before, after = events[:ended_at], events[ended_at + 1 :]
+    # Reported at the sync point that found it, not when the group ended: the others had not reached the
+    # step it diverged at, and trained on to the last step afterwards.
+    assert all(step < diverged.steps_completed for what, _, step in before if what == "progress")
+    for index in (0, 2):
+        later_steps = [step for what, model, step in after if what == "progress" and model == index]
+        assert later_steps[-1] == 200 and len(later_steps) > 1
+    assert sorted(after[-2:]) == [("result", 0, 200), ("result", 2, 200)]
+
+
 def test_cancelling_one_model_stops_only_that_one() -> None:
     specs = [make_spec(steps=100, eval_every=20, seed=seed) for seed in range(3)]
     recorders = [Recorder(), Recorder(stop_after_step=40), Recorder()]
@@ -226,8 +267,12 @@ def test_a_group_killed_mid_training_resumes_from_its_checkpoint_exactly() -> No
             specs, crashing_callbacks, settings=Settings(), on_group_checkpoint=crashed_blobs.__setitem__
         )
 
-    resumed_results, resumed = fused(specs, checkpoint=crashed_blobs[100])
+    reported: dict[int, Result] = {}
+    resumed_results, resumed = fused(
+        specs, checkpoint=crashed_blobs[100], on_model_result=reported.__setitem__
+    )
     assert resumed[1].metrics == [] and resumed[1].progress == []  # it had ended: nothing new to say
+    assert reported == {0: resumed_results[0], 2: resumed_results[2]}
     assert resumed_results[1].outcome == "diverged"
     assert resumed_results[1].steps_completed == uninterrupted_results[1].steps_completed
     for slot in (0, 2):
