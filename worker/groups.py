@@ -2,11 +2,13 @@
 without Celery.
 
     group lease (all its jobs or none) → one heartbeat thread for all → the group's checkpoint
-    → core.ml.fused.run_fused(specs, callbacks) → each job's final status and summary
+    → core.ml.fused.run_fused(specs, callbacks, on_model_result) → each job's final status and summary as
+      its model ends
 
 Each job keeps being a job: it reports through its own `StoreReporter` exactly as a separate delivery
-does (metrics, telemetry, progress, summary, status), and a cancel request stops that job's model alone —
-its status is written as soon as its model leaves the group, its summary when the group's run returns.
+does (metrics, telemetry, progress, summary, status), and is finished — status, summary, last progress —
+the moment its model ends (`on_model_result`), not when the group does: a job that diverges or is
+cancelled shows it while the others train on. A cancel request stops that job's model alone.
 `should_stop` turns true for every model at the deadline or when any of the group's leases is lost (another
 worker took the group over: then nothing is written). A job that had already finished when the group was
 delivered again (cancelled, or diverged before the crash) still has its spec in the group, which the
@@ -35,8 +37,10 @@ from worker.training import TIME_LIMIT_EXCEEDED, Delivery, new_owner
 logger = logging.getLogger(__name__)
 
 GroupCheckpointHook = Callable[[int, bytes], None]
+ModelResultHook = Callable[[int, Result], None]
 TrainGroupFunction = Callable[
-    [list[JobSpec], list[Callbacks], bytes | None, Settings, GroupCheckpointHook], list[Result]
+    [list[JobSpec], list[Callbacks], bytes | None, Settings, GroupCheckpointHook, ModelResultHook],
+    list[Result],
 ]
 
 
@@ -46,11 +50,12 @@ def train_group_with_core(
     checkpoint: bytes | None,
     settings: Settings,
     on_group_checkpoint: GroupCheckpointHook,
+    on_model_result: ModelResultHook,
 ) -> list[Result]:
     # Imported in the pool child running the task, as in `train_with_core`: the parent never loads torch.
     from core.ml.fused import run_fused
 
-    return run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint)
+    return run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)
 
 
 class GroupLeaseKeeper:
@@ -118,7 +123,7 @@ class _Member:
     job_id: str
     spec: JobSpec
     reporter: StoreReporter | None = None
-    left_early: bool = False  # cancelled and finished while the others trained on
+    finished: bool = False  # its model ended and what became of it was written (or, lease lost, not)
 
 
 def train_group(
@@ -163,30 +168,24 @@ class _GroupDelivery:
         self.statuses: dict[str, str] = {}
 
     def train(self, train: TrainGroupFunction) -> dict[str, str]:
-        """Train the group; returns the final status written for each job (none when a lease was lost)."""
-        results: list[Result] | None = None
+        """Train the group; returns the final status written for each job (none for the jobs still training
+        when a lease was lost)."""
         error: str | None = None
         with self.keeper:
             try:
-                results = self._run(train)
+                self._run(train)
             except SoftTimeLimitExceeded:
                 error = TIME_LIMIT_EXCEEDED
             except Exception as failure:
                 logger.exception("fused group of job %s failed", self.job_ids[0])
                 error = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
-            if results is None:
+            if error is not None:
                 self._keep_partial_metrics()
-        if self.keeper.lease_lost.is_set():
-            return {}
-        if results is None:
-            self._fail_held(error or "the group's training ended without results")
-        else:
-            cancel_requested = self.keeper.cancel_requested
-            for member, result in zip(self.members, results, strict=True):
-                self._finish(member, result, member.job_id in cancel_requested)
+        if not self.keeper.lease_lost.is_set():
+            self._fail_unfinished(error or "the group's training ended without a result for this job")
         return self.statuses
 
-    def _run(self, train: TrainGroupFunction) -> list[Result]:
+    def _run(self, train: TrainGroupFunction) -> None:
         group_id = self._group_id()
         self.members = [
             self._member(job_id, lease) for job_id, lease in zip(self.job_ids, self.leases, strict=True)
@@ -200,15 +199,18 @@ class _GroupDelivery:
             self._flush_reporters()
             self.store.save_group_checkpoint(group_id, step, blob)
 
-        results = train(
+        def on_model_result(index: int, result: Result) -> None:
+            self._finish(self.members[index], result)
+
+        # Every job is finished by `on_model_result` as its model ends; the list returned repeats that.
+        train(
             [member.spec for member in self.members],
             [self._callbacks(member) for member in self.members],
             None if stored is None else stored[1],
             self.settings,
             on_group_checkpoint,
+            on_model_result,
         )
-        self._flush_reporters()
-        return results
 
     def _group_id(self) -> str:
         """The fused group the delivered jobs are — all of it, in its training order, which the group's
@@ -233,58 +235,48 @@ class _GroupDelivery:
 
     def _should_stop(self, member: _Member) -> Callable[[], bool]:
         def should_stop() -> bool:
-            if self.keeper.lease_lost.is_set() or time.monotonic() >= self.deadline:
-                return True
-            if member.job_id in self.keeper.cancel_requested:
-                # The fused trainer ends a model as soon as its `should_stop` is true: finish its job now
-                # rather than when the whole group is done.
-                self._leave_cancelled(member)
-                return True
-            return False
+            return (
+                member.job_id in self.keeper.cancel_requested
+                or self.keeper.lease_lost.is_set()
+                or time.monotonic() >= self.deadline
+            )
 
         return should_stop
 
-    def _leave_cancelled(self, member: _Member) -> None:
+    def _finish(self, member: _Member, result: Result) -> None:
+        """Its model has left the group: write the job's final status, summary and last progress now, while
+        the others train on (nothing for a passenger, or once a lease was lost)."""
         reporter = member.reporter
-        assert reporter is not None
-        member.left_early = True
-        reporter.flush()
-        if reporter.last_progress is not None:
-            reporter.write_progress(reporter.last_progress)
-        self.keeper.release(member.job_id)
-        if self.store.finish_job(member.job_id, self.owner, "cancelled"):
-            self.statuses[member.job_id] = "cancelled"
-
-    def _finish(self, member: _Member, result: Result, cancel_requested: bool) -> None:
-        """Write the job's final status from its model's result (only its summary, if it left early)."""
-        reporter = member.reporter
-        if reporter is None:
-            return
-        if member.left_early:
-            self.store.record_summary(member.job_id, self.owner, result.summary, result.device)
+        if reporter is None or self.keeper.lease_lost.is_set():
+            member.finished = True
             return
         status: str = result.outcome
         error: str | None = None
-        if result.outcome == "cancelled" and not cancel_requested:
+        if result.outcome == "cancelled" and member.job_id not in self.keeper.cancel_requested:
             status, error = "failed", TIME_LIMIT_EXCEEDED  # stopped by the deadline, not by a user
+        reporter.flush()
         reporter.write_progress(
             Progress(result.steps_completed, member.spec.steps, result.summary.steps_per_second)
         )
+        # No longer heartbeated: a finished job's lease is not renewed, and would count as lost.
+        self.keeper.release(member.job_id)
         if self.store.finish_job(
             member.job_id, self.owner, status, summary=result.summary, error=error, device=result.device
         ):
             self.statuses[member.job_id] = status
+        member.finished = True
 
-    def _fail_held(self, error: str) -> None:
-        """The group's run raised: every job this delivery still holds is failed with the message."""
-        left_early = {member.job_id for member in self.members if member.left_early}
+    def _fail_unfinished(self, error: str) -> None:
+        """Every job this delivery holds whose model did not end with a result (the group's run raised) is
+        failed with the message."""
+        finished = {member.job_id for member in self.members if member.finished}
         for job_id in self.held_ids:
-            if job_id not in left_early and self.store.finish_job(job_id, self.owner, "failed", error=error):
+            if job_id not in finished and self.store.finish_job(job_id, self.owner, "failed", error=error):
                 self.statuses[job_id] = "failed"
 
     def _flush_reporters(self) -> None:
         for member in self.members:
-            if member.reporter is not None and not member.left_early:
+            if member.reporter is not None and not member.finished:
                 member.reporter.flush()
 
     def _keep_partial_metrics(self) -> None:

@@ -17,7 +17,7 @@ from core.settings import Settings
 from core.spec import JobSpec
 from core.store import MetricSeries, Store, SweepView
 from tests.worker.test_training import METRICS, SimulatedCrash, liveness_settings, tiny_spec
-from worker.groups import GroupCheckpointHook, train_group, train_group_with_core
+from worker.groups import GroupCheckpointHook, ModelResultHook, train_group, train_group_with_core
 from worker.training import TIME_LIMIT_EXCEEDED, train_job
 
 VAL_LOSS_TOLERANCE = 1e-4  # fused and separate runs of one spec round differently, nothing more
@@ -95,7 +95,7 @@ def test_cancelling_one_job_stops_only_its_model(store: Store) -> None:
     [group] = fused_sweep(store, specs).fused_groups
     cancelled_id, other_id, _ = group.job_ids
     cancelled_at: list[int] = []
-    seen_after_the_cancel: list[tuple[str, str]] = []
+    seen_after_the_cancel: list[tuple[str, bool, str]] = []
 
     def cancel_at_step_100(
         specs: list[JobSpec],
@@ -103,6 +103,7 @@ def test_cancelling_one_job_stops_only_its_model(store: Store) -> None:
         checkpoint: bytes | None,
         settings: Settings,
         on_group_checkpoint: GroupCheckpointHook,
+        on_model_result: ModelResultHook,
     ) -> list[Result]:
         """The user cancels the first job once it is past step 100 (and the group's keeper has seen it)."""
         report_first, report_second = callbacks[0].on_progress, callbacks[1].on_progress
@@ -119,25 +120,88 @@ def test_cancelling_one_job_stops_only_its_model(store: Store) -> None:
             if cancelled_at and progress.step > cancelled_at[0] and not seen_after_the_cancel:
                 cancelled_job, other_job = store.get_job(cancelled_id), store.get_job(other_id)
                 assert cancelled_job is not None and other_job is not None
-                seen_after_the_cancel.append((cancelled_job.status, other_job.status))
+                seen_after_the_cancel.append(
+                    (cancelled_job.status, cancelled_job.summary is not None, other_job.status)
+                )
 
         callbacks[0].on_progress, callbacks[1].on_progress = report_then_cancel, report_and_look
-        return train_group_with_core(specs, callbacks, checkpoint, settings, on_group_checkpoint)
+        return train_group_with_core(
+            specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result
+        )
 
     deliveries = train_group(store, group.job_ids, settings, train=cancel_at_step_100)
 
     assert [delivery.status for delivery in deliveries] == ["cancelled", "succeeded", "succeeded"]
-    assert seen_after_the_cancel == [("cancelled", "running")]  # finished while the others trained on
+    # Finished, summary included, while the others trained on.
+    assert seen_after_the_cancel == [("cancelled", True, "running")]
     cancelled = store.get_job(cancelled_id)
     assert cancelled is not None and cancelled.progress is not None
     assert cancelled.progress.step == cancelled_at[0]
-    assert cancelled.summary is not None and cancelled.device == "cpu"  # recorded when the group ended
+    assert cancelled.summary is not None and cancelled.device == "cpu"
     steps, _ = store.read_metrics(cancelled_id, ["val_loss"], 1000)["val_loss"]
     assert steps == list(range(20, cancelled_at[0] + 1, 20))
     for job_id, separate_id in zip(group.job_ids[1:], separate_runs(store, specs[1:], settings), strict=True):
         assert_same_series(
             store.read_metrics(job_id, None, 1000), store.read_metrics(separate_id, None, 1000)
         )
+
+
+def test_a_job_that_diverges_is_finished_at_once_while_the_others_train_on(store: Store) -> None:
+    diverging_shape = {  # relu without BN at a rate of 100 overflows within a few dozen steps
+        "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
+        "batch_norm": False,
+        "steps": 200,
+        "telemetry_every": 0,
+        "checkpoint_every": 0,
+    }
+    specs = [
+        tiny_spec(**diverging_shape, learning_rate=0.1, seed=0),
+        tiny_spec(**diverging_shape, learning_rate=100.0, seed=1),
+        tiny_spec(**diverging_shape, learning_rate=0.05, seed=2),
+    ]
+    [group] = fused_sweep(store, specs).fused_groups
+    diverged_id = group.job_ids[1]
+    seen_once_it_ended: list[tuple[int, str, int | None, list[str]]] = []
+
+    def look_while_training(
+        specs: list[JobSpec],
+        callbacks: list[Callbacks],
+        checkpoint: bytes | None,
+        settings: Settings,
+        on_group_checkpoint: GroupCheckpointHook,
+        on_model_result: ModelResultHook,
+    ) -> list[Result]:
+        """At each progress report of the first job, look at the store until the diverging job has ended."""
+        report_first = callbacks[0].on_progress
+
+        def report_and_look(progress: Progress) -> None:
+            report_first(progress)
+            diverged_job = store.get_job(diverged_id)
+            assert diverged_job is not None
+            if diverged_job.status != "running" and not seen_once_it_ended:
+                diverged_at_step = diverged_job.summary.diverged_at_step if diverged_job.summary else None
+                others = [store.get_job(job_id) for job_id in (group.job_ids[0], group.job_ids[2])]
+                statuses = [job.status for job in others if job]
+                seen_once_it_ended.append((progress.step, diverged_job.status, diverged_at_step, statuses))
+
+        callbacks[0].on_progress = report_and_look
+        return train_group_with_core(
+            specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result
+        )
+
+    deliveries = train_group(store, group.job_ids, liveness_settings(store), train=look_while_training)
+
+    assert [delivery.status for delivery in deliveries] == ["succeeded", "diverged", "succeeded"]
+    [(seen_at_step, seen_status, seen_diverged_at_step, others_then)] = seen_once_it_ended
+    # Diverged, with its summary, while the group was still training the others.
+    assert (seen_status, others_then) == ("diverged", ["running", "running"])
+    assert seen_diverged_at_step is not None and seen_diverged_at_step <= seen_at_step < 200
+    diverged = store.get_job(diverged_id)
+    assert diverged is not None and diverged.summary is not None and diverged.progress is not None
+    assert diverged.summary.diverged_at_step == diverged.progress.step == seen_diverged_at_step
+    assert diverged.device == "cpu"
+    steps, _ = store.read_metrics(diverged_id, ["val_loss"], 1000)["val_loss"]
+    assert steps == list(range(10, diverged.summary.diverged_at_step, 10))
 
 
 def test_a_crashed_group_resumes_from_its_checkpoint_with_the_uninterrupted_metrics(store: Store) -> None:
@@ -152,13 +216,14 @@ def test_a_crashed_group_resumes_from_its_checkpoint_with_the_uninterrupted_metr
         checkpoint: bytes | None,
         settings: Settings,
         on_group_checkpoint: GroupCheckpointHook,
+        on_model_result: ModelResultHook,
     ) -> list[Result]:
         def save_then_crash(step: int, blob: bytes) -> None:
             on_group_checkpoint(step, blob)
             if step == 80:
                 raise SimulatedCrash
 
-        return train_group_with_core(specs, callbacks, checkpoint, settings, save_then_crash)
+        return train_group_with_core(specs, callbacks, checkpoint, settings, save_then_crash, on_model_result)
 
     [group] = fused_sweep(store, specs).fused_groups
     with pytest.raises(SimulatedCrash):
@@ -175,10 +240,13 @@ def test_a_crashed_group_resumes_from_its_checkpoint_with_the_uninterrupted_metr
         checkpoint: bytes | None,
         settings: Settings,
         on_group_checkpoint: GroupCheckpointHook,
+        on_model_result: ModelResultHook,
     ) -> list[Result]:
         report = callbacks[0].on_progress
         callbacks[0].on_progress = lambda progress: (first_steps.append(progress.step), report(progress))[1]
-        return train_group_with_core(specs, callbacks, checkpoint, settings, on_group_checkpoint)
+        return train_group_with_core(
+            specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result
+        )
 
     resumed = train_group(store, group.job_ids, settings, train=record_where_it_starts)
 
