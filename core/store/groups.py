@@ -12,11 +12,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from core.db.tables import TERMINAL_STATUSES, FusedCheckpoint
-from core.results import Summary
-from core.store.base import fused_group_job_table, fused_group_table, job_table, summary_to_json
+from core.db.tables import FusedCheckpoint
+from core.store.base import fused_group_job_table, fused_group_table, job_table
 from core.store.leases import LeaseStore
-from core.store.notifications import notify_job_changed
 from core.store.views import GroupLease, JobNotFound
 
 fused_checkpoint_table: sa.Table = FusedCheckpoint.__table__  # type: ignore[assignment]
@@ -65,21 +63,6 @@ class FusedGroupStore(LeaseStore):
                     sa.select(job.public_id).where(job.public_id.in_(list(job_ids)), job.cancel_requested)
                 )
             )
-
-    def record_summary(self, job_id: str, owner: str, summary: Summary, device: str) -> bool:
-        """Store the summary and device of a job `owner` already finished: a model that leaves its group
-        early (a cancel) is finished at once, but its summary comes when the group's run returns. False
-        when the job is not a finished job of `owner`'s."""
-        job = job_table.c
-        with self._engine.begin() as connection:
-            recorded = connection.execute(
-                job_table.update()
-                .where(job.public_id == job_id, job.lease_owner == owner, job.status.in_(TERMINAL_STATUSES))
-                .values(summary=summary_to_json(summary), device=device)
-            )
-            if recorded.rowcount == 1:
-                notify_job_changed(connection, job_id)
-        return recorded.rowcount == 1
 
     def fused_group_job_ids(self, group_id: str) -> list[str]:
         """The jobs of fused group `group_id` in the order the group trains them (job creation order)."""

@@ -1,12 +1,11 @@
 """Fused groups in the store, on both databases: the group lease (all or nothing), one heartbeat for all
-jobs, cancel flags, summaries of jobs that left early, the group checkpoint, and the sweeper's candidates.
+jobs, cancel flags, the group checkpoint, and the sweeper's candidates.
 
 A lease of 0 s is stale as soon as it is taken, which lets the take-over paths run without sleeping.
 """
 
 from __future__ import annotations
 
-from core.results import Summary
 from core.store import Store, SweepView
 from tests.core.test_store import make_spec
 
@@ -83,19 +82,6 @@ def test_cancel_flags_of_a_group_are_read_at_once(store: Store) -> None:
     assert store.cancel_requested_among(group.job_ids) == set()
     store.request_cancel(group.job_ids[1])
     assert store.cancel_requested_among(group.job_ids) == {group.job_ids[1]}
-
-
-def test_the_summary_of_a_job_that_left_early_is_recorded_by_its_owner_only(store: Store) -> None:
-    [group] = fused_sweep(store).fused_groups
-    store.acquire_group_lease(group.job_ids, "worker-a", lease_seconds=60)
-    summary = Summary(final_val_accuracy=0.5, best_val_accuracy=0.6)
-    assert not store.record_summary(group.job_ids[0], "worker-a", summary, "cpu")  # still running
-
-    assert store.finish_job(group.job_ids[0], "worker-a", "cancelled")
-    assert not store.record_summary(group.job_ids[0], "worker-b", summary, "cpu")
-    assert store.record_summary(group.job_ids[0], "worker-a", summary, "cpu")
-    job = store.get_job(group.job_ids[0])
-    assert job is not None and (job.status, job.summary, job.device) == ("cancelled", summary, "cpu")
 
 
 def test_a_group_keeps_its_latest_checkpoint(store: Store) -> None:
