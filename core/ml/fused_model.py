@@ -14,12 +14,21 @@ makes one call per run of equal values (one call when they agree, the usual case
 A training step runs without autograd: `loss_and_gradients` is the forward pass and the backward pass
 written out with the kernels autograd calls for a separate run's net — bmm for `F.linear`'s products,
 native_batch_norm and its backward, the nonlinearity's backward, nll_loss and log_softmax backward — fed
-the same values in the same memory layouts. Each model's numbers are therefore those of its separate run
-(on the CPU to the bit, in practice: train_loss aside, whose per-model mean is summed in another order),
-and the step skips the autograd engine's own overhead at each of some fifty graph nodes, which is much of
-a small net's step. Linear layers compute `x @ Wᵀ` forwards and `g @ W` and `gᵀ @ x` backwards, as
-`F.linear`'s backward does (autograd's bmm backward would compute `xᵀ @ g` for the weight, which rounds
-differently for some shapes).
+the same values in the same memory layouts, and the step skips the autograd engine's own overhead at each
+of some fifty graph nodes, which is much of a small net's step. Linear layers compute `x @ Wᵀ` forwards
+and `g @ W` and `gᵀ @ x` backwards, as `F.linear`'s backward does (autograd's bmm backward would compute
+`xᵀ @ g` for the weight, which rounds differently for some shapes).
+
+To the bit. ATen's CPU loops take elements (or BN's channels) in vector-sized blocks and the last few one
+by one, and some kernels round those few differently (the vector sigmoid against the scalar one; batch
+norm's backward over its last channels). A layer 100 wide — the paper's — is not a multiple of the vector
+width, so a kernel called once over M models would put other values in that tail than a separate run's
+call does. Two measures keep each model's numbers those of its separate run: the nonlinearity runs over a
+row per model (`_activate`), and BN's backward pass is called per model wherever one call per run of
+models would round differently on this device (`_one_call_rounds_alike`, checked once per layout). This
+matters beyond neatness: Adam divides by the root of tiny second moments and turns a one-ulp difference
+into 1e-4 in val loss within a few hundred steps. Only train_loss differs, by ~1e-7: each model's
+per-step mean is summed in another order.
 
 Dropout has a per-model rate; its masks come from the group's own generator, not from torch's global
 one, so they differ from a separate run's masks: with dropout, fused and separate runs agree in
@@ -54,6 +63,7 @@ ACTIVATION_BACKWARDS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "tanh": torch.ops.aten.tanh_backward,
     "relu": lambda gradient, output: torch.ops.aten.threshold_backward(gradient, output, 0),
 }
+ROW_ALIGNMENT = 16  # floats: 64 bytes, a cache line and an AVX-512 vector
 NO_REDUCTION = 0  # ATen's Reduction::None
 IGNORE_INDEX = -100  # cross_entropy's default: no class is ignored
 
@@ -81,23 +91,17 @@ class _NormalizationRun:
 
 
 @dataclass
-class _NormalizationTape:
-    """What one batch_norm call's backward pass needs: its input and batch statistics, and the output of
-    the nonlinearity that followed (all laid out [B, m·F])."""
-
-    inputs: Tensor
-    saved_mean: Tensor
-    saved_inverse_std: Tensor
-    activated: Tensor
-
-
-@dataclass
 class _LayerTape:
     """What one hidden layer's backward pass needs from its forward pass."""
 
     inputs: Tensor  # the layer's input [M, B, in]
-    activated: Tensor | None = None  # without BN: the nonlinearity's output [M, B, F]
-    normalizations: list[_NormalizationTape] = field(default_factory=list)  # with BN: one per run
+    activated: Tensor | None = None  # the nonlinearity's output [M, B, F]
+    # With BN: its input, model-major [M, B, F] and, per run of models, as the forward call took it
+    # [B, m·F]; and each run's batch statistics [m·F].
+    normalized_inputs: Tensor | None = None
+    run_inputs: list[Tensor] = field(default_factory=list)
+    saved_means: list[Tensor] = field(default_factory=list)
+    saved_inverse_stds: list[Tensor] = field(default_factory=list)
     dropout_scale: Tensor | None = None
 
 
@@ -203,6 +207,7 @@ class StackedMLP:
         self._any_dropout = any(rate > 0 for rate in self._dropout_rates)
         self._dropout_rates_tensor = rates
         self._dropout_scales = 1 / (1 - rates)
+        self._rounds_alike: dict[tuple[int, int], bool] = {}
         self._runs: list[_NormalizationRun] = []
         for slot, (eps, momentum) in enumerate(self._normalization):
             if self._runs and (self._runs[-1].eps, self._runs[-1].momentum) == (eps, momentum):
@@ -222,10 +227,9 @@ class StackedMLP:
         for layer in self._layers[:-1]:
             tape = _LayerTape(inputs=hidden)
             pre_activation = _linear(hidden, self.parameters[layer.weight], self._bias(layer.bias))
-            if layer.norm is None:
-                hidden = tape.activated = self.activation(pre_activation)
-            else:
-                hidden = self._normalize_and_activate(pre_activation, layer, training, tape)
+            if layer.norm is not None:
+                pre_activation = self._normalize(pre_activation, layer, training, tape)
+            hidden = tape.activated = self._activate(pre_activation)
             if training and self._any_dropout:
                 tape.dropout_scale = self._dropout_scale(hidden.shape, generator)
                 hidden = hidden * tape.dropout_scale
@@ -248,12 +252,15 @@ class StackedMLP:
             layer, tape = self._layers[index], tapes[index]
             if tape.dropout_scale is not None:
                 gradient = gradient * tape.dropout_scale
-            if tape.activated is not None:  # no BN
+            assert tape.activated is not None
+            pre_activation_gradient = self.activation_backward(gradient, tape.activated)
+            if layer.norm is None:
                 assert layer.bias is not None
-                pre_activation_gradient = self.activation_backward(gradient, tape.activated)
                 gradients[layer.bias] = pre_activation_gradient.sum(dim=1)
             else:
-                pre_activation_gradient = self._normalization_backward(gradient, layer, tape, gradients)
+                pre_activation_gradient = self._normalization_backward(
+                    pre_activation_gradient, layer, tape, gradients
+                )
             gradients[layer.weight] = torch.bmm(pre_activation_gradient.transpose(1, 2), tape.inputs)
             if index > 0:  # the first layer's input is data
                 gradient = torch.bmm(pre_activation_gradient, self.parameters[layer.weight])
@@ -262,10 +269,27 @@ class StackedMLP:
     def _bias(self, position: int | None) -> Tensor | None:
         return None if position is None else self.parameters[position]
 
-    def _normalize_and_activate(
-        self, pre_activation: Tensor, layer: _Layer, training: bool, tape: _LayerTape
-    ) -> Tensor:
-        """BN, then the nonlinearity, of pre-activations [M, B, F]: one batch_norm call per run of models.
+    def _activate(self, values: Tensor) -> Tensor:
+        """The nonlinearity of `values` [M, B, F], computed model by model as a separate run computes it.
+
+        A separate run applies it to one contiguous [B, F] tensor: ATen's CPU loop takes the elements in
+        vector-sized blocks and the last few (B·F modulo the block) one by one, and its vector sigmoid
+        rounds some values differently (by one ulp) from its scalar one. A [M, B, F] tensor laid end to
+        end would be one long loop, with other elements in the scalar tail. So each model's values go into
+        a row of their own, the rows a little longer than B·F: the rows cannot merge into one loop, and
+        every model's loop has its separate run's length and tail. Returns the [M, B, F] view of the rows.
+        """
+        models, batch, width = values.shape
+        size = batch * width
+        row_length = (size // ROW_ALIGNMENT + 1) * ROW_ALIGNMENT  # longer than `size`, rows aligned
+        rows = torch.empty(models, row_length, dtype=values.dtype, device=values.device)[:, :size]
+        activated = rows.view(models, batch, width)
+        activated.copy_(values)
+        self.activation(rows)  # in place: one loop per row
+        return activated
+
+    def _normalize(self, pre_activation: Tensor, layer: _Layer, training: bool, tape: _LayerTape) -> Tensor:
+        """BN of pre-activations [M, B, F]: one batch_norm call per run of models.
 
         A run's pre-activations are copied into the [B, M·F] layout for the call (contiguous, as a separate
         run's are: batch_norm reduces a strided input in another order, which would round differently), and
@@ -289,33 +313,51 @@ class StackedMLP:
                 run.momentum,
                 run.eps,
             )
-            activated = self.activation(normalized)
-            tape.normalizations.append(
-                _NormalizationTape(normalized_inputs, saved_mean, saved_inverse_std, activated)
-            )
-            outputs.append(activated.view(batch, models, width).transpose(0, 1))
+            tape.run_inputs.append(normalized_inputs)
+            tape.saved_means.append(saved_mean)
+            tape.saved_inverse_stds.append(saved_inverse_std)
+            outputs.append(normalized.view(batch, models, width).transpose(0, 1))
+        tape.normalized_inputs = pre_activation
         return _joined(outputs)
 
     def _normalization_backward(
         self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
     ) -> Tensor:
-        """The gradient [M, B, F] of a BN layer's pre-activations from that of its output; fills in γ's and
-        β's gradients. Each run's gradient is made contiguous in [B, M·F] as autograd's would be."""
+        """The gradient [M, B, F] of a BN layer's pre-activations from that of its output [M, B, F]; fills
+        in γ's and β's gradients.
+
+        ATen's batch-norm backward on a [B, C] input (on the CPU) treats its last few channels, C modulo
+        the vector width, one by one, and rounds them differently from the others. One call for a run of
+        models over [B, m·F] therefore computes some models' last channels unlike their separate runs'
+        [B, F] calls, unless F is a multiple of the vector width; `_one_call_rounds_alike` finds out on
+        this device, and where it does not, each model gets its own call on its own contiguous [B, F]
+        slices (the gradient and the saved input are model-major: no copies). The forward pass has no
+        such tail: one call rounds as M calls do.
+        """
+        assert layer.bn_weight is not None and layer.bn_bias is not None
+        if self._one_call_rounds_alike(gradient.shape[1], layer.width):
+            return self._normalization_backward_by_run(gradient, layer, tape, gradients)
+        return self._normalization_backward_by_model(gradient, layer, tape, gradients)
+
+    def _normalization_backward_by_run(
+        self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
+    ) -> Tensor:
+        """One batch-norm backward call per run of models, each on the [B, m·F] layout of the forward call."""
         assert layer.bn_weight is not None and layer.bn_bias is not None
         batch, width = gradient.shape[1], layer.width
         scale, _, means, variances = self._normalization_vectors(layer)
         input_gradients, scale_gradients, shift_gradients = [], [], []
-        for run, saved in zip(self._runs, tape.normalizations, strict=True):
+        for index, run in enumerate(self._runs):
             models, channels = run.last - run.first, slice(run.first * width, run.last * width)
-            activated_gradient = gradient[run.first : run.last].transpose(0, 1).reshape(batch, models * width)
+            output_gradient = gradient[run.first : run.last].transpose(0, 1).reshape(batch, models * width)
             input_gradient, scale_gradient, shift_gradient = torch.ops.aten.native_batch_norm_backward(
-                self.activation_backward(activated_gradient, saved.activated),
-                saved.inputs,
+                output_gradient,
+                tape.run_inputs[index],
                 scale[channels],
                 means[channels],
                 variances[channels],
-                saved.saved_mean,
-                saved.saved_inverse_std,
+                tape.saved_means[index],
+                tape.saved_inverse_stds[index],
                 True,
                 run.eps,
                 [True, True, True],
@@ -327,6 +369,112 @@ class StackedMLP:
         gradients[layer.bn_bias] = _joined(shift_gradients).view(self.size, width)
         # One copy into [M, B, F] costs less than what a strided gradient costs both products that use it.
         return _joined(input_gradients).contiguous()
+
+    def _normalization_backward_by_model(
+        self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
+    ) -> Tensor:
+        """One batch-norm backward call per model, on its [B, F] slices, as its separate run makes it."""
+        assert (
+            layer.bn_weight is not None and layer.bn_bias is not None and tape.normalized_inputs is not None
+        )
+        width = layer.width
+        scale, _, means, variances = (
+            vector.view(self.size, width) for vector in self._normalization_vectors(layer)
+        )
+        saved_means = _joined(tape.saved_means).view(self.size, width)
+        saved_inverse_stds = _joined(tape.saved_inverse_stds).view(self.size, width)
+        gradient = gradient.contiguous()
+        per_model = [
+            torch.ops.aten.native_batch_norm_backward(
+                gradient[slot],
+                tape.normalized_inputs[slot],
+                scale[slot],
+                means[slot],
+                variances[slot],
+                saved_means[slot],
+                saved_inverse_stds[slot],
+                True,
+                eps,
+                [True, True, True],
+            )
+            for slot, (eps, _momentum) in enumerate(self._normalization)
+        ]
+        input_gradients, scale_gradients, shift_gradients = zip(*per_model, strict=True)
+        gradients[layer.bn_weight] = torch.stack(scale_gradients)
+        gradients[layer.bn_bias] = torch.stack(shift_gradients)
+        return torch.stack(input_gradients)
+
+    def _one_call_rounds_alike(self, batch: int, width: int) -> bool:
+        """Whether one batch-norm backward call per run of models gives every model, to the bit, what a
+        call of its own gives it, for this batch size and layer width on this device.
+
+        Checked once per layout on random values (a differing channel tail shows on dozens of them) and
+        remembered until the set of models changes.
+        """
+        key = (batch, width)
+        if key not in self._rounds_alike:
+            generator = torch.Generator(device="cpu").manual_seed(0)
+            channels = self.size * width
+
+            def random(*shape: int) -> Tensor:
+                values = torch.randn(*shape, generator=generator, dtype=self.parameters[0].dtype)
+                return values.to(self.device)
+
+            inputs, gradient = random(batch, channels), random(batch, channels)
+            scale, means, variances = (
+                random(channels).abs_().add_(0.5),
+                random(channels),
+                random(channels).abs_().add_(0.5),
+            )
+            together: list[list[Tensor]] = [[], [], []]
+            alone: list[list[Tensor]] = [[], [], []]
+            for run in self._runs:
+                first, last = run.first * width, run.last * width
+                _, saved_mean, saved_inverse_std = torch.ops.aten.native_batch_norm(
+                    inputs[:, first:last].contiguous(),
+                    scale[first:last],
+                    None,
+                    means[first:last].clone(),
+                    variances[first:last].clone(),
+                    True,
+                    run.momentum,
+                    run.eps,
+                )
+                results = torch.ops.aten.native_batch_norm_backward(
+                    gradient[:, first:last].contiguous(),
+                    inputs[:, first:last].contiguous(),
+                    scale[first:last],
+                    None,
+                    None,
+                    saved_mean,
+                    saved_inverse_std,
+                    True,
+                    run.eps,
+                    [True, True, True],
+                )
+                for part, result in zip(together, results, strict=True):
+                    part.append(result)
+                for start in range(first, last, width):
+                    model = slice(start, start + width)
+                    results = torch.ops.aten.native_batch_norm_backward(
+                        gradient[:, model].contiguous(),
+                        inputs[:, model].contiguous(),
+                        scale[model],
+                        None,
+                        None,
+                        saved_mean[model.start - first : model.stop - first],
+                        saved_inverse_std[model.start - first : model.stop - first],
+                        True,
+                        run.eps,
+                        [True, True, True],
+                    )
+                    for part, result in zip(alone, results, strict=True):
+                        part.append(result)
+            self._rounds_alike[key] = all(
+                torch.equal(torch.cat(joined, dim=-1), torch.cat(separate, dim=-1))
+                for joined, separate in zip(together, alone, strict=True)
+            )
+        return self._rounds_alike[key]
 
     def _normalization_vectors(self, layer: _Layer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """γ, β and the running mean and variance of a BN layer, as [M·F] vectors."""
