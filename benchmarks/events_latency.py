@@ -39,7 +39,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,16 +46,15 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import redis
 from httpx_sse import connect_sse
 from psycopg import sql
+from service_harness import ADMIN_DSN, free_port, private_postgres, private_redis
 
 from core.db.migrate import upgrade_database
 from core.store import Store
@@ -78,12 +76,6 @@ WARM_UP_JOBS = 2
 GOALS_MS = {"embedded": 1000.0, "deployed": 150.0}
 READY_TIMEOUT_SECONDS = 90.0
 PHASES = ("create", "queue", "to event", "lease", "progress", "wake-up", "total", "answered")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -252,44 +244,6 @@ def measure(database_url: str, broker_url: str, jobs: int, log_dir: Path) -> lis
         service.stop()
 
 
-@contextlib.contextmanager
-def private_redis(directory: Path) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-@contextlib.contextmanager
-def private_postgres(admin_dsn: str) -> Iterator[str]:
-    database = f"bnlab_bench_events_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    try:
-        yield admin_dsn.rsplit("/", 1)[0] + f"/{database}"
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
-
-
 def run_mode(mode: str, jobs: int, admin_dsn: str) -> list[Timing]:
     with tempfile.TemporaryDirectory(prefix=f"bnlab-bench-{mode}-") as scratch:
         folder = Path(scratch)
@@ -297,7 +251,7 @@ def run_mode(mode: str, jobs: int, admin_dsn: str) -> list[Timing]:
             return measure(
                 f"sqlite:///{folder / 'bnlab.db'}", f"sqla+sqlite:///{folder / 'broker.db'}", jobs, folder
             )
-        with private_postgres(admin_dsn) as database_url, private_redis(folder) as broker_url:
+        with private_postgres(admin_dsn, "events") as database_url, private_redis(folder) as broker_url:
             return measure(database_url, broker_url, jobs, folder)
 
 
@@ -329,7 +283,7 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=50, help="timed jobs per mode")
     parser.add_argument("--mode", choices=["embedded", "deployed", "both"], default="both")
-    parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--admin-dsn", default=ADMIN_DSN)
     arguments = parser.parse_args()
     if arguments.mode != "embedded" and shutil.which("redis-server") is None:
         parser.error("the deployed mode needs redis-server on the PATH")

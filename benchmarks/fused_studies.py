@@ -16,33 +16,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-import httpx
+from service_harness import ROOT, embedded_service
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN_STUDIES = ROOT / "examples" / "run_studies.py"
-READY_TIMEOUT_SECONDS = 120.0
 STUDY_TIMEOUT_SECONDS = 3600.0
-WARM_UP_SPEC = {
-    "architecture": {"kind": "mlp", "hidden": [16], "activation": "sigmoid"},
-    "batch_norm": True,
-    "learning_rate": 0.1,
-    "dropout": 0.0,
-    "steps": 20,
-    "eval_every": 10,
-}
 
 
 def load_run_studies() -> ModuleType:
@@ -53,49 +37,6 @@ def load_run_studies() -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def embedded_service(directory: Path) -> Iterator[httpx.Client]:
-    """`python -m api.embedded` with its state in `directory`; a client of its API once its worker works."""
-    port = free_port()
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "BNLAB_TORCH_THREADS": "1"}
-    with (directory / "service.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api.embedded", "--port", str(port)],
-            cwd=directory,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
-            wait_for_warm_worker(client, process)
-            yield client
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-
-
-def wait_for_warm_worker(client: httpx.Client, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    job_id = None
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if job_id is None:
-                job_id = client.post("/v1/jobs", json=WARM_UP_SPEC).raise_for_status().json()["id"]
-            elif client.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded":
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the embedded service did not train its warm-up job")
 
 
 def run_studies(run_studies_module: ModuleType, execution: str, report_dir: Path | None) -> tuple[float, int]:

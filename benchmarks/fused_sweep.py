@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from paper_sweep import LEARNING_RATES, paper_mlp_spec
 
 from core.ml import run
 from core.ml.fused import run_fused
@@ -35,25 +36,14 @@ from core.results import Callbacks, Result
 from core.settings import Settings
 from core.spec import JobSpec
 
-LEARNING_RATES = (0.03, 0.1, 0.3, 1.0)
-
 
 def sweep_specs(models: int, steps: int, device: str) -> list[JobSpec]:
     """`models` jobs: the learning rates, each with seeds 0, 1, ... (models / 4 of them)."""
     return [
         JobSpec.model_validate(
-            {
-                "architecture": {"kind": "mlp", "hidden": [100, 100, 100], "activation": "sigmoid"},
-                "batch_norm": True,
-                "learning_rate": LEARNING_RATES[index % len(LEARNING_RATES)],
-                "dropout": 0.0,
-                "batch_size": 60,
-                "steps": steps,
-                "eval_every": 50,
-                "checkpoint_every": 0,
-                "seed": index // len(LEARNING_RATES),
-                "device": device,
-            }
+            paper_mlp_spec(
+                LEARNING_RATES[index % len(LEARNING_RATES)], index // len(LEARNING_RATES), steps, device
+            )
         )
         for index in range(models)
     ]
