@@ -262,7 +262,8 @@ def test_a_sweep_shows_its_heatmap_its_grid_points_its_fused_groups_and_its_jobs
     ]
     screenshot(page, "sweep")
 
-    page.click("text=Its jobs")
+    # By role and exact name: the group table's heading and "compare its jobs" links also say "its jobs".
+    page.get_by_role("link", name="Its jobs", exact=True).click()
     expect(page.locator("#sweep-filter")).to_have_value(sweep_id)
     listed = page.locator("#jobs-table tbody tr[data-job-id]")
     expect(listed).to_have_count(len(job_ids))
