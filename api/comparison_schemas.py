@@ -140,6 +140,9 @@ class FusedGroupOut(BaseModel):
     id: str
     size: int
     job_ids: list[str] = Field(description="in the order the group trains them")
+    status_counts: dict[str, int] = Field(
+        description="the group's jobs by status (every status, zero included)"
+    )
 
 
 class ExecutionOut(BaseModel):
@@ -153,6 +156,9 @@ class ExecutionOut(BaseModel):
     note: str
     fused_groups: list[FusedGroupOut] = Field(description="one Celery task each")
     separate_job_ids: list[str] = Field(description="jobs that run one task each")
+    separate_status_counts: dict[str, int] = Field(
+        description="those jobs by status (every status, zero included)"
+    )
 
 
 class SweepSummaryOut(BaseModel):

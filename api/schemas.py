@@ -9,7 +9,7 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.spec import JobSpec
 
@@ -67,6 +67,18 @@ class SummaryOut(_Response):
     steps_per_second: FiniteFloat = None
 
 
+class JobExecutionOut(_Response):
+    """How the job is trained: `fused` — one Celery task trains its fused group's jobs together as stacked
+    models, each still reported as its own job — or `separate`, one task for this job alone (every job
+    outside a sweep's fused groups, a job submitted on its own included)."""
+
+    mode: Literal["fused", "separate"]
+    group_id: str | None = Field(
+        None, description="the fused group's id, as the sweep lists it in `execution.fused_groups`"
+    )
+    group_size: int | None = Field(None, description="how many jobs the fused group trains together")
+
+
 class JobOut(_Response):
     model_config = ConfigDict(
         from_attributes=True,
@@ -93,6 +105,7 @@ class JobOut(_Response):
                     },
                     "error": None,
                     "sweep_id": None,
+                    "execution": {"mode": "separate", "group_id": None, "group_size": None},
                 }
             ]
         },
@@ -110,6 +123,8 @@ class JobOut(_Response):
     summary: SummaryOut | None = None
     error: str | None = None
     sweep_id: str | None = None
+    # A stored job spells it out in `execution_details` (its own `execution` is the sweep's word for it).
+    execution: JobExecutionOut = Field(validation_alias=AliasChoices("execution_details", "execution"))
 
 
 class JobPage(BaseModel):

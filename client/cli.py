@@ -188,7 +188,7 @@ def jobs(
 def show(
     context: typer.Context, job_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
 ) -> None:
-    """Show one job: status, progress, summary and spec."""
+    """Show one job: status, progress, summary, how it is executed (in a fused group or alone) and spec."""
     with connected(context) as client:
         job = client.get(f"/v1/jobs/{job_id}")
     if as_json:
@@ -277,7 +277,7 @@ def sweep_show(
     sweep_id: Annotated[str, typer.Argument(metavar="ID")],
     as_json: JsonOption = False,
 ) -> None:
-    """Show a sweep: status counts and one row per grid point (mean ± std over seeds)."""
+    """Show a sweep: status counts, one row per grid point (mean ± std over seeds) and one per fused group."""
     with connected(context) as client:
         sweep = client.get(f"/v1/sweeps/{sweep_id}")
     if as_json:

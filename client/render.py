@@ -107,6 +107,14 @@ def jobs_table(items: list[dict[str, Any]]) -> Table:
     return table
 
 
+def execution_text(execution: object) -> str:
+    """How a job is trained, from its `execution`: in a fused group (its id and size) or as its own task."""
+    if not isinstance(execution, Mapping) or execution.get("mode") != "fused":
+        return "separate (a task of its own)"
+    size = number(execution.get("group_size"))
+    return f"fused group {execution.get('group_id')} ({size} jobs trained together)"
+
+
 def job_details(job: dict[str, Any]) -> RenderableType:
     """Everything about one job: its lifecycle, its summary, and its spec."""
     facts = Table.grid(padding=(0, 2))
@@ -122,6 +130,7 @@ def job_details(job: dict[str, Any]) -> RenderableType:
     facts.add_row("attempts", number(job.get("attempts")))
     if job.get("sweep_id"):
         facts.add_row("sweep", str(job["sweep_id"]))
+    facts.add_row("execution", execution_text(job.get("execution")))
     for field in ("created_at", "started_at", "finished_at"):
         facts.add_row(field.removesuffix("_at"), timestamp(job.get(field)))
     summary = job.get("summary") or {}
@@ -200,7 +209,7 @@ def status_counts_text(counts: Mapping[str, int]) -> Text:
 
 
 def sweep_details(sweep: dict[str, Any]) -> RenderableType:
-    """A sweep's status and one row per grid point, aggregated over its seeds."""
+    """A sweep's status, one row per grid point aggregated over its seeds, and how its jobs are executed."""
     execution = sweep.get("execution") or {}
     heading = Text(f"sweep {sweep.get('id')} {sweep.get('name') or ''}".rstrip(), style="bold")
     facts = Text(
@@ -225,4 +234,34 @@ def sweep_details(sweep: dict[str, Any]) -> RenderableType:
             number(point.get("reached_target")),
             number(point.get("diverged")),
         )
-    return Group(heading, facts, status_counts_text(sweep.get("status_counts") or {}), table)
+    return Group(
+        heading,
+        facts,
+        status_counts_text(sweep.get("status_counts") or {}),
+        table,
+        Text(),
+        execution_table(execution),
+    )
+
+
+def execution_table(execution: Mapping[str, Any]) -> Table:
+    """One row per fused group of a sweep (one task trains its jobs together), then one for the jobs that
+    run as a task each, with their jobs counted by status."""
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("executed", overflow="fold")
+    table.add_column("jobs", justify="right", no_wrap=True)
+    table.add_column("statuses")
+    for group in execution.get("fused_groups") or []:
+        table.add_row(
+            f"fused group {group.get('id')}",
+            number(group.get("size")),
+            status_counts_text(group.get("status_counts") or {}),
+        )
+    separate = execution.get("separate_job_ids") or []
+    if separate:
+        table.add_row(
+            "separate (a task each)",
+            number(len(separate)),
+            status_counts_text(execution.get("separate_status_counts") or {}),
+        )
+    return table

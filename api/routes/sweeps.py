@@ -7,6 +7,7 @@ created); the sweep and all its jobs are committed in one transaction, then each
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
@@ -79,7 +80,7 @@ def sweep_outcomes(store: Store, sweep_id: str) -> list[JobOutcome]:
     return outcomes
 
 
-def _summary_out(sweep: SweepView) -> SweepSummaryOut:
+def _summary_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> SweepSummaryOut:
     return SweepSummaryOut(
         id=sweep.id,
         name=sweep.name,
@@ -88,29 +89,41 @@ def _summary_out(sweep: SweepView) -> SweepSummaryOut:
         base=JobSpec.model_validate(sweep.base),
         grid=sweep.grid,
         seeds=sweep.seeds,
-        execution=_execution_out(sweep),
+        execution=_execution_out(sweep, job_statuses),
     )
 
 
-def _execution_out(sweep: SweepView) -> ExecutionOut:
+def _execution_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> ExecutionOut:
+    """How the sweep's jobs run, each fused group and the separate jobs with their jobs counted by status
+    (`job_statuses`: status by job id)."""
     used, note = how_executed(sweep.execution, [group.size for group in sweep.fused_groups], sweep.size)
     grouped = {job_id for group in sweep.fused_groups for job_id in group.job_ids}
+    separate = [job_id for job_id in sweep.job_ids if job_id not in grouped]
     return ExecutionOut(
         requested=sweep.execution,
         used=used,
         note=note,
         fused_groups=[
-            FusedGroupOut(id=group.id, size=group.size, job_ids=group.job_ids) for group in sweep.fused_groups
+            FusedGroupOut(
+                id=group.id,
+                size=group.size,
+                job_ids=group.job_ids,
+                status_counts=status_counts(job_statuses[job_id] for job_id in group.job_ids),
+            )
+            for group in sweep.fused_groups
         ],
-        separate_job_ids=[job_id for job_id in sweep.job_ids if job_id not in grouped],
+        separate_job_ids=separate,
+        separate_status_counts=status_counts(job_statuses[job_id] for job_id in separate),
     )
 
 
 def _sweep_out(store: Store, sweep: SweepView) -> SweepOut:
     outcomes = sweep_outcomes(store, sweep.id)
     points = aggregate(outcomes, list(sweep.grid))
+    # The statuses just read, not those read with the sweep: the group counts agree with `status_counts`.
+    job_statuses = {outcome.job_id: outcome.status for outcome in outcomes}
     return SweepOut(
-        **_summary_out(sweep).model_dump(),
+        **_summary_out(sweep, job_statuses).model_dump(),
         job_ids=sweep.job_ids,
         status_counts=status_counts(outcome.status for outcome in outcomes),
         done=sum(outcome.status in TERMINAL_STATUSES for outcome in outcomes),
@@ -190,7 +203,9 @@ def list_sweeps(
         raise RequestValidationError(
             [{"loc": ("query", "cursor"), "msg": str(error), "type": "value_error", "input": cursor}]
         ) from error
-    return SweepPage(items=[_summary_out(sweep) for sweep in sweeps], next_cursor=next_cursor)
+    return SweepPage(
+        items=[_summary_out(sweep, sweep.job_statuses) for sweep in sweeps], next_cursor=next_cursor
+    )
 
 
 @router.get(

@@ -150,6 +150,7 @@ class StoreBase:
             *job_table.c,
             sweep_table.c.public_id.label("sweep_public_id"),
             fused_group_table.c.public_id.label("fused_group_public_id"),
+            fused_group_table.c.size.label("fused_group_size"),
         ).select_from(
             job_table.outerjoin(sweep_table, job_table.c.sweep_id == sweep_table.c.id)
             .outerjoin(fused_group_job_table, fused_group_job_table.c.job_id == job_table.c.id)
@@ -191,4 +192,5 @@ def job_view(row: Row[Any]) -> JobView:
         sweep_id=fields["sweep_public_id"],
         execution=fields["execution"],
         fused_group=fields["fused_group_public_id"],
+        fused_group_size=fields["fused_group_size"],
     )

@@ -223,20 +223,22 @@ class SweepStore(JobStore):
     def _fetch_sweeps(
         self, connection: Connection, condition: sa.ColumnElement[bool], limit: int | None = None
     ) -> list[tuple[int, SweepView]]:
-        """(row id, sweep) for the sweeps matching `condition`, newest first, each with its job ids and
-        fused groups."""
+        """(row id, sweep) for the sweeps matching `condition`, newest first, each with its job ids, their
+        statuses, and its fused groups."""
         sweeps = connection.execute(
             sa.select(sweep_table).where(condition).order_by(sweep_table.c.id.desc()).limit(limit)
         ).all()
         job_ids: dict[int, list[str]] = {sweep.id: [] for sweep in sweeps}
+        job_statuses: dict[int, dict[str, str]] = {sweep.id: {} for sweep in sweeps}
         groups: dict[int, dict[str, FusedGroupView]] = {sweep.id: {} for sweep in sweeps}
         if sweeps:
-            for sweep_row_id, public_id in connection.execute(
-                sa.select(job_table.c.sweep_id, job_table.c.public_id)
+            for sweep_row_id, public_id, status in connection.execute(
+                sa.select(job_table.c.sweep_id, job_table.c.public_id, job_table.c.status)
                 .where(job_table.c.sweep_id.in_(list(job_ids)))
                 .order_by(job_table.c.id.asc())
             ):
                 job_ids[sweep_row_id].append(public_id)
+                job_statuses[sweep_row_id][public_id] = status
             for member in connection.execute(self._group_members_select(list(groups))):
                 group = groups[member.sweep_id].setdefault(
                     member.group_public_id, FusedGroupView(member.group_public_id, member.size, [])
@@ -256,6 +258,7 @@ class SweepStore(JobStore):
                     created_at=sweep.created_at,
                     job_ids=job_ids[sweep.id],
                     fused_groups=list(groups[sweep.id].values()),
+                    job_statuses=job_statuses[sweep.id],
                 ),
             )
             for sweep in sweeps

@@ -23,6 +23,16 @@ class InvalidCursor(ValueError):
 
 
 @dataclass(frozen=True)
+class JobExecution:
+    """How one job is trained: `fused` — one task trains its group's `group_size` jobs together as stacked
+    models — or `separate`, a task of its own (then `group_id` and `group_size` are None)."""
+
+    mode: Literal["fused", "separate"]
+    group_id: str | None = None
+    group_size: int | None = None
+
+
+@dataclass(frozen=True)
 class JobView:
     """A job as stored. `id` is the public UUID4 hex; `spec` is the validated spec as JSON."""
 
@@ -46,10 +56,19 @@ class JobView:
     sweep_id: str | None
     execution: str | None  # how a sweep's job runs: fused (in `fused_group`) or separate; None outside sweeps
     fused_group: str | None = None  # the public id of the fused group that trains the job
+    fused_group_size: int | None = None  # how many jobs that group trains together
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def execution_details(self) -> JobExecution:
+        """How the job is trained: in its fused group, or as a task of its own (every job outside a sweep's
+        fused groups, a job submitted on its own included)."""
+        if self.fused_group is None:
+            return JobExecution("separate")
+        return JobExecution("fused", self.fused_group, self.fused_group_size)
 
     def job_spec(self) -> JobSpec:
         return JobSpec.model_validate(self.spec)
@@ -66,8 +85,8 @@ class FusedGroupView:
 
 @dataclass(frozen=True)
 class SweepView:
-    """A sweep and its jobs' public ids in creation order (grid point by grid point, seeds innermost), and
-    its fused groups (a job in none runs as its own task)."""
+    """A sweep and its jobs' public ids in creation order (grid point by grid point, seeds innermost), its
+    fused groups (a job in none runs as its own task), and its jobs' statuses by id."""
 
     id: str
     name: str
@@ -79,6 +98,7 @@ class SweepView:
     created_at: datetime
     job_ids: list[str]
     fused_groups: list[FusedGroupView] = field(default_factory=list)
+    job_statuses: dict[str, str] = field(default_factory=dict)  # each job's status as read with the sweep
 
 
 LeaseOutcome = Literal[

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -130,3 +131,64 @@ def test_the_sweeper_publishes_a_group_again_as_one_group_task(
     Sweeper(store, make_celery(stale), stale).sweep_once()
     # The running jobs' group goes out whole: the worker needs every spec to resume the group.
     assert published_tasks(broker_url) == [(TRAIN_GROUP_TASK, created["job_ids"])]
+
+
+def test_each_job_says_whether_a_fused_group_trains_it_and_which(client: TestClient, store: Store) -> None:
+    # bnlab's own BN layer does not fuse: its two jobs run alone, torch's two form one group.
+    created = submit(client, grid={"bn_implementation": ["torch", "bnlab"], "learning_rate": [0.1, 1.0]})
+    fused, alone = created["job_ids"][:2], created["job_ids"][2:]
+    [group] = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]["fused_groups"]
+    assert group["job_ids"] == fused
+
+    read = {job_id: client.get(f"/v1/jobs/{job_id}").json()["execution"] for job_id in created["job_ids"]}
+    assert read == {
+        **{job_id: {"mode": "fused", "group_id": group["id"], "group_size": 2} for job_id in fused},
+        **{job_id: {"mode": "separate", "group_id": None, "group_size": None} for job_id in alone},
+    }
+    listed = client.get("/v1/jobs", params={"sweep_id": created["id"]}).json()["items"]
+    assert {job["id"]: job["execution"] for job in listed} == read
+    cancelled = client.post(f"/v1/jobs/{fused[0]}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["execution"] == read[fused[0]]
+
+
+def test_the_sweep_counts_each_groups_jobs_and_the_separate_ones_by_status(
+    client: TestClient, store: Store
+) -> None:
+    created = submit(client, grid={"bn_implementation": ["torch", "bnlab"], "learning_rate": [0.1, 1.0]})
+    fused, alone = created["job_ids"][:2], created["job_ids"][2:]
+    client.post(f"/v1/jobs/{fused[0]}/cancel")
+    store.acquire_lease(alone[1], "a-worker", lease_seconds=60)
+
+    execution = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]
+    nothing = dict.fromkeys(["queued", "running", "succeeded", "failed", "diverged", "cancelled"], 0)
+    assert [group["status_counts"] for group in execution["fused_groups"]] == [
+        {**nothing, "queued": 1, "cancelled": 1}
+    ]
+    assert execution["separate_status_counts"] == {**nothing, "queued": 1, "running": 1}
+    assert client.get("/v1/sweeps").json()["items"][0]["execution"] == execution
+
+
+def test_listing_jobs_reads_their_groups_in_the_same_statements_however_many_there_are(
+    client: TestClient,
+) -> None:
+    created = submit(client, grid={"learning_rate": [0.01, 0.1, 1.0]}, seeds=[0, 1])
+    engine = client.app.state.store.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(*arguments: Any) -> None:
+        statements.append(arguments[2])
+
+    def statements_to_list(limit: int) -> int:
+        statements.clear()
+        sqlalchemy.event.listen(engine, "before_cursor_execute", count)
+        try:
+            page = client.get("/v1/jobs", params={"sweep_id": created["id"], "limit": limit}).json()
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", count)
+        assert len(page["items"]) == limit and all(
+            job["execution"]["mode"] == "fused" for job in page["items"]
+        )
+        return len(statements)
+
+    one_job = statements_to_list(1)
+    assert one_job > 0 and statements_to_list(6) == one_job

@@ -19,7 +19,7 @@ from tests.api.conftest import SMALL_BODY_LIMIT, TINY_SPEC, submit
 
 JOB_FIELDS = {
     "id", "status", "spec", "created_at", "started_at", "finished_at", "progress", "device", "attempts",
-    "summary", "error", "sweep_id",
+    "summary", "error", "sweep_id", "execution",
 }  # fmt: skip
 SUMMARY_FIELDS = {
     "final_val_accuracy", "best_val_accuracy", "final_train_loss", "steps_to_target", "seconds_to_target",
@@ -43,6 +43,7 @@ def test_submit_answers_201_with_the_stored_job_in_the_documented_shape(
     job = response.json()
     assert set(job) == JOB_FIELDS
     assert job["status"] == "queued" and job["attempts"] == 0 and job["summary"] is None
+    assert job["execution"] == {"mode": "separate", "group_id": None, "group_size": None}
     assert uuid.UUID(job["id"]).hex == job["id"]
     assert JobSpec.model_validate(job["spec"]) == JobSpec.model_validate(PAPER_DIGITS_SPEC)
     stored = store.get_job(job["id"])

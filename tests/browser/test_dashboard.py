@@ -123,6 +123,7 @@ def test_a_job_submitted_through_the_form_trains_live_and_finishes(
     assert points_in(curve.get_attribute("d") or "") == len(stored["steps"]) == 200 // 5
     expect(page.locator("#telemetry-bands figure")).to_have_count(3)  # one band chart per hidden layer
     expect(page.locator("#telemetry-bands path.band")).to_have_count(3)
+    expect(page.locator("#job-execution")).to_have_attribute("data-mode", "separate")
     screenshot(page, "job")
 
 
@@ -204,15 +205,22 @@ def test_compare_two_jobs_shows_their_curves_and_the_speedup(
     screenshot(page, "compare")
 
 
-def test_a_sweep_shows_its_heatmap_its_grid_points_and_its_jobs(
+def status_summary(counts: dict[str, int]) -> str:
+    """Jobs counted by status as the sweep page writes them: finished outcomes first."""
+    order = ["succeeded", "diverged", "failed", "cancelled", "running", "queued"]
+    return " · ".join(f"{counts[status]} {status}" for status in order if counts[status])
+
+
+def test_a_sweep_shows_its_heatmap_its_grid_points_its_fused_groups_and_its_jobs(
     sqlite_service: RunningService, page: Page, screenshot: Screenshot
 ) -> None:
+    # bnlab's own BN layer does not fuse: the two BN jobs run alone, the two without BN as one fused group.
     request = {
         "name": unique("lr-x-bn"),
-        "base": {**TINY_SPEC, "target_accuracy": 0.5},
+        "base": {**TINY_SPEC, "target_accuracy": 0.5, "bn_implementation": "bnlab"},
         "grid": {"learning_rate": [0.1, 1.0], "batch_norm": [True, False]},
         "seeds": [0],
-        "execution": "separate",
+        "execution": "fused",
     }
     created = httpx.post(f"{sqlite_service.url}/v1/sweeps", json=request, timeout=10)
     assert created.status_code == 201, created.text
@@ -236,13 +244,37 @@ def test_a_sweep_shows_its_heatmap_its_grid_points_and_its_jobs(
             assert final_text == "—"
         else:
             assert number_in(final_text) == pytest.approx(mean, abs=5e-4)
+
+    execution = sweep["execution"]
+    [group] = execution["fused_groups"]
+    assert group["size"] == 2 and len(execution["separate_job_ids"]) == 2
+    group_row = page.locator(f'#sweep-groups tbody tr[data-group-id="{group["id"]}"]')
+    expect(group_row.locator("td")).to_have_text(
+        [f"fused group {group['id'][:8]}", "2", status_summary(group["status_counts"]), "compare its jobs"]
+    )
+    separate_row = page.locator('#sweep-groups tbody tr[data-execution="separate"]')
+    expect(separate_row.locator("td").nth(2)).to_have_text(
+        status_summary(execution["separate_status_counts"])
+    )
+    expect(separate_row.locator("a")).to_have_count(2)
+    assert [link.get_attribute("href") for link in separate_row.locator("a").all()] == [
+        f"#/jobs/{job_id}" for job_id in execution["separate_job_ids"]
+    ]
     screenshot(page, "sweep")
 
-    page.click("text=Its jobs")
+    # By role and exact name: the group table's heading and "compare its jobs" links also say "its jobs".
+    page.get_by_role("link", name="Its jobs", exact=True).click()
     expect(page.locator("#sweep-filter")).to_have_value(sweep_id)
     listed = page.locator("#jobs-table tbody tr[data-job-id]")
     expect(listed).to_have_count(len(job_ids))
     assert {row.get_attribute("data-job-id") for row in listed.all()} == set(job_ids)
+
+    page.goto(f"{sqlite_service.url}/#/jobs/{group['job_ids'][0]}")
+    shown_execution = page.locator("#job-execution")
+    expect(shown_execution).to_have_attribute("data-mode", "fused")
+    expect(shown_execution).to_have_text(
+        f"fused group {group['id'][:8]}: 2 jobs trained together as stacked models"
+    )
 
 
 def test_cancel_a_job_from_its_page_then_filter_the_table_by_status(

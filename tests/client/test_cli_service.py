@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -243,6 +244,7 @@ def test_show_prints_the_job_and_json_is_the_services_answer(service: RunningSer
     assert shown.exit_code == 0, shown.output
     for text in (job_id, "succeeded", "final val accuracy", f"{job['summary']['final_val_accuracy']:.4g}"):
         assert text in shown.stdout
+    assert re.search(r"^execution +separate \(a task of its own\)", shown.stdout, re.MULTILINE)
     as_json = bnlab(service, "show", job_id, "--json")
     assert json.loads(as_json.stdout) == service.job(job_id)
 
@@ -336,7 +338,18 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
         final = point["final_accuracy"]
         assert f"{final['mean']:.3g} ± {final['std']:.2g}" in shown.stdout
     assert "batch_norm=true" in shown.stdout and "batch_norm=false" in shown.stdout
+    # The default execution is fused: BN on and BN off train as two groups of two.
+    groups = answer["execution"]["fused_groups"]
+    assert [group["size"] for group in groups] == [2, 2]
+    for group in groups:
+        assert re.search(rf"fused group {group['id']} +│ +2 │ succeeded 2", shown.stdout), shown.stdout
+    assert "separate" not in shown.stdout
     assert json.loads(bnlab(service, "sweep", "show", sweep_id, "--json").stdout) == answer
+
+    member = bnlab(service, "show", groups[0]["job_ids"][1])
+    assert re.search(
+        rf"^execution +fused group {groups[0]['id']} \(2 jobs trained together\)", member.stdout, re.MULTILINE
+    ), member.stdout
 
 
 def test_sweep_submit_of_an_invalid_grid_is_one_line(service: RunningService, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from core.spec import JobSpec
-from core.store import InvalidCursor, Store
+from core.store import InvalidCursor, JobExecution, Store
 
 
 def make_spec(**overrides: Any) -> JobSpec:
@@ -156,6 +156,9 @@ def test_a_sweep_and_its_jobs_are_created_together(store: Store) -> None:
         ("fused", group.id),
         ("separate", None),
     ]
+    in_group, alone = JobExecution("fused", group.id, 2), JobExecution("separate")
+    assert [job.execution_details for job in jobs] == [in_group, alone, in_group, alone]
+    assert sweep.job_statuses == dict.fromkeys(sweep.job_ids, "queued")
     assert store.get_sweep(sweep.id) == sweep
     assert store.get_sweep("0" * 32) is None
 

@@ -84,6 +84,21 @@ export function jobLabel(job) {
   return job.spec?.name || job.name || shortId(job.id);
 }
 
+// Finished outcomes first, then what is still to come: "12 succeeded · 1 diverged · 3 running".
+const STATUS_SUMMARY_ORDER = ["succeeded", "diverged", "failed", "cancelled", "running", "queued"];
+
+/** Jobs counted by status (the API's `status_counts`) in a few words; zero counts are left out. */
+export function formatStatusCounts(counts) {
+  const parts = STATUS_SUMMARY_ORDER.filter((status) => counts[status] > 0).map((status) => `${counts[status]} ${status}`);
+  return parts.join(" · ") || "—";
+}
+
+/** How a job is trained, from its `execution`: in a fused group (short id and size) or as a task of its own. */
+export function formatExecution(execution) {
+  if (execution?.mode !== "fused") return "separate: a task of its own";
+  return `fused group ${shortId(execution.group_id)}: ${execution.group_size} jobs trained together as stacked models`;
+}
+
 export function statusBadge(status) {
   return h("span", { class: `status status-${status}`, "data-status": status }, status);
 }

@@ -1,6 +1,6 @@
 // One job (`#/jobs/<id>`): status, live progress with speed and ETA, the summary, loss and accuracy
 // curves drawn while it trains (from the event stream), the paper's Fig. 1 telemetry per hidden layer,
-// saturation and gradient norms, the spec, and a cancel button.
+// saturation and gradient norms, the spec, how it is trained (in a fused group or alone), and a cancel button.
 
 import { followJobEvents, getJson, postJson } from "./api.js";
 import { PALETTE, bandChart, lineChart } from "./charts.js";
@@ -8,6 +8,7 @@ import {
   TERMINAL_STATUSES,
   errorBox,
   formatDuration,
+  formatExecution,
   formatNumber,
   formatTime,
   h,
@@ -62,6 +63,7 @@ function summaryRows(job) {
     ["Finished", formatTime(job.finished_at)],
   ];
   if (job.sweep_id) rows.push(["Sweep", h("a", { href: `#/sweeps/${job.sweep_id}` }, shortId(job.sweep_id))]);
+  rows.push(["Execution", h("span", { id: "job-execution", "data-mode": job.execution.mode }, formatExecution(job.execution))]);
   if (job.error) rows.push(["Error", h("span", { class: "error-text" }, job.error)]);
   return h("dl", { class: "summary", id: "job-summary" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
 }

@@ -1,11 +1,12 @@
 // Sweeps: the list (`#/sweeps`) and one sweep (`#/sweeps/<id>`) with its progress, the heatmap of mean
-// final accuracy (an image fetched with the API key and shown from a blob URL) and one row per grid point
-// aggregated over seeds.
+// final accuracy (an image fetched with the API key and shown from a blob URL), one row per grid point
+// aggregated over seeds, and one row per fused group (plus one for the jobs run alone) with its jobs' statuses.
 
 import { ApiError, fetchBlobUrl, getJson, postJson } from "./api.js";
 import {
   errorBox,
   formatStat,
+  formatStatusCounts,
   formatTime,
   h,
   isAbort,
@@ -81,11 +82,46 @@ function pointTable(sweep) {
   );
 }
 
+/** One row per fused group (one task trains its jobs as stacked models), then one for the jobs run alone. */
+function executionTable(sweep) {
+  const { fused_groups: groups, separate_job_ids: separate } = sweep.execution;
+  const rows = groups.map((group) =>
+    h(
+      "tr",
+      { "data-group-id": group.id },
+      h("td", {}, "fused group ", h("code", { title: group.id }, shortId(group.id))),
+      h("td", { class: "number" }, group.size),
+      h("td", { class: "group-statuses" }, formatStatusCounts(group.status_counts)),
+      h("td", {}, group.job_ids.length <= MAX_COMPARED_JOBS ? h("a", { href: `#/compare?ids=${group.job_ids.join(",")}` }, "compare its jobs") : null),
+    ),
+  );
+  if (separate.length) {
+    rows.push(
+      h(
+        "tr",
+        { "data-execution": "separate" },
+        h("td", {}, "separate (a task each)"),
+        h("td", { class: "number" }, separate.length),
+        h("td", { class: "group-statuses" }, formatStatusCounts(sweep.execution.separate_status_counts)),
+        h("td", {}, h("div", { class: "job-links" }, separate.map((jobId) => h("a", { href: `#/jobs/${jobId}`, title: jobId }, h("code", {}, shortId(jobId)))))),
+      ),
+    );
+  }
+  const headers = [["Execution", ""], ["Jobs", "number"], ["Statuses", ""], ["", ""]];
+  return h(
+    "table",
+    { class: "groups", id: "sweep-groups" },
+    h("thead", {}, h("tr", {}, headers.map(([title, kind]) => h("th", { class: kind }, title)))),
+    h("tbody", {}, rows),
+  );
+}
+
 export function sweepPage(root, sweepId, life) {
   const messages = h("div", { class: "messages" });
   const header = h("div");
   const heatmapHolder = h("figure", { class: "heatmap", id: "sweep-heatmap" }, h("p", { class: "muted" }, "Drawing the heatmap…"));
   const tableHolder = h("div");
+  const executionHolder = h("div");
   let imageUrl = null;
   let heatmapDrawnAt = -Infinity;
   let heatmapDone = -1;
@@ -139,12 +175,19 @@ export function sweepPage(root, sweepId, life) {
     );
   }
 
-  root.append(header, messages, h("section", {}, h("h2", {}, "Mean final accuracy"), heatmapHolder), h("section", {}, h("h2", {}, "Per grid point (mean ± std over seeds)"), tableHolder));
+  root.append(
+    header,
+    messages,
+    h("section", {}, h("h2", {}, "Mean final accuracy"), heatmapHolder),
+    h("section", {}, h("h2", {}, "Per grid point (mean ± std over seeds)"), tableHolder),
+    h("section", {}, h("h2", {}, "How its jobs were executed"), executionHolder),
+  );
   life.loop(
     async () => {
       const sweep = await getJson(`/v1/sweeps/${sweepId}`, { signal: life.signal });
       renderHeader(sweep);
       tableHolder.replaceChildren(pointTable(sweep));
+      executionHolder.replaceChildren(executionTable(sweep));
       await drawHeatmap(sweep);
       return sweep;
     },
