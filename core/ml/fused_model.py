@@ -378,26 +378,33 @@ class StackedMLP:
             layer.bn_weight is not None and layer.bn_bias is not None and tape.normalized_inputs is not None
         )
         width = layer.width
-        scale, _, means, variances = (
-            vector.view(self.size, width) for vector in self._normalization_vectors(layer)
-        )
+        scale = self._normalization_vectors(layer)[0].view(self.size, width)
         saved_means = _joined(tape.saved_means).view(self.size, width)
         saved_inverse_stds = _joined(tape.saved_inverse_stds).view(self.size, width)
-        gradient = gradient.contiguous()
+        # `unbind` slices all models in one call (indexing each would cost a call per model and tensor);
+        # training mode's backward pass reads no running statistics.
         per_model = [
             torch.ops.aten.native_batch_norm_backward(
-                gradient[slot],
-                tape.normalized_inputs[slot],
-                scale[slot],
-                means[slot],
-                variances[slot],
-                saved_means[slot],
-                saved_inverse_stds[slot],
+                model_gradient,
+                model_inputs,
+                model_scale,
+                None,
+                None,
+                model_mean,
+                model_inverse_std,
                 True,
                 eps,
                 [True, True, True],
             )
-            for slot, (eps, _momentum) in enumerate(self._normalization)
+            for model_gradient, model_inputs, model_scale, model_mean, model_inverse_std, (eps, _) in zip(
+                gradient.contiguous().unbind(),
+                tape.normalized_inputs.unbind(),
+                scale.unbind(),
+                saved_means.unbind(),
+                saved_inverse_stds.unbind(),
+                self._normalization,
+                strict=True,
+            )
         ]
         input_gradients, scale_gradients, shift_gradients = zip(*per_model, strict=True)
         gradients[layer.bn_weight] = torch.stack(scale_gradients)
