@@ -68,14 +68,19 @@ def can_fuse(first: JobSpec, second: JobSpec) -> bool:
     return key is not None and key == fusion_key(second)
 
 
-def fusion_groups(specs: Sequence[JobSpec], max_group_size: int) -> list[list[int]]:
+def fusion_groups(
+    specs: Sequence[JobSpec], max_group_size: int, max_gpu_group_size: int | None = None
+) -> list[list[int]]:
     """Split `specs` into groups of indices to train together, in the order the groups first appear.
 
     Specs with equal fusion keys form one group; a group larger than `max_group_size` is cut into the
     fewest groups of at most that size, of sizes as even as possible (20 at most 16 → 10 + 10, not 16 + 4).
-    A spec that cannot be fused is a group of its own: train it with `core.ml.run`.
+    A group of specs asking for a GPU (`cuda…`) is cut at `max_gpu_group_size` instead, where given: a GPU
+    runs hundreds of small models at once, a CPU core fastest per model at about 16 (larger stacks
+    outgrow its caches; `benchmarks/fused_sweep.py`). A spec that cannot be fused is a group of its own:
+    train it with `core.ml.run`.
     """
-    if max_group_size < 1:
+    if max_group_size < 1 or (max_gpu_group_size is not None and max_gpu_group_size < 1):
         raise ValueError("max_group_size must be at least 1")
     by_key: dict[FusionKey, list[int]] = {}
     groups: list[list[int]] = []
@@ -90,7 +95,9 @@ def fusion_groups(specs: Sequence[JobSpec], max_group_size: int) -> list[list[in
             groups.append(by_key[key])
     split: list[list[int]] = []
     for group in groups:
-        parts = math.ceil(len(group) / max_group_size)
+        on_gpu = specs[group[0]].device.startswith("cuda") and max_gpu_group_size is not None
+        limit = max_gpu_group_size if on_gpu and max_gpu_group_size is not None else max_group_size
+        parts = math.ceil(len(group) / limit)
         size, larger = divmod(len(group), parts)
         start = 0
         for part in range(parts):

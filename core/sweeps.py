@@ -384,14 +384,16 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return distinct
 
 
-def fused_groups(specs: Sequence[JobSpec], execution: str, max_group_size: int) -> list[list[int]]:
+def fused_groups(
+    specs: Sequence[JobSpec], execution: str, max_group_size: int, max_gpu_group_size: int | None = None
+) -> list[list[int]]:
     """The sweep's jobs that one task each trains together, as indices into `specs`, one list per group of
     two or more (grouped by `core.fusion.fusion_groups`: a BN-on and a BN-off group are two groups, a group
-    above `max_group_size` is split evenly). None for a `separate` sweep; every job in no group runs as a
-    task of its own."""
+    above `max_group_size` — `max_gpu_group_size` for GPU specs — is split evenly). None for a `separate`
+    sweep; every job in no group runs as a task of its own."""
     if execution != "fused":
         return []
-    return [group for group in fusion_groups(specs, max_group_size) if len(group) > 1]
+    return [group for group in fusion_groups(specs, max_group_size, max_gpu_group_size) if len(group) > 1]
 
 
 def how_executed(requested: str, group_sizes: Sequence[int], size: int) -> tuple[ExecutionUsed, str]:

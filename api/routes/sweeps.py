@@ -161,7 +161,9 @@ def submit_sweep(
         sweep.replicate_seeds(),
         sweep.execution,
         specs,
-        fused_groups(specs, sweep.execution, settings.max_fused_group_size),
+        fused_groups(
+            specs, sweep.execution, settings.max_fused_group_size, settings.max_fused_gpu_group_size
+        ),
     )
     device_of = {job_id: spec.device for job_id, spec in zip(created.job_ids, specs, strict=True)}
     for group in created.fused_groups:

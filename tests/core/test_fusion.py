@@ -101,6 +101,16 @@ def test_a_large_group_is_cut_into_even_parts(size: int, max_group_size: int, si
     assert [index for group in groups for index in group] == list(range(size))
 
 
+def test_gpu_groups_are_cut_at_their_own_size() -> None:
+    cpu = [spec(seed=seed, device="cpu") for seed in range(40)]
+    gpu = [spec(seed=seed, device="cuda") for seed in range(40)]
+    groups = fusion_groups(cpu + gpu, max_group_size=16, max_gpu_group_size=256)
+    assert [len(group) for group in groups] == [14, 13, 13, 40]
+    assert groups[-1] == list(range(40, 80))
+    # Without a GPU size every group is cut at max_group_size.
+    assert [len(group) for group in fusion_groups(gpu, max_group_size=16)] == [14, 13, 13]
+
+
 def test_a_group_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         fusion_groups([spec()], max_group_size=0)
