@@ -2,16 +2,17 @@
 -> list[Result]`.
 
 M jobs that `core.fusion.can_fuse` pairs (one MLP architecture, one optimizer kind, one schedule) train as
-ONE stacked model (`core.ml.fused_model`): one batched matmul per layer, one native batch-norm call, one
-optimizer update (`core.ml.fused_optim`) for all of them. Small nets spend most of a separate step on
+ONE stacked model (`core.ml.fused_model`): one batched matmul per layer, one native batch-norm forward
+call, one optimizer update (`core.ml.fused_optim`) for all of them. Small nets spend most of a separate step on
 per-operation overhead; a fused step pays it once for M models.
 
 Each model stays the job it was:
 - it starts from the parameters `build_model` makes under its own seed, draws its batches from its own
   `BatchSampler` seeded like its separate run, and is stepped with its separate run's kernels on the same
-  values, so without dropout it follows the separate run's trajectory (on the CPU at one thread, its
-  parameters and validation figures are bit-identical in practice; train_loss agrees to ~1e-7 relative,
-  its per-step mean being summed in another order). The loss the group minimizes is the sum of the
+  values, so without dropout it follows the separate run's trajectory: on the CPU at one thread its
+  parameters, validation figures and accuracies are bit-identical at any layer width (see
+  `core.ml.fused_model` for what that takes); train_loss agrees to ~1e-7 relative, its per-step mean
+  being summed in another order. The loss the group minimizes is the sum of the
   models' mean losses, whose gradient for each model is that model's own (a mean over models would shrink
   every gradient by 1/M);
 - it reports through its own `Callbacks` as `core.ml.run` does: progress at step 0 and at every sync point,
