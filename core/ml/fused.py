@@ -3,8 +3,8 @@
 
 M jobs that `core.fusion.can_fuse` pairs (one MLP architecture, one optimizer kind, one schedule) train as
 ONE stacked model (`core.ml.fused_model`): one batched matmul per layer, one native batch-norm forward
-call, one optimizer update (`core.ml.fused_optim`) for all of them. Small nets spend most of a separate step on
-per-operation overhead; a fused step pays it once for M models.
+call, one optimizer update (`core.ml.fused_optim`) for all of them. Small nets spend most of a separate
+step on per-operation overhead; a fused step pays it once for M models.
 
 Each model stays the job it was:
 - it starts from the parameters `build_model` makes under its own seed, draws its batches from its own
