@@ -3,9 +3,9 @@
 A fused group trains M models of one architecture as stacked tensors (see `core.ml.fused`): one batched
 kernel per layer for all of them, one step counter, one schedule of evaluations. So everything that shapes
 the tensors or the schedule must be equal — the architecture, batch norm on or off, the optimizer kind, the
-dataset and batch size, the number of steps and the evaluation, telemetry and checkpoint intervals, the
-device — while everything that only changes numbers may differ per model: learning rate, dropout rate,
-initialization, BN momentum and eps, seed, target accuracy, name.
+dataset and batch size, the number of steps and the evaluation, telemetry, landscape and checkpoint
+intervals, the device — while everything that only changes numbers may differ per model: learning rate,
+dropout rate, initialization, BN momentum and eps, seed, target accuracy, name.
 
 Torch-free on purpose: the API splits a sweep into groups without importing the training core.
 """
@@ -31,6 +31,7 @@ class FusionKey(NamedTuple):
     steps: int
     eval_every: int
     telemetry_every: int
+    landscape_every: int
     checkpoint_every: int
     device: str
 
@@ -38,15 +39,13 @@ class FusionKey(NamedTuple):
 def fusion_key(spec: JobSpec) -> FusionKey | None:
     """What `spec` shares with the specs it can be fused with; None when it cannot be fused at all.
 
-    Fused training covers MLPs with torch's batch norm (or none) and without loss-landscape probes; a CNN,
-    bnlab's own BN layer (the paper's Algorithm 1 written out) or `landscape_every` > 0 train separately.
+    Fused training covers MLPs with torch's batch norm (or none); a CNN or bnlab's own BN layer (the
+    paper's Algorithm 1 written out) train separately.
     """
     architecture = spec.architecture
     if not isinstance(architecture, MLPArchitecture):
         return None
     if spec.batch_norm and spec.bn_implementation != "torch":
-        return None
-    if spec.landscape_every > 0:
         return None
     return FusionKey(
         hidden=tuple(architecture.hidden),
@@ -58,6 +57,7 @@ def fusion_key(spec: JobSpec) -> FusionKey | None:
         steps=spec.steps,
         eval_every=spec.eval_every,
         telemetry_every=spec.telemetry_every,
+        landscape_every=spec.landscape_every,
         checkpoint_every=spec.checkpoint_every,
         device=spec.device,
     )

@@ -406,7 +406,7 @@ def how_executed(requested: str, group_sizes: Sequence[int], size: int) -> tuple
         return (
             "separate",
             "fused requested, but no two jobs can train together (fused training covers MLPs with torch's "
-            "batch norm or none and no landscape probes, sharing architecture, optimizer kind, batch size "
+            "batch norm or none, sharing architecture, optimizer kind, batch size "
             "and schedule), so each job runs as its own task",
         )
     groups = f"{len(group_sizes)} fused group{'s' if len(group_sizes) > 1 else ''}"

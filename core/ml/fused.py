@@ -16,7 +16,8 @@ Each model stays the job it was:
   models' mean losses, whose gradient for each model is that model's own (a mean over models would shrink
   every gradient by 1/M);
 - it reports through its own `Callbacks` as `core.ml.run` does: progress at step 0 and at every sync point,
-  its four metrics at the same steps, telemetry, summary, steps and seconds to target;
+  its four metrics at the same steps, telemetry, loss-landscape probes (each model probed on its own net,
+  bound to its slices of the stacks, by its separate run's probe), summary, steps and seconds to target;
 - a model whose loss becomes non-finite ends `diverged` at that step and leaves the stacks at the sync point
   that finds it (its NaNs never enter another model's numbers: every kernel keeps models apart), and a model
   whose `should_stop()` is true ends `cancelled` and leaves likewise; the others go on, faster;
@@ -56,6 +57,7 @@ from core.ml.checkpoints import SPEC_FIELDS_THAT_DO_NOT_CHANGE_TRAINING, Running
 from core.ml.data import KNOWN_SHA256, load_dataset
 from core.ml.fused_model import StackedMLP
 from core.ml.fused_optim import StackedOptimizer
+from core.ml.landscape import LandscapeProbe
 from core.ml.nets import Net, build_model
 from core.ml.sampling import BatchSampler
 from core.ml.telemetry import layer_telemetry, probe_batch
@@ -190,9 +192,10 @@ class _FusedGroup:
         self.on_group_checkpoint = on_group_checkpoint
         self.on_model_result = on_model_result
         self.steps, self.batch_size = first.steps, first.batch_size
-        self.eval_every, self.telemetry_every, self.checkpoint_every = (
+        self.eval_every, self.telemetry_every, self.landscape_every, self.checkpoint_every = (
             first.eval_every,
             first.telemetry_every,
+            first.landscape_every,
             first.checkpoint_every,
         )
         # Models with equal BN eps and momentum sit next to each other: one batch_norm call per run of them.
@@ -340,7 +343,7 @@ class _FusedGroup:
 
     def _steps_to_next_event(self) -> int:
         """Steps until the next step that is evaluated, probed, checkpointed, or the last one."""
-        intervals = [self.eval_every, self.telemetry_every, self.checkpoint_every]
+        intervals = [self.eval_every, self.telemetry_every, self.landscape_every, self.checkpoint_every]
         following = [self.step + interval - self.step % interval for interval in intervals if interval > 0]
         return min([self.steps, *following]) - self.step
 
@@ -349,7 +352,7 @@ class _FusedGroup:
         fitting = int(steps * SYNC_SECONDS / seconds) if seconds > 0 else 2 * steps
         return max(1, min(fitting, 2 * steps, self.max_stretch_steps))
 
-    # Evaluation, telemetry, checkpoints.
+    # Evaluation, telemetry, landscape probes, checkpoints.
 
     def _report_due_events(self) -> None:
         step = self.step
@@ -361,10 +364,26 @@ class _FusedGroup:
             for member, net in zip(self.active, self.nets, strict=True):
                 probe = self.data.probe_inputs(member.dataset_slot)
                 member.callbacks.on_telemetry(layer_telemetry(net, probe, step))
+        if self.landscape_every and step % self.landscape_every == 0:
+            for member, net in zip(self.active, self.nets, strict=True):
+                member.callbacks.on_landscape([self._landscape_probe(member, net)(step)])
         # At the last step there is nothing left to resume.
         due = self.checkpoint_every and step % self.checkpoint_every == 0 and step < self.steps
         if due and self.on_group_checkpoint is not None:
             self.on_group_checkpoint(step, self._snapshot())
+
+    def _landscape_probe(self, member: _Member, net: Net) -> LandscapeProbe:
+        """Model `member`'s loss-landscape probe, on its net bound to its slices of the stacks.
+
+        The probe is its separate run's, on the same module and values: it moves the slices in place,
+        takes gradients with autograd, and puts parameters and BN averages back bit for bit, so its record
+        is the separate run's and training goes on as if it had not happened. It is built at each probe
+        step, because `_remove` rebinds the nets' BN buffers to new stacks.
+        """
+        start = member.dataset_slot * self.data.train_size
+        train_x = self.data.train_x[start : start + self.batch_size].view(-1, *self.data.input_shape)
+        train_y = self.data.train_y[start : start + self.batch_size]
+        return LandscapeProbe.for_run(net, train_x, train_y, member.spec)
 
     def _evaluate(self) -> list[list[MetricPoint]]:
         """Each active model's four metrics at the current step; updates their running summaries."""

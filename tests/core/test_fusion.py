@@ -53,6 +53,7 @@ def test_what_only_changes_numbers_fuses(changes: dict[str, Any]) -> None:
         {"steps": 1000},
         {"eval_every": 10},
         {"telemetry_every": 100},
+        {"landscape_every": 100},
         {"checkpoint_every": 100},
         {"device": "cpu"},
     ],
@@ -67,7 +68,6 @@ def test_what_shapes_tensors_or_the_schedule_does_not(changes: dict[str, Any]) -
     [
         {"architecture": {"kind": "cnn", "channels": [8], "activation": "relu"}},
         {"bn_implementation": "bnlab"},
-        {"landscape_every": 10},
     ],
 )
 def test_some_specs_never_fuse(changes: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from core.ml import run
 from core.ml.fused import run_fused
-from core.results import Callbacks, MetricPoint, Progress, Result, TelemetryRecord
+from core.results import Callbacks, LandscapeRecord, MetricPoint, Progress, Result, TelemetryRecord
 from core.settings import Settings
 from core.spec import JobSpec
 from tests.core.ml.helpers import make_spec
@@ -34,6 +34,7 @@ class Recorder:
         self.progress: list[Progress] = []
         self.metrics: list[MetricPoint] = []
         self.telemetry: list[TelemetryRecord] = []
+        self.landscape: list[LandscapeRecord] = []
         self.checkpoints: dict[int, bytes] = {}
         self.stop_after_step = stop_after_step
 
@@ -42,6 +43,7 @@ class Recorder:
             on_progress=self.progress.append,
             on_metrics=self.metrics.extend,
             on_telemetry=self.telemetry.extend,
+            on_landscape=self.landscape.extend,
             on_checkpoint=self.checkpoints.__setitem__,
             should_stop=self.should_stop,
         )
@@ -167,6 +169,47 @@ def test_each_model_reports_progress_telemetry_and_target_like_its_run() -> None
         assert actual.summary.steps_to_target == expected.summary.steps_to_target is not None
         assert actual.summary.seconds_to_target is not None and actual.summary.seconds_to_target > 0
         assert together_recorder.checkpoints == {}  # a model's state means nothing outside its group
+
+
+def comparable(points: list[MetricPoint]) -> list[tuple[str, int, float | str]]:
+    """Metric points as tuples that compare equal when the values are (NaN, whose != is always true, as
+    its text)."""
+    return [
+        (point.name, point.step, point.value if math.isfinite(point.value) else repr(point.value))
+        for point in points
+    ]
+
+
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "no-bn, one diverging"])
+def test_each_model_probes_its_loss_landscape_as_its_separate_run_and_trains_on_untouched(
+    batch_norm: bool,
+) -> None:
+    """Landscape probes move each model's slices of the stacks (BN's running averages included) and put
+    them back: the records are the separate runs' to the bit, and training follows the same trajectory
+    with probes on or off. Without BN one model diverges and leaves; the others are probed on after the
+    stacks shrank."""
+    common = {"steps": 120, "eval_every": 20, "landscape_every": 40, "batch_size": 60}
+    if batch_norm:
+        specs = [
+            make_spec(**common, learning_rate=0.1, seed=0),
+            make_spec(**common, learning_rate=1.0, seed=1, bn_eps=1e-3),
+        ]
+    else:
+        specs = [
+            make_spec(**common, **DIVERGING, learning_rate=rate, seed=seed)
+            for rate, seed in [(0.05, 0), (100.0, 1), (0.2, 2)]
+        ]
+    alone_results, alone = separately(specs)
+    together_results, together = fused(specs)
+    _, unprobed = fused([spec.model_copy(update={"landscape_every": 0}) for spec in specs])
+    for expected, actual, alone_recorder, together_recorder, unprobed_recorder in zip(
+        alone_results, together_results, alone, together, unprobed, strict=True
+    ):
+        assert actual.outcome == expected.outcome
+        assert together_recorder.landscape == alone_recorder.landscape
+        assert comparable(together_recorder.metrics) == comparable(unprobed_recorder.metrics)
+    probed = [len(recorder.landscape) for recorder in together]
+    assert probed == ([3, 3] if batch_norm else [3, 0, 3])
 
 
 def test_dropout_agrees_in_distribution_and_a_rate_of_zero_exactly() -> None:
