@@ -75,7 +75,7 @@ from core.spec import JobSpec
 __all__ = ["can_fuse", "fusion_key", "run_fused"]
 
 FUSED_CHECKPOINT_FORMAT = 1
-MAX_EVAL_VALUES = 1 << 24  # input values of one fused evaluation chunk (64 MiB of float32)
+MAX_EVAL_VALUES = 1 << 24  # input values of one fused evaluation pass (64 MiB of float32)
 # The official train/test split of an IDX dataset does not depend on the seed: load it once per group.
 SEED_INDEPENDENT_DATASETS = frozenset(KNOWN_SHA256)
 
@@ -409,28 +409,37 @@ class _FusedGroup:
         return reports
 
     def _validation_figures(self) -> tuple[Tensor, Tensor]:
-        """Each model's mean loss and accuracy on its held-out split, BN's running statistics, no dropout."""
-        models, size = len(self.active), self.data.val_size
-        rows = max(1, min(EVAL_BATCH_SIZE, MAX_EVAL_VALUES // (models * self.data.val_x.shape[1])))
+        """Each model's mean loss and accuracy on its held-out split, BN's running statistics, no dropout.
+
+        The held-out examples go through in chunks of EVAL_BATCH_SIZE rows, as a separate run's do (a
+        chunk of another length would put other values in the nonlinearity's one-by-one tail, see
+        `core.ml.fused_model`); where M models' chunks would take more than MAX_EVAL_VALUES input values,
+        the models are evaluated a few at a time instead.
+        """
+        models, size, features = len(self.active), self.data.val_size, self.data.val_x.shape[1]
+        rows = max(1, min(EVAL_BATCH_SIZE, MAX_EVAL_VALUES // features))
+        models_per_pass = max(1, MAX_EVAL_VALUES // (rows * features))
         loss_sum = torch.zeros(models, dtype=torch.float64, device=self.device)
         correct = torch.zeros(models, dtype=torch.long, device=self.device)
         with torch.no_grad():
-            for start in range(0, size, rows):
-                positions = self.val_offsets + torch.arange(
-                    start, min(start + rows, size), device=self.device
-                )
-                inputs = self.data.val_x.index_select(0, positions.view(-1)).view(
-                    models, positions.shape[1], -1
-                )
-                labels = self.data.val_y[positions]
-                logits = self.model.forward(inputs)
-                # One summed loss per model, as `run` sums its chunks, so the figure is the same to the bit.
-                chunk_losses = [
-                    F.cross_entropy(model_logits, model_labels, reduction="sum")
-                    for model_logits, model_labels in zip(logits, labels, strict=True)
-                ]
-                loss_sum += torch.stack(chunk_losses).double()
-                correct += (logits.argmax(dim=-1) == labels).sum(dim=1)
+            for first in range(0, models, models_per_pass):
+                last = min(first + models_per_pass, models)
+                model = self.model if last - first == models else self.model.models_between(first, last)
+                offsets = self.val_offsets[first:last]
+                for start in range(0, size, rows):
+                    positions = offsets + torch.arange(start, min(start + rows, size), device=self.device)
+                    inputs = self.data.val_x.index_select(0, positions.view(-1)).view(
+                        last - first, positions.shape[1], -1
+                    )
+                    labels = self.data.val_y[positions]
+                    logits = model.forward(inputs)
+                    # One summed loss per model, as `run` sums its chunks: the figure is the same to the bit.
+                    chunk_losses = [
+                        F.cross_entropy(model_logits, model_labels, reduction="sum")
+                        for model_logits, model_labels in zip(logits, labels, strict=True)
+                    ]
+                    loss_sum[first:last] += torch.stack(chunk_losses).double()
+                    correct[first:last] += (logits.argmax(dim=-1) == labels).sum(dim=1)
         return loss_sum / size, correct.double() / size
 
     def _snapshot(self) -> bytes:

@@ -40,6 +40,7 @@ distribution, not value by value.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,6 +170,18 @@ class StackedMLP:
         self._dropout_rates = [self._dropout_rates[slot] for slot in slots]
         self._normalization = [self._normalization[slot] for slot in slots]
         self._refresh()
+
+    def models_between(self, first: int, last: int) -> StackedMLP:
+        """Models [first, last) as a stacked model of their own, its stacks views of this one's: for
+        evaluating a large group a few models at a time (training always steps the whole stack)."""
+        part = copy.copy(self)
+        part.parameters = [parameter[first:last] for parameter in self.parameters]
+        part.running_means = [buffer[first:last] for buffer in self.running_means]
+        part.running_vars = [buffer[first:last] for buffer in self.running_vars]
+        part._dropout_rates = self._dropout_rates[first:last]
+        part._normalization = self._normalization[first:last]
+        part._refresh()
+        return part
 
     def state_dict(self) -> dict[str, Any]:
         return {

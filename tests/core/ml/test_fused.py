@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from core.ml import fused as fused_module
 from core.ml import run
 from core.ml.fused import run_fused
+from core.ml.training import EVAL_BATCH_SIZE
 from core.results import Callbacks, LandscapeRecord, MetricPoint, Progress, Result, TelemetryRecord
 from core.settings import Settings
 from core.spec import JobSpec
@@ -141,6 +143,29 @@ def test_fused_models_compute_their_separate_runs_to_the_bit_at_widths_off_the_v
         assert actual.summary.final_val_loss == expected.summary.final_val_loss
         # train_loss is each step's mean, summed over the models' losses in another order: to rounding.
         assert_same_metrics(alone_recorder, together_recorder, tolerance=1e-6)
+
+
+def test_a_group_too_large_for_one_evaluation_pass_is_evaluated_a_few_models_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Evaluation keeps a separate run's chunks of held-out rows (another chunk length would round a
+    100-wide sigmoid's tail differently) and bounds its memory by taking fewer models per pass."""
+    features = 64  # digits
+    monkeypatch.setattr(fused_module, "MAX_EVAL_VALUES", EVAL_BATCH_SIZE * features)  # a model a pass
+    common = {
+        "architecture": {"kind": "mlp", "hidden": [100], "activation": "sigmoid"},
+        "steps": 40,
+        "eval_every": 20,
+    }
+    specs = [make_spec(**common, learning_rate=0.1 * (index + 1), seed=index) for index in range(8)]
+    alone_results, alone = separately(specs)
+    together_results, together = fused(specs)
+    for expected, actual, alone_recorder, together_recorder in zip(
+        alone_results, together_results, alone, together, strict=True
+    ):
+        for name in ("val_loss", "val_accuracy"):
+            assert together_recorder.series(name) == alone_recorder.series(name), name
+        assert actual.summary.final_val_loss == expected.summary.final_val_loss
 
 
 def test_each_model_reports_progress_telemetry_and_target_like_its_run() -> None:
