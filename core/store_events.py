@@ -21,7 +21,7 @@ from sqlalchemy.engine import RowMapping
 
 from core.db.tables import TERMINAL_STATUSES
 from core.results import Progress, Summary
-from core.store.base import StoreBase, finite_or_none, job_table, summary_from_json
+from core.store.base import StoreBase, job_table, progress_from_row, summary_from_json
 from core.store.series import metric_name_table, metric_table
 
 MAX_METRIC_STEPS_PER_READ = 2000  # evaluation steps per job and read; a long replay takes a few reads
@@ -126,20 +126,13 @@ class EventStore(StoreBase):
 
 
 def _event_state(fields: RowMapping) -> JobEventState:
-    progress = None
-    if fields["progress_step"] is not None:
-        progress = Progress(
-            step=fields["progress_step"],
-            steps=fields["progress_steps"],
-            steps_per_second=finite_or_none(fields["steps_per_second"]),
-        )
     return JobEventState(
         id=fields["public_id"],
         status=fields["status"],
         created_at=fields["created_at"],
         started_at=fields["started_at"],
         finished_at=fields["finished_at"],
-        progress=progress,
+        progress=progress_from_row(fields),
         summary=summary_from_json(fields["summary"]),
         error=fields["error"],
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row, RowMapping
 
 from core.db.engine import create_database_engine
 from core.db.tables import FusedGroup, FusedGroupJob, Job, Sweep
@@ -43,6 +43,17 @@ def summary_to_json(summary: Summary) -> dict[str, Any]:
         name: finite_or_none(value) if isinstance(value, float) else value
         for name, value in dataclasses.asdict(summary).items()
     }
+
+
+def progress_from_row(fields: RowMapping) -> Progress | None:
+    """A job row's last progress report, None before the first (non-finite steps/s read as None)."""
+    if fields["progress_step"] is None:
+        return None
+    return Progress(
+        step=fields["progress_step"],
+        steps=fields["progress_steps"],
+        steps_per_second=finite_or_none(fields["steps_per_second"]),
+    )
 
 
 def summary_from_json(stored: Mapping[str, Any] | None) -> Summary | None:
@@ -164,13 +175,6 @@ class StoreBase:
 
 def job_view(row: Row[Any]) -> JobView:
     fields = row._mapping
-    progress = None
-    if fields["progress_step"] is not None:
-        progress = Progress(
-            step=fields["progress_step"],
-            steps=fields["progress_steps"],
-            steps_per_second=fields["steps_per_second"],
-        )
     return JobView(
         id=fields["public_id"],
         name=fields["name"],
@@ -181,7 +185,7 @@ def job_view(row: Row[Any]) -> JobView:
         started_at=fields["started_at"],
         finished_at=fields["finished_at"],
         attempts=fields["attempts"],
-        progress=progress,
+        progress=progress_from_row(fields),
         summary=summary_from_json(fields["summary"]),
         device=fields["device"],
         error=fields["error"],
