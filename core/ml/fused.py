@@ -207,6 +207,7 @@ class _FusedGroup:
         self.dropout_generator = torch.Generator(device=device)
         self.dropout_generator.manual_seed(first.seed)
         self.last_gradients: list[Tensor] = []
+        self.landscape_probes: dict[_Member, LandscapeProbe] = {}  # built at first use, until `_remove`
         self.max_stretch_steps = max(
             1, MAX_KEPT_LOGITS // (len(members) * self.batch_size * data.num_classes)
         )
@@ -338,6 +339,7 @@ class _FusedGroup:
         self.last_gradients = [gradient.index_select(0, index) for gradient in self.last_gradients]
         self.model.keep(slots)
         self.model.bind(self.nets)
+        self.landscape_probes.clear()  # they hold the nets' old BN buffers
         self.optimizer.keep(slots)
         self._index_offsets()
 
@@ -366,7 +368,9 @@ class _FusedGroup:
                 member.callbacks.on_telemetry(layer_telemetry(net, probe, step))
         if self.landscape_every and step % self.landscape_every == 0:
             for member, net in zip(self.active, self.nets, strict=True):
-                member.callbacks.on_landscape([self._landscape_probe(member, net)(step)])
+                landscape_probe = self.landscape_probes.get(member) or self._landscape_probe(member, net)
+                self.landscape_probes[member] = landscape_probe
+                member.callbacks.on_landscape([landscape_probe(step)])
         # At the last step there is nothing left to resume.
         due = self.checkpoint_every and step % self.checkpoint_every == 0 and step < self.steps
         if due and self.on_group_checkpoint is not None:
@@ -377,8 +381,8 @@ class _FusedGroup:
 
         The probe is its separate run's, on the same module and values: it moves the slices in place,
         takes gradients with autograd, and puts parameters and BN averages back bit for bit, so its record
-        is the separate run's and training goes on as if it had not happened. It is built at each probe
-        step, because `_remove` rebinds the nets' BN buffers to new stacks.
+        is the separate run's and training goes on as if it had not happened. It holds the net's BN buffers,
+        which `_remove` rebinds to new stacks: probes are built anew after it.
         """
         start = member.dataset_slot * self.data.train_size
         train_x = self.data.train_x[start : start + self.batch_size].view(-1, *self.data.input_shape)
