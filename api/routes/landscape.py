@@ -11,10 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from api.comparisons import load_jobs
 from api.dependencies import JobDep, StoreDep
 from api.routes.jobs import DATABASE_DOWN, NOT_FOUND
-from api.routes.plots import IMAGE, LABEL_LENGTH, ImageFormatQuery, image_response
+from api.routes.plots import IMAGE, LABEL_LENGTH, ImageFormatQuery, image_response, no_bn_first
 from api.schemas import ErrorOut, LandscapeOut, LandscapeProbeOut
 from core.plots import LandscapeSeries, landscape_panels
 from core.store import JobView, LandscapeView, Store
@@ -60,10 +59,7 @@ def landscape_plot(
     """Three panels side by side, as in Santurkar et al.'s Fig. 4: (a) the band of losses over the step
     sizes probed along the gradient at each probe step, (b) gradient predictiveness, (c) effective
     β-smoothness; lower is smoother. Needs jobs run with `landscape_every` > 0."""
-    jobs = [job] if compare_with is None else load_jobs(store, [job.id, compare_with])
-    if len(jobs) == 2 and jobs[0].spec.get("batch_norm") and not jobs[1].spec.get("batch_norm"):
-        jobs.reverse()
-    series = [_landscape_series(store, shown) for shown in jobs]
+    series = [_landscape_series(store, shown) for shown in no_bn_first(store, job, compare_with)]
     return image_response(landscape_panels(series, image_format), image_format)
 
 

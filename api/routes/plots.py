@@ -33,6 +33,14 @@ IMAGE: dict[int | str, dict[str, Any]] = {
 LABEL_LENGTH = 60
 
 
+def no_bn_first(store: Store, job: JobView, compare_with: str | None) -> list[JobView]:
+    """The job, and the one to draw beside it if asked for, the one without BN first (as the paper does)."""
+    jobs = [job] if compare_with is None else load_jobs(store, [job.id, compare_with])
+    if len(jobs) == 2 and jobs[0].spec.get("batch_norm") and not jobs[1].spec.get("batch_norm"):
+        jobs.reverse()
+    return jobs
+
+
 def image_response(content: bytes, image_format: str) -> Response:
     return Response(content=content, media_type=CONTENT_TYPES[image_format])
 
@@ -83,9 +91,7 @@ def ics_plot(
 ) -> Response:
     """The paper's Fig. 1(b,c): the 15th, 50th and 85th percentiles of one fixed unit's input to its
     nonlinearity in the last hidden layer, over training. Needs jobs run with `telemetry_every` > 0."""
-    jobs = [job] if compare_with is None else load_jobs(store, [job.id, compare_with])
-    if len(jobs) == 2 and jobs[0].spec.get("batch_norm") and not jobs[1].spec.get("batch_norm"):
-        jobs.reverse()
+    jobs = no_bn_first(store, job, compare_with)
     return image_response(ics_bands([_ics_panel(store, shown) for shown in jobs], image_format), image_format)
 
 
