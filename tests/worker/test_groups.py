@@ -8,6 +8,7 @@ uninterrupted run of the same group.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +18,13 @@ from core.settings import Settings
 from core.spec import JobSpec
 from core.store import MetricSeries, Store, SweepView
 from tests.worker.test_training import METRICS, SimulatedCrash, liveness_settings, tiny_spec
-from worker.groups import GroupCheckpointHook, ModelResultHook, train_group, train_group_with_core
+from worker.groups import (
+    GroupCheckpointHook,
+    ModelResultHook,
+    TrainGroupFunction,
+    train_group,
+    train_group_with_core,
+)
 from worker.training import TIME_LIMIT_EXCEEDED, train_job
 
 VAL_LOSS_TOLERANCE = 1e-4  # fused and separate runs of one spec round differently, nothing more
@@ -43,6 +50,26 @@ def separate_runs(store: Store, specs: list[JobSpec], settings: Settings) -> lis
     jobs = [store.create_job(spec) for spec in specs]
     assert [train_job(store, job.id, settings).status for job in jobs] == ["succeeded"] * len(jobs)
     return [job.id for job in jobs]
+
+
+def core_with_progress_watchers(watchers: dict[int, Callable[[Progress], None]]) -> TrainGroupFunction:
+    """The real fused training, with `watchers[i]` told of job i's every progress report once reported."""
+
+    def watched(
+        report: Callable[[Progress], None], watch: Callable[[Progress], None]
+    ) -> Callable[[Progress], None]:
+        def report_and_watch(progress: Progress) -> None:
+            report(progress)
+            watch(progress)
+
+        return report_and_watch
+
+    def train(specs: list[JobSpec], callbacks: list[Callbacks], *rest: Any) -> list[Result]:
+        for index, watch in watchers.items():
+            callbacks[index].on_progress = watched(callbacks[index].on_progress, watch)
+        return train_group_with_core(specs, callbacks, *rest)
+
+    return train
 
 
 def assert_same_series(fused: MetricSeries, separate: MetricSeries) -> None:
@@ -97,39 +124,23 @@ def test_cancelling_one_job_stops_only_its_model(store: Store) -> None:
     cancelled_at: list[int] = []
     seen_after_the_cancel: list[tuple[str, bool, str]] = []
 
-    def cancel_at_step_100(
-        specs: list[JobSpec],
-        callbacks: list[Callbacks],
-        checkpoint: bytes | None,
-        settings: Settings,
-        on_group_checkpoint: GroupCheckpointHook,
-        on_model_result: ModelResultHook,
-    ) -> list[Result]:
+    def cancel_past_step_100(progress: Progress) -> None:
         """The user cancels the first job once it is past step 100 (and the group's keeper has seen it)."""
-        report_first, report_second = callbacks[0].on_progress, callbacks[1].on_progress
+        if progress.step >= 100 and not cancelled_at:
+            store.request_cancel(cancelled_id)
+            time.sleep(0.5)
+            cancelled_at.append(progress.step)
 
-        def report_then_cancel(progress: Progress) -> None:
-            report_first(progress)
-            if progress.step >= 100 and not cancelled_at:
-                store.request_cancel(cancelled_id)
-                time.sleep(0.5)
-                cancelled_at.append(progress.step)
+    def look_after_the_cancel(progress: Progress) -> None:
+        if cancelled_at and progress.step > cancelled_at[0] and not seen_after_the_cancel:
+            cancelled_job, other_job = store.get_job(cancelled_id), store.get_job(other_id)
+            assert cancelled_job is not None and other_job is not None
+            seen_after_the_cancel.append(
+                (cancelled_job.status, cancelled_job.summary is not None, other_job.status)
+            )
 
-        def report_and_look(progress: Progress) -> None:
-            report_second(progress)
-            if cancelled_at and progress.step > cancelled_at[0] and not seen_after_the_cancel:
-                cancelled_job, other_job = store.get_job(cancelled_id), store.get_job(other_id)
-                assert cancelled_job is not None and other_job is not None
-                seen_after_the_cancel.append(
-                    (cancelled_job.status, cancelled_job.summary is not None, other_job.status)
-                )
-
-        callbacks[0].on_progress, callbacks[1].on_progress = report_then_cancel, report_and_look
-        return train_group_with_core(
-            specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result
-        )
-
-    deliveries = train_group(store, group.job_ids, settings, train=cancel_at_step_100)
+    cancel_and_look = core_with_progress_watchers({0: cancel_past_step_100, 1: look_after_the_cancel})
+    deliveries = train_group(store, group.job_ids, settings, train=cancel_and_look)
 
     assert [delivery.status for delivery in deliveries] == ["cancelled", "succeeded", "succeeded"]
     # Finished, summary included, while the others trained on.
@@ -163,32 +174,17 @@ def test_a_job_that_diverges_is_finished_at_once_while_the_others_train_on(store
     diverged_id = group.job_ids[1]
     seen_once_it_ended: list[tuple[int, str, int | None, list[str]]] = []
 
-    def look_while_training(
-        specs: list[JobSpec],
-        callbacks: list[Callbacks],
-        checkpoint: bytes | None,
-        settings: Settings,
-        on_group_checkpoint: GroupCheckpointHook,
-        on_model_result: ModelResultHook,
-    ) -> list[Result]:
+    def look_until_it_ended(progress: Progress) -> None:
         """At each progress report of the first job, look at the store until the diverging job has ended."""
-        report_first = callbacks[0].on_progress
+        diverged_job = store.get_job(diverged_id)
+        assert diverged_job is not None
+        if diverged_job.status != "running" and not seen_once_it_ended:
+            diverged_at_step = diverged_job.summary.diverged_at_step if diverged_job.summary else None
+            others = [store.get_job(job_id) for job_id in (group.job_ids[0], group.job_ids[2])]
+            statuses = [job.status for job in others if job]
+            seen_once_it_ended.append((progress.step, diverged_job.status, diverged_at_step, statuses))
 
-        def report_and_look(progress: Progress) -> None:
-            report_first(progress)
-            diverged_job = store.get_job(diverged_id)
-            assert diverged_job is not None
-            if diverged_job.status != "running" and not seen_once_it_ended:
-                diverged_at_step = diverged_job.summary.diverged_at_step if diverged_job.summary else None
-                others = [store.get_job(job_id) for job_id in (group.job_ids[0], group.job_ids[2])]
-                statuses = [job.status for job in others if job]
-                seen_once_it_ended.append((progress.step, diverged_job.status, diverged_at_step, statuses))
-
-        callbacks[0].on_progress = report_and_look
-        return train_group_with_core(
-            specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result
-        )
-
+    look_while_training = core_with_progress_watchers({0: look_until_it_ended})
     deliveries = train_group(store, group.job_ids, liveness_settings(store), train=look_while_training)
 
     assert [delivery.status for delivery in deliveries] == ["succeeded", "diverged", "succeeded"]
@@ -234,20 +230,9 @@ def test_a_crashed_group_resumes_from_its_checkpoint_with_the_uninterrupted_metr
 
     first_steps: list[int] = []
 
-    def record_where_it_starts(
-        specs: list[JobSpec],
-        callbacks: list[Callbacks],
-        checkpoint: bytes | None,
-        settings: Settings,
-        on_group_checkpoint: GroupCheckpointHook,
-        on_model_result: ModelResultHook,
-    ) -> list[Result]:
-        report = callbacks[0].on_progress
-        callbacks[0].on_progress = lambda progress: (first_steps.append(progress.step), report(progress))[1]
-        return train_group_with_core(
-            specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result
-        )
-
+    record_where_it_starts = core_with_progress_watchers(
+        {0: lambda progress: first_steps.append(progress.step)}
+    )
     resumed = train_group(store, group.job_ids, settings, train=record_where_it_starts)
 
     assert {(delivery.lease, delivery.status) for delivery in resumed} == {("taken_over", "succeeded")}
