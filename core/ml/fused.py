@@ -277,8 +277,9 @@ class _FusedGroup:
     def _train(self, steps: int) -> tuple[Tensor, Tensor]:
         """`steps` fused updates; each model's losses and correct counts ([steps, models], on the device)."""
         models, batch = len(self.active), self.batch_size
-        batches = torch.stack([sampler.next() for _ in range(steps) for sampler in self.samplers])
-        batches = batches.view(steps, models, batch) + self.train_offsets
+        # [steps, models, batch]: each model's own batches, shifted to its dataset's rows.
+        batches = torch.stack([sampler.next_batches(steps) for sampler in self.samplers], dim=1)
+        batches = batches + self.train_offsets
         labels = self.data.train_y[batches]
         train_x, model, optimizer = self.data.train_x, self.model, self.optimizer
         losses: list[Tensor] = []

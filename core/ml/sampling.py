@@ -37,19 +37,28 @@ class BatchSampler:
 
     def next(self) -> Tensor:
         """The indices of the next batch."""
-        end = self._position + self.batch_size
+        return self._take(self.batch_size)
+
+    def next_batches(self, count: int) -> Tensor:
+        """The indices of the next `count` batches, [count, batch_size]: what `count` calls of `next` would
+        return, in one slice (a fused group of hundreds of models fetches a stretch of steps this way)."""
+        return self._take(count * self.batch_size).view(count, self.batch_size)
+
+    def _take(self, size: int) -> Tensor:
+        """The next `size` indices of the stream: the epochs' permutations laid end to end."""
+        end = self._position + size
         if end > self._order.numel():
-            self._deal_more()
-            end = self._position + self.batch_size
+            self._deal_more(size)
+            end = self._position + size
         indices = self._order[self._position : end]
         self._position = end
         return indices
 
-    def _deal_more(self) -> None:
-        """Keep the unused tail of the current order and append fresh epochs until a batch fits."""
+    def _deal_more(self, needed: int) -> None:
+        """Keep the unused tail of the current order and append fresh epochs until `needed` indices fit."""
         parts = [self._order[self._position :].cpu()]
         available = parts[0].numel()
-        while available < self.batch_size:
+        while available < needed:
             parts.append(torch.randperm(self.num_examples, generator=self._generator))
             available += self.num_examples
         self._order = torch.cat(parts).to(self.device)

@@ -51,3 +51,18 @@ def test_state_dict_resumes_the_same_sequence_mid_epoch() -> None:
     resumed = BatchSampler(40, 6, seed=2, device="cpu")
     resumed.load_state_dict(state)
     assert head + _batches(resumed, 11) == expected
+
+
+def test_a_stretch_of_batches_is_what_as_many_single_batches_would_be() -> None:
+    one_by_one = BatchSampler(40, 6, seed=3, device="cpu")
+    expected = _batches(one_by_one, 50)  # 300 indices: 7.5 epochs, batches across epoch boundaries
+
+    stretches = BatchSampler(40, 6, seed=3, device="cpu")
+    dealt: list[list[int]] = []
+    for count in (1, 3, 13, 7, 26):  # 50 batches in stretches that start and end mid-epoch
+        stretch = stretches.next_batches(count)
+        assert stretch.shape == (count, 6)
+        dealt.extend(stretch.tolist())
+    assert dealt == expected
+    # and the two ways mix: a single batch after the stretches goes on from where they stopped
+    assert stretches.next().tolist() == one_by_one.next().tolist()
