@@ -14,10 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.db.tables import TERMINAL_STATUSES, Checkpoint
-from core.results import Summary
+from core.results import Summary, finite_or_none
 from core.store.base import (
     StoreBase,
-    finite_or_none,
     fused_group_job_table,
     fused_group_table,
     job_table,
