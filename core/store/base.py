@@ -29,6 +29,11 @@ _SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(Summary))
 _CURSOR_PREFIX = "r1:"
 
 
+def leased_to(owner: str) -> sa.ColumnElement[bool]:
+    """Job rows still running under `owner`'s lease: no other worker took them over, none finished them."""
+    return sa.and_(job_table.c.lease_owner == owner, job_table.c.status == "running")
+
+
 def summary_to_json(summary: Summary) -> dict[str, Any]:
     return {
         name: finite_or_none(value) if isinstance(value, float) else value

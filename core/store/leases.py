@@ -20,6 +20,7 @@ from core.store.base import (
     fused_group_job_table,
     fused_group_table,
     job_table,
+    leased_to,
     summary_to_json,
 )
 from core.store.notifications import notify_job_changed
@@ -112,11 +113,7 @@ class LeaseStore(StoreBase):
         with self._engine.begin() as connection:
             renewed = connection.execute(
                 job_table.update()
-                .where(
-                    job_table.c.public_id == job_id,
-                    job_table.c.lease_owner == owner,
-                    job_table.c.status == "running",
-                )
+                .where(job_table.c.public_id == job_id, leased_to(owner))
                 .values(heartbeat_at=self._now())
             )
         return renewed.rowcount == 1
@@ -176,13 +173,7 @@ class LeaseStore(StoreBase):
             values["device"] = device
         with self._engine.begin() as connection:
             finished = connection.execute(
-                job_table.update()
-                .where(
-                    job_table.c.public_id == job_id,
-                    job_table.c.lease_owner == owner,
-                    job_table.c.status == "running",
-                )
-                .values(**values)
+                job_table.update().where(job_table.c.public_id == job_id, leased_to(owner)).values(**values)
             )
             if finished.rowcount == 1:
                 notify_job_changed(connection, job_id)
