@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
-from fastapi.exceptions import RequestValidationError
 
 from api.dependencies import normalize_job_id
+from api.errors import query_error
 from core.compare import (
     LANDSCAPE_QUANTITIES,
     ComparedJob,
@@ -108,10 +108,7 @@ def load_comparison(
     baseline_id = jobs[0].id if raw_baseline is None else normalize_job_id(raw_baseline)
     baseline = next((job for job in jobs if job.id == baseline_id), None)
     if baseline is None:
-        message = "the baseline must be one of the compared ids"
-        raise RequestValidationError(
-            [{"loc": ("query", "baseline"), "msg": message, "type": "value_error", "input": raw_baseline}]
-        )
+        raise query_error("baseline", raw_baseline, "the baseline must be one of the compared ids")
     if target is None:
         target = default_target(baseline, metric)
 

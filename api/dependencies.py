@@ -1,7 +1,8 @@
 """Route dependencies as typed aliases, so route signatures read like plain types.
 
 The store and the Celery app are built once per FastAPI app (`create_app`) and kept on `app.state`;
-`get_job_or_404` is the validation dependency every `/v1/jobs/{job_id}` route reuses.
+`get_job_or_404` is the validation dependency every `/v1/jobs/{job_id}` route reuses; `PageLimit` and
+`PageCursor` are the query parameters of every list route.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import uuid
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 
 from core.settings import Settings
 from core.store import JobView, Store
@@ -34,6 +35,10 @@ def get_celery(request: Request) -> Celery:
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 StoreDep = Annotated[Store, Depends(get_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
+
+MAX_PAGE_SIZE = 200
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+PageCursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
 
 
 def normalize_job_id(raw: str) -> str | None:

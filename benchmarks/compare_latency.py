@@ -17,12 +17,10 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
 from fastapi.testclient import TestClient
-from psycopg import sql
+from service_harness import ADMIN_DSN, private_postgres
 
 from api.main import create_app
 from core.db.migrate import upgrade_database
@@ -118,18 +116,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--admin-dsn", default=ADMIN_DSN)
     parser.add_argument("--requests", type=int, default=50)
     arguments = parser.parse_args()
 
-    database = f"bnlab_bench_compare_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(arguments.admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = (
-        arguments.admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-        + f"/{database}"
-    )
-    try:
+    with private_postgres(arguments.admin_dsn, "compare") as url:
         upgrade_database(url)
         store = Store(url)
         print(
@@ -160,9 +151,6 @@ def main() -> None:
         )
         report("cold", cold)
         report("warm", warm)
-    finally:
-        with psycopg.connect(arguments.admin_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
 if __name__ == "__main__":

@@ -38,9 +38,7 @@ import dataclasses
 import math
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,13 +52,20 @@ import httpx
 import psycopg
 from httpx_sse import connect_sse
 from psycopg import sql
-from service_harness import ADMIN_DSN, free_port, private_postgres, private_redis
+from service_harness import (
+    ADMIN_DSN,
+    ROOT,
+    free_port,
+    private_postgres,
+    private_redis,
+    start_process,
+    stop_process,
+)
 
 from core.db.migrate import upgrade_database
 from core.store import Store
 from core.store.notifications import JOB_EVENTS_CHANNEL, libpq_url
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY_SPEC: dict[str, Any] = {
     "architecture": {"kind": "mlp", "hidden": [16], "activation": "sigmoid"},
     "batch_norm": True,
@@ -137,35 +142,23 @@ class Service:
             "BROKER_URL": broker_url,
             "BNLAB_API_KEYS": "",
             "BNLAB_READ_ONLY_API_KEYS": "",
-            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYTHONPATH": str(ROOT),
         }
         self.worker_log = log_dir / "worker.log"
         self.api_log = log_dir / "api.log"
         self.processes = [
-            self._start(
+            start_process(
                 [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
                  "--port", str(self.port), "--log-level", "warning"],
                 environment, self.api_log,
             ),
-            self._start(
+            start_process(
                 [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork",
                  "--concurrency=1", "-Q", "default,cpu", "--loglevel=INFO",
                  "-n", f"bnlab-bench-{uuid.uuid4().hex[:8]}@%h"],
                 environment, self.worker_log,
             ),
         ]  # fmt: skip
-
-    @staticmethod
-    def _start(command: list[str], environment: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-        with log_path.open("wb") as log:
-            return subprocess.Popen(
-                command,
-                cwd=PROJECT_ROOT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
 
     def wait_until_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -182,14 +175,7 @@ class Service:
 
     def stop(self) -> None:
         for process in self.processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process(process)
 
 
 def time_one_job(client: httpx.Client, store: Store, clock: NotificationClock | None) -> Timing:

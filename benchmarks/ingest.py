@@ -1,7 +1,7 @@
 """Metric ingestion through the store into PostgreSQL: 10 jobs × 4 metrics × 50,000 steps, written in
 batches the way a worker writes them, then once more (a redelivered job rewriting the same points).
 
-    python -m benchmarks.ingest [--url postgresql://postgres@127.0.0.1:5432/postgres] [--batch-steps 5000]
+    python benchmarks/ingest.py [--url postgresql://postgres@127.0.0.1:5432/postgres] [--batch-steps 5000]
 
 Creates a scratch database next to the one in --url, migrates it, measures, drops it. Prints points/s.
 Each write also recomputes the metric rollup's blocks it changed (`core.store.rollup`); the rewrite of
@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import math
 import time
-import uuid
 
-import psycopg
-from psycopg import sql
+from service_harness import ADMIN_DSN, private_postgres
 
 from core.db.migrate import upgrade_database
 from core.results import METRIC_NAMES, MetricPoint
@@ -51,33 +49,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--url", default=ADMIN_DSN)
     parser.add_argument("--batch-steps", type=int, default=5000, help="steps per write (× 4 metrics)")
     arguments = parser.parse_args()
 
-    admin_url, database = arguments.url, f"bnlab_ingest_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = admin_url.rsplit("/", 1)[0] + "/" + database
-    store = Store(url)
-    try:
-        upgrade_database(url)
-        spec = JobSpec.model_validate(
-            {"architecture": {"kind": "mlp"}, "batch_norm": True, "learning_rate": 0.1, "dropout": 0.0}
-        )
-        job_ids = [store.create_job(spec).id for _ in range(JOBS)]
-        total = JOBS * STEPS * len(METRIC_NAMES)
-        first = _ingest(store, job_ids, arguments.batch_steps)
-        rewrite = _ingest(store, job_ids, arguments.batch_steps)
-        stored = sum(len(steps) for steps, _ in store.read_metrics(job_ids[0], None, 10**6).values())
-        assert stored == STEPS * len(METRIC_NAMES), "the rewrite must not duplicate points"
-        print(f"{total:,} points in batches of {arguments.batch_steps * len(METRIC_NAMES):,}")
-        print(f"first write: {first:.2f} s, {total / first:,.0f} points/s")
-        print(f"rewrite:     {rewrite:.2f} s, {total / rewrite:,.0f} points/s")
-    finally:
-        store.dispose()
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    with private_postgres(arguments.url, "ingest") as url:
+        store = Store(url)
+        try:
+            upgrade_database(url)
+            spec = JobSpec.model_validate(
+                {"architecture": {"kind": "mlp"}, "batch_norm": True, "learning_rate": 0.1, "dropout": 0.0}
+            )
+            job_ids = [store.create_job(spec).id for _ in range(JOBS)]
+            total = JOBS * STEPS * len(METRIC_NAMES)
+            first = _ingest(store, job_ids, arguments.batch_steps)
+            rewrite = _ingest(store, job_ids, arguments.batch_steps)
+            stored = sum(len(steps) for steps, _ in store.read_metrics(job_ids[0], None, 10**6).values())
+            assert stored == STEPS * len(METRIC_NAMES), "the rewrite must not duplicate points"
+            print(f"{total:,} points in batches of {arguments.batch_steps * len(METRIC_NAMES):,}")
+            print(f"first write: {first:.2f} s, {total / first:,.0f} points/s")
+            print(f"rewrite:     {rewrite:.2f} s, {total / rewrite:,.0f} points/s")
+        finally:
+            store.dispose()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Load: 1,000 `POST /v1/jobs` of tiny jobs from several client processes on loopback against the deployed
 mode, then a check that every accepted job was stored and trained exactly once.
 
-    python -m benchmarks.load [--jobs 1000] [--clients 8] [--workers 2]
+    python benchmarks/load.py [--jobs 1000] [--clients 8] [--workers 2]
                               [--url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Everything runs on private state, started and stopped by the script: a scratch PostgreSQL database next to
@@ -20,28 +20,30 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-import redis
-from psycopg import sql
+from service_harness import (
+    ADMIN_DSN,
+    ROOT,
+    free_port,
+    private_postgres,
+    private_redis,
+    start_process,
+    stop_process,
+)
 
 from core.db.migrate import upgrade_database
 from core.store import JobView, Store
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 90.0
 FINISH_TIMEOUT_SECONDS = 1800.0
 TINY_SPEC: dict[str, Any] = {
@@ -58,40 +60,12 @@ TINY_SPEC: dict[str, Any] = {
 Submission = tuple[str | None, int, float]  # (job id, HTTP status, seconds)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_for(ready: Any, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while not ready():
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start; see {log}")
         time.sleep(0.1)
-
-
-def start(command: list[str], environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it stops its pool children too
-        )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def submit_share(url: str, first: int, count: int, barrier: Any) -> list[Submission]:
@@ -163,76 +137,53 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8, help="client processes posting at once")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--url", default=ADMIN_DSN)
     arguments = parser.parse_args()
     if shutil.which("redis-server") is None:
         print("redis-server is not installed", file=sys.stderr)
         return 2
 
     folder = Path(tempfile.mkdtemp(prefix="bnlab-load-"))
-    admin_url, database = arguments.url, f"bnlab_load_{uuid.uuid4().hex[:10]}"
-    database_url = admin_url.rsplit("/", 1)[0] + "/" + database
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     with ExitStack() as cleanup:
-        cleanup.callback(drop_database, admin_url, database)
+        database_url = cleanup.enter_context(private_postgres(arguments.url, "load"))
         upgrade_database(database_url)
-
-        redis_port = free_port()
-        redis_server = start(
-            [
-                "redis-server",
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            dict(os.environ),
-            folder / "redis.log",
-        )
-        cleanup.callback(stop, redis_server)
-        broker_url = f"redis://127.0.0.1:{redis_port}/0"
-        wait_for(lambda: answers_ping(broker_url), "redis-server", redis_server, folder / "redis.log")
+        broker_url = cleanup.enter_context(private_redis(folder))
 
         environment = {
             **os.environ,
             "DATABASE_URL": database_url,
             "BROKER_URL": broker_url,
             "BNLAB_TORCH_THREADS": "1",
-            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYTHONPATH": str(ROOT),
         }
         workers = []
         for index in range(arguments.workers):
             log = folder / f"worker-{index}.log"
-            worker = start(
+            worker = start_process(
                 [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork",
                  "--concurrency=1", "-Q", "default,cpu", "-n", f"load-{index}@%h", "--without-mingle",
                  "--without-gossip", "--without-heartbeat", "--loglevel=INFO"],
                 environment,
                 log,
             )  # fmt: skip
-            cleanup.callback(stop, worker)
+            cleanup.callback(stop_process, worker)
             workers.append((worker, log))
 
         api_port = free_port()
         api_log = folder / "api.log"
-        api = start(
+        api = start_process(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port),
              "--no-access-log"],
             environment,
             api_log,
         )  # fmt: skip
-        cleanup.callback(stop, api)
+        cleanup.callback(stop_process, api)
         url = f"http://127.0.0.1:{api_port}"
         wait_for(lambda: answers_health(url), "the API", api, api_log)
         for worker, log in workers:
             wait_for(lambda log=log: " ready." in log.read_text(errors="replace"), "a worker", worker, log)
         print(
-            f"deployed mode up: PostgreSQL database {database}, redis :{redis_port}, API {url}, "
+            f"deployed mode up: PostgreSQL {database_url}, redis {broker_url}, API {url}, "
             f"{arguments.workers} workers (logs in {folder})"
         )
 
@@ -293,23 +244,11 @@ def main() -> int:
         return 1 if problems else 0
 
 
-def answers_ping(broker_url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(broker_url, socket_connect_timeout=1).ping())
-    except redis.ConnectionError:
-        return False
-
-
 def answers_health(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def drop_database(admin_url: str, database: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """What the benchmarks that drive a real bnlab service share: `python -m api.embedded` started in a
-directory of its own and warmed up, and the private PostgreSQL database and `redis-server` that put it in
-the deployed mode. Not run on its own; the scripts beside it import it.
+directory of its own and warmed up, the private PostgreSQL database and `redis-server` that put a service
+in the deployed mode, and starting and stopping the processes of one (the API, workers) with their logs.
+Not run on its own: the scripts beside it import it, which is why every benchmark runs as a script,
+`python benchmarks/<name>.py`, never as `python -m benchmarks.<name>`.
 
-Every child process runs this checkout's code (PYTHONPATH is set to it) on one torch thread, with API keys
-off whatever the calling shell holds.
+The embedded service runs this checkout's code (PYTHONPATH is set to it) on one torch thread, with API keys
+off whatever the calling shell holds; `start_process` takes the environment its caller gives.
 """
 
 from __future__ import annotations
@@ -42,6 +44,31 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def start_process(command: list[str], environment: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`command` run from the checkout's root with its output in `log`, in a process group of its own:
+    `stop_process` then stops its children too (a prefork worker's pool)."""
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=dict(environment),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group of a `start_process` child; SIGKILL if it has not exited 10 s later."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @contextmanager

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.results import finite_or_none
+
 SeriesValue = float | None
 
 # Fields that label a run rather than change what it trains: never reported as a difference.
@@ -40,11 +42,6 @@ UNKNOWN_STATUS_RANK = len(STATUS_RANK)
 def is_number(value: object) -> bool:
     """True for a finite int or float (bools are not numbers here)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """The value itself when it is a finite number, else None (NaN and inf never reach JSON)."""
-    return float(value) if value is not None and is_number(value) else None
 
 
 def higher_is_better(metric: str) -> bool:

@@ -1,16 +1,30 @@
 """What a training run reports, as plain torch-free records, and the callbacks it reports through.
 
 The training core (`core.ml`) produces these; the worker adapts them to the store; the API serves them.
+A figure that is not finite (a diverged loss) is no number anywhere: `finite_or_none` makes it None, which
+the store keeps as NULL and the API shows as null.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
 METRIC_NAMES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 RunOutcome = Literal["succeeded", "diverged", "cancelled"]
+
+
+def finite_or_none(value: object) -> float | None:
+    """`value` as a float when it is a finite number (a Decimal, as PostgreSQL's numeric reads, is one; a
+    bool is not), else None: missing, NaN and ±inf."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)

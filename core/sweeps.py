@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from core.compare import finite_or_none
 from core.fusion import fusion_groups
+from core.results import finite_or_none
 from core.spec import MAX_NAME_LENGTH, JobSpec
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")

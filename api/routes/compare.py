@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from api.comparison_schemas import CompareOut, CompareRowOut
-from api.comparisons import load_comparison
+from api.comparisons import Comparison, load_comparison
 from api.dependencies import StoreDep
+from api.errors import DATABASE_DOWN
 from api.schemas import ErrorOut, Series
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
@@ -24,7 +25,7 @@ METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 JOBS_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "one or more ids name no job; `detail` lists them"},
-    503: {"model": ErrorOut, "description": "the database cannot be reached"},
+    **DATABASE_DOWN,
 }
 
 JobIds = Annotated[
@@ -44,6 +45,21 @@ Baseline = Annotated[str | None, Query(max_length=64, description="one of `ids` 
 MaxPoints = Annotated[int, Query(ge=MIN_POINTS, le=MAX_POINTS, description="per series")]
 
 
+def get_comparison(
+    store: StoreDep,
+    ids: JobIds,
+    metric: Metric = "val_accuracy",
+    target: Target = None,
+    baseline: Baseline = None,
+    max_points: MaxPoints = 500,
+) -> Comparison:
+    """The comparison the query asks for; the table and its plot take the same parameters through it."""
+    return load_comparison(store, ids, metric, target, baseline, max_points)
+
+
+ComparisonDep = Annotated[Comparison, Depends(get_comparison)]
+
+
 @router.get(
     "",
     status_code=status.HTTP_200_OK,
@@ -51,19 +67,11 @@ MaxPoints = Annotated[int, Query(ge=MIN_POINTS, le=MAX_POINTS, description="per 
     summary="Compare jobs: spec differences, final/best, steps to target, speedup, aligned series",
     responses=JOBS_NOT_FOUND,
 )
-def compare_jobs(
-    store: StoreDep,
-    ids: JobIds,
-    metric: Metric = "val_accuracy",
-    target: Target = None,
-    baseline: Baseline = None,
-    max_points: MaxPoints = 500,
-) -> CompareOut:
+def compare_jobs(comparison: ComparisonDep) -> CompareOut:
     """Finished jobs come first, then running, cancelled, diverged and failed ones; within a group the
     fewest steps to target, then the best final value. The speedup is the baseline's steps to target ÷
     this job's; when the baseline never got there its step budget is used and the speedup is flagged as
     a lower bound; when this job never got there it is null."""
-    comparison = load_comparison(store, ids, metric, target, baseline, max_points)
     return CompareOut(
         metric=comparison.metric,
         target=comparison.target,

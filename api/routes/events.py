@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.dependencies import JobDep, SettingsDep
+from api.errors import DATABASE_DOWN
 from api.events import LAST_EVENT_ID_PATTERN, EventHub, StreamPosition
-from api.routes.jobs import DATABASE_DOWN, NOT_FOUND
+from api.routes.jobs import NOT_FOUND
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 

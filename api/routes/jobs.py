@@ -9,10 +9,10 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
-from fastapi.exceptions import RequestValidationError
 from pydantic import StringConstraints
 
-from api.dependencies import CeleryDep, JobDep, StoreDep
+from api.dependencies import CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
+from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
 from api.schemas import (
     PAPER_DIGITS_SPEC,
@@ -34,14 +34,10 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-MAX_PAGE_SIZE = 200
 MAX_POINTS = 10_000
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no job with this id"}}
-DATABASE_DOWN: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorOut, "description": "the database cannot be reached"}
-}
 
 SPEC_EXAMPLES: dict[str, Any] = {
     "paper_digits_bn": {
@@ -103,19 +99,15 @@ def list_jobs(
     store: StoreDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     sweep_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
-    ] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> JobPage:
     try:
         jobs, next_cursor = store.list_jobs(
             status=status_filter, sweep_id=sweep_id, limit=limit, cursor=cursor
         )
     except InvalidCursor as error:
-        raise RequestValidationError(
-            [{"loc": ("query", "cursor"), "msg": str(error), "type": "value_error", "input": cursor}]
-        ) from error
+        raise query_error("cursor", cursor, str(error)) from error
     return JobPage(items=[JobOut.model_validate(job) for job in jobs], next_cursor=next_cursor)
 
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from api.dependencies import JobDep, StoreDep
-from api.routes.jobs import DATABASE_DOWN, NOT_FOUND
-from api.routes.plots import IMAGE, LABEL_LENGTH, ImageFormatQuery, image_response, no_bn_first
+from api.errors import DATABASE_DOWN
+from api.routes.jobs import NOT_FOUND
+from api.routes.plots import (
+    IMAGE,
+    LABEL_LENGTH,
+    ImageFormatQuery,
+    image_response,
+    no_bn_first,
+    nothing_recorded,
+)
 from api.schemas import ErrorOut, LandscapeOut, LandscapeProbeOut
 from core.plots import LandscapeSeries, landscape_panels
 from core.store import JobView, LandscapeView, Store
@@ -66,10 +74,7 @@ def landscape_plot(
 def _landscape_series(store: Store, job: JobView) -> LandscapeSeries:
     probes = store.read_landscape(job.id)
     if not probes:
-        reason = "its landscape_every is 0" if not job.spec.get("landscape_every") else "none recorded yet"
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"job {job.id} has no landscape probes ({reason})"
-        )
+        raise nothing_recorded(job, "landscape probes", "landscape_every")
     return LandscapeSeries(
         label=_label(job),
         steps=[probe.step for probe in probes],

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
-from fastapi.exceptions import RequestValidationError
 
-from api.comparisons import load_comparison, load_jobs
+from api.comparisons import load_jobs
 from api.dependencies import JobDep, StoreDep
-from api.routes.compare import Baseline, JobIds, MaxPoints, Metric, Target
+from api.errors import DATABASE_DOWN, query_error
+from api.routes.compare import ComparisonDep
 from api.routes.sweeps import get_sweep_or_404, sweep_outcomes
 from api.schemas import ErrorOut
 from core.plots import CONTENT_TYPES, Curve, IcsPanel, compare_curves, ics_bands, sweep_heatmap
@@ -28,7 +28,7 @@ IMAGE: dict[int | str, dict[str, Any]] = {
         "content": {content_type: {} for content_type in CONTENT_TYPES.values()},
         "description": "the image, PNG or SVG as asked",
     },
-    503: {"model": ErrorOut, "description": "the database cannot be reached"},
+    **DATABASE_DOWN,
 }
 LABEL_LENGTH = 60
 
@@ -45,22 +45,20 @@ def image_response(content: bytes, image_format: str) -> Response:
     return Response(content=content, media_type=CONTENT_TYPES[image_format])
 
 
+def nothing_recorded(job: JobView, what: str, interval_field: str) -> HTTPException:
+    """The 404 of a picture of `what` the job has not recorded: its spec turned it off (`interval_field`
+    is 0), or no probe step has come yet."""
+    reason = f"its {interval_field} is 0" if not job.spec.get(interval_field) else "none recorded yet"
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"job {job.id} has no {what} ({reason})")
+
+
 @router.get(
     "/compare/plot",
     response_class=Response,
     summary="Learning curves of compared jobs with the target as a dashed line",
     responses={**IMAGE, 404: {"model": ErrorOut, "description": "one or more ids name no job"}},
 )
-def compare_plot(
-    store: StoreDep,
-    ids: JobIds,
-    metric: Metric = "val_accuracy",
-    target: Target = None,
-    baseline: Baseline = None,
-    max_points: MaxPoints = 500,
-    image_format: ImageFormatQuery = "png",
-) -> Response:
-    comparison = load_comparison(store, ids, metric, target, baseline, max_points)
+def compare_plot(comparison: ComparisonDep, image_format: ImageFormatQuery = "png") -> Response:
     curves = []
     for row in comparison.rows:
         # A named job reads by its name (a sweep names each job by its grid point), others by what differs.
@@ -68,7 +66,8 @@ def compare_plot(
         label = row.name or (f"{row.id[:8]} ({difference})" if difference else row.id[:8])
         series = comparison.series[row.id]
         curves.append(Curve(_shorten(label), series.steps, series.values, row.diverged_at_step))
-    return image_response(compare_curves(curves, metric, comparison.target, image_format), image_format)
+    image = compare_curves(curves, comparison.metric, comparison.target, image_format)
+    return image_response(image, image_format)
 
 
 @router.get(
@@ -98,8 +97,7 @@ def ics_plot(
 def _ics_panel(store: Store, job: JobView) -> IcsPanel:
     layers = store.read_telemetry(job.id)
     if not layers:
-        reason = "its telemetry_every is 0" if not job.spec.get("telemetry_every") else "none recorded yet"
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"job {job.id} has no telemetry ({reason})")
+        raise nothing_recorded(job, "telemetry", "telemetry_every")
     last = max(layers, key=lambda layer: layer.layer)
     normalization = "with BN" if job.spec.get("batch_norm") else "without BN"
     title = _shorten(f"{normalization}: {job.name or job.id[:8]}, layer {last.layer}")
@@ -133,18 +131,12 @@ def heatmap_plot(
     y_axis = y or next((axis for axis in axes if axis != x_axis), None)
     for name, axis in (("x", x_axis), ("y", y_axis)):
         if axis is not None and axis not in axes:
-            raise _query_error(name, axis, f"not a grid axis of this sweep (axes: {', '.join(axes)})")
+            raise query_error(name, axis, f"not a grid axis of this sweep (axes: {', '.join(axes)})")
     if x_axis == y_axis:
-        raise _query_error("y", y_axis, "must differ from x")
+        raise query_error("y", y_axis, "must differ from x")
     cells = heatmap(sweep_outcomes(store, sweep.id), x_axis, y_axis)
     title = _shorten(f"{sweep.name or sweep.id[:8]}: mean final accuracy over seeds")
     return image_response(sweep_heatmap(cells, image_format, title), image_format)
-
-
-def _query_error(name: str, value: Any, message: str) -> RequestValidationError:
-    return RequestValidationError(
-        [{"loc": ("query", name), "msg": message, "type": "value_error", "input": value}]
-    )
 
 
 def _shorten(text: str) -> str:

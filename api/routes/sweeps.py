@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, status
 from fastapi.exceptions import RequestValidationError
 
 from api.comparison_schemas import (
@@ -22,7 +22,8 @@ from api.comparison_schemas import (
     SweepPage,
     SweepSummaryOut,
 )
-from api.dependencies import CeleryDep, SettingsDep, StoreDep, normalize_job_id
+from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep, normalize_job_id
+from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from core.queue import publish_group, publish_job
@@ -44,11 +45,7 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
-MAX_PAGE_SIZE = 200
 SweepId = Annotated[str, Path(max_length=64, description="the sweep's id (UUID hex)")]
-DATABASE_DOWN: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorOut, "description": "the database cannot be reached"}
-}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no sweep with this id"}
 }
@@ -194,17 +191,13 @@ def submit_sweep(
 )
 def list_sweeps(
     store: StoreDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
-    ] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> SweepPage:
     try:
         sweeps, next_cursor = store.list_sweeps(limit=limit, cursor=cursor)
     except InvalidCursor as error:
-        raise RequestValidationError(
-            [{"loc": ("query", "cursor"), "msg": str(error), "type": "value_error", "input": cursor}]
-        ) from error
+        raise query_error("cursor", cursor, str(error)) from error
     return SweepPage(
         items=[_summary_out(sweep, sweep.job_statuses) for sweep in sweeps], next_cursor=next_cursor
     )

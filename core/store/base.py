@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine, Row, RowMapping
 from core.db.engine import create_database_engine
 from core.db.tables import FusedGroup, FusedGroupJob, Job, Sweep
 from core.db.types import UtcDateTime
-from core.results import Progress, Summary
+from core.results import Progress, Summary, finite_or_none
 from core.store.views import InvalidCursor, JobNotFound, JobView
 
 job_table: sa.Table = Job.__table__  # type: ignore[assignment]
@@ -30,12 +29,9 @@ _SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(Summary))
 _CURSOR_PREFIX = "r1:"
 
 
-def finite_or_none(value: float | None) -> float | None:
-    """The value as a float, or None when it is missing, NaN or infinite (stored as NULL)."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+def leased_to(owner: str) -> sa.ColumnElement[bool]:
+    """Job rows still running under `owner`'s lease: no other worker took them over, none finished them."""
+    return sa.and_(job_table.c.lease_owner == owner, job_table.c.status == "running")
 
 
 def summary_to_json(summary: Summary) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from core.db.tables import FusedCheckpoint
-from core.store.base import fused_group_job_table, fused_group_table, job_table
+from core.store.base import fused_group_job_table, fused_group_table, job_table, leased_to
 from core.store.leases import LeaseStore
 from core.store.views import GroupLease, JobNotFound
 
@@ -49,7 +49,7 @@ class FusedGroupStore(LeaseStore):
         with self._engine.begin() as connection:
             renewed = connection.execute(
                 job_table.update()
-                .where(job.public_id.in_(list(job_ids)), job.lease_owner == owner, job.status == "running")
+                .where(job.public_id.in_(list(job_ids)), leased_to(owner))
                 .values(heartbeat_at=self._now())
             )
         return renewed.rowcount

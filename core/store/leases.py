@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.db.tables import TERMINAL_STATUSES, Checkpoint
-from core.results import Summary
+from core.results import Summary, finite_or_none
 from core.store.base import (
     StoreBase,
-    finite_or_none,
     fused_group_job_table,
     fused_group_table,
     job_table,
+    leased_to,
     summary_to_json,
 )
 from core.store.notifications import notify_job_changed
@@ -113,11 +113,7 @@ class LeaseStore(StoreBase):
         with self._engine.begin() as connection:
             renewed = connection.execute(
                 job_table.update()
-                .where(
-                    job_table.c.public_id == job_id,
-                    job_table.c.lease_owner == owner,
-                    job_table.c.status == "running",
-                )
+                .where(job_table.c.public_id == job_id, leased_to(owner))
                 .values(heartbeat_at=self._now())
             )
         return renewed.rowcount == 1
@@ -177,13 +173,7 @@ class LeaseStore(StoreBase):
             values["device"] = device
         with self._engine.begin() as connection:
             finished = connection.execute(
-                job_table.update()
-                .where(
-                    job_table.c.public_id == job_id,
-                    job_table.c.lease_owner == owner,
-                    job_table.c.status == "running",
-                )
-                .values(**values)
+                job_table.update().where(job_table.c.public_id == job_id, leased_to(owner)).values(**values)
             )
             if finished.rowcount == 1:
                 notify_job_changed(connection, job_id)

@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.db.tables import Landscape, Telemetry
-from core.results import LandscapeRecord, MetricPoint, TelemetryRecord
-from core.store.base import StoreBase, finite_or_none
+from core.results import LandscapeRecord, MetricPoint, TelemetryRecord, finite_or_none
+from core.store.base import StoreBase
 from core.store.notifications import notify_job_changed
 from core.store.rollup import (
     POINTS_PER_BUCKET,

@@ -1,8 +1,8 @@
 """An app and a client per test, on a migrated database of its own (SQLite and PostgreSQL).
 
 The broker is kombu's SQLAlchemy transport on a SQLite file of the test's own: publishing works, nothing
-consumes (the end-to-end tests bring a real worker). The sweeper is slowed down so that only the tests
-that want it see it act.
+consumes (the end-to-end tests bring a real worker), and `published_tasks` drains what was published. The
+sweeper is slowed down so that only the tests that want it see it act.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from core.queue import make_celery
 from core.settings import Settings
 
 SMALL_BODY_LIMIT = 4096
@@ -64,3 +65,20 @@ def submit(client: TestClient, **changes: Any) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     job: dict[str, Any] = response.json()
     return job
+
+
+def published_tasks(broker_url: str, queue: str = "cpu") -> list[tuple[str, Any]]:
+    """Drain `queue`: each task message's name and first argument (a job id, or a group's job ids)."""
+    tasks: list[tuple[str, Any]] = []
+    celery_app = make_celery(Settings(_env_file=None, broker_url=broker_url))  # type: ignore[call-arg]
+    with celery_app.connection_for_read() as connection:
+        simple_queue = connection.SimpleQueue(queue)
+        while True:
+            try:
+                message = simple_queue.get(timeout=0.5)
+            except simple_queue.Empty:
+                break
+            tasks.append((message.headers["task"], message.decode()[0][0]))
+            message.ack()
+        simple_queue.close()
+    return tasks

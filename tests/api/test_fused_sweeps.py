@@ -12,28 +12,10 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.sweeper import Sweeper
 from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK, make_celery
-from core.settings import Settings
 from core.store import Store
-from tests.api.conftest import settings_for
+from tests.api.conftest import published_tasks, settings_for
 from tests.api.recorded_runs import BASE_SPEC
 from tests.api.test_health import UNREACHABLE_REDIS
-
-
-def published_tasks(broker_url: str, queue: str = "cpu") -> list[tuple[str, Any]]:
-    """Drain `queue`: each task message's name and first argument (a job id, or a group's job ids)."""
-    tasks: list[tuple[str, Any]] = []
-    celery_app = make_celery(Settings(_env_file=None, broker_url=broker_url))  # type: ignore[call-arg]
-    with celery_app.connection_for_read() as connection:
-        simple_queue = connection.SimpleQueue(queue)
-        while True:
-            try:
-                message = simple_queue.get(timeout=0.5)
-            except simple_queue.Empty:
-                break
-            tasks.append((message.headers["task"], message.decode()[0][0]))
-            message.ack()
-        simple_queue.close()
-    return tasks
 
 
 def submit(client: TestClient, **body: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -14,26 +13,13 @@ from core.queue import make_celery
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import Store
-from tests.api.conftest import TINY_SPEC, settings_for
+from tests.api.conftest import TINY_SPEC, published_tasks, settings_for
 from tests.api.test_health import UNREACHABLE_REDIS
 
 
 def published_job_ids(broker_url: str, queue: str) -> list[str]:
     """Drain `queue` and return the job id each task message carries."""
-    job_ids: list[str] = []
-    celery_app = make_celery(Settings(_env_file=None, broker_url=broker_url))  # type: ignore[call-arg]
-    with celery_app.connection_for_read() as connection:
-        simple_queue = connection.SimpleQueue(queue)
-        while True:
-            try:
-                message = simple_queue.get(timeout=0.5)
-            except simple_queue.Empty:
-                break
-            args: Any = message.decode()[0]
-            job_ids.append(str(args[0]))
-            message.ack()
-        simple_queue.close()
-    return job_ids
+    return [str(job_id) for _, job_id in published_tasks(broker_url, queue)]
 
 
 def submit_while_the_broker_is_down(migrated_database_url: str) -> str:

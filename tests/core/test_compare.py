@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from core.compare import (
     speedup_vs_baseline,
     steps_to_target,
 )
+from core.results import finite_or_none
 from core.spec import JobSpec
 
 PAPER_SPEC: dict[str, Any] = {
@@ -107,6 +109,12 @@ def test_missing_and_non_finite_values_never_count_as_final_or_best() -> None:
     assert best_value([math.inf, 0.2], "val_accuracy") == 0.2
     assert best_value([None, math.nan], "val_accuracy") is None
     assert final_value([]) is None
+
+
+def test_a_decimal_counts_as_a_number_and_a_bool_or_a_non_finite_value_does_not() -> None:
+    # One rule for what the store writes and what a comparison counts: PostgreSQL's numeric reads as Decimal.
+    values = (Decimal("0.25"), 3, True, None, math.nan, -math.inf)
+    assert [finite_or_none(value) for value in values] == [0.25, 3.0, None, None, None, None]
 
 
 def test_steps_to_target_is_the_first_evaluated_step_at_or_above_the_target() -> None:
