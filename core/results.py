@@ -21,6 +21,8 @@ RunOutcome = Literal["succeeded", "diverged", "cancelled"]
 def finite_or_none(value: object) -> float | None:
     """`value` as a float when it is a finite number (a Decimal, as PostgreSQL's numeric reads, is one; a
     bool is not), else None: missing, NaN and ±inf."""
+    if type(value) is float:  # the common case, on the metric-ingest path: no ABC check
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
         return None
     number = float(value)
