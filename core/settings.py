@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         3600.0, gt=0, validation_alias=AliasChoices("REQUEUE_AFTER", "BNLAB_REQUEUE_AFTER_SECONDS")
     )
     max_lease_losses: int = Field(3, ge=1)
+    database_statement_timeout_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="PostgreSQL: the server cancels a statement that runs longer, and a request or a "
+        "worker's write gives up on a server that has not answered a second after that (silent: packets "
+        "dropped, process hung), instead of waiting minutes for TCP; 0 = no limit",
+    )
 
     # Limits.
     job_soft_time_limit_seconds: int = Field(6 * 3600, ge=1)

@@ -20,11 +20,11 @@ DATABASE_RETRIES = 60  # five minutes of an unreachable database, then the sweep
 _stores: dict[tuple[str, int], Store] = {}
 
 
-def store_for(url: str) -> Store:
+def store_for(settings: Settings) -> Store:
     """This process's store (a pool child must not reuse connections opened before the fork)."""
-    key = (url, os.getpid())
+    key = (settings.database_url, os.getpid())
     if key not in _stores:
-        _stores[key] = Store(url)
+        _stores[key] = Store.from_settings(settings)
     return _stores[key]
 
 
@@ -32,7 +32,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=TRAIN_TASK, bind=True, max_retries=DATABASE_RETRIES)
     def train(task: Task, job_id: str) -> None:
         try:
-            train_job(store_for(settings.database_url), job_id, settings)
+            train_job(store_for(settings), job_id, settings)
         except OperationalError as error:
             # The database is unreachable: this delivery cannot even take the lease. Try again later.
             raise task.retry(exc=error, countdown=DATABASE_RETRY_SECONDS) from error
@@ -40,6 +40,6 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=TRAIN_GROUP_TASK, bind=True, max_retries=DATABASE_RETRIES)
     def train_fused_group(task: Task, job_ids: list[str]) -> None:
         try:
-            train_group(store_for(settings.database_url), job_ids, settings)
+            train_group(store_for(settings), job_ids, settings)
         except OperationalError as error:
             raise task.retry(exc=error, countdown=DATABASE_RETRY_SECONDS) from error
