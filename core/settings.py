@@ -52,6 +52,19 @@ class Settings(BaseSettings):
 
     # Limits.
     job_soft_time_limit_seconds: int = Field(6 * 3600, ge=1)
+    # Celery's own limits, backstops for a job stuck where the deadline above is never checked.
+    celery_soft_time_limit_grace_seconds: int = Field(
+        60,
+        ge=0,
+        description="Celery's soft time limit (an exception raised inside the task) comes this long after "
+        "the job's deadline; 0 = none",
+    )
+    celery_hard_time_limit_grace_seconds: int = Field(
+        60,
+        ge=1,
+        description="Celery's hard time limit (the pool process is killed, and the jobs it held fail) comes "
+        "this long after the soft limit, or after the job's deadline when there is none",
+    )
     worker_memory_limit_mb: int = Field(
         0,
         ge=0,
