@@ -24,10 +24,9 @@ QUEUES = ("default", "cpu", "gpu")
 SQLALCHEMY_PREFIX = "sqla+"
 
 # The worker stops a job at its deadline (settings.job_soft_time_limit_seconds) through `should_stop`;
-# Celery's soft limit (an exception inside the task) and hard limit (the pool child is killed) are
-# backstops for a job stuck inside one step.
-SOFT_LIMIT_GRACE_SECONDS = 60
-HARD_LIMIT_GRACE_SECONDS = 60
+# Celery's soft limit (an exception inside the task) and hard limit (the pool child is killed, and the
+# worker fails the jobs it held) are backstops for a job stuck inside one step, settings.celery_*_grace
+# seconds later (60 s each by default).
 # Redis hands an unacknowledged message to another worker after `visibility_timeout`; it must exceed the
 # longest job, or a long job would be delivered twice while it runs (the lease would drop the copy, but
 # it would cost a delivery). An hour above the hard limit.
@@ -38,10 +37,12 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.0, "interval_step"
 BROKER_CONNECT_TIMEOUT_SECONDS = 2.0
 
 
-def time_limits(settings: Settings) -> tuple[int, int]:
-    """(soft, hard) Celery time limits in seconds for a training task."""
-    soft = settings.job_soft_time_limit_seconds + SOFT_LIMIT_GRACE_SECONDS
-    return soft, soft + HARD_LIMIT_GRACE_SECONDS
+def time_limits(settings: Settings) -> tuple[int | None, int]:
+    """(soft, hard) Celery time limits in seconds for a training task (soft None: no soft limit)."""
+    deadline = settings.job_soft_time_limit_seconds
+    soft_grace = settings.celery_soft_time_limit_grace_seconds
+    soft = deadline + soft_grace if soft_grace else None
+    return soft, (soft or deadline) + settings.celery_hard_time_limit_grace_seconds
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:

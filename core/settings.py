@@ -42,9 +42,29 @@ class Settings(BaseSettings):
         3600.0, gt=0, validation_alias=AliasChoices("REQUEUE_AFTER", "BNLAB_REQUEUE_AFTER_SECONDS")
     )
     max_lease_losses: int = Field(3, ge=1)
+    database_statement_timeout_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="PostgreSQL: the server cancels a statement that runs longer, and a request or a "
+        "worker's write gives up on a server that has not answered a second after that (silent: packets "
+        "dropped, process hung), instead of waiting minutes for TCP; 0 = no limit",
+    )
 
     # Limits.
     job_soft_time_limit_seconds: int = Field(6 * 3600, ge=1)
+    # Celery's own limits, backstops for a job stuck where the deadline above is never checked.
+    celery_soft_time_limit_grace_seconds: int = Field(
+        60,
+        ge=0,
+        description="Celery's soft time limit (an exception raised inside the task) comes this long after "
+        "the job's deadline; 0 = none",
+    )
+    celery_hard_time_limit_grace_seconds: int = Field(
+        60,
+        ge=1,
+        description="Celery's hard time limit (the pool process is killed, and the jobs it held fail) comes "
+        "this long after the soft limit, or after the job's deadline when there is none",
+    )
     worker_memory_limit_mb: int = Field(
         0,
         ge=0,

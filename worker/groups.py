@@ -12,7 +12,10 @@ cancelled shows it while the others train on. A cancel request stops that job's 
 `should_stop` turns true for every model at the deadline or when any of the group's leases is lost (another
 worker took the group over: then nothing is written). A job that had already finished when the group was
 delivered again (cancelled, or diverged before the crash) still has its spec in the group, which the
-group's checkpoint needs, but it is a passenger: it leaves at once and nothing is written for it.
+group's checkpoint needs, but it is a passenger: it leaves at once and nothing is written for it. A job held
+by this delivery whose model had ended before the checkpoint it resumes from, without the job being
+finished (a checkpoint of a version before `on_model_result`), is finished with that stored result once
+the group's run returns.
 """
 
 from __future__ import annotations
@@ -203,7 +206,7 @@ class _GroupDelivery:
             self._finish(self.members[index], result)
 
         # Every job is finished by `on_model_result` as its model ends; the list returned repeats that.
-        train(
+        results = train(
             [member.spec for member in self.members],
             [self._callbacks(member) for member in self.members],
             None if stored is None else stored[1],
@@ -211,6 +214,11 @@ class _GroupDelivery:
             on_group_checkpoint,
             on_model_result,
         )
+        # A checkpoint written before `on_model_result` existed may hold a model that had ended (its result
+        # is in the blob) while its job was never finished: resumed, its result comes back in the list only.
+        for member, result in zip(self.members, results, strict=True):
+            if not member.finished:
+                self._finish(member, result)
 
     def _group_id(self) -> str:
         """The fused group the delivered jobs are — all of it, in its training order, which the group's

@@ -42,9 +42,14 @@ class Delivery:
     status: str | None = None
 
 
+def owner_prefix(pid: int) -> str:
+    """How the lease owners of every delivery by process `pid` on this host begin."""
+    return f"{socket.gethostname()}:{pid}:"
+
+
 def new_owner() -> str:
     """A lease owner unique to this delivery (host, process, random suffix)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{owner_prefix(os.getpid())}{uuid.uuid4().hex[:8]}"
 
 
 def train_with_core(

@@ -75,9 +75,9 @@ def decode_cursor(cursor: str) -> int:
 class StoreBase:
     """Owns the engine. PostgreSQL lease times use the database clock, SQLite the process clock."""
 
-    def __init__(self, url: str, **engine_options: Any) -> None:
+    def __init__(self, url: str, statement_timeout_seconds: float = 0, **engine_options: Any) -> None:
         self.url = url
-        self._engine: Engine = create_database_engine(url, **engine_options)
+        self._engine: Engine = create_database_engine(url, statement_timeout_seconds, **engine_options)
         self.is_postgres = self._engine.dialect.name == "postgresql"
         # Public ids and metric names never change once written, so their integer keys are cached.
         self._job_row_ids: dict[str, int] = {}

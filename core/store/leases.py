@@ -7,6 +7,7 @@ replicas' sweepers can race without locks: whoever changes the row first wins, t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -180,6 +181,26 @@ class LeaseStore(StoreBase):
         return finished.rowcount == 1
 
     # -- checkpoints -------------------------------------------------------------------------------------
+    def fail_jobs_leased_by(self, job_ids: Sequence[str], owner_prefix: str, error: str) -> list[str]:
+        """Fail those of `job_ids` still running under a lease whose owner begins with `owner_prefix` (every
+        delivery of one process, as when that process was killed); the ids failed."""
+        failed = []
+        with self._engine.begin() as connection:
+            for job_id in job_ids:
+                updated = connection.execute(
+                    job_table.update()
+                    .where(
+                        job_table.c.public_id == job_id,
+                        job_table.c.status == "running",
+                        job_table.c.lease_owner.startswith(owner_prefix, autoescape=True),
+                    )
+                    .values(status="failed", finished_at=self._now(), error=error)
+                )
+                if updated.rowcount == 1:
+                    notify_job_changed(connection, job_id)
+                    failed.append(job_id)
+        return failed
+
     def save_checkpoint(self, job_id: str, step: int, blob: bytes) -> None:
         """Keep `blob` as the job's latest checkpoint (replacing the previous one)."""
         with self._engine.begin() as connection:

@@ -18,4 +18,4 @@ class Store(SweepStore, FusedGroupStore, LeaseStore, SeriesStore, TargetStore, E
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
-        return cls(settings.database_url)
+        return cls(settings.database_url, settings.database_statement_timeout_seconds)

@@ -24,10 +24,22 @@ def test_tasks_are_acknowledged_late_one_at_a_time_within_time_limits() -> None:
         True,
         1,
     )
-    assert 600 < soft < hard and (conf.task_soft_time_limit, conf.task_time_limit) == (soft, hard)
+    assert soft is not None and 600 < soft < hard
+    assert (conf.task_soft_time_limit, conf.task_time_limit) == (soft, hard)
     assert conf.broker_transport_options["visibility_timeout"] > hard  # never redelivered while running
     assert conf.task_ignore_result and not conf.result_backend
     assert sorted(queue.name for queue in conf.task_queues) == ["cpu", "default", "gpu"]
+
+
+def test_without_a_soft_time_limit_the_hard_one_comes_its_grace_after_the_deadline() -> None:
+    settings = Settings(
+        job_soft_time_limit_seconds=10,
+        celery_soft_time_limit_grace_seconds=0,
+        celery_hard_time_limit_grace_seconds=5,
+    )
+    conf = make_celery(settings).conf
+
+    assert (conf.task_soft_time_limit, conf.task_time_limit) == (None, 15)
 
 
 def test_jobs_are_routed_to_the_queue_of_their_device(private_redis: RedisServer) -> None:

@@ -66,6 +66,27 @@ def test_the_third_lost_lease_fails_the_job(store: Store) -> None:
     assert store.acquire_lease(job.id, "worker-5", lease_seconds=0).outcome == "finished"
 
 
+def test_the_jobs_of_a_killed_process_are_failed_and_no_other(store: Store) -> None:
+    killed, finished, elsewhere, same_pid_on_another_host = (store.create_job(make_spec()) for _ in range(4))
+    store.acquire_lease(killed.id, "host_1:42:aaaa", lease_seconds=60)
+    store.acquire_lease(finished.id, "host_1:42:bbbb", lease_seconds=60)
+    assert store.finish_job(finished.id, "host_1:42:bbbb", "succeeded")
+    store.acquire_lease(elsewhere.id, "host_1:421:cccc", lease_seconds=60)
+    store.acquire_lease(same_pid_on_another_host.id, "hostx1:42:dddd", lease_seconds=60)  # `_` is no wildcard
+    ids = [killed.id, finished.id, elsewhere.id, same_pid_on_another_host.id]
+
+    assert store.fail_jobs_leased_by(ids, "host_1:42:", "time limit exceeded") == [killed.id]
+
+    jobs = [store.get_job(job_id) for job_id in ids]
+    assert [(job.status, job.error) for job in jobs if job] == [
+        ("failed", "time limit exceeded"),
+        ("succeeded", None),
+        ("running", None),
+        ("running", None),
+    ]
+    assert store.fail_jobs_leased_by(ids, "host_1:42:", "again") == []  # already failed: left as it is
+
+
 def test_a_stale_job_with_a_cancel_request_ends_cancelled(store: Store) -> None:
     job = store.create_job(make_spec())
     store.acquire_lease(job.id, "worker-a", lease_seconds=60)

@@ -1,8 +1,9 @@
 """A job past its time limit, or one whose training raises (out of memory included), ends failed with a
-message saying why, and the worker takes the next job.
+message saying why, and the worker takes the next job; so does a job stuck past Celery's hard time limit.
 
 One worker of its own (PostgreSQL + the session's private Redis, on a Redis database number of its own)
-with a 10 s job time limit and a memory ceiling on its pool process.
+with a 10 s job time limit and a memory ceiling on its pool process; another with a 4 s job time limit,
+no soft limit and Celery's hard limit 2 s later.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from core.spec import JobSpec
 from tests.fixtures.databases import create_postgres_database, drop_postgres_database, postgres_available
 from tests.fixtures.requirements import require
 from tests.fixtures.worker import RedisServer, RunningWorker, start_worker
-from tests.reliability.conftest import SLOW_SPEC, TINY_SPEC, discard_worker, job_of
+from tests.reliability.conftest import (
+    SLOW_SPEC,
+    TINY_SPEC,
+    discard_worker,
+    is_running,
+    job_of,
+    lease_pid,
+    wait_until,
+)
+from worker.tasks import KILLED_AT_HARD_TIME_LIMIT
 
 pytestmark = pytest.mark.service
 
@@ -37,6 +47,19 @@ OUT_OF_MEMORY_SPEC = {
 }
 # Fifty times the slow job's steps: minutes of training, stopped by the time limit.
 OVERLONG_SPEC = {**SLOW_SPEC, "steps": 10_000, "eval_every": 100, "checkpoint_every": 0}
+# The backstop worker's limits: its jobs' deadline, and Celery's hard limit that long after it (no soft
+# limit, whose exception would end the task before the hard limit does).
+BACKSTOP_DEADLINE_SECONDS = 4
+HARD_LIMIT_GRACE_SECONDS = 2
+# Within the caps, and valid: each step is hundreds of GFLOP (seconds on one thread), and the deadline
+# is only checked between stretches of 8 steps, so it trains on, past the deadline, into the hard limit,
+# as a job stuck inside one step would.
+STUCK_IN_A_STRETCH_SPEC = {
+    **TINY_SPEC,
+    "architecture": {"kind": "mlp", "hidden": [2048] * 4, "activation": "relu"},
+    "batch_size": 4096,
+    "steps": 100,
+}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +83,55 @@ def limited_worker(
         if worker is not None:
             discard_worker(worker)
         drop_postgres_database(name)
+
+
+@pytest.fixture(scope="module")
+def backstop_worker(
+    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+) -> Iterator[RunningWorker]:
+    require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
+    name, url = create_postgres_database()
+    worker: RunningWorker | None = None
+    try:
+        upgrade_database(url)
+        worker = start_worker(
+            url,
+            private_redis.url.rsplit("/", 1)[0] + "/2",
+            tmp_path_factory.mktemp("backstop-worker") / "worker.log",
+            BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(BACKSTOP_DEADLINE_SECONDS),
+            BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS="0",
+            BNLAB_CELERY_HARD_TIME_LIMIT_GRACE_SECONDS=str(HARD_LIMIT_GRACE_SECONDS),
+        )
+        yield worker
+    finally:
+        if worker is not None:
+            discard_worker(worker)
+        drop_postgres_database(name)
+
+
+def test_a_job_stuck_past_the_hard_time_limit_is_killed_fails_and_the_worker_takes_the_next(
+    backstop_worker: RunningWorker,
+) -> None:
+    worker = backstop_worker
+    # Torch loaded in the pool process first, so that the stuck job reaches its first stretch at once.
+    assert worker.wait_for(worker.submit(JobSpec.model_validate(TINY_SPEC)).id).status == "succeeded"
+    stuck = worker.submit(JobSpec.model_validate(STUCK_IN_A_STRETCH_SPEC))
+    following = worker.submit(JobSpec.model_validate(TINY_SPEC))
+
+    failed = worker.wait_for(stuck.id, timeout=60)
+    assert (failed.status, failed.error) == ("failed", KILLED_AT_HARD_TIME_LIMIT)
+    assert failed.error.startswith("time limit exceeded")
+    assert failed.started_at is not None and failed.finished_at is not None
+    ran_seconds = (failed.finished_at - failed.started_at).total_seconds()
+    hard_limit = BACKSTOP_DEADLINE_SECONDS + HARD_LIMIT_GRACE_SECONDS
+    assert hard_limit - 0.5 <= ran_seconds < hard_limit + 3
+    killed_pid = lease_pid(failed)
+    wait_until(lambda: not is_running(killed_pid), 15, "the pool process to be killed", worker.log)
+
+    finished = worker.wait_for(following.id)
+    assert finished.status == "succeeded"
+    assert lease_pid(finished) != lease_pid(failed)  # on the pool process that replaced it
+    assert job_of(worker, stuck.id).attempts == 1  # failed once, not trained again
 
 
 def test_a_job_past_its_time_limit_fails_and_the_worker_takes_the_next(limited_worker: RunningWorker) -> None:

@@ -1,8 +1,8 @@
 """A broker or a database that goes away costs no accepted job and leaves nothing half-written.
 
 The broker is the session's private redis-server, stopped and restarted (or made to refuse writes) by the
-test; the database is a real PostgreSQL behind a TCP proxy that the test cuts. The shared servers are
-never touched.
+test; the database is a real PostgreSQL behind a TCP proxy that the test cuts or silences. The shared
+servers are never touched.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from api.errors import DATABASE_UNAVAILABLE
 from api.sweeper import Sweeper
+from core.db.engine import ANSWER_GRACE_SECONDS, POSTGRES_CONNECT_TIMEOUT_SECONDS
 from core.db.migrate import upgrade_database
 from core.queue import make_celery
 from core.settings import Settings
@@ -38,6 +39,8 @@ pytestmark = pytest.mark.service
 # How long the sweeper leaves a new job to the submit path's own publish before it steps in (5 s in
 # service; shorter here, so that the outage below lasts a few seconds).
 UNPUBLISHED_AFTER_SECONDS = 1.0
+# The API's statement timeout in the silent-database test (30 s in service).
+SILENT_STATEMENT_TIMEOUT_SECONDS = 1.0
 
 
 def assert_ran_exactly_once(worker: RunningWorker, job_id: str) -> None:
@@ -157,3 +160,37 @@ def test_a_database_down_is_503_with_a_clear_message_and_leaves_nothing_half_wri
     assert [job.id for job in jobs] == [after.json()["id"], before.json()["id"]]
     assert [job.status for job in jobs] == ["queued", "queued"]
     assert not any(job.cancel_requested for job in jobs)
+
+
+def test_a_database_gone_silent_on_an_open_connection_is_503_within_the_statement_timeout(
+    proxied_postgres: tuple[str, CuttableProxy], tmp_path: Path
+) -> None:
+    proxied_url, proxy = proxied_postgres
+    settings = Settings(
+        _env_file=None,
+        database_url=proxied_url,
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        sweep_seconds=3600.0,
+        database_statement_timeout_seconds=SILENT_STATEMENT_TIMEOUT_SECONDS,
+    )
+    with api_with(settings) as client:
+        submitted = client.post("/v1/jobs", json=TINY_SPEC)
+        assert submitted.status_code == 201
+        job_path = f"/v1/jobs/{submitted.json()['id']}"
+        assert client.get(job_path).status_code == 200  # the pooled connection is open and idle
+        # Packets dropped (or the server's process hung): the connection stays open, nothing answers.
+        proxy.go_silent()
+        started = time.monotonic()
+        while_silent = client.get(job_path)
+        silent_seconds = time.monotonic() - started
+        proxy.speak_again()
+        after = client.get(job_path)
+
+    assert while_silent.status_code == 503, while_silent.text
+    assert while_silent.json() == {"detail": DATABASE_UNAVAILABLE}
+    assert while_silent.headers["retry-after"] == "5"
+    # The pool's ping gives up on the open connection after the statement timeout and a second; its one
+    # attempt at a new connection meets the connect timeout. Without a bound it waits for TCP (minutes).
+    bound = SILENT_STATEMENT_TIMEOUT_SECONDS + ANSWER_GRACE_SECONDS + POSTGRES_CONNECT_TIMEOUT_SECONDS
+    assert silent_seconds < bound + 2, f"answered after {silent_seconds:.1f} s"
+    assert after.status_code == 200 and after.json()["status"] == "queued"  # the app recovers on its own

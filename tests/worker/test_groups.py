@@ -243,6 +243,67 @@ def test_a_crashed_group_resumes_from_its_checkpoint_with_the_uninterrupted_metr
         assert store.read_metrics(job_id, None, 1000) == store.read_metrics(reference_id, None, 1000)
 
 
+def test_a_job_whose_model_ended_in_a_checkpoint_older_than_on_model_result_is_finished_on_resume(
+    store: Store,
+) -> None:
+    diverging_shape = {  # relu without BN at a rate of 100 overflows within a few dozen steps
+        "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
+        "batch_norm": False,
+        "steps": 120,
+        "telemetry_every": 0,
+        "checkpoint_every": 40,
+    }
+    specs = [
+        tiny_spec(**diverging_shape, learning_rate=0.1, seed=0),
+        tiny_spec(**diverging_shape, learning_rate=100.0, seed=1),
+        tiny_spec(**diverging_shape, learning_rate=0.05, seed=2),
+    ]
+    settings = liveness_settings(store, lease_seconds=0.3)
+    [group] = fused_sweep(store, specs).fused_groups
+    diverged_id = group.job_ids[1]
+
+    def as_before_on_model_result_then_crash(
+        specs: list[JobSpec],
+        callbacks: list[Callbacks],
+        checkpoint: bytes | None,
+        settings: Settings,
+        on_group_checkpoint: GroupCheckpointHook,
+        on_model_result: ModelResultHook,
+    ) -> list[Result]:
+        """The worker of an older version: nothing is finished before the group ends, and it dies after
+        the checkpoint at step 80, which holds the diverged model's result."""
+
+        def save_then_crash(step: int, blob: bytes) -> None:
+            on_group_checkpoint(step, blob)
+            if step == 80:
+                raise SimulatedCrash
+
+        return train_group_with_core(specs, callbacks, checkpoint, settings, save_then_crash, lambda *_: None)
+
+    with pytest.raises(SimulatedCrash):
+        train_group(store, group.job_ids, settings, train=as_before_on_model_result_then_crash)
+    left_running = store.get_job(diverged_id)
+    assert left_running is not None and left_running.status == "running"  # diverged, never finished
+    time.sleep(0.4)  # the dead worker's leases go stale
+
+    resumed = train_group(store, group.job_ids, settings)
+
+    assert [delivery.status for delivery in resumed] == ["succeeded", "diverged", "succeeded"]
+    diverged = store.get_job(diverged_id)
+    assert diverged is not None and (diverged.status, diverged.error) == ("diverged", None)
+    assert diverged.summary is not None and diverged.summary.diverged_at_step is not None
+    assert diverged.summary.diverged_at_step < 80
+    assert diverged.progress is not None and diverged.progress.step == diverged.summary.diverged_at_step
+    finished_at = diverged.finished_at
+
+    # Delivered once more (the message came back): every job stays as it ended.
+    time.sleep(0.4)
+    again = train_group(store, group.job_ids, settings)
+    assert {(delivery.lease, delivery.status) for delivery in again} == {("finished", None)}
+    unchanged = store.get_job(diverged_id)
+    assert unchanged is not None and (unchanged.status, unchanged.finished_at) == ("diverged", finished_at)
+
+
 def test_a_group_that_cannot_train_fails_every_job_with_the_message(store: Store) -> None:
     [group] = fused_sweep(store, fusable_specs(device="cuda")).fused_groups  # this machine has no CUDA
 
