@@ -3,7 +3,8 @@ message saying why, and the worker takes the next job; so does a job stuck past 
 
 One worker of its own (PostgreSQL + the session's private Redis, on a Redis database number of its own)
 with a 10 s job time limit and a memory ceiling on its pool process; another with a 4 s job time limit,
-no soft limit and Celery's hard limit 2 s later.
+no soft limit and Celery's hard limit 2 s later; a third with a 4 s job time limit and Celery's soft limit
+2 s later.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.reliability.conftest import (
     wait_until,
 )
 from worker.tasks import KILLED_AT_HARD_TIME_LIMIT
+from worker.training import TIME_LIMIT_EXCEEDED
 
 pytestmark = pytest.mark.service
 
@@ -51,6 +53,8 @@ OVERLONG_SPEC = {**SLOW_SPEC, "steps": 10_000, "eval_every": 100, "checkpoint_ev
 # limit, whose exception would end the task before the hard limit does).
 BACKSTOP_DEADLINE_SECONDS = 4
 HARD_LIMIT_GRACE_SECONDS = 2
+# The soft-limit worker's: Celery's soft limit 2 s after the same deadline, its hard limit far beyond.
+SOFT_LIMIT_GRACE_SECONDS = 2
 # Within the caps, and valid: each step is hundreds of GFLOP (seconds on one thread), and the deadline
 # is only checked between stretches of 8 steps, so it trains on, past the deadline, into the hard limit,
 # as a job stuck inside one step would.
@@ -107,6 +111,54 @@ def backstop_worker(
         if worker is not None:
             discard_worker(worker)
         drop_postgres_database(name)
+
+
+@pytest.fixture(scope="module")
+def soft_limit_worker(
+    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+) -> Iterator[RunningWorker]:
+    require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
+    name, url = create_postgres_database()
+    worker: RunningWorker | None = None
+    try:
+        upgrade_database(url)
+        worker = start_worker(
+            url,
+            private_redis.url.rsplit("/", 1)[0] + "/3",
+            tmp_path_factory.mktemp("soft-limit-worker") / "worker.log",
+            BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(BACKSTOP_DEADLINE_SECONDS),
+            BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS=str(SOFT_LIMIT_GRACE_SECONDS),
+            BNLAB_CELERY_HARD_TIME_LIMIT_GRACE_SECONDS="60",
+        )
+        yield worker
+    finally:
+        if worker is not None:
+            discard_worker(worker)
+        drop_postgres_database(name)
+
+
+def test_a_job_stuck_past_the_soft_time_limit_fails_and_the_same_pool_process_takes_the_next(
+    soft_limit_worker: RunningWorker,
+) -> None:
+    """Celery's soft limit raises inside the stuck task: the job fails "time limit exceeded" at the soft
+    limit, long before the hard one, and its pool process lives on to train the next job."""
+    worker = soft_limit_worker
+    assert worker.wait_for(worker.submit(JobSpec.model_validate(TINY_SPEC)).id).status == "succeeded"
+    stuck = worker.submit(JobSpec.model_validate(STUCK_IN_A_STRETCH_SPEC))
+    following = worker.submit(JobSpec.model_validate(TINY_SPEC))
+
+    failed = worker.wait_for(stuck.id, timeout=60)
+    assert (failed.status, failed.error) == ("failed", TIME_LIMIT_EXCEEDED)
+    assert failed.started_at is not None and failed.finished_at is not None
+    ran_seconds = (failed.finished_at - failed.started_at).total_seconds()
+    soft_limit = BACKSTOP_DEADLINE_SECONDS + SOFT_LIMIT_GRACE_SECONDS
+    # The exception is raised once the step's current kernel returns to Python (under a second here).
+    assert soft_limit - 0.5 <= ran_seconds < soft_limit + 5
+
+    finished = worker.wait_for(following.id)
+    assert finished.status == "succeeded"
+    assert lease_pid(finished) == lease_pid(failed)  # the same pool process: nothing was killed
+    assert job_of(worker, stuck.id).attempts == 1
 
 
 def test_a_job_stuck_past_the_hard_time_limit_is_killed_fails_and_the_worker_takes_the_next(
