@@ -1,4 +1,5 @@
-"""The `bnlab` console script: submit, watch, list, show, cancel and compare jobs; submit and show sweeps.
+"""The `bnlab` console script: submit, watch, list, show, cancel and compare jobs; submit, list, show and
+cancel sweeps.
 
     bnlab submit spec.yaml --set learning_rate=1.0 --watch
     bnlab compare A B --target 0.9 --plot curves.png
@@ -11,6 +12,7 @@ stderr and exits 1 (2 for a mistyped command); `watch` exits 0 when the job succ
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 from collections.abc import Iterator
@@ -23,8 +25,8 @@ import typer
 from rich.console import Console
 
 from client.documents import DocumentError, apply_assignments, load_document
-from client.http import DEFAULT_URL, BnlabClient, ServiceError
-from client.render import compare_table, job_details, jobs_table, sweep_details
+from client.http import DEFAULT_URL, TERMINAL_STATUSES, BnlabClient, ServiceError
+from client.render import compare_table, job_details, jobs_table, sweep_details, sweeps_table
 from client.watch import print_events, show_events, show_sweep_progress
 
 EXIT_ERROR = 1
@@ -37,11 +39,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-sweep_app = typer.Typer(help="Grids of jobs: submit one, show its aggregated results.", no_args_is_help=True)
+sweep_app = typer.Typer(
+    help="Grids of jobs: submit one, list them, show one's aggregated results, cancel one.",
+    no_args_is_help=True,
+)
 app.add_typer(sweep_app, name="sweep")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer, for scripts.")]
 WatchOption = Annotated[bool, typer.Option("--watch", help="Then follow it live until it finishes.")]
+
+
+class Execution(enum.StrEnum):
+    """How a sweep's jobs are trained (`POST /v1/sweeps`'s `execution`)."""
+
+    fused = "fused"
+    separate = "separate"
 
 
 @dataclass(frozen=True)
@@ -257,18 +269,62 @@ def sweep_submit(
     sweep_file: Annotated[
         Path, typer.Argument(metavar="SWEEP.yaml|json", help="Name, base spec, grid, seeds.")
     ],
+    execution: Annotated[
+        Execution | None,
+        typer.Option(
+            help="fused: train each group of alike jobs as one stacked model (the service's default); "
+            "separate: a task per job. Overrides the file's `execution`."
+        ),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Then follow the sweep's overall progress.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a sweep: every combination of the grid's values, for each seed."""
     with connected(context) as client:
-        sweep = client.post("/v1/sweeps", load_document(sweep_file))
+        document = load_document(sweep_file)
+        if execution is not None:
+            document = {**document, "execution": execution.value}
+        sweep = client.post("/v1/sweeps", document)
         if as_json:
             print_json(sweep)
         else:
             typer.echo(f"Submitted sweep {sweep['id']} ({sweep['size']} jobs).")
         if watch:
             raise typer.Exit(show_sweep_progress(client, sweep["id"], Console()))
+
+
+@sweep_app.command("list")
+def sweep_list(
+    context: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, help="How many sweeps per page.")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="The page after this cursor (printed below a page).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List sweeps, newest first: size, how they are executed and their jobs' statuses."""
+    with connected(context) as client:
+        page = client.get("/v1/sweeps", {"limit": limit, "cursor": cursor})
+    if as_json:
+        print_json(page)
+        return
+    if not page["items"]:
+        typer.echo("No sweeps.")
+        return
+    Console().print(sweeps_table(page["items"]))
+    if page.get("next_cursor"):
+        typer.echo(f"More: bnlab sweep list --cursor {page['next_cursor']}")
+
+
+@sweep_app.command("cancel")
+def sweep_cancel(context: typer.Context, sweep_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Ask every unfinished job of a sweep to stop: queued ones never start, running ones stop within a few
+    seconds (a fused group trains on with the jobs that are left)."""
+    with connected(context) as client:
+        sweep = client.post(f"/v1/sweeps/{sweep_id}/cancel")
+    counts = sweep.get("status_counts") or {}
+    unfinished = sum(count for status, count in counts.items() if status not in TERMINAL_STATUSES)
+    typer.echo(f"Cancel requested for the {unfinished} unfinished jobs of sweep {sweep_id}.")
 
 
 @sweep_app.command("show")

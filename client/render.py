@@ -244,6 +244,39 @@ def sweep_details(sweep: dict[str, Any]) -> RenderableType:
     )
 
 
+def sweep_status_counts(execution: Mapping[str, Any]) -> dict[str, int]:
+    """A listed sweep's jobs counted by status, from its fused groups' counts and its separate jobs'."""
+    totals: dict[str, int] = {}
+    parts = [group.get("status_counts") or {} for group in execution.get("fused_groups") or []]
+    parts.append(execution.get("separate_status_counts") or {})
+    for counts in parts:
+        for status, count in counts.items():
+            totals[status] = totals.get(status, 0) + count
+    return totals
+
+
+def sweeps_table(items: list[dict[str, Any]]) -> Table:
+    """One row per sweep of a `GET /v1/sweeps` page: its size, how it is executed and its jobs' statuses."""
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("name", overflow="fold")
+    table.add_column("jobs", justify="right", no_wrap=True)
+    table.add_column("executed", no_wrap=True)
+    table.add_column("statuses")
+    table.add_column("created", no_wrap=True)
+    for sweep in items:
+        execution = sweep.get("execution") or {}
+        table.add_row(
+            str(sweep.get("id")),
+            str(sweep.get("name") or ""),
+            number(sweep.get("size")),
+            str(execution.get("used", MISSING)),
+            status_counts_text(sweep_status_counts(execution)),
+            timestamp(sweep.get("created_at")),
+        )
+    return table
+
+
 def execution_table(execution: Mapping[str, Any]) -> Table:
     """One row per fused group of a sweep (one task trains its jobs together), then one for the jobs that
     run as a task each, with their jobs counted by status."""

@@ -364,3 +364,47 @@ def test_sweep_submit_of_an_invalid_grid_is_one_line(service: RunningService, tm
 def test_sweep_show_of_an_unknown_sweep_is_one_line(service: RunningService) -> None:
     line = single_error_line(bnlab(service, "sweep", "show", uuid.uuid4().hex))
     assert line.startswith("error: Not found (404): ")
+
+
+def test_sweep_list_shows_each_sweep_with_its_execution_and_statuses(
+    service: RunningService, tmp_path: Path
+) -> None:
+    fused = {"name": "listed fused", "base": TINY_SPEC, "grid": {"learning_rate": [0.05, 0.1]}}
+    separate = {**fused, "name": "listed separate"}
+    fused_id = httpx.post(f"{service.url}/v1/sweeps", json=fused).json()["id"]
+    path = write_spec(tmp_path, separate, "sweep.json")
+    submitted = bnlab(service, "sweep", "submit", str(path), "--execution", "separate")
+    assert submitted.exit_code == 0, submitted.output
+    separate_id = submitted.stdout.removeprefix("Submitted sweep ").split()[0]
+    for sweep_id in (fused_id, separate_id):
+        for job_id in httpx.get(f"{service.url}/v1/sweeps/{sweep_id}").json()["job_ids"]:
+            service.wait_until_finished(job_id)
+
+    listed = bnlab(service, "sweep", "list", "--limit", "200")
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines() if line.split()}
+    assert re.search(r"listed fused +│ +2 │ fused +│ succeeded 2", rows[fused_id]), listed.stdout
+    assert re.search(r"listed separate +│ +2 │ separate +│ succeeded 2", rows[separate_id]), listed.stdout
+    # newest first, and --json is the service's page
+    assert listed.stdout.index(separate_id) < listed.stdout.index(fused_id)
+    page = json.loads(bnlab(service, "sweep", "list", "--json", "--limit", "1").stdout)
+    assert [item["id"] for item in page["items"]] == [separate_id]
+    assert page["next_cursor"]
+    following = bnlab(service, "sweep", "list", "--limit", "1", "--cursor", page["next_cursor"])
+    assert fused_id in following.stdout and separate_id not in following.stdout
+
+
+def test_sweep_cancel_stops_its_unfinished_jobs_and_a_finished_sweep_is_a_conflict(
+    service: RunningService,
+) -> None:
+    sweep = {"name": "to cancel", "base": SLOW_SPEC, "grid": {"learning_rate": [0.05, 0.1]}, "seeds": [0, 1]}
+    answer = httpx.post(f"{service.url}/v1/sweeps", json=sweep).json()
+    service.wait_for(answer["job_ids"][0], frozenset({"running"}))
+
+    result = bnlab(service, "sweep", "cancel", answer["id"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"Cancel requested for the 4 unfinished jobs of sweep {answer['id']}."
+    assert {service.wait_until_finished(job_id)["status"] for job_id in answer["job_ids"]} == {"cancelled"}
+
+    line = single_error_line(bnlab(service, "sweep", "cancel", answer["id"]))
+    assert line == f"error: Conflict (409): every job of sweep {answer['id']} has finished"
