@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -66,10 +67,15 @@ STUCK_IN_A_STRETCH_SPEC = {
 }
 
 
-@pytest.fixture(scope="module")
-def limited_worker(
-    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+@contextmanager
+def worker_with_limits(
+    tmp_path_factory: pytest.TempPathFactory,
+    private_redis: RedisServer,
+    redis_database: int,
+    **environment: str,
 ) -> Iterator[RunningWorker]:
+    """A worker of its own (a scratch PostgreSQL database, Redis database `redis_database` of the session's
+    private server) started with the settings in `environment`; discarded afterwards."""
     require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
     name, url = create_postgres_database()
     worker: RunningWorker | None = None
@@ -77,64 +83,59 @@ def limited_worker(
         upgrade_database(url)
         worker = start_worker(
             url,
-            private_redis.url.rsplit("/", 1)[0] + "/1",
-            tmp_path_factory.mktemp("limited-worker") / "worker.log",
-            BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(TIME_LIMIT_SECONDS),
-            BNLAB_WORKER_MEMORY_LIMIT_MB=str(MEMORY_LIMIT_MB),
+            private_redis.url.rsplit("/", 1)[0] + f"/{redis_database}",
+            tmp_path_factory.mktemp(f"limited-worker-{redis_database}") / "worker.log",
+            **environment,
         )
         yield worker
     finally:
         if worker is not None:
             discard_worker(worker)
         drop_postgres_database(name)
+
+
+@pytest.fixture(scope="module")
+def limited_worker(
+    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+) -> Iterator[RunningWorker]:
+    with worker_with_limits(
+        tmp_path_factory,
+        private_redis,
+        1,
+        BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(TIME_LIMIT_SECONDS),
+        BNLAB_WORKER_MEMORY_LIMIT_MB=str(MEMORY_LIMIT_MB),
+    ) as worker:
+        yield worker
 
 
 @pytest.fixture(scope="module")
 def backstop_worker(
     tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
 ) -> Iterator[RunningWorker]:
-    require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
-    name, url = create_postgres_database()
-    worker: RunningWorker | None = None
-    try:
-        upgrade_database(url)
-        worker = start_worker(
-            url,
-            private_redis.url.rsplit("/", 1)[0] + "/2",
-            tmp_path_factory.mktemp("backstop-worker") / "worker.log",
-            BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(BACKSTOP_DEADLINE_SECONDS),
-            BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS="0",
-            BNLAB_CELERY_HARD_TIME_LIMIT_GRACE_SECONDS=str(HARD_LIMIT_GRACE_SECONDS),
-        )
+    with worker_with_limits(
+        tmp_path_factory,
+        private_redis,
+        2,
+        BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(BACKSTOP_DEADLINE_SECONDS),
+        BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS="0",
+        BNLAB_CELERY_HARD_TIME_LIMIT_GRACE_SECONDS=str(HARD_LIMIT_GRACE_SECONDS),
+    ) as worker:
         yield worker
-    finally:
-        if worker is not None:
-            discard_worker(worker)
-        drop_postgres_database(name)
 
 
 @pytest.fixture(scope="module")
 def soft_limit_worker(
     tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
 ) -> Iterator[RunningWorker]:
-    require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
-    name, url = create_postgres_database()
-    worker: RunningWorker | None = None
-    try:
-        upgrade_database(url)
-        worker = start_worker(
-            url,
-            private_redis.url.rsplit("/", 1)[0] + "/3",
-            tmp_path_factory.mktemp("soft-limit-worker") / "worker.log",
-            BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(BACKSTOP_DEADLINE_SECONDS),
-            BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS=str(SOFT_LIMIT_GRACE_SECONDS),
-            BNLAB_CELERY_HARD_TIME_LIMIT_GRACE_SECONDS="60",
-        )
+    with worker_with_limits(
+        tmp_path_factory,
+        private_redis,
+        3,
+        BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(BACKSTOP_DEADLINE_SECONDS),
+        BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS=str(SOFT_LIMIT_GRACE_SECONDS),
+        BNLAB_CELERY_HARD_TIME_LIMIT_GRACE_SECONDS="60",
+    ) as worker:
         yield worker
-    finally:
-        if worker is not None:
-            discard_worker(worker)
-        drop_postgres_database(name)
 
 
 def test_a_job_stuck_past_the_soft_time_limit_fails_and_the_same_pool_process_takes_the_next(
