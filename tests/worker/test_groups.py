@@ -157,19 +157,24 @@ def test_cancelling_one_job_stops_only_its_model(store: Store) -> None:
         )
 
 
-def test_a_job_that_diverges_is_finished_at_once_while_the_others_train_on(store: Store) -> None:
-    diverging_shape = {  # relu without BN at a rate of 100 overflows within a few dozen steps
+def one_diverging_among_three(steps: int, checkpoint_every: int) -> list[JobSpec]:
+    """Three fusable relu nets without BN; the second (a rate of 100) overflows within a few dozen steps."""
+    shape = {
         "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
         "batch_norm": False,
-        "steps": 200,
+        "steps": steps,
         "telemetry_every": 0,
-        "checkpoint_every": 0,
+        "checkpoint_every": checkpoint_every,
     }
-    specs = [
-        tiny_spec(**diverging_shape, learning_rate=0.1, seed=0),
-        tiny_spec(**diverging_shape, learning_rate=100.0, seed=1),
-        tiny_spec(**diverging_shape, learning_rate=0.05, seed=2),
+    return [
+        tiny_spec(**shape, learning_rate=0.1, seed=0),
+        tiny_spec(**shape, learning_rate=100.0, seed=1),
+        tiny_spec(**shape, learning_rate=0.05, seed=2),
     ]
+
+
+def test_a_job_that_diverges_is_finished_at_once_while_the_others_train_on(store: Store) -> None:
+    specs = one_diverging_among_three(steps=200, checkpoint_every=0)
     [group] = fused_sweep(store, specs).fused_groups
     diverged_id = group.job_ids[1]
     seen_once_it_ended: list[tuple[int, str, int | None, list[str]]] = []
@@ -246,18 +251,7 @@ def test_a_crashed_group_resumes_from_its_checkpoint_with_the_uninterrupted_metr
 def test_a_job_whose_model_ended_in_a_checkpoint_older_than_on_model_result_is_finished_on_resume(
     store: Store,
 ) -> None:
-    diverging_shape = {  # relu without BN at a rate of 100 overflows within a few dozen steps
-        "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
-        "batch_norm": False,
-        "steps": 120,
-        "telemetry_every": 0,
-        "checkpoint_every": 40,
-    }
-    specs = [
-        tiny_spec(**diverging_shape, learning_rate=0.1, seed=0),
-        tiny_spec(**diverging_shape, learning_rate=100.0, seed=1),
-        tiny_spec(**diverging_shape, learning_rate=0.05, seed=2),
-    ]
+    specs = one_diverging_among_three(steps=120, checkpoint_every=40)
     settings = liveness_settings(store, lease_seconds=0.3)
     [group] = fused_sweep(store, specs).fused_groups
     diverged_id = group.job_ids[1]
