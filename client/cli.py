@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from client.documents import DocumentError, apply_assignments, load_document
 from client.http import DEFAULT_URL, TERMINAL_STATUSES, BnlabClient, ServiceError
@@ -47,6 +48,7 @@ app.add_typer(sweep_app, name="sweep")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer, for scripts.")]
 WatchOption = Annotated[bool, typer.Option("--watch", help="Then follow it live until it finishes.")]
+CursorOption = Annotated[str | None, typer.Option(help="The page after this cursor (printed below a page).")]
 
 
 class Execution(enum.StrEnum):
@@ -97,6 +99,24 @@ def fail(message: str) -> typer.Exit:
 
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
+
+
+def print_page(
+    page: dict[str, Any],
+    as_json: bool,
+    table: Callable[[list[dict[str, Any]]], Table],
+    when_empty: str,
+    command: str,
+) -> None:
+    """A page of a list route: its JSON, or its items as a table and the command for the next page."""
+    if as_json:
+        print_json(page)
+    elif not page["items"]:
+        typer.echo(when_empty)
+    else:
+        Console().print(table(page["items"]))
+        if page.get("next_cursor"):
+            typer.echo(f"More: {command} --cursor {page['next_cursor']}")
 
 
 def follow_job(client: BnlabClient, job_id: str, as_json: bool) -> None:
@@ -177,23 +197,13 @@ def jobs(
     ] = None,
     sweep: Annotated[str | None, typer.Option(help="Only the jobs of this sweep.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many jobs per page.")] = 20,
-    cursor: Annotated[
-        str | None, typer.Option(help="The page after this cursor (printed below a page).")
-    ] = None,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
     with connected(context) as client:
         page = client.get("/v1/jobs", {"status": status, "sweep_id": sweep, "limit": limit, "cursor": cursor})
-    if as_json:
-        print_json(page)
-        return
-    if not page["items"]:
-        typer.echo("No jobs.")
-        return
-    Console().print(jobs_table(page["items"]))
-    if page.get("next_cursor"):
-        typer.echo(f"More: bnlab jobs --cursor {page['next_cursor']}")
+    print_page(page, as_json, jobs_table, "No jobs.", "bnlab jobs")
 
 
 @app.command()
@@ -297,23 +307,13 @@ def sweep_submit(
 def sweep_list(
     context: typer.Context,
     limit: Annotated[int, typer.Option(min=1, help="How many sweeps per page.")] = 20,
-    cursor: Annotated[
-        str | None, typer.Option(help="The page after this cursor (printed below a page).")
-    ] = None,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List sweeps, newest first: size, how they are executed and their jobs' statuses."""
     with connected(context) as client:
         page = client.get("/v1/sweeps", {"limit": limit, "cursor": cursor})
-    if as_json:
-        print_json(page)
-        return
-    if not page["items"]:
-        typer.echo("No sweeps.")
-        return
-    Console().print(sweeps_table(page["items"]))
-    if page.get("next_cursor"):
-        typer.echo(f"More: bnlab sweep list --cursor {page['next_cursor']}")
+    print_page(page, as_json, sweeps_table, "No sweeps.", "bnlab sweep list")
 
 
 @sweep_app.command("cancel")
