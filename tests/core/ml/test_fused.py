@@ -12,10 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.ml import fused as fused_module
 from core.ml import run
 from core.ml.fused import run_fused
+from core.ml.fused_model import StackedMLP
+from core.ml.nets import build_model
 from core.ml.training import EVAL_BATCH_SIZE
 from core.results import Callbacks, LandscapeRecord, MetricPoint, Progress, Result, TelemetryRecord
 from core.settings import Settings
@@ -408,3 +412,37 @@ def test_specs_that_cannot_fuse_are_refused(other: dict[str, Any]) -> None:
 def test_one_callbacks_per_spec() -> None:
     with pytest.raises(ValueError, match="one Callbacks per spec"):
         run_fused([make_spec(), make_spec(seed=1)], [Callbacks()], settings=Settings())
+
+
+class BatchNormBackwardCalls(TorchDispatchMode):
+    """Counts ATen batch-norm backward calls made while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        self.calls += func is torch.ops.aten.native_batch_norm_backward.default
+        return func(*args, **(kwargs or {}))
+
+
+def test_batch_norm_backward_is_split_per_model_on_the_cpu_only() -> None:
+    """At width 100 the CPU needs a call per model to round as separate runs do; another device (here the
+    meta device, which computes shapes only) gets one call per layer for the whole group."""
+    specs = [
+        make_spec(architecture={"kind": "mlp", "hidden": [100, 100], "activation": "sigmoid"}, seed=seed)
+        for seed in range(3)
+    ]
+    layers = 2
+    calls = {}
+    for device in (torch.device("cpu"), torch.device("meta")):
+        model = StackedMLP([build_model(spec, (64,), 10) for spec in specs], specs, device)
+        inputs = torch.randn(len(specs), 60, 64, device=device)
+        labels = torch.randint(0, 10, (len(specs) * 60,), device=device)
+        model.loss_and_gradients(inputs, labels, None)  # the CPU's rounding check runs once, here
+        with BatchNormBackwardCalls() as counter:
+            model.loss_and_gradients(inputs, labels, None)
+        calls[device.type] = counter.calls
+    assert calls == {"cpu": len(specs) * layers, "meta": layers}
