@@ -262,6 +262,12 @@ def test_a_sweep_shows_its_heatmap_its_grid_points_its_fused_groups_and_its_jobs
     ]
     screenshot(page, "sweep")
 
+    # The list of sweeps counts each one's jobs by status, fused groups and separate jobs together.
+    page.goto(f"{sqlite_service.url}/#/sweeps")
+    listed_sweep = page.locator(f'#sweeps-table tr[data-sweep-id="{sweep_id}"]')
+    expect(listed_sweep.locator("td.sweep-statuses")).to_have_text(status_summary(sweep["status_counts"]))
+    page.goto(f"{sqlite_service.url}/#/sweeps/{sweep_id}")
+
     # By role and exact name: the group table's heading and "compare its jobs" links also say "its jobs".
     page.get_by_role("link", name="Its jobs", exact=True).click()
     expect(page.locator("#sweep-filter")).to_have_value(sweep_id)
