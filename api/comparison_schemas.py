@@ -170,11 +170,13 @@ class SweepSummaryOut(BaseModel):
     grid: dict[str, list[Any]]
     seeds: list[int]
     execution: ExecutionOut
+    status_counts: dict[str, int] = Field(
+        description="the sweep's jobs by status (every status, zero included)"
+    )
 
 
 class SweepOut(SweepSummaryOut):
     job_ids: list[str] = Field(description="in grid order, seeds innermost")
-    status_counts: dict[str, int]
     done: int
     points: list[GridPointOut]
 

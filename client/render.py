@@ -244,17 +244,6 @@ def sweep_details(sweep: dict[str, Any]) -> RenderableType:
     )
 
 
-def sweep_status_counts(execution: Mapping[str, Any]) -> dict[str, int]:
-    """A listed sweep's jobs counted by status, from its fused groups' counts and its separate jobs'."""
-    totals: dict[str, int] = {}
-    parts = [group.get("status_counts") or {} for group in execution.get("fused_groups") or []]
-    parts.append(execution.get("separate_status_counts") or {})
-    for counts in parts:
-        for status, count in counts.items():
-            totals[status] = totals.get(status, 0) + count
-    return totals
-
-
 def sweeps_table(items: list[dict[str, Any]]) -> Table:
     """One row per sweep of a `GET /v1/sweeps` page: its size, how it is executed and its jobs' statuses."""
     table = Table(show_edge=False, header_style="bold")
@@ -271,7 +260,7 @@ def sweeps_table(items: list[dict[str, Any]]) -> Table:
             str(sweep.get("name") or ""),
             number(sweep.get("size")),
             str(execution.get("used", MISSING)),
-            status_counts_text(sweep_status_counts(execution)),
+            status_counts_text(sweep.get("status_counts") or {}),
             timestamp(sweep.get("created_at")),
         )
     return table

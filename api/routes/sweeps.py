@@ -87,6 +87,7 @@ def _summary_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> SweepSumm
         grid=sweep.grid,
         seeds=sweep.seeds,
         execution=_execution_out(sweep, job_statuses),
+        status_counts=status_counts(job_statuses.values()),
     )
 
 
@@ -122,7 +123,6 @@ def _sweep_out(store: Store, sweep: SweepView) -> SweepOut:
     return SweepOut(
         **_summary_out(sweep, job_statuses).model_dump(),
         job_ids=sweep.job_ids,
-        status_counts=status_counts(outcome.status for outcome in outcomes),
         done=sum(outcome.status in TERMINAL_STATUSES for outcome in outcomes),
         points=[GridPointOut.model_validate(point) for point in points],
     )

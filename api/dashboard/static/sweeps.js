@@ -41,7 +41,7 @@ export function sweepsPage(root, query, life) {
             { "data-sweep-id": sweep.id },
             h("td", {}, h("a", { href: `#/sweeps/${sweep.id}` }, sweep.name || shortId(sweep.id))),
             h("td", { class: "number" }, sweep.size),
-            h("td", { class: "sweep-statuses" }, formatStatusCounts(sweepStatusCounts(sweep.execution))),
+            h("td", { class: "sweep-statuses" }, formatStatusCounts(sweep.status_counts)),
             h("td", {}, Object.entries(sweep.grid).map(([axis, values]) => h("code", { class: "diff" }, `${axis} ∈ ${JSON.stringify(values)}`))),
             h("td", {}, sweep.seeds.join(", ")),
             h("td", {}, sweep.execution.used),
@@ -52,15 +52,6 @@ export function sweepsPage(root, query, life) {
       if (!page.items.length) body.append(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No sweeps yet.")));
     })
     .catch((error) => life.alive && !isAbort(error) && messages.append(errorBox(error)));
-}
-
-/** A listed sweep's jobs counted by status: its fused groups' counts and its separate jobs' added up. */
-function sweepStatusCounts(execution) {
-  const totals = {};
-  for (const counts of [...execution.fused_groups.map((group) => group.status_counts), execution.separate_status_counts]) {
-    for (const [status, count] of Object.entries(counts)) totals[status] = (totals[status] ?? 0) + count;
-  }
-  return totals;
 }
 
 function pointTable(sweep) {
