@@ -95,8 +95,9 @@ def fusion_groups(
             groups.append(by_key[key])
     split: list[list[int]] = []
     for group in groups:
-        on_gpu = specs[group[0]].device.startswith("cuda") and max_gpu_group_size is not None
-        limit = max_gpu_group_size if on_gpu and max_gpu_group_size is not None else max_group_size
+        limit = max_group_size
+        if max_gpu_group_size is not None and specs[group[0]].device.startswith("cuda"):
+            limit = max_gpu_group_size
         parts = math.ceil(len(group) / limit)
         size, larger = divmod(len(group), parts)
         start = 0

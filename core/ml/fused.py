@@ -369,9 +369,9 @@ class _FusedGroup:
                 member.callbacks.on_telemetry(layer_telemetry(net, probe, step))
         if self.landscape_every and step % self.landscape_every == 0:
             for member, net in zip(self.active, self.nets, strict=True):
-                landscape_probe = self.landscape_probes.get(member) or self._landscape_probe(member, net)
-                self.landscape_probes[member] = landscape_probe
-                member.callbacks.on_landscape([landscape_probe(step)])
+                if member not in self.landscape_probes:
+                    self.landscape_probes[member] = self._landscape_probe(member, net)
+                member.callbacks.on_landscape([self.landscape_probes[member](step)])
         # At the last step there is nothing left to resume.
         due = self.checkpoint_every and step % self.checkpoint_every == 0 and step < self.steps
         if due and self.on_group_checkpoint is not None:
