@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -113,16 +114,22 @@ def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, CuttableProxy]]:
         proxy.close()
 
 
+def api_settings(database_url: str, tmp_path: Path, **changes: Any) -> Settings:
+    """An API's settings on `database_url`, a broker file of its own and no sweeper round during the test."""
+    return Settings(
+        _env_file=None,
+        database_url=database_url,
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        sweep_seconds=3600.0,
+        **changes,
+    )
+
+
 def test_a_database_down_is_503_with_a_clear_message_and_leaves_nothing_half_written(
     proxied_postgres: tuple[str, CuttableProxy], postgres_url: str, tmp_path: Path
 ) -> None:
     proxied_url, proxy = proxied_postgres
-    settings = Settings(
-        _env_file=None,
-        database_url=proxied_url,
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        sweep_seconds=3600.0,
-    )
+    settings = api_settings(proxied_url, tmp_path)
     direct = Store(postgres_url)
     try:
         with api_with(settings) as client:
@@ -166,12 +173,8 @@ def test_a_database_gone_silent_on_an_open_connection_is_503_within_the_statemen
     proxied_postgres: tuple[str, CuttableProxy], tmp_path: Path
 ) -> None:
     proxied_url, proxy = proxied_postgres
-    settings = Settings(
-        _env_file=None,
-        database_url=proxied_url,
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        sweep_seconds=3600.0,
-        database_statement_timeout_seconds=SILENT_STATEMENT_TIMEOUT_SECONDS,
+    settings = api_settings(
+        proxied_url, tmp_path, database_statement_timeout_seconds=SILENT_STATEMENT_TIMEOUT_SECONDS
     )
     with api_with(settings) as client:
         submitted = client.post("/v1/jobs", json=TINY_SPEC)

@@ -72,6 +72,30 @@ def core_with_progress_watchers(watchers: dict[int, Callable[[Progress], None]])
     return train
 
 
+def core_crashing_after_checkpoint(step: int, report_model_results: bool = True) -> TrainGroupFunction:
+    """The real fused training, which dies (SimulatedCrash) right after saving its checkpoint at `step`;
+    without `report_model_results` it finishes no job before the group ends, as workers before
+    `on_model_result` did."""
+
+    def train(
+        specs: list[JobSpec],
+        callbacks: list[Callbacks],
+        checkpoint: bytes | None,
+        settings: Settings,
+        on_group_checkpoint: GroupCheckpointHook,
+        on_model_result: ModelResultHook,
+    ) -> list[Result]:
+        def save_then_crash(saved_at: int, blob: bytes) -> None:
+            on_group_checkpoint(saved_at, blob)
+            if saved_at == step:
+                raise SimulatedCrash
+
+        reported = on_model_result if report_model_results else lambda *_: None
+        return train_group_with_core(specs, callbacks, checkpoint, settings, save_then_crash, reported)
+
+    return train
+
+
 def assert_same_series(fused: MetricSeries, separate: MetricSeries) -> None:
     assert set(fused) == set(separate) == METRICS
     for name, (steps, values) in fused.items():
@@ -211,21 +235,7 @@ def test_a_crashed_group_resumes_from_its_checkpoint_with_the_uninterrupted_metr
     [reference] = fused_sweep(store, specs).fused_groups
     assert {delivery.status for delivery in train_group(store, reference.job_ids, settings)} == {"succeeded"}
 
-    def crash_after_second_checkpoint(
-        specs: list[JobSpec],
-        callbacks: list[Callbacks],
-        checkpoint: bytes | None,
-        settings: Settings,
-        on_group_checkpoint: GroupCheckpointHook,
-        on_model_result: ModelResultHook,
-    ) -> list[Result]:
-        def save_then_crash(step: int, blob: bytes) -> None:
-            on_group_checkpoint(step, blob)
-            if step == 80:
-                raise SimulatedCrash
-
-        return train_group_with_core(specs, callbacks, checkpoint, settings, save_then_crash, on_model_result)
-
+    crash_after_second_checkpoint = core_crashing_after_checkpoint(80)
     [group] = fused_sweep(store, specs).fused_groups
     with pytest.raises(SimulatedCrash):
         train_group(store, group.job_ids, settings, train=crash_after_second_checkpoint)
@@ -256,24 +266,9 @@ def test_a_job_whose_model_ended_in_a_checkpoint_older_than_on_model_result_is_f
     [group] = fused_sweep(store, specs).fused_groups
     diverged_id = group.job_ids[1]
 
-    def as_before_on_model_result_then_crash(
-        specs: list[JobSpec],
-        callbacks: list[Callbacks],
-        checkpoint: bytes | None,
-        settings: Settings,
-        on_group_checkpoint: GroupCheckpointHook,
-        on_model_result: ModelResultHook,
-    ) -> list[Result]:
-        """The worker of an older version: nothing is finished before the group ends, and it dies after
-        the checkpoint at step 80, which holds the diverged model's result."""
-
-        def save_then_crash(step: int, blob: bytes) -> None:
-            on_group_checkpoint(step, blob)
-            if step == 80:
-                raise SimulatedCrash
-
-        return train_group_with_core(specs, callbacks, checkpoint, settings, save_then_crash, lambda *_: None)
-
+    # The worker of an older version: nothing is finished before the group ends; it dies after the
+    # checkpoint at step 80, which holds the diverged model's result.
+    as_before_on_model_result_then_crash = core_crashing_after_checkpoint(80, report_model_results=False)
     with pytest.raises(SimulatedCrash):
         train_group(store, group.job_ids, settings, train=as_before_on_model_result_then_crash)
     left_running = store.get_job(diverged_id)
