@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import FiniteFloat, JobStatus, Series
+from api.statistics_schemas import StatOut
 from core.spec import JobSpec
 from core.sweeps import Execution, ExecutionUsed
 
@@ -109,14 +110,6 @@ class SweepCreatedOut(BaseModel):
     id: str
     size: int
     job_ids: list[str]
-
-
-class StatOut(_Response):
-    """Mean ± sample standard deviation over the `count` seeds that have the figure."""
-
-    mean: FiniteFloat
-    std: FiniteFloat
-    count: int
 
 
 class GridPointOut(_Response):

@@ -192,12 +192,14 @@ def compare_table(comparison: dict[str, Any]) -> Table:
 
 
 def statistic(value: object) -> str:
-    """An aggregate over seeds, `mean ± std`, from the sweep answer's {mean, std, count}."""
+    """An aggregate over seeds, `mean [low, high]` (its 95% interval), from the service's
+    {n, mean, std, ci95, ci_method}; the mean alone where there is no interval (one seed)."""
     if not isinstance(value, Mapping) or value.get("mean") is None:
         return MISSING
-    if not value.get("std"):
+    interval = value.get("ci95")
+    if not interval:
         return number(value["mean"])
-    return f"{number(value['mean'])} ± {number(value['std'], digits=2)}"
+    return f"{number(value['mean'])} [{number(interval[0])}, {number(interval[1])}]"
 
 
 def status_counts_text(counts: Mapping[str, int]) -> Text:
@@ -239,6 +241,7 @@ def sweep_details(sweep: dict[str, Any]) -> RenderableType:
         facts,
         status_counts_text(sweep.get("status_counts") or {}),
         table,
+        Text("mean [95% confidence interval] over the seeds that have the figure (Student t)", style="dim"),
         Text(),
         execution_table(execution),
     )

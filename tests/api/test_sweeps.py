@@ -125,14 +125,20 @@ def test_the_sweep_view_aggregates_each_grid_point_over_its_seeds(client: TestCl
     finals = [curve[-1] for curve in bn_curves[:2]]
     assert bn["final_accuracy"]["mean"] == pytest.approx(statistics.fmean(finals))
     assert bn["final_accuracy"]["std"] == pytest.approx(statistics.stdev(finals))
-    assert bn["final_accuracy"]["count"] == 2  # the diverged run has no final accuracy
+    assert bn["final_accuracy"]["n"] == 2  # the diverged run has no final accuracy
+    low, high = bn["final_accuracy"]["ci95"]  # mean ± t(0.975, 1) · std / √2
+    half_width = 12.7062047 * statistics.stdev(finals) / math.sqrt(2)
+    assert (low, high) == pytest.approx(
+        (statistics.fmean(finals) - half_width, statistics.fmean(finals) + half_width)
+    )
+    assert bn["final_accuracy"]["ci_method"] == "t"
     bests = [max(value for value in curve if value == value) for curve in bn_curves]
     assert bn["best_accuracy"]["mean"] == pytest.approx(statistics.fmean(bests))
     steps = [10, 20, 10]  # where each seed's curve first met 0.9
     assert bn["steps_to_target"]["mean"] == pytest.approx(statistics.fmean(steps))
     assert bn["steps_to_target"]["std"] == pytest.approx(statistics.stdev(steps))
     assert (plain["done"], plain["reached_target"], plain["steps_to_target"]["mean"]) == (1, 0, None)
-    assert plain["final_accuracy"] == {"mean": 0.5, "std": None, "count": 1}
+    assert plain["final_accuracy"] == {"n": 1, "mean": 0.5, "std": None, "ci95": None, "ci_method": "t"}
 
 
 def test_sweeps_are_listed_newest_first_with_a_cursor(client: TestClient) -> None:

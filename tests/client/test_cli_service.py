@@ -336,7 +336,8 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
     answer = httpx.get(f"{service.url}/v1/sweeps/{sweep_id}").json()
     for point in answer["points"]:
         final = point["final_accuracy"]
-        assert f"{final['mean']:.3g} ± {final['std']:.2g}" in shown.stdout
+        low, high = final["ci95"]
+        assert f"{final['mean']:.3g} [{low:.3g}, {high:.3g}]" in shown.stdout
     assert "batch_norm=true" in shown.stdout and "batch_norm=false" in shown.stdout
     # The default execution is fused: BN on and BN off train as two groups of two.
     groups = answer["execution"]["fused_groups"]

@@ -4,6 +4,7 @@
 
 import { ApiError, fetchBlobUrl, getJson, postJson } from "./api.js";
 import {
+  describeStat,
   errorBox,
   formatStat,
   formatStatusCounts,
@@ -73,9 +74,9 @@ function pointTable(sweep) {
           h("td", { class: "number" }, `${point.done} / ${point.job_ids.length}`),
           h("td", { class: "number" }, point.diverged),
           h("td", { class: "number" }, point.reached_target),
-          h("td", { class: "number" }, formatStat(point.final_accuracy)),
-          h("td", { class: "number" }, formatStat(point.best_accuracy)),
-          h("td", { class: "number" }, formatStat(point.steps_to_target, 1)),
+          h("td", { class: "number", title: describeStat(point.final_accuracy) }, formatStat(point.final_accuracy)),
+          h("td", { class: "number", title: describeStat(point.best_accuracy) }, formatStat(point.best_accuracy)),
+          h("td", { class: "number", title: describeStat(point.steps_to_target) }, formatStat(point.steps_to_target, 1)),
           h("td", {}, h("a", { href: `#/compare?ids=${point.job_ids.join(",")}` }, "compare seeds")),
         ),
       ),
@@ -180,7 +181,7 @@ export function sweepPage(root, sweepId, life) {
     header,
     messages,
     h("section", {}, h("h2", {}, "Mean final accuracy"), heatmapHolder),
-    h("section", {}, h("h2", {}, "Per grid point (mean ± std over seeds)"), tableHolder),
+    h("section", {}, h("h2", {}, "Per grid point (mean [95% confidence interval] over seeds)"), tableHolder),
     h("section", {}, h("h2", {}, "How its jobs were executed"), executionHolder),
   );
   life.loop(
