@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import FiniteFloat, JobStatus, Series
-from api.statistics_schemas import StatOut
+from api.statistics_schemas import StatOut, TunedOut
 from core.spec import JobSpec
 from core.sweeps import Execution, ExecutionUsed
 
@@ -172,6 +172,11 @@ class SweepOut(SweepSummaryOut):
     job_ids: list[str] = Field(description="in grid order, seeds innermost")
     done: int
     points: list[GridPointOut]
+    tuned: TunedOut | None = Field(
+        None,
+        description="with `arm` (and `tune`) in the query: each arm at its best setting of the tuned axes, "
+        "compared with the baseline arm's best; null otherwise",
+    )
 
 
 class SweepPage(BaseModel):

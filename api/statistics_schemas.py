@@ -1,11 +1,12 @@
 """Response shapes of the statistics every aggregate carries (`core.statistics`): a mean with its 95%
-Student t interval, a bootstrap estimate (a ratio, a median), a paired difference over matched seeds, and
-a verdict that is given only where the interval excludes no difference.
+Student t interval, a bootstrap estimate (a ratio, a median), a paired difference over matched seeds, a
+verdict that is given only where the interval excludes no difference, and arms compared at their tuned
+best (`core.sweeps.tuning`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,12 +44,71 @@ class EstimateOut(BaseModel):
     ci_method: CiMethod = Field(description="bootstrap: the 2.5th and 97.5th percentile of the replicates")
 
 
-class PairedDifferenceOut(StatOut):
+class PairedStatOut(StatOut):
     """One arm minus the other, seed by seed over the seeds both have a value for, with the mean
-    difference's 95% t interval, and what may be concluded from it."""
+    difference's 95% t interval."""
 
     seeds: list[int] = Field(description="the matched seeds the differences are taken over")
+
+
+class SpeedupOut(BaseModel):
+    """The baseline arm's mean steps to target ÷ this arm's, paired over seeds, with a bootstrap interval."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    estimate: EstimateOut
+    is_lower_bound: bool = Field(
+        description="a baseline seed never reached the target: its steps run were used, the true speedup "
+        "is larger"
+    )
     verdict: str = Field(
-        description="`A > B` or `B > A` (arm labels) only where the interval excludes 0; otherwise "
+        description="`<arm> reaches the target in fewer steps than <baseline>` (or the reverse) only where "
+        "the interval excludes 1; otherwise `no detectable difference at n = …`"
+    )
+
+
+class DifferenceOut(BaseModel):
+    """This arm's final accuracy minus the baseline arm's, seed by seed."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    difference: PairedStatOut
+    verdict: str = Field(
+        description="`<arm> > <baseline>` or the reverse only where the interval excludes 0; otherwise "
         "`no detectable difference at n = …`"
     )
+
+
+class TunedArmOut(BaseModel):
+    """One arm at the best setting of the tuned axes, the choice shown."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    value: Any = Field(description="the arm axis' value")
+    chosen: dict[str, Any] = Field(description="tuned axis → the value chosen for this arm")
+    chosen_by: Literal["steps_to_target", "final_accuracy"] = Field(
+        description="which part of the criterion decided"
+    )
+    settings_tried: int = Field(description="settings of the tuned axes this arm was run at")
+    job_ids: list[str] = Field(description="the chosen setting's jobs, one per seed")
+    seeds: list[int]
+    reached_target: int = Field(description="seeds that reached the target at the chosen setting")
+    final_accuracy: StatOut
+    steps_to_target: StatOut
+    speedup_vs_baseline: SpeedupOut | None = Field(
+        description="null for the baseline arm, and where a seed of this arm never reached the target"
+    )
+    final_accuracy_vs_baseline: DifferenceOut | None = Field(description="null for the baseline arm")
+
+
+class TunedOut(BaseModel):
+    """Arms compared best against best: each at its own best setting of the tuned axes."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    arm: str = Field(description="the axis whose values are the arms")
+    tune: list[str] = Field(description="the axes each arm is tuned over")
+    baseline: Any = Field(description="the arm value speedups and differences are taken against")
+    criterion: str = Field(description="how each arm's setting is chosen")
+    provisional: bool = Field(description="some job has not finished: the choice may still change")
+    arms: list[TunedArmOut]

@@ -27,8 +27,10 @@ from core.sweeps.expansion import (
     value_at,
 )
 from core.sweeps.request import MAX_AXIS_VALUES, MAX_GRID_AXES, MAX_SEEDS, Execution, SweepRequest
+from core.sweeps.tuning import CRITERION, TunedArm, TunedComparison, TuningError, tuned_comparison
 
 __all__ = [
+    "CRITERION",
     "JOB_STATUSES",
     "MAX_AXIS_VALUES",
     "MAX_GRID_AXES",
@@ -44,6 +46,9 @@ __all__ = [
     "SweepJob",
     "SweepRequest",
     "SweepValidationError",
+    "TunedArm",
+    "TunedComparison",
+    "TuningError",
     "aggregate",
     "expand_sweep",
     "fused_groups",
@@ -51,5 +56,6 @@ __all__ = [
     "how_executed",
     "point_label",
     "status_counts",
+    "tuned_comparison",
     "value_at",
 ]

@@ -26,6 +26,7 @@ class JobOutcome:
     final_accuracy: float | None = None
     best_accuracy: float | None = None
     steps_to_target: int | None = None
+    steps_run: int | None = None  # where it stopped: a lower bound on steps to target it never reached
 
 
 @dataclass(frozen=True)
