@@ -104,6 +104,11 @@ class CompareOut(BaseModel):
     series: dict[str, Series] = Field(
         description="per job, the metric over steps, downsampled keeping ends, extremes, the target crossing"
     )
+    arms: TunedOut | None = Field(
+        None,
+        description="with `arm` in the query: the jobs grouped by that field, each arm compared with the "
+        "baseline job's over matched seeds (its final value as `final_accuracy`); null otherwise",
+    )
 
 
 class SweepCreatedOut(BaseModel):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from core.compare import flatten_spec
 from core.statistics import (
     Estimate,
     PairedDifference,
@@ -34,6 +35,7 @@ CRITERION = (
     "where no setting did, best mean final accuracy"
 )
 ChosenBy = Literal["steps_to_target", "final_accuracy"]
+UNPAIRED_FIELDS = frozenset({"seed", "name"})  # replicates differ in these and nothing else
 BOOTSTRAP_SEED = 0  # a fixed seed: the same sweep always shows the same interval
 
 
@@ -107,6 +109,8 @@ def tuned_comparison(
         by_arm.setdefault(_key(value_at(outcome.spec, arm)), []).append(outcome)
     if len(by_arm) < 2:
         raise TuningError("arm", f"the jobs take {len(by_arm)} value(s) of {arm}; arms need two or more")
+    for key, members in by_arm.items():
+        _check_only_seeds_and_tuned_axes_differ(members, f"{arm}={key}", tune)
     baseline_key = next(iter(by_arm)) if baseline is None else _key(baseline)
     if baseline_key not in by_arm:
         known = ", ".join(by_arm)
@@ -138,6 +142,25 @@ def tuned_comparison(
         )
     provisional = any(outcome.status not in TERMINAL_STATUSES for outcome in outcomes)
     return TunedComparison(arm, list(tune), value_at(reference[1][0].spec, arm), CRITERION, provisional, arms)
+
+
+def _check_only_seeds_and_tuned_axes_differ(
+    members: Sequence[JobOutcome], label: str, tune: Sequence[str]
+) -> None:
+    """Within an arm the jobs may differ only in seed (the replicates) and the tuned axes: anything else
+    would make one "setting" of runs that are not replicates of each other. Between arms anything may
+    differ (a baseline given a longer step budget, say)."""
+    first, *others = [flatten_spec(member.spec) for member in members]
+    for other in others:
+        for field in sorted(first.keys() | other.keys()):
+            if field in UNPAIRED_FIELDS or any(
+                field == axis or field.startswith(axis + ".") for axis in tune
+            ):
+                continue
+            if first.get(field) != other.get(field):
+                raise TuningError(
+                    "tune", f"within {label} the jobs also differ in {field}: tune it too, or leave some out"
+                )
 
 
 def _seed(outcome: JobOutcome) -> int:

@@ -129,3 +129,23 @@ def test_bad_arms_are_errors_naming_the_parameter() -> None:
     with pytest.raises(TuningError) as raised:
         tuned_comparison(STUDY, "batch_norm", ["learning_rate"], baseline="maybe")
     assert raised.value.field == "baseline"
+
+
+def test_within_an_arm_only_seeds_and_tuned_axes_may_differ_while_arms_may_differ_in_budget() -> None:
+    mixed = [*STUDY, job(True, 1.0, 3, 60, 0.97, dropout=0.2)]
+    with pytest.raises(TuningError, match="within batch_norm=true the jobs also differ in dropout") as raised:
+        tuned_comparison(mixed, "batch_norm", ["learning_rate"])
+    assert raised.value.field == "tune"
+    longer_baseline = [
+        *(job(True, 0.1, seed, 70, 0.97) for seed in SEEDS),
+        *(job(False, 0.1, seed, 2500, 0.95, steps_run=2500, target_accuracy=0.9) for seed in SEEDS),
+    ]
+    longer_baseline[3:] = [
+        JobOutcome(o.job_id, o.status, {**o.spec, "steps": 20000}, o.final_accuracy, o.best_accuracy, 2500)
+        for o in longer_baseline[3:]
+    ]
+    tuned = tuned_comparison(longer_baseline, "batch_norm", [], baseline=False)
+    bn = next(arm for arm in tuned.arms if arm.value is True)
+    assert bn.speedup_vs_baseline is not None and bn.speedup_vs_baseline.estimate.value == pytest.approx(
+        2500 / 70
+    )
