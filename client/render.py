@@ -202,6 +202,62 @@ def statistic(value: object) -> str:
     return f"{number(value['mean'])} [{number(interval[0])}, {number(interval[1])}]"
 
 
+def interval_text(value: object, suffix: str = "") -> str:
+    """A bootstrap estimate or a paired difference, `value [low, high]`, from the service's answer."""
+    if not isinstance(value, Mapping):
+        return MISSING
+    middle = value.get("value", value.get("mean"))
+    if middle is None:
+        return MISSING
+    interval = value.get("ci95")
+    bounds = f" [{number(interval[0])}, {number(interval[1])}]" if interval else ""
+    return f"{number(middle)}{suffix}{bounds}"
+
+
+def tuned_details(tuned: Mapping[str, Any]) -> RenderableType:
+    """Arms compared at their tuned best (`tuned` of a sweep, `arms` of a comparison): each arm's chosen
+    setting, its figures with 95% intervals, the speedup and accuracy difference against the baseline arm,
+    and the verdicts the intervals allow."""
+    tune = ", ".join(tuned.get("tune") or [])
+    heading = Text(
+        f"{tuned.get('arm')} arms{f', each at its best {tune}' if tune else ''}"
+        f" · baseline {compact(tuned.get('baseline'))}"
+        + (" · provisional: jobs still running" if tuned.get("provisional") else ""),
+        style="bold",
+    )
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column(str(tuned.get("arm")), overflow="fold")
+    table.add_column("chosen", overflow="fold", min_width=18)
+    for header in ("seeds", "final", "steps to\ntarget", "speedup", "final − baseline"):
+        table.add_column(header, justify="right", no_wrap=True)
+    verdicts: list[str] = []
+    for arm in tuned.get("arms") or []:
+        label = f"{tuned.get('arm')}={compact(arm.get('value'))}"
+        speedup = arm.get("speedup_vs_baseline") or {}
+        difference = arm.get("final_accuracy_vs_baseline") or {}
+        bound = "≥ " if speedup.get("is_lower_bound") else ""
+        by = "steps" if arm.get("chosen_by") == "steps_to_target" else "final"
+        table.add_row(
+            compact(arm.get("value")),
+            f"{compact(arm.get('chosen')) or MISSING} (by {by}, of {arm.get('settings_tried')})",
+            number(len(arm.get("seeds") or [])),
+            statistic(arm.get("final_accuracy")),
+            statistic(arm.get("steps_to_target")),
+            bound + interval_text(speedup.get("estimate"), "×") if speedup else MISSING,
+            interval_text(difference.get("difference")),
+        )
+        if speedup:
+            verdicts.append(f"{label}, steps to target: {speedup['verdict']}")
+        if difference:
+            verdicts.append(f"{label}, final: {difference['verdict']}")
+    return Group(
+        heading,
+        table,
+        Text(str(tuned.get("criterion") or ""), style="dim"),
+        *(Text(line) for line in verdicts),
+    )
+
+
 def status_counts_text(counts: Mapping[str, int]) -> Text:
     text = Text()
     for status, count in counts.items():

@@ -339,6 +339,15 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
         low, high = final["ci95"]
         assert f"{final['mean']:.3g} [{low:.3g}, {high:.3g}]" in shown.stdout
     assert "batch_norm=true" in shown.stdout and "batch_norm=false" in shown.stdout
+    arms = bnlab(service, "sweep", "show", sweep_id, "--arm", "batch_norm", "--baseline", "false")
+    assert arms.exit_code == 0, arms.output
+    tuned = httpx.get(
+        f"{service.url}/v1/sweeps/{sweep_id}", params={"arm": "batch_norm", "baseline": "false"}
+    ).json()["tuned"]
+    assert "batch_norm arms · baseline false" in arms.stdout
+    assert tuned["criterion"] in " ".join(arms.stdout.split())
+    difference = tuned["arms"][0]["final_accuracy_vs_baseline"]
+    assert f"batch_norm=true, final: {difference['verdict']}" in arms.stdout
     # The default execution is fused: BN on and BN off train as two groups of two.
     groups = answer["execution"]["fused_groups"]
     assert [group["size"] for group in groups] == [2, 2]
