@@ -112,3 +112,23 @@ class TunedOut(BaseModel):
     criterion: str = Field(description="how each arm's setting is chosen")
     provisional: bool = Field(description="some job has not finished: the choice may still change")
     arms: list[TunedArmOut]
+
+
+class SeedBandOut(BaseModel):
+    """One grid point's curves over its seeds: per step the mean over the seeds that have a value there
+    and the mean's 95% Student t interval (null below two seeds)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    point: dict[str, Any]
+    job_ids: list[str]
+    steps: list[int]
+    n: list[int] = Field(description="seeds with a finite value at each step")
+    mean: list[FiniteFloat]
+    ci95_low: list[FiniteFloat]
+    ci95_high: list[FiniteFloat]
+
+
+class SweepCurvesOut(BaseModel):
+    metric: str
+    points: list[SeedBandOut] = Field(description="one per grid point, in grid order")

@@ -17,6 +17,7 @@ difference at n = …".
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ def t_cdf(t: float, df: int) -> float:
     return 1.0 - tail if t >= 0 else tail
 
 
+@functools.lru_cache(maxsize=1024)  # a sweep's curves ask for the same few (0.975, df) at every step
 def t_quantile(probability: float, df: int) -> float:
     """The t value below which `probability` of Student's t with `df` degrees of freedom lies (the inverse
     of `t_cdf`, by bisection to 1e-12: exact to the precision any table prints)."""

@@ -27,7 +27,8 @@ from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, Stor
 from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
-from api.statistics_schemas import TunedOut
+from api.statistics_schemas import SeedBandOut, SweepCurvesOut, TunedOut
+from core.compare import higher_is_better
 from core.queue import publish_group, publish_job
 from core.spec import JobSpec
 from core.store import InvalidCursor, Store, SweepView
@@ -44,6 +45,7 @@ from core.sweeps import (
     status_counts,
     tuned_comparison,
 )
+from core.sweeps.curves import seed_band
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ Tune = Annotated[
         "grid axis must be tuned",
     ),
 ]
+CurveMetric = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="the series")]
+CurvePoints = Annotated[int, Query(ge=10, le=2000, description="steps per grid point at most")]
 ArmBaseline = Annotated[
     str | None,
     Query(
@@ -295,6 +299,38 @@ def read_sweep(
     bound where a baseline seed never got there), the final accuracy a paired difference with its t
     interval, each with a verdict only where the interval excludes no difference."""
     return _sweep_out(store, get_sweep_or_404(store, sweep_id), arm, tune, baseline)
+
+
+@router.get(
+    "/{sweep_id}/curves",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepCurvesOut,
+    summary="A sweep's learning curves: per grid point the mean over seeds with its 95% band",
+    responses={**NOT_FOUND, **DATABASE_DOWN},
+)
+def read_sweep_curves(
+    sweep_id: SweepId,
+    store: StoreDep,
+    metric: Annotated[
+        str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="the series")
+    ] = "val_accuracy",
+    max_points: Annotated[int, Query(ge=10, le=2000, description="steps per grid point at most")] = 200,
+) -> SweepCurvesOut:
+    """Per grid point, step by step: how many seeds have a value, their mean, and the mean's 95% Student t
+    interval. Seeds whose points fall on different steps (runs stopped at their target at different steps)
+    are binned over equal step ranges; a seed that diverged or already stopped is not counted at a step."""
+    sweep = get_sweep_or_404(store, sweep_id)
+    outcomes = sweep_outcomes(store, sweep.id)
+    read = store.read_series_with_crossings(
+        [outcome.job_id for outcome in outcomes], metric, max_points, None, higher_is_better(metric)
+    )
+    bands = []
+    for point in aggregate(outcomes, list(sweep.grid)):
+        band = seed_band([(read[job_id].steps, read[job_id].values) for job_id in point.job_ids], max_points)
+        bands.append(
+            SeedBandOut.model_validate({"point": point.point, "job_ids": point.job_ids, **vars(band)})
+        )
+    return SweepCurvesOut(metric=metric, points=bands)
 
 
 @router.post(

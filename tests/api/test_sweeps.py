@@ -306,3 +306,25 @@ def test_a_tuned_view_that_does_not_fit_the_grid_is_a_422_naming_the_parameter(
     response = client.get(f"/v1/sweeps/{created['id']}", params=params)
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_the_curves_are_a_mean_with_a_95_percent_band_per_grid_point(
+    client: TestClient, store: Store
+) -> None:
+    created = submit_sweep(client, grid={"batch_norm": [True, False]}, seeds=[0, 1, 2])
+    bn_curves = [[0.1, 0.5, 0.9], [0.2, 0.6, 0.95], [0.1, 0.7, math.nan]]
+    for job_id, curve in zip(created["job_ids"][:3], bn_curves, strict=True):
+        finish(store, job_id, curve)
+    finish(store, created["job_ids"][3], [0.1, 0.2, 0.3])
+
+    response = client.get(f"/v1/sweeps/{created['id']}/curves", params={"metric": "val_accuracy"})
+    assert response.status_code == 200, response.text
+    bn, plain = response.json()["points"]
+    assert bn["point"] == {"batch_norm": True} and bn["job_ids"] == created["job_ids"][:3]
+    assert bn["steps"] == [0, 10, 20] and bn["n"] == [3, 3, 2]  # the NaN is no value
+    assert bn["mean"][1] == pytest.approx(0.6)
+    half_width = 4.3026527 * statistics.stdev([0.5, 0.6, 0.7]) / math.sqrt(3)
+    assert [bn["ci95_low"][1], bn["ci95_high"][1]] == pytest.approx([0.6 - half_width, 0.6 + half_width])
+    assert plain["n"] == [1, 1, 1] and plain["ci95_low"] == [None, None, None]  # one seed: no band
+    assert client.get(f"/v1/sweeps/{uuid.uuid4().hex}/curves").status_code == 404
+    assert client.get(f"/v1/sweeps/{created['id']}/curves", params={"max_points": 3}).status_code == 422
