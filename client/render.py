@@ -192,14 +192,15 @@ def compare_table(comparison: dict[str, Any]) -> Table:
 
 
 def statistic(value: object) -> str:
-    """An aggregate over seeds, `mean [low, high]` (its 95% interval), from the service's
-    {n, mean, std, ci95, ci_method}; the mean alone where there is no interval (one seed)."""
+    """An aggregate over seeds, `mean [low, high]` (its 95% interval, on a line of its own to keep tables
+    narrow), from the service's {n, mean, std, ci95, ci_method}; the mean alone without an interval (one
+    seed)."""
     if not isinstance(value, Mapping) or value.get("mean") is None:
         return MISSING
     interval = value.get("ci95")
     if not interval:
         return number(value["mean"])
-    return f"{number(value['mean'])} [{number(interval[0])}, {number(interval[1])}]"
+    return f"{number(value['mean'])}\n[{number(interval[0])}, {number(interval[1])}]"
 
 
 def interval_text(value: object, suffix: str = "") -> str:
@@ -210,7 +211,7 @@ def interval_text(value: object, suffix: str = "") -> str:
     if middle is None:
         return MISSING
     interval = value.get("ci95")
-    bounds = f" [{number(interval[0])}, {number(interval[1])}]" if interval else ""
+    bounds = f"\n[{number(interval[0])}, {number(interval[1])}]" if interval else ""
     return f"{number(middle)}{suffix}{bounds}"
 
 
@@ -228,7 +229,7 @@ def tuned_details(tuned: Mapping[str, Any]) -> RenderableType:
     table = Table(show_edge=False, header_style="bold")
     table.add_column(str(tuned.get("arm")), overflow="fold")
     table.add_column("chosen", overflow="fold", min_width=18)
-    for header in ("seeds", "final", "steps to\ntarget", "speedup", "final − baseline"):
+    for header in ("seeds", "final", "steps to\ntarget", "speedup", "final −\nbaseline"):
         table.add_column(header, justify="right", no_wrap=True)
     verdicts: list[str] = []
     for arm in tuned.get("arms") or []:
@@ -275,7 +276,7 @@ def sweep_details(sweep: dict[str, Any]) -> RenderableType:
         f" · executed {execution.get('used', MISSING)}"
     )
     table = Table(show_edge=False, header_style="bold")
-    table.add_column("grid point", overflow="fold")
+    table.add_column("grid point", overflow="fold", min_width=24)
     table.add_column("done", justify="right", no_wrap=True)
     table.add_column("final accuracy", justify="right", no_wrap=True)
     table.add_column("best accuracy", justify="right", no_wrap=True)

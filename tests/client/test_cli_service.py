@@ -336,8 +336,8 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
     answer = httpx.get(f"{service.url}/v1/sweeps/{sweep_id}").json()
     for point in answer["points"]:
         final = point["final_accuracy"]
-        low, high = final["ci95"]
-        assert f"{final['mean']:.3g} [{low:.3g}, {high:.3g}]" in shown.stdout
+        low, high = final["ci95"]  # the mean, and its interval on the line below
+        assert re.search(rf"{final['mean']:.3g} .*\n.*\[{low:.3g}, {high:.3g}\]", shown.stdout), shown.stdout
     assert "batch_norm=true" in shown.stdout and "batch_norm=false" in shown.stdout
     arms = bnlab(service, "sweep", "show", sweep_id, "--arm", "batch_norm", "--baseline", "false")
     assert arms.exit_code == 0, arms.output
