@@ -22,6 +22,7 @@ TINY_STUDY: dict[str, Any] = {
         "claim": "BN helps.",
         "heatmap": {"x": "batch_norm"},
         "compare": {"by": "batch_norm", "baseline": False, "target": 0.5, "metric": "val_accuracy"},
+        "tuned": {"arm": "batch_norm", "baseline": False},
         "ics": {"by": "batch_norm"},
     },
     "sweep": {
@@ -69,6 +70,8 @@ def test_the_script_runs_a_study_and_writes_its_report(
     assert "| batch_norm | jobs | diverged |" in report
     assert "| off | 1 |" in report and "| on | 1 |" in report
     assert "| 0 | batch_norm=on |" in report  # the seed-by-seed comparison against the no-BN run
+    assert "against `batch_norm=off`" in report and "| batch_norm=on | — (by " in report  # the arms
+    assert "- batch_norm=on, final accuracy: no detectable difference at n = 1." in report  # one seed
     figures = sorted(path.name for path in (output / "figures").iterdir())
     assert figures == ["1-tiny-curves.png", "1-tiny-heatmap.png", "1-tiny-ics.png"]
     for name in figures:
