@@ -348,6 +348,11 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
     assert tuned["criterion"] in " ".join(arms.stdout.split())
     difference = tuned["arms"][0]["final_accuracy_vs_baseline"]
     assert f"batch_norm=true, final: {difference['verdict']}" in arms.stdout
+    # The same jobs compared as arms: the first id (BN on) is the baseline, so its arm is too.
+    compared = bnlab(service, "compare", *answer["job_ids"], "--arm", "batch_norm")
+    assert compared.exit_code == 0, compared.output
+    assert "batch_norm arms · baseline true" in compared.stdout
+    assert "batch_norm=false, final: " in compared.stdout
     # The default execution is fused: BN on and BN off train as two groups of two.
     groups = answer["execution"]["fused_groups"]
     assert [group["size"] for group in groups] == [2, 2]
