@@ -108,11 +108,15 @@ def compare_jobs(
             job_id: Series(steps=series.steps, values=series.values)
             for job_id, series in comparison.series.items()
         },
-        arms=None if arm is None else _arms(comparison, arm, tune),
+        arms=_arms(comparison, arm, tune),
     )
 
 
-def _arms(comparison: Comparison, arm: str, tune: list[str]) -> TunedOut:
+def _arms(comparison: Comparison, arm: str | None, tune: list[str]) -> TunedOut | None:
+    if arm is None:
+        if tune:
+            raise query_error("arm", None, "`tune` needs an `arm`")
+        return None
     if not higher_is_better(comparison.metric):
         raise query_error("arm", arm, "arms compare a metric that improves upwards (an accuracy)")
     baseline = next(outcome for outcome in comparison.outcomes if outcome.job_id == comparison.baseline)

@@ -287,6 +287,7 @@ def test_arms_that_do_not_fit_the_jobs_are_422_naming_the_parameter(client: Test
         ({"arm": "batch_norm", "ids": jobs}, "tune"),  # within BN the jobs also differ in dropout
         ({"arm": "batch_norm", "ids": jobs[:2], "metric": "val_loss"}, "arm"),
         ({"arm": "Batch Norm", "ids": jobs[:2]}, "arm"),
+        ({"tune": "dropout", "ids": jobs[:2]}, "arm"),
     ]:
         response = client.get("/v1/compare", params=params)
         assert response.status_code == 422, response.text
