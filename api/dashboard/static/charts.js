@@ -264,14 +264,18 @@ function bandSegments(steps, low, high) {
 
 /**
  * Curves each drawn as a mean line over a shaded band, its 95% interval (a sweep's grid points over their
- * seeds); where a curve has no bounds (fewer than two seeds at a step) only its line is drawn.
+ * seeds); where a curve has no bounds (fewer than two seeds at a step) only its line is drawn. With a
+ * `yDomain` (an accuracy's [0, 1]) the bands are cut to it: an interval of the mean may reach past what
+ * the metric can be.
  */
-export function meanBandChart({ id = null, title, curves, xLabel = "step", yLabel = "" }) {
+export function meanBandChart({ id = null, title, curves, xLabel = "step", yLabel = "", yDomain = null }) {
+  const clamp = (value) => (yDomain && isFiniteNumber(value) ? Math.min(Math.max(value, yDomain[0]), yDomain[1]) : value);
+  curves = curves.map((curve) => ({ ...curve, low: curve.low.map(clamp), high: curve.high.map(clamp) }));
   const steps = curves.flatMap((curve) => curve.steps);
   const values = curves.flatMap((curve) => [...curve.mean, ...curve.low, ...curve.high]);
   const xDomain = extent(steps, [0, 1]);
   if (xDomain[0] > 0) xDomain[0] = 0;
-  const chart = frame({ xDomain, yDomain: extent(values, [0, 1]), xLabel, yLabel });
+  const chart = frame({ xDomain, yDomain: yDomain ?? extent(values, [0, 1]), xLabel, yLabel });
   const legendItems = [];
   curves.forEach((curve, index) => {
     const color = PALETTE[index % PALETTE.length];

@@ -159,6 +159,7 @@ function curvesChart(curves) {
     id: "sweep-curves",
     title: `${curves.metric} over steps: mean over seeds with its 95% interval`,
     yLabel: curves.metric,
+    yDomain: curves.metric.endsWith("accuracy") ? [0, 1] : null,
     curves: curves.points.map((point) => ({
       label: Object.entries(point.point).map(([axis, value]) => `${axis}=${JSON.stringify(value)}`).join(", ") || "all jobs",
       steps: point.steps,
