@@ -9,7 +9,7 @@ Every aggregate over seeds is a `Stat` — `{"n", "mean", "std", "ci95": [low, h
 
 A figure that is not a mean (a ratio of means, a median) is an `Estimate` with a percentile-bootstrap
 interval (`ci_method: "bootstrap"`): resampling the seeds with replacement, seeded, so the same data and
-seed always give the same interval.
+seed always give the same interval; none below five seeds.
 
 A verdict is given only where a difference's interval excludes zero; otherwise it reads "no detectable
 difference at n = …".
@@ -32,6 +32,8 @@ CiMethod = Literal["t", "bootstrap"]
 Interval = tuple[float, float]
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 4000  # the 2.5th/97.5th percentiles of 4,000 replicates move by well under 1%
+# Fewer seeds have too few distinct resamples (3 seeds: 10) for percentiles to mean anything.
+MIN_BOOTSTRAP_SAMPLES = 5
 # Reduces each row of a (resamples, n[, 2]) array of resampled seeds to one number per row.
 BatchStatistic = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
 
@@ -168,11 +170,12 @@ def bootstrap_interval(
 
     `statistic` reduces each row of an array of shape (resamples, n) — (resamples, n, 2) for pairs — to
     one number (`np.median(rows, axis=1)`, `ratio_of_means`), so all replicates are computed at once.
-    Seeded: the same samples, statistic and seed give the same interval. None below two samples (every
-    resample of one value is that value). Replicates that are not finite are dropped.
+    Seeded: the same samples, statistic and seed give the same interval. None below
+    `MIN_BOOTSTRAP_SAMPLES`: two or three seeds have too few distinct resamples for their percentiles to
+    be an interval. Replicates that are not finite are dropped.
     """
     data = np.asarray(samples, dtype=np.float64)
-    if len(data) < 2:
+    if len(data) < MIN_BOOTSTRAP_SAMPLES:
         return None
     generator = np.random.default_rng(seed)
     indices = generator.integers(0, len(data), size=(resamples, len(data)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from core.compare import flatten_spec
 from core.statistics import (
@@ -92,6 +92,14 @@ class TunedComparison:
     arms: list[TunedArm]
 
 
+class _Choice(NamedTuple):
+    """An arm's chosen setting: its jobs (one per seed), what decided, and how many settings there were."""
+
+    chosen_by: ChosenBy
+    jobs: list[JobOutcome]
+    settings_tried: int
+
+
 def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
@@ -116,17 +124,18 @@ def tuned_comparison(
         known = ", ".join(by_arm)
         raise TuningError("baseline", f"no job has {arm} = {baseline_key} (the arms are {known})")
     best = {key: _best_setting(members, tune) for key, members in by_arm.items()}
-    reference = best[baseline_key]
+    reference = best[baseline_key].jobs
     arms = []
-    for key, (chosen_by, setting, tried) in best.items():
+    for key, choice in best.items():
+        setting = choice.jobs
         is_baseline = key == baseline_key
         label, baseline_label = f"{arm}={key}", f"{arm}={baseline_key}"
         arms.append(
             TunedArm(
                 value=value_at(setting[0].spec, arm),
                 chosen={axis: value_at(setting[0].spec, axis) for axis in tune},
-                chosen_by=chosen_by,
-                settings_tried=tried,
+                chosen_by=choice.chosen_by,
+                settings_tried=choice.settings_tried,
                 job_ids=[member.job_id for member in setting],
                 seeds=[_seed(member) for member in setting],
                 reached_target=sum(member.steps_to_target is not None for member in setting),
@@ -134,14 +143,14 @@ def tuned_comparison(
                 steps_to_target=describe(member.steps_to_target for member in setting),
                 speedup_vs_baseline=None
                 if is_baseline
-                else _speedup(setting, reference[1], label, baseline_label),
+                else _speedup(setting, reference, label, baseline_label),
                 final_accuracy_vs_baseline=None
                 if is_baseline
-                else _difference(setting, reference[1], label, baseline_label),
+                else _difference(setting, reference, label, baseline_label),
             )
         )
     provisional = any(outcome.status not in TERMINAL_STATUSES for outcome in outcomes)
-    return TunedComparison(arm, list(tune), value_at(reference[1][0].spec, arm), CRITERION, provisional, arms)
+    return TunedComparison(arm, list(tune), value_at(reference[0].spec, arm), CRITERION, provisional, arms)
 
 
 def _check_only_seeds_and_tuned_axes_differ(
@@ -167,10 +176,8 @@ def _seed(outcome: JobOutcome) -> int:
     return int(outcome.spec.get("seed", 0))
 
 
-def _best_setting(
-    members: Sequence[JobOutcome], tune: Sequence[str]
-) -> tuple[ChosenBy, list[JobOutcome], int]:
-    """(the criterion that decided, the chosen setting's jobs, how many settings there were)."""
+def _best_setting(members: Sequence[JobOutcome], tune: Sequence[str]) -> _Choice:
+    """The arm's setting by the criterion (a tie goes to the setting met first, in grid order)."""
     settings: dict[tuple[str, ...], list[JobOutcome]] = {}
     for member in members:
         settings.setdefault(tuple(_key(value_at(member.spec, axis)) for axis in tune), []).append(member)
@@ -180,12 +187,12 @@ def _best_setting(
     ]
     if reaching:
         chosen = min(reaching, key=lambda setting: describe(m.steps_to_target for m in setting).mean or 0.0)
-        return "steps_to_target", chosen, len(candidates)
+        return _Choice("steps_to_target", chosen, len(candidates))
     chosen = max(
         candidates,
         key=lambda setting: _or_lowest(describe(member.final_accuracy for member in setting).mean),
     )
-    return "final_accuracy", chosen, len(candidates)
+    return _Choice("final_accuracy", chosen, len(candidates))
 
 
 def _or_lowest(value: float | None) -> float:
@@ -207,7 +214,7 @@ def _speedup(
         reference = theirs[seed]
         if reference.steps_to_target is None:
             lower_bound = True
-            reference_steps = reference.steps_run or int(reference.spec.get("steps", 1))
+            reference_steps = reference.steps_run or 0  # a baseline still running bounds by what it ran
         else:
             reference_steps = reference.steps_to_target
         # A target met at step 0 counts as one step, so the ratio stays finite (as in core.compare).

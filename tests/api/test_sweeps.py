@@ -279,6 +279,8 @@ def test_the_tuned_view_compares_each_arm_at_its_best_learning_rate(client: Test
     speedup = bn["speedup_vs_baseline"]
     assert speedup["estimate"]["value"] == 20.0  # 20 steps against 0 (counted as 1)
     assert speedup["estimate"]["ci_method"] == "bootstrap" and speedup["is_lower_bound"] is False
+    assert speedup["estimate"]["ci95"] is None  # two seeds are too few to resample
+    assert speedup["verdict"] == "no detectable difference at n = 2"
     assert plain["speedup_vs_baseline"] is None and plain["final_accuracy_vs_baseline"] is None
     difference = bn["final_accuracy_vs_baseline"]
     assert difference["difference"]["seeds"] == [0, 1]

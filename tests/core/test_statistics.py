@@ -101,7 +101,7 @@ def test_bootstrap_is_reproducible_for_a_seed_and_varies_with_it() -> None:
     assert first == bootstrap_interval(values, median, seed=7, resamples=2000)
     assert first != bootstrap_interval(values, median, seed=8, resamples=2000)
     assert first is not None and first[0] <= float(np.median(values)) <= first[1]
-    assert bootstrap_interval([4.0], median) is None
+    assert bootstrap_interval([4.0, 5.0, 6.0, 7.0], median) is None  # too few seeds to resample
 
 
 def test_bootstrap_interval_of_a_ratio_covers_the_true_ratio() -> None:
@@ -120,10 +120,12 @@ def test_bootstrap_interval_of_a_ratio_covers_the_true_ratio() -> None:
 
 
 def test_estimate_reports_the_statistic_on_the_sample_with_its_bootstrap_interval() -> None:
-    pairs = [(830.0, 50.0), (1030.0, 60.0), (900.0, 50.0)]
+    pairs = [(830.0, 50.0), (1030.0, 60.0), (900.0, 50.0), (950.0, 70.0), (880.0, 50.0)]
     speedup = estimate(pairs, ratio_of_means, "ratio of mean steps to target", seed=0)
-    assert speedup.n == 3
-    assert speedup.value == pytest.approx(2760.0 / 160.0)
+    assert speedup.n == 5
+    assert speedup.value == pytest.approx(4590.0 / 280.0)
     assert speedup.ci_method == "bootstrap"
     assert speedup.ci95 is not None and speedup.ci95[0] <= speedup.value <= speedup.ci95[1]
     assert estimate([], ratio_of_means, "ratio").value is None
+    three = estimate(pairs[:3], ratio_of_means, "ratio")
+    assert three.value == pytest.approx(2760.0 / 160.0) and three.ci95 is None

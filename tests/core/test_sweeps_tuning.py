@@ -12,7 +12,7 @@ from core.spec import JobSpec
 from core.sweeps import CRITERION, JobOutcome, TuningError, tuned_comparison
 from tests.core.test_sweeps import BASE
 
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 
 
 def job(
@@ -62,8 +62,8 @@ def test_each_arm_is_taken_at_its_fewest_mean_steps_to_target_and_shows_its_choi
     assert bn.chosen == {"learning_rate": 1.0} and bn.chosen_by == "steps_to_target"
     assert plain.chosen == {"learning_rate": 1.0} and plain.chosen_by == "steps_to_target"
     assert bn.settings_tried == 2 and plain.settings_tried == 3
-    assert bn.seeds == [0, 1, 2] and bn.reached_target == 3
-    assert bn.steps_to_target.mean == pytest.approx(160 / 3)
+    assert bn.seeds == [0, 1, 2, 3, 4] and bn.reached_target == 5
+    assert bn.steps_to_target.mean == pytest.approx(270 / 5)
 
 
 def test_the_speedup_is_best_against_best_with_a_bootstrap_interval_and_a_verdict() -> None:
@@ -73,8 +73,8 @@ def test_the_speedup_is_best_against_best_with_a_bootstrap_interval_and_a_verdic
     assert plain.speedup_vs_baseline is None and plain.final_accuracy_vs_baseline is None  # the baseline
     speedup = bn.speedup_vs_baseline
     assert speedup is not None and not speedup.is_lower_bound
-    assert speedup.estimate.value == pytest.approx((830 + 870 + 910) / (50 + 60 + 50))
-    assert speedup.estimate.ci_method == "bootstrap" and speedup.estimate.n == 3
+    assert speedup.estimate.value == pytest.approx((830 + 870 + 910 + 950 + 990) / (50 + 60 + 50 + 60 + 50))
+    assert speedup.estimate.ci_method == "bootstrap" and speedup.estimate.n == 5
     low, high = speedup.estimate.ci95 or (0, 0)
     assert 1 < low <= speedup.estimate.value <= high
     assert speedup.verdict == "batch_norm=true reaches the target in fewer steps than batch_norm=false"
@@ -89,7 +89,7 @@ def test_untuned_the_baseline_never_gets_there_and_the_speedup_is_a_marked_lower
     assert plain.chosen_by == "final_accuracy" and plain.chosen == {}  # nothing to choose from
     bn = next(arm for arm in tuned.arms if arm.value is True)
     assert bn.speedup_vs_baseline is not None and bn.speedup_vs_baseline.is_lower_bound
-    assert bn.speedup_vs_baseline.estimate.value == pytest.approx(6000 / 240)
+    assert bn.speedup_vs_baseline.estimate.value == pytest.approx(10000 / 450)  # 2,000 steps each
 
 
 def test_where_no_setting_reaches_the_target_the_best_mean_final_accuracy_is_chosen() -> None:
@@ -103,6 +103,15 @@ def test_where_no_setting_reaches_the_target_the_best_mean_final_accuracy_is_cho
     tuned = tuned_comparison(outcomes, "batch_norm", ["learning_rate"], baseline=False)
     plain = next(arm for arm in tuned.arms if arm.value is False)
     assert plain.chosen == {"learning_rate": 0.5} and plain.chosen_by == "final_accuracy"
+
+
+def test_with_fewer_than_five_seeds_the_speedup_has_no_interval_and_no_verdict() -> None:
+    three_seeds = [outcome for outcome in STUDY if outcome.spec["seed"] < 3]
+    tuned = tuned_comparison(three_seeds, "batch_norm", ["learning_rate"], baseline=False)
+    speedup = next(arm for arm in tuned.arms if arm.value is True).speedup_vs_baseline
+    assert speedup is not None and speedup.estimate.ci95 is None
+    assert speedup.estimate.value == pytest.approx((830 + 870 + 910) / (50 + 60 + 50))
+    assert speedup.verdict == "no detectable difference at n = 3"
 
 
 def test_a_verdict_is_withheld_when_the_accuracy_difference_covers_zero() -> None:
@@ -132,7 +141,7 @@ def test_bad_arms_are_errors_naming_the_parameter() -> None:
 
 
 def test_within_an_arm_only_seeds_and_tuned_axes_may_differ_while_arms_may_differ_in_budget() -> None:
-    mixed = [*STUDY, job(True, 1.0, 3, 60, 0.97, dropout=0.2)]
+    mixed = [*STUDY, job(True, 1.0, 5, 60, 0.97, dropout=0.2)]
     with pytest.raises(TuningError, match="within batch_norm=true the jobs also differ in dropout") as raised:
         tuned_comparison(mixed, "batch_norm", ["learning_rate"])
     assert raised.value.field == "tune"
@@ -140,9 +149,9 @@ def test_within_an_arm_only_seeds_and_tuned_axes_may_differ_while_arms_may_diffe
         *(job(True, 0.1, seed, 70, 0.97) for seed in SEEDS),
         *(job(False, 0.1, seed, 2500, 0.95, steps_run=2500, target_accuracy=0.9) for seed in SEEDS),
     ]
-    longer_baseline[3:] = [
+    longer_baseline[len(SEEDS) :] = [
         JobOutcome(o.job_id, o.status, {**o.spec, "steps": 20000}, o.final_accuracy, o.best_accuracy, 2500)
-        for o in longer_baseline[3:]
+        for o in longer_baseline[len(SEEDS) :]
     ]
     tuned = tuned_comparison(longer_baseline, "batch_norm", [], baseline=False)
     bn = next(arm for arm in tuned.arms if arm.value is True)
