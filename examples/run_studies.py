@@ -229,19 +229,11 @@ def comparison_section(service: Service, item: Submitted) -> list[str]:
     return [*lines, "", f"![learning curves, seed 0]({figure})", ""] if figure else lines
 
 
-def tuned_section(service: Service, item: Submitted) -> list[str]:
-    """The arms compared at their tuned best (`GET /v1/sweeps/{id}?arm=…&tune=…`): each arm's chosen
-    setting, the speedup and accuracy difference against the baseline arm, and the verdicts they allow."""
-    settings = item.study.about["tuned"]
-    params: dict[str, Any] = {"arm": settings["arm"], "tune": settings.get("tune", [])}
-    if "baseline" in settings:
-        params["baseline"] = json.dumps(settings["baseline"])  # a JSON value of the arm, e.g. false
-    tuned = service.get(f"/v1/sweeps/{item.sweep_id}", **params)["tuned"]
-    tuned_axes = ", ".join(tuned["tune"]) or "setting"
+def arms_table(tuned: dict[str, Any]) -> list[str]:
+    """Arms as the service compares them (a sweep's `tuned`, a comparison's `arms`): a row per arm with its
+    chosen setting, figures with intervals, speedup and difference against the baseline arm, then the
+    verdicts those intervals allow."""
     lines = [
-        f"Each `{tuned['arm']}` arm at its best {tuned_axes} ({tuned['criterion']}), "
-        f"against `{tuned['arm']}={value_text(tuned['baseline'])}`:",
-        "",
         "| arm | chosen | seeds | final val acc | steps to target | speedup | final − baseline |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -262,6 +254,44 @@ def tuned_section(service: Service, item: Submitted) -> list[str]:
         if difference:
             verdicts.append(f"- {label}, final accuracy: {difference['verdict']}.")
     return [*lines, "", *verdicts, ""]
+
+
+def tuned_section(service: Service, item: Submitted) -> list[str]:
+    """The arms compared at their tuned best (`GET /v1/sweeps/{id}?arm=…&tune=…`)."""
+    settings = item.study.about["tuned"]
+    params: dict[str, Any] = {"arm": settings["arm"], "tune": settings.get("tune", [])}
+    if "baseline" in settings:
+        params["baseline"] = json.dumps(settings["baseline"])  # a JSON value of the arm, e.g. false
+    tuned = service.get(f"/v1/sweeps/{item.sweep_id}", **params)["tuned"]
+    tuned_axes = ", ".join(tuned["tune"]) or "setting"
+    return [
+        f"Each `{tuned['arm']}` arm at its best {tuned_axes} ({tuned['criterion']}), "
+        f"against `{tuned['arm']}={value_text(tuned['baseline'])}`:",
+        "",
+        *arms_table(tuned),
+    ]
+
+
+def arms_section(service: Service, item: Submitted) -> list[str]:
+    """For each value of the `by` axis, its jobs compared as arms of `arm` against the `baseline` arm over
+    matched seeds (`GET /v1/compare?arm=…`): does dropout change BN's accuracy, does BN help at each depth."""
+    settings = item.study.about["arms"]
+    arm, by, baseline = settings["arm"], settings["by"], settings["baseline"]
+    lines = []
+    for by_value in item.study.sweep["grid"][by]:
+        points = [point for point in item.view["points"] if point["point"][by] == by_value]
+        ids = [job_id for point in points for job_id in point["job_ids"]]
+        baseline_id = next(
+            job_id for point in points if point["point"][arm] == baseline for job_id in point["job_ids"]
+        )
+        arms = service.get("/v1/compare", ids=ids, baseline=baseline_id, arm=arm, max_points=10)["arms"]
+        lines += [
+            f"At `{by}={value_text(by_value)}`, each `{arm}` against `{arm}={value_text(baseline)}`, "
+            "seed by seed:",
+            "",
+            *arms_table(arms),
+        ]
+    return lines
 
 
 def ics_section(service: Service, item: Submitted) -> list[str]:
@@ -321,6 +351,8 @@ def study_section(service: Service, item: Submitted) -> list[str]:
         lines += [f"![mean final accuracy]({figure})", ""]
     if "tuned" in about:
         lines += tuned_section(service, item)
+    if "arms" in about:
+        lines += arms_section(service, item)
     if "compare" in about:
         lines += comparison_section(service, item)
     if "ics" in about:
