@@ -2,7 +2,7 @@
 
 It creates ./var, migrates the SQLite database, starts the API (uvicorn) and one Celery worker as child
 processes, prints the URL, and on Ctrl-C or SIGTERM stops both within a few seconds. It never waits for a
-long job: the worker is shut down cold, and a job it was running is found by the sweeper (its lease goes
+long job: the worker is shut down cold, and a job it was running is found by the republisher (its lease goes
 stale) at the next start and resumes from its last checkpoint.
 """
 
@@ -33,7 +33,7 @@ logger = logging.getLogger("bnlab.embedded")
 READY_TIMEOUT_SECONDS = 60.0
 # uvicorn stops in well under a second. Celery's cold shutdown of an idle worker on the SQLite broker takes
 # ~6 s (it first finishes a broker poll), so the worker is killed after this grace: its state is in the
-# database, and the sweeper re-publishes a job it was running once that job's lease goes stale.
+# database, and the republisher re-publishes a job it was running once that job's lease goes stale.
 STOP_GRACE_SECONDS = 3.0
 WORKER_QUEUES = "default,cpu"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>

@@ -2,7 +2,7 @@
 
 A tiny job trains to success; Ctrl-C (SIGINT) stops the API and the worker within seconds even while a
 long job runs; at the next start the finished job and its metrics are still there and the interrupted job
-is taken up again by the sweeper.
+is taken up again by the republisher.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ STOP_LIMIT_SECONDS = 8.0  # "within a few seconds": 5 s of grace at most, plus i
 LONG_SPEC: dict[str, Any] = {**TINY_SPEC, "name": "long", "steps": 100_000, "eval_every": 1000,
                              "telemetry_every": 0, "checkpoint_every": 200}  # fmt: skip
 # Liveness at test speed (DESIGN: heartbeat 0.5 s, lease 3 s, sweep 1 s).
-FAST_LIVENESS = {"BNLAB_HEARTBEAT_SECONDS": "0.5", "BNLAB_LEASE_SECONDS": "3", "BNLAB_SWEEP_SECONDS": "1"}
+FAST_LIVENESS = {"BNLAB_HEARTBEAT_SECONDS": "0.5", "BNLAB_LEASE_SECONDS": "3", "BNLAB_REPUBLISH_SECONDS": "1"}
 
 
 def free_port() -> int:
@@ -135,7 +135,7 @@ def test_embedded_mode_trains_stops_on_ctrl_c_and_keeps_everything_across_a_rest
     with httpx.Client(base_url=second.url, timeout=10) as client:
         assert client.get(f"/v1/jobs/{tiny['id']}").json() == finished
         assert client.get(f"/v1/jobs/{tiny['id']}/metrics").json() == metrics_before
-        # The interrupted job's lease goes stale; the sweeper publishes it again and the worker takes over.
+        # The interrupted job's lease goes stale; the republisher publishes it again, the worker takes over.
         resumed = wait_for(client, long["id"], lambda job: job["attempts"] >= 2, 60)
         assert resumed["attempts"] == 2 and resumed["status"] == "running", resumed
         assert client.post(f"/v1/jobs/{long['id']}/cancel").status_code == 202
