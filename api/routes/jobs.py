@@ -5,7 +5,6 @@ Routes are plain `def`: the store is synchronous, so FastAPI runs them in its th
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
@@ -14,6 +13,7 @@ from pydantic import StringConstraints
 from api.dependencies import CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
 from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
+from api.publishing import publish_stored
 from api.schemas import (
     PAPER_DIGITS_SPEC,
     ErrorOut,
@@ -25,12 +25,9 @@ from api.schemas import (
     TelemetryLayerOut,
     TelemetryOut,
 )
-from core.queue import publish_job
 from core.results import METRIC_NAMES
 from core.spec import JobSpec
 from core.store import InvalidCursor
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -78,13 +75,9 @@ def submit_job(
     celery_app: CeleryDep,
 ) -> JobOut:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
-    `queued` and the sweeper publishes it once the broker answers again."""
+    `queued` and the republisher publishes it once the broker answers again."""
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
-    try:
-        publish_job(celery_app, job.id, spec.device)
-        store.mark_enqueued(job.id)
-    except Exception as error:  # whatever the transport raised, the sweeper retries; the answer stays 201
-        logger.warning("job %s stored but not yet published (the sweeper retries): %s", job.id, error)
+    publish_stored(store, celery_app, [job.id], spec.device)
     return JobOut.model_validate(job)
 
 

@@ -6,7 +6,6 @@ created); the sweep and all its jobs are committed in one transaction, then each
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -25,8 +24,8 @@ from api.comparison_schemas import (
 from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep, normalize_job_id
 from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
+from api.publishing import publish_stored
 from api.schemas import ErrorOut
-from core.queue import publish_group, publish_job
 from core.spec import JobSpec
 from core.store import InvalidCursor, Store, SweepView
 from core.sweeps import (
@@ -40,8 +39,6 @@ from core.sweeps import (
     how_executed,
     status_counts,
 )
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
@@ -144,7 +141,7 @@ def submit_sweep(
     """422 names the grid point and field of every invalid point, or the size over the cap
     (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
     are split into fused groups (`max_fused_group_size` at most), each published as one task; every other
-    job is published as its own task. A broker that is down loses none of them (the sweeper publishes
+    job is published as its own task. A broker that is down loses none of them (the republisher publishes
     them once it answers)."""
     try:
         jobs = expand_sweep(sweep, settings.max_sweep_size)
@@ -164,21 +161,11 @@ def submit_sweep(
     )
     device_of = {job_id: spec.device for job_id, spec in zip(created.job_ids, specs, strict=True)}
     for group in created.fused_groups:
-        try:
-            publish_group(celery_app, group.job_ids, device_of[group.job_ids[0]])
-            for job_id in group.job_ids:
-                store.mark_enqueued(job_id)
-        except Exception as error:  # whatever the transport raised, the sweeper retries
-            logger.warning("sweep %s: group %s stored but not yet published: %s", created.id, group.id, error)
+        publish_stored(store, celery_app, group.job_ids, device_of[group.job_ids[0]], fused_group_id=group.id)
     grouped = {job_id for group in created.fused_groups for job_id in group.job_ids}
     for job_id in created.job_ids:
-        if job_id in grouped:
-            continue
-        try:
-            publish_job(celery_app, job_id, device_of[job_id])
-            store.mark_enqueued(job_id)
-        except Exception as error:  # whatever the transport raised, the sweeper retries
-            logger.warning("sweep %s: job %s stored but not yet published: %s", created.id, job_id, error)
+        if job_id not in grouped:
+            publish_stored(store, celery_app, [job_id], device_of[job_id])
     return SweepCreatedOut(id=created.id, size=created.size, job_ids=created.job_ids)
 
 
