@@ -1,18 +1,19 @@
 """Route dependencies as typed aliases, so route signatures read like plain types.
 
 The store and the Celery app are built once per FastAPI app (`create_app`) and kept on `app.state`;
-`get_job_or_404` is the validation dependency every `/v1/jobs/{job_id}` route reuses; `PageLimit` and
-`PageCursor` are the query parameters of every list route.
+`get_job_or_404` is the validation dependency every `/v1/jobs/{job_id}` route reuses (each documents its
+404 with `JOB_NOT_FOUND`); `PageLimit` and `PageCursor` are the query parameters of every list route.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 
+from api.schemas import ErrorOut
 from core.settings import Settings
 from core.store import JobView, Store
 
@@ -47,6 +48,11 @@ def normalize_job_id(raw: str) -> str | None:
         return uuid.UUID(raw).hex
     except ValueError:
         return None
+
+
+JOB_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no job with this id"}
+}
 
 
 def get_job_or_404(
