@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from api import dashboard
 from api.auth import ApiKeys
+from api.docs import install_docs
 from api.errors import install_exception_handlers
 from api.limits import BodySizeLimit
 from api.republisher import Republisher
@@ -51,7 +52,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await event_hub.close()
                 running_app.state.event_hub = None
 
-    app = FastAPI(title="bnlab", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="bnlab",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from install_docs, without a CDN
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.store = store
     app.state.celery = celery_app
@@ -61,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     app.include_router(api_router)
     app.include_router(dashboard.router)  # the pages at `/`, open: the API key guards /v1 only
+    install_docs(app)
     return app
 
 

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     events_poll_seconds: float = Field(0.25, gt=0, le=60)
     events_keepalive_seconds: float = Field(15.0, gt=0, le=300, description="comment sent on a quiet stream")
 
+    access_log: bool = Field(
+        False, description="embedded mode: uvicorn logs one line per HTTP request (the dashboard polls)"
+    )
+
     # Auth: comma-separated keys; empty = open. Read-only keys may only GET.
     api_keys: str = Field("", repr=False)
     read_only_api_keys: str = Field("", repr=False)
