@@ -34,8 +34,8 @@ from typing import Any
 from fastapi.sse import ServerSentEvent
 
 from core.store import Store
+from core.store.events import MAX_METRIC_STEPS_PER_READ, JobEventState, MetricStep, StatusChange
 from core.store.notifications import JobChangeListener
-from core.store_events import MAX_METRIC_STEPS_PER_READ, JobEventState, MetricStep, StatusChange
 
 logger = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ sweeper, fused groups, per-step series, target crossings, the reads behind job e
 from __future__ import annotations
 
 from core.settings import Settings
+from core.store.events import EventStore
 from core.store.groups import FusedGroupStore
 from core.store.jobs import SweepStore
 from core.store.leases import LeaseStore
 from core.store.series import SeriesStore
 from core.store.targets import TargetStore
-from core.store_events import EventStore
 
 
 class Store(SweepStore, FusedGroupStore, LeaseStore, SeriesStore, TargetStore, EventStore):
