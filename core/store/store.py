@@ -1,18 +1,30 @@
-"""`Store`: the one object that issues SQL, assembled from its parts (jobs and sweeps, leases and the
-sweeper, fused groups, per-step series, target crossings, the reads behind job event streams)."""
+"""`Store`: the one object that issues SQL, assembled from its parts, one module each: jobs, sweeps, fused
+groups, leases (the worker's side of a job), re-publication of lost jobs, per-step series, target
+crossings, and the reads behind job event streams."""
 
 from __future__ import annotations
 
 from core.settings import Settings
 from core.store.events import EventStore
-from core.store.groups import FusedGroupStore
-from core.store.jobs import SweepStore
+from core.store.fused_groups import FusedGroupStore
+from core.store.jobs import JobStore
 from core.store.leases import LeaseStore
+from core.store.republish import RepublishStore
 from core.store.series import SeriesStore
+from core.store.sweeps import SweepStore
 from core.store.targets import TargetStore
 
 
-class Store(SweepStore, FusedGroupStore, LeaseStore, SeriesStore, TargetStore, EventStore):
+class Store(
+    JobStore,
+    SweepStore,
+    FusedGroupStore,
+    LeaseStore,
+    RepublishStore,
+    SeriesStore,
+    TargetStore,
+    EventStore,
+):
     """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
     new one: pooled connections must not cross processes). Every method returns plain records."""
 
