@@ -18,15 +18,17 @@ from core.results import LandscapeRecord, MetricPoint, TelemetryRecord, finite_o
 from core.store.base import StoreBase
 from core.store.notifications import notify_job_changed
 from core.store.rollup import (
-    POINTS_PER_BUCKET,
-    as_lists,
-    downsampled_series,
-    known_name_ids,
     lock_job_metrics,
     metric_name_table,
     metric_table,
     refresh_blocks,
     step_range_per_name,
+)
+from core.store.rollup_reads import (
+    POINTS_PER_BUCKET,
+    as_lists,
+    downsampled_series,
+    known_name_ids,
     stored_name_ids,
 )
 from core.store.views import LandscapeView, LayerTelemetry, MetricSeries
@@ -130,7 +132,7 @@ class SeriesStore(StoreBase):
         A series longer than `max_points` is downsampled in SQL: its steps are cut into max_points // 4
         equal buckets and each bucket keeps its first, last, lowest and highest point, so the curve's
         ends and extremes (a divergence spike included) survive. `max_points` must be at least 4. The
-        buckets are built from the rollup's blocks (see `core.store.rollup`), with the same result as
+        buckets are built from the rollup's blocks (see `core.store.rollup_reads`), with the same result as
         from the raw points.
         """
         if max_points < POINTS_PER_BUCKET:
