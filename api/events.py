@@ -33,8 +33,8 @@ from typing import Any
 
 from fastapi.sse import ServerSentEvent
 
-from core.store import Store
-from core.store.events import MAX_METRIC_STEPS_PER_READ, JobEventState, MetricStep, StatusChange
+from core.store import JobEventState, MetricStep, StatusChange, Store
+from core.store.events import MAX_METRIC_STEPS_PER_READ
 from core.store.notifications import JobChangeListener
 
 logger = logging.getLogger(__name__)

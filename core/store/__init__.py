@@ -6,9 +6,11 @@ job = store.create_job(spec); store.mark_enqueued(job.id)
 
 from core.store.store import Store
 from core.store.views import (
+    Crossing,
     FusedGroupView,
     GroupLease,
     InvalidCursor,
+    JobEventState,
     JobExecution,
     JobNotFound,
     JobView,
@@ -17,14 +19,19 @@ from core.store.views import (
     LeaseOutcome,
     LeaseResult,
     MetricSeries,
+    MetricStep,
     RepublishCandidate,
+    SeriesWithCrossing,
+    StatusChange,
     SweepView,
 )
 
 __all__ = [
+    "Crossing",
     "FusedGroupView",
     "GroupLease",
     "InvalidCursor",
+    "JobEventState",
     "JobExecution",
     "JobNotFound",
     "JobView",
@@ -33,7 +40,10 @@ __all__ = [
     "LeaseOutcome",
     "LeaseResult",
     "MetricSeries",
+    "MetricStep",
     "RepublishCandidate",
+    "SeriesWithCrossing",
+    "StatusChange",
     "Store",
     "SweepView",
 ]

@@ -13,66 +13,14 @@ bounded query per job for the metric steps past a cursor.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
 
-from core.db.tables import TERMINAL_STATUSES
-from core.results import Progress, Summary
-from core.store.base import StoreBase, job_table, progress_from_row, summary_from_json
-from core.store.series import metric_name_table, metric_table
+from core.store.base import StoreBase, job_table, metric_name_table, metric_table
+from core.store.conversions import job_event_state, metric_steps
+from core.store.views import JobEventState, MetricStep
 
 MAX_METRIC_STEPS_PER_READ = 2000  # evaluation steps per job and read; a long replay takes a few reads
-
-
-@dataclass(frozen=True)
-class StatusChange:
-    """One step of a job's lifecycle: `seq` counts from 1 (queued)."""
-
-    seq: int
-    status: str
-    at: datetime | None
-
-
-@dataclass(frozen=True)
-class JobEventState:
-    """What an event stream needs to know about a job at one moment."""
-
-    id: str
-    status: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    progress: Progress | None
-    summary: Summary | None
-    error: str | None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def has_started(self) -> bool:
-        return self.started_at is not None
-
-    def status_history(self) -> list[StatusChange]:
-        """queued, then running once a worker took it, then the final status once it has one."""
-        changes: list[tuple[str, datetime | None]] = [("queued", self.created_at)]
-        if self.started_at is not None:
-            changes.append(("running", self.started_at))
-        if self.is_terminal:
-            changes.append((self.status, self.finished_at))
-        return [StatusChange(seq, status, at) for seq, (status, at) in enumerate(changes, start=1)]
-
-
-@dataclass(frozen=True)
-class MetricStep:
-    """Every metric recorded at one evaluation step (None for a value that was not finite)."""
-
-    step: int
-    values: dict[str, float | None]
 
 
 class EventStore(StoreBase):
@@ -95,7 +43,7 @@ class EventStore(StoreBase):
         ).where(job.public_id.in_(list(job_ids)))
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
-        return {row.public_id: _event_state(row._mapping) for row in rows}
+        return {row.public_id: job_event_state(row._mapping) for row in rows}
 
     def metric_steps_after(
         self, job_id: str, after_step: int, max_steps: int = MAX_METRIC_STEPS_PER_READ
@@ -119,20 +67,4 @@ class EventStore(StoreBase):
                 .order_by(metric.step, metric_name.name)
             )
             rows = connection.execute(query).all()
-        steps: dict[int, dict[str, float | None]] = {}
-        for step, name, value in rows:
-            steps.setdefault(step, {})[name] = value
-        return [MetricStep(step, values) for step, values in steps.items()]
-
-
-def _event_state(fields: RowMapping) -> JobEventState:
-    return JobEventState(
-        id=fields["public_id"],
-        status=fields["status"],
-        created_at=fields["created_at"],
-        started_at=fields["started_at"],
-        finished_at=fields["finished_at"],
-        progress=progress_from_row(fields),
-        summary=summary_from_json(fields["summary"]),
-        error=fields["error"],
-    )
+        return metric_steps(rows)

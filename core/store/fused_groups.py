@@ -12,12 +12,15 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from core.db.tables import FusedCheckpoint
-from core.store.base import fused_group_job_table, fused_group_table, job_table, leased_to
+from core.store.base import (
+    fused_checkpoint_table,
+    fused_group_job_table,
+    fused_group_table,
+    job_table,
+    leased_to,
+)
 from core.store.leases import LeaseStore
 from core.store.views import GroupLease, JobNotFound
-
-fused_checkpoint_table: sa.Table = FusedCheckpoint.__table__  # type: ignore[assignment]
 
 
 class FusedGroupStore(LeaseStore):

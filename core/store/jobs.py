@@ -14,9 +14,9 @@ from core.store.base import (
     decode_cursor,
     encode_cursor,
     job_table,
-    job_view,
     sweep_table,
 )
+from core.store.conversions import job_view
 from core.store.notifications import notify_job_changed
 from core.store.views import JobView
 

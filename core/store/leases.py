@@ -13,18 +13,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.db.tables import TERMINAL_STATUSES, Checkpoint
+from core.db.tables import TERMINAL_STATUSES
 from core.results import Summary, finite_or_none
 from core.store.base import (
     StoreBase,
+    checkpoint_table,
     job_table,
     leased_to,
-    summary_to_json,
 )
+from core.store.conversions import summary_to_json
 from core.store.notifications import notify_job_changed
 from core.store.views import LeaseResult
-
-checkpoint_table: sa.Table = Checkpoint.__table__  # type: ignore[assignment]
 
 LOST_TOO_OFTEN = "worker lost {count} times"
 

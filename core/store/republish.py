@@ -12,6 +12,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from core.store.base import StoreBase, fused_group_job_table, fused_group_table, job_table
+from core.store.conversions import republish_candidate
 from core.store.views import RepublishCandidate
 
 REPUBLISH_BATCH = 100  # per sweep; the rest wait for the next one
@@ -119,14 +120,4 @@ class RepublishStore(StoreBase):
             .limit(REPUBLISH_BATCH)
         )
         with self._engine.connect() as connection:
-            return [
-                RepublishCandidate(
-                    job_id=row.public_id,
-                    device=row.spec.get("device", "auto"),
-                    status=row.status,
-                    enqueued_at=row.enqueued_at,
-                    heartbeat_at=row.heartbeat_at,
-                    fused_group=row.fused_group,
-                )
-                for row in connection.execute(query)
-            ]
+            return [republish_candidate(row) for row in connection.execute(query)]

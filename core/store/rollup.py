@@ -21,11 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from core.db.tables import ROLLUP_BLOCK_STEPS, Metric, MetricName, MetricRollup
-
-metric_table: sa.Table = Metric.__table__  # type: ignore[assignment]
-metric_name_table: sa.Table = MetricName.__table__  # type: ignore[assignment]
-rollup_table: sa.Table = MetricRollup.__table__  # type: ignore[assignment]
+from core.db.tables import ROLLUP_BLOCK_STEPS
+from core.store.base import metric_table, rollup_table
 
 # pg_advisory_xact_lock(class, key) namespace for "one job's metric writes" (an arbitrary constant).
 _WRITE_LOCK_CLASS = 0x6D65_7472  # "metr"

@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from core.store.rollup import metric_name_table, metric_table, rollup_table
+from core.store.base import metric_name_table, metric_table, rollup_table
+from core.store.views import Crossing
 
 POINTS_PER_BUCKET = 4  # first, last, lowest and highest value of each bucket
 
 Point = tuple[int, float | None]
 SeriesKey = tuple[int, int]  # (job row id, name id)
-Crossing = tuple[int, float]
 
 
 def known_name_ids(connection: Connection, cache: dict[str, int], names: Iterable[str]) -> dict[str, int]:

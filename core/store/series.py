@@ -7,23 +7,16 @@ Non-finite values (NaN, ±inf: a diverged run) are stored as NULL and read back 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from core.db.tables import Landscape, Telemetry
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord, finite_or_none
-from core.store.base import StoreBase
+from core.store.base import StoreBase, landscape_table, metric_name_table, metric_table, telemetry_table
+from core.store.conversions import landscape_rows, landscape_view, layer_telemetry, telemetry_rows
 from core.store.notifications import notify_job_changed
-from core.store.rollup import (
-    lock_job_metrics,
-    metric_name_table,
-    metric_table,
-    refresh_blocks,
-    step_range_per_name,
-)
+from core.store.rollup import lock_job_metrics, refresh_blocks, step_range_per_name
 from core.store.rollup_reads import (
     POINTS_PER_BUCKET,
     as_lists,
@@ -33,28 +26,6 @@ from core.store.rollup_reads import (
 )
 from core.store.views import LandscapeView, LayerTelemetry, MetricSeries
 
-telemetry_table: sa.Table = Telemetry.__table__  # type: ignore[assignment]
-landscape_table: sa.Table = Landscape.__table__  # type: ignore[assignment]
-
-TELEMETRY_STATISTICS = (
-    "unit_p15",
-    "unit_p50",
-    "unit_p85",
-    "p15",
-    "p50",
-    "p85",
-    "mean",
-    "std",
-    "saturated_fraction",
-    "grad_norm",
-)
-LANDSCAPE_STATISTICS = (
-    "loss_range",
-    "gradient_predictiveness",
-    "beta_smoothness",
-    "grad_norm",
-    "relative_gradient_change",
-)
 # PostgreSQL path: COPY (binary) into a per-session staging table, then one INSERT … ON CONFLICT from it.
 # The staging table is a session-local scratch table, not part of the schema the migrations own.
 _CREATE_STAGING = (
@@ -157,16 +128,8 @@ class SeriesStore(StoreBase):
             return
         with self._engine.begin() as connection:
             row_id = self._job_row_id(connection, job_id)
-            rows = {
-                (record.step, record.layer): {
-                    "job_id": row_id,
-                    "step": record.step,
-                    "layer": record.layer,
-                    **{name: finite_or_none(getattr(record, name)) for name in TELEMETRY_STATISTICS},
-                }
-                for record in records
-            }
-            self._upsert(connection, telemetry_table, list(rows.values()), ["job_id", "step", "layer"])
+            rows = telemetry_rows(row_id, records)
+            self._upsert(connection, telemetry_table, rows, ["job_id", "step", "layer"])
 
     def read_telemetry(self, job_id: str) -> list[LayerTelemetry]:
         """Per hidden layer (in layer order), the probe steps and each statistic as parallel lists."""
@@ -177,13 +140,7 @@ class SeriesStore(StoreBase):
                 .where(telemetry.job_id == self._job_row_id(connection, job_id))
                 .order_by(telemetry.layer, telemetry.step)
             ).all()
-        layers: dict[int, dict[str, list[Any]]] = {}
-        for row in rows:
-            lists = layers.setdefault(row.layer, {name: [] for name in ("steps", *TELEMETRY_STATISTICS)})
-            lists["steps"].append(row.step)
-            for name in TELEMETRY_STATISTICS:
-                lists[name].append(getattr(row, name))
-        return [LayerTelemetry(layer=layer, **lists) for layer, lists in layers.items()]
+        return layer_telemetry(rows)
 
     # -- landscape ---------------------------------------------------------------------------------------
     def write_landscape(self, job_id: str, records: Sequence[LandscapeRecord]) -> None:
@@ -191,17 +148,8 @@ class SeriesStore(StoreBase):
             return
         with self._engine.begin() as connection:
             row_id = self._job_row_id(connection, job_id)
-            rows = {
-                record.step: {
-                    "job_id": row_id,
-                    "step": record.step,
-                    "step_sizes": [finite_or_none(size) for size in record.step_sizes],
-                    "losses": [finite_or_none(loss) for loss in record.losses],
-                    **{name: finite_or_none(getattr(record, name)) for name in LANDSCAPE_STATISTICS},
-                }
-                for record in records
-            }
-            self._upsert(connection, landscape_table, list(rows.values()), ["job_id", "step"])
+            rows = landscape_rows(row_id, records)
+            self._upsert(connection, landscape_table, rows, ["job_id", "step"])
 
     def read_landscape(self, job_id: str) -> list[LandscapeView]:
         landscape = landscape_table.c
@@ -211,15 +159,7 @@ class SeriesStore(StoreBase):
                 .where(landscape.job_id == self._job_row_id(connection, job_id))
                 .order_by(landscape.step)
             ).all()
-        return [
-            LandscapeView(
-                step=row.step,
-                step_sizes=list(row.step_sizes),
-                losses=list(row.losses),
-                **{name: getattr(row, name) for name in LANDSCAPE_STATISTICS},
-            )
-            for row in rows
-        ]
+        return [landscape_view(row) for row in rows]
 
 
 def _copy_upsert_metrics(

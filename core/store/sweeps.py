@@ -19,11 +19,11 @@ from core.store.base import (
     fused_group_job_table,
     fused_group_table,
     job_table,
-    job_view,
     sweep_table,
 )
+from core.store.conversions import job_view, sweep_views
 from core.store.jobs import queued_job_values
-from core.store.views import FusedGroupView, JobView, SweepView
+from core.store.views import JobView, SweepView
 
 
 class SweepStore(StoreBase):
@@ -137,41 +137,16 @@ class SweepStore(StoreBase):
         sweeps = connection.execute(
             sa.select(sweep_table).where(condition).order_by(sweep_table.c.id.desc()).limit(limit)
         ).all()
-        job_ids: dict[int, list[str]] = {sweep.id: [] for sweep in sweeps}
-        job_statuses: dict[int, dict[str, str]] = {sweep.id: {} for sweep in sweeps}
-        groups: dict[int, dict[str, FusedGroupView]] = {sweep.id: {} for sweep in sweeps}
-        if sweeps:
-            for sweep_row_id, public_id, status in connection.execute(
-                sa.select(job_table.c.sweep_id, job_table.c.public_id, job_table.c.status)
-                .where(job_table.c.sweep_id.in_(list(job_ids)))
-                .order_by(job_table.c.id.asc())
-            ):
-                job_ids[sweep_row_id].append(public_id)
-                job_statuses[sweep_row_id][public_id] = status
-            for member in connection.execute(self._group_members_select(list(groups))):
-                group = groups[member.sweep_id].setdefault(
-                    member.group_public_id, FusedGroupView(member.group_public_id, member.size, [])
-                )
-                group.job_ids.append(member.job_public_id)
-        return [
-            (
-                sweep.id,
-                SweepView(
-                    id=sweep.public_id,
-                    name=sweep.name,
-                    base=sweep.base,
-                    grid=sweep.grid,
-                    seeds=list(sweep.seeds),
-                    execution=sweep.execution,
-                    size=sweep.size,
-                    created_at=sweep.created_at,
-                    job_ids=job_ids[sweep.id],
-                    fused_groups=list(groups[sweep.id].values()),
-                    job_statuses=job_statuses[sweep.id],
-                ),
-            )
-            for sweep in sweeps
-        ]
+        if not sweeps:
+            return []
+        sweep_row_ids = [sweep.id for sweep in sweeps]
+        jobs = connection.execute(
+            sa.select(job_table.c.sweep_id, job_table.c.public_id, job_table.c.status)
+            .where(job_table.c.sweep_id.in_(sweep_row_ids))
+            .order_by(job_table.c.id.asc())
+        ).all()
+        group_members = connection.execute(self._group_members_select(sweep_row_ids)).all()
+        return sweep_views(sweeps, jobs, group_members)
 
     @staticmethod
     def _group_members_select(sweep_row_ids: list[int]) -> sa.Select[Any]:

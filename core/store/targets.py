@@ -8,25 +8,13 @@ that holds a crossing, then only that block's points are looked at.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.store import rollup_reads
 from core.store.base import StoreBase, job_table
-from core.store.rollup_reads import Crossing
-from core.store.views import JobNotFound
-
-
-@dataclass(frozen=True)
-class SeriesWithCrossing:
-    """One job's series of one metric as `read_metrics` returns it, and the (step, value) where it first
-    met the target at full resolution (None: it never did, or no target was given)."""
-
-    steps: list[int]
-    values: list[float | None]
-    crossing: Crossing | None
+from core.store.views import Crossing, JobNotFound, SeriesWithCrossing
 
 
 class TargetStore(StoreBase):
