@@ -33,8 +33,7 @@ from typing import Any
 
 from fastapi.sse import ServerSentEvent
 
-from core.store import JobEventState, MetricStep, StatusChange, Store
-from core.store.events import MAX_METRIC_STEPS_PER_READ
+from core.store import MAX_METRIC_STEPS_PER_READ, JobEventState, MetricStep, StatusChange, StoreInterface
 from core.store.notifications import JobChangeListener
 
 logger = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ class EventHub:
     """
 
     def __init__(
-        self, store: Store, poll_seconds: float, max_metric_steps: int = MAX_METRIC_STEPS_PER_READ
+        self, store: StoreInterface, poll_seconds: float, max_metric_steps: int = MAX_METRIC_STEPS_PER_READ
     ) -> None:
         self._store = store
         self._poll_seconds = poll_seconds

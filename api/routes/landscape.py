@@ -24,7 +24,7 @@ from api.routes.plots import (
 )
 from api.schemas import ErrorOut, LandscapeOut, LandscapeProbeOut
 from core.plots import LandscapeSeries, landscape_panels
-from core.store import JobView, LandscapeView, Store
+from core.store import JobView, LandscapeView, StoreInterface
 
 router = APIRouter(prefix="/v1/jobs", tags=["landscape"])
 
@@ -71,7 +71,7 @@ def landscape_plot(
     return image_response(landscape_panels(series, image_format), image_format)
 
 
-def _landscape_series(store: Store, job: JobView) -> LandscapeSeries:
+def _landscape_series(store: StoreInterface, job: JobView) -> LandscapeSeries:
     probes = store.read_landscape(job.id)
     if not probes:
         raise nothing_recorded(job, "landscape probes", "landscape_every")

@@ -17,7 +17,7 @@ from api.routes.compare import ComparisonDep
 from api.routes.sweeps import get_sweep_or_404, sweep_outcomes
 from api.schemas import ErrorOut
 from core.plots import CONTENT_TYPES, Curve, IcsPanel, compare_curves, ics_bands, sweep_heatmap
-from core.store import JobView, Store
+from core.store import JobView, StoreInterface
 from core.sweeps import heatmap
 
 router = APIRouter(prefix="/v1", tags=["plots"])
@@ -33,7 +33,7 @@ IMAGE: dict[int | str, dict[str, Any]] = {
 LABEL_LENGTH = 60
 
 
-def no_bn_first(store: Store, job: JobView, compare_with: str | None) -> list[JobView]:
+def no_bn_first(store: StoreInterface, job: JobView, compare_with: str | None) -> list[JobView]:
     """The job, and the one to draw beside it if asked for, the one without BN first (as the paper does)."""
     jobs = [job] if compare_with is None else load_jobs(store, [job.id, compare_with])
     if len(jobs) == 2 and jobs[0].spec.get("batch_norm") and not jobs[1].spec.get("batch_norm"):
@@ -94,7 +94,7 @@ def ics_plot(
     return image_response(ics_bands([_ics_panel(store, shown) for shown in jobs], image_format), image_format)
 
 
-def _ics_panel(store: Store, job: JobView) -> IcsPanel:
+def _ics_panel(store: StoreInterface, job: JobView) -> IcsPanel:
     layers = store.read_telemetry(job.id)
     if not layers:
         raise nothing_recorded(job, "telemetry", "telemetry_every")

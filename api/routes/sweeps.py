@@ -28,7 +28,7 @@ from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from core.queue import publish_group, publish_job
 from core.spec import JobSpec
-from core.store import InvalidCursor, Store, SweepView
+from core.store import InvalidCursor, StoreInterface, SweepView
 from core.sweeps import (
     TERMINAL_STATUSES,
     JobOutcome,
@@ -51,7 +51,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_sweep_or_404(store: Store, sweep_id: str) -> SweepView:
+def get_sweep_or_404(store: StoreInterface, sweep_id: str) -> SweepView:
     normalized = normalize_job_id(sweep_id)  # sweep ids are UUID hex like job ids
     sweep = store.get_sweep(normalized) if normalized is not None else None
     if sweep is None:
@@ -59,7 +59,7 @@ def get_sweep_or_404(store: Store, sweep_id: str) -> SweepView:
     return sweep
 
 
-def sweep_outcomes(store: Store, sweep_id: str) -> list[JobOutcome]:
+def sweep_outcomes(store: StoreInterface, sweep_id: str) -> list[JobOutcome]:
     """The sweep's jobs in creation (grid) order, as aggregation reads them."""
     outcomes = []
     for job in store.sweep_jobs(sweep_id):
@@ -115,7 +115,7 @@ def _execution_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> Executi
     )
 
 
-def _sweep_out(store: Store, sweep: SweepView) -> SweepOut:
+def _sweep_out(store: StoreInterface, sweep: SweepView) -> SweepOut:
     outcomes = sweep_outcomes(store, sweep.id)
     points = aggregate(outcomes, list(sweep.grid))
     # The statuses just read, not those read with the sweep: the group counts agree with `status_counts`.

@@ -29,6 +29,7 @@ from core.db.tables import (
 )
 from core.db.types import UtcDateTime
 from core.store.conversions import job_view
+from core.store.interface import DatabaseInterface
 from core.store.views import InvalidCursor, JobNotFound, JobView
 
 # The ORM's tables as SQLAlchemy Core tables: the store writes Core statements.
@@ -66,7 +67,7 @@ def decode_cursor(cursor: str) -> int:
     return int(decoded[len(_CURSOR_PREFIX) :])
 
 
-class StoreBase:
+class StoreBase(DatabaseInterface):
     """Owns the engine. PostgreSQL lease times use the database clock, SQLite the process clock."""
 
     def __init__(self, url: str, statement_timeout_seconds: float = 0, **engine_options: Any) -> None:
@@ -82,10 +83,8 @@ class StoreBase:
         return self._engine
 
     def ping(self) -> None:
-        """Raises (sqlalchemy.exc.OperationalError) when the database cannot be reached or is not migrated.
-
-        Reading the job table, not `SELECT 1`: an empty SQLite file answers `SELECT 1` but cannot serve a job.
-        """
+        """Reads the job table, not `SELECT 1`: an empty SQLite file answers `SELECT 1` but cannot serve
+        a job."""
         with self._engine.connect() as connection:
             connection.execute(sa.select(Job.id).limit(0))
 

@@ -18,14 +18,12 @@ import sqlalchemy as sa
 
 from core.store.base import StoreBase, job_table, metric_name_table, metric_table
 from core.store.conversions import job_event_state, metric_steps
+from core.store.interface import MAX_METRIC_STEPS_PER_READ, EventStoreInterface
 from core.store.views import JobEventState, MetricStep
 
-MAX_METRIC_STEPS_PER_READ = 2000  # evaluation steps per job and read; a long replay takes a few reads
 
-
-class EventStore(StoreBase):
+class EventStore(StoreBase, EventStoreInterface):
     def job_event_states(self, job_ids: Collection[str]) -> dict[str, JobEventState]:
-        """The current state of each job that exists, by public id, in one query."""
         if not job_ids:
             return {}
         job = job_table.c
@@ -48,8 +46,6 @@ class EventStore(StoreBase):
     def metric_steps_after(
         self, job_id: str, after_step: int, max_steps: int = MAX_METRIC_STEPS_PER_READ
     ) -> list[MetricStep]:
-        """The job's metric points at steps after `after_step`, grouped by step, in step order; at most
-        `max_steps` steps, each complete (all its names), so a caller can continue from the last one."""
         metric, metric_name = metric_table.c, metric_name_table.c
         with self._engine.connect() as connection:
             row_id = self._job_row_id(connection, job_id)

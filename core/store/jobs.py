@@ -17,6 +17,7 @@ from core.store.base import (
     sweep_table,
 )
 from core.store.conversions import job_view
+from core.store.interface import JobStoreInterface
 from core.store.notifications import notify_job_changed
 from core.store.views import JobView
 
@@ -34,9 +35,8 @@ def queued_job_values(spec: JobSpec) -> dict[str, Any]:
     }
 
 
-class JobStore(StoreBase):
+class JobStore(StoreBase, JobStoreInterface):
     def create_job(self, spec: JobSpec) -> JobView:
-        """Commit a queued job (not yet published: `enqueued_at` is null until `mark_enqueued`)."""
         values = queued_job_values(spec)
         with self._engine.begin() as connection:
             connection.execute(job_table.insert().values(created_at=self._now(), **values))
@@ -45,11 +45,6 @@ class JobStore(StoreBase):
         return view
 
     def mark_enqueued(self, job_id: str) -> None:
-        """Record that the job reached the broker.
-
-        While it is queued, or when a fast worker already took it (on Redis the lease is often taken before
-        the publisher gets here): the first publication time is kept either way.
-        """
         with self._engine.begin() as connection:
             connection.execute(
                 job_table.update()
@@ -65,7 +60,6 @@ class JobStore(StoreBase):
             return self._fetch_job(connection, job_id)
 
     def get_jobs(self, job_ids: Sequence[str]) -> dict[str, JobView]:
-        """The jobs of those ids that exist, by id, in one query."""
         if not job_ids:
             return {}
         query = self._job_select().where(job_table.c.public_id.in_(sorted(set(job_ids))))
@@ -79,10 +73,6 @@ class JobStore(StoreBase):
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[JobView], str | None]:
-        """A page of jobs, newest first, and the cursor of the next page (None on the last one).
-
-        Raises `InvalidCursor` for a cursor this store did not hand out.
-        """
         query = self._job_select().order_by(job_table.c.id.desc()).limit(limit + 1)
         if status is not None:
             query = query.where(job_table.c.status == status)
@@ -96,8 +86,6 @@ class JobStore(StoreBase):
         return [job_view(row) for row in rows[:limit]], next_cursor
 
     def request_cancel(self, job_id: str) -> JobView | None:
-        """Queued → cancelled at once; running → `cancel_requested` (the worker stops it); a finished job
-        is left as it is (the caller answers with a conflict). None when the job does not exist."""
         with self._engine.begin() as connection:
             cancelled = connection.execute(
                 job_table.update()

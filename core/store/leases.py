@@ -22,20 +22,17 @@ from core.store.base import (
     leased_to,
 )
 from core.store.conversions import summary_to_json
+from core.store.interface import LeaseStoreInterface
 from core.store.notifications import notify_job_changed
 from core.store.views import LeaseResult
 
 LOST_TOO_OFTEN = "worker lost {count} times"
 
 
-class LeaseStore(StoreBase):
+class LeaseStore(StoreBase, LeaseStoreInterface):
     def acquire_lease(
         self, job_id: str, owner: str, lease_seconds: float, max_lease_losses: int = 3
     ) -> LeaseResult:
-        """Take the job for `owner`: when it is queued, or running under a lease whose heartbeat is older
-        than `lease_seconds` (a dead worker: counted as a lease loss; the `max_lease_losses`-th loss fails
-        the job instead). Refused while another lease is fresh or when the job is finished. Taking the
-        lease sets status running, counts an attempt and starts the heartbeat."""
         with self._engine.begin() as connection:
             return self._take_lease(connection, job_id, owner, lease_seconds, max_lease_losses)
 
@@ -105,7 +102,6 @@ class LeaseStore(StoreBase):
         return LeaseResult("finished" if view.is_terminal else "fresh_lease", view)
 
     def heartbeat(self, job_id: str, owner: str) -> bool:
-        """Renew `owner`'s lease; False when the lease is no longer theirs (stop training)."""
         with self._engine.begin() as connection:
             renewed = connection.execute(
                 job_table.update()
@@ -124,9 +120,7 @@ class LeaseStore(StoreBase):
     def set_progress(
         self, job_id: str, step: int, steps: int, steps_per_second: float | None, owner: str | None = None
     ) -> None:
-        """Overwrite the job's one progress row (only while `owner` holds the lease, when given).
-
-        On PostgreSQL the commit does not wait for the WAL flush (`synchronous_commit off`, this
+        """On PostgreSQL the commit does not wait for the WAL flush (`synchronous_commit off`, this
         transaction only): it is the most frequent write of a running job and the first a watcher waits
         for, and the flush costs more than the rest of the write. The change is visible at once all the
         same; a database crash may lose the last fraction of a second of progress, which the next write
@@ -159,7 +153,6 @@ class LeaseStore(StoreBase):
         error: str | None = None,
         device: str | None = None,
     ) -> bool:
-        """Set the final status, if `owner` still holds the lease of the running job (False otherwise)."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"{status!r} is not a final status")
         values: dict[str, Any] = {"status": status, "finished_at": self._now(), "error": error}
@@ -176,8 +169,6 @@ class LeaseStore(StoreBase):
         return finished.rowcount == 1
 
     def fail_jobs_leased_by(self, job_ids: Sequence[str], owner_prefix: str, error: str) -> list[str]:
-        """Fail those of `job_ids` still running under a lease whose owner begins with `owner_prefix` (every
-        delivery of one process, as when that process was killed); the ids failed."""
         failed = []
         with self._engine.begin() as connection:
             for job_id in job_ids:
@@ -197,7 +188,6 @@ class LeaseStore(StoreBase):
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def save_checkpoint(self, job_id: str, step: int, blob: bytes) -> None:
-        """Keep `blob` as the job's latest checkpoint (replacing the previous one)."""
         with self._engine.begin() as connection:
             row = {"job_id": self._job_row_id(connection, job_id), "step": step, "blob": blob}
             self._upsert(
@@ -205,7 +195,6 @@ class LeaseStore(StoreBase):
             )
 
     def load_checkpoint(self, job_id: str) -> tuple[int, bytes] | None:
-        """(step, blob) of the job's latest checkpoint, or None."""
         with self._engine.connect() as connection:
             row = connection.execute(
                 sa.select(checkpoint_table.c.step, checkpoint_table.c.blob).where(

@@ -1,7 +1,7 @@
 """The API's side of lost jobs: finding queued jobs the broker never got or lost, and running jobs whose
 worker died, and claiming each for publication again.
 
-A claim is one conditional UPDATE on the columns as they were read, so the sweepers of several API
+A claim is one conditional UPDATE on the columns as they were read, so the re-publishers of several API
 replicas can run at once: exactly one of them publishes a job again.
 """
 
@@ -13,17 +13,16 @@ import sqlalchemy as sa
 
 from core.store.base import StoreBase, fused_group_job_table, fused_group_table, job_table
 from core.store.conversions import republish_candidate
+from core.store.interface import RepublishStoreInterface
 from core.store.views import RepublishCandidate
 
-REPUBLISH_BATCH = 100  # per sweep; the rest wait for the next one
+REPUBLISH_BATCH = 100  # per pass of the re-publisher; the rest wait for the next pass
 
 
-class RepublishStore(StoreBase):
+class RepublishStore(StoreBase, RepublishStoreInterface):
     def jobs_needing_publish(
         self, unpublished_after_seconds: float, requeue_after_seconds: float
     ) -> list[RepublishCandidate]:
-        """Queued jobs never published `unpublished_after_seconds` after creation (the broker was down),
-        or published longer than `requeue_after_seconds` ago and still waiting (the message was lost)."""
         job = job_table.c
         never_published = sa.and_(
             job.enqueued_at.is_(None), job.created_at < self._seconds_ago(unpublished_after_seconds)
@@ -34,8 +33,6 @@ class RepublishStore(StoreBase):
     def stale_running_jobs(
         self, lease_seconds: float, requeue_after_seconds: float | None = None
     ) -> list[RepublishCandidate]:
-        """Running jobs whose heartbeat is older than `lease_seconds` (their worker died) and that were not
-        published again since (or, with `requeue_after_seconds`, whose republication is that old)."""
         job = job_table.c
         not_republished = sa.or_(
             job.enqueued_at.is_(None),
@@ -69,8 +66,6 @@ class RepublishStore(StoreBase):
         )
 
     def claim_republish(self, candidate: RepublishCandidate) -> bool:
-        """Mark the candidate as published now, if its row is still exactly as read; True means this
-        caller (and no other sweeper) publishes it."""
         job = job_table.c
         with self._engine.begin() as connection:
             claimed = connection.execute(
@@ -86,7 +81,6 @@ class RepublishStore(StoreBase):
         return claimed.rowcount == 1
 
     def release_republish(self, candidate: RepublishCandidate) -> None:
-        """Undo a claim whose publication failed (broker down), so the next sweep finds the job again."""
         job = job_table.c
         with self._engine.begin() as connection:
             connection.execute(

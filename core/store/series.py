@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord, finite_or_none
 from core.store.base import StoreBase, landscape_table, metric_name_table, metric_table, telemetry_table
 from core.store.conversions import landscape_rows, landscape_view, layer_telemetry, telemetry_rows
+from core.store.interface import SeriesStoreInterface
 from core.store.notifications import notify_job_changed
 from core.store.rollup import lock_job_metrics, refresh_blocks, step_range_per_name
 from core.store.rollup_reads import (
@@ -47,13 +48,10 @@ _UPSERT_FROM_STAGING = (
 )
 
 
-class SeriesStore(StoreBase):
+class SeriesStore(StoreBase, SeriesStoreInterface):
     # -- metrics ---------------------------------------------------------------------------------------
     def write_metrics(self, job_id: str, points: Sequence[MetricPoint]) -> None:
-        """Store a batch of points in one transaction; rewriting a (name, step) replaces its value, so a
-        redelivered job rewrites and never duplicates. Within a batch the last point of a key wins.
-
-        The same transaction recomputes the rollup blocks the batch changed: per metric, every block from
+        """The same transaction recomputes the rollup blocks the batch changed: per metric, every block from
         its first to its last changed step (a worker writes contiguous stretches of steps). On PostgreSQL
         a rewrite of identical values changes nothing and recomputes nothing."""
         if not points:
@@ -97,15 +95,8 @@ class SeriesStore(StoreBase):
     def read_metrics(
         self, job_id: str, names: Sequence[str] | None = None, max_points: int = 1000
     ) -> MetricSeries:
-        """{name: (steps, values)} for the named series (all of the job's when None; a named series
-        without points comes back empty), in step order.
-
-        A series longer than `max_points` is downsampled in SQL: its steps are cut into max_points // 4
-        equal buckets and each bucket keeps its first, last, lowest and highest point, so the curve's
-        ends and extremes (a divergence spike included) survive. `max_points` must be at least 4. The
-        buckets are built from the rollup's blocks (see `core.store.rollup_reads`), with the same result as
-        from the raw points.
-        """
+        """Downsampled in SQL from the rollup's blocks (see `core.store.rollup_reads`), with the same
+        result as from the raw points."""
         if max_points < POINTS_PER_BUCKET:
             raise ValueError(f"max_points must be at least {POINTS_PER_BUCKET}")
         series: MetricSeries = {name: ([], []) for name in names or ()}
@@ -132,7 +123,6 @@ class SeriesStore(StoreBase):
             self._upsert(connection, telemetry_table, rows, ["job_id", "step", "layer"])
 
     def read_telemetry(self, job_id: str) -> list[LayerTelemetry]:
-        """Per hidden layer (in layer order), the probe steps and each statistic as parallel lists."""
         telemetry = telemetry_table.c
         with self._engine.connect() as connection:
             rows = connection.execute(

@@ -22,11 +22,12 @@ from core.store.base import (
     sweep_table,
 )
 from core.store.conversions import job_view, sweep_views
+from core.store.interface import SweepStoreInterface
 from core.store.jobs import queued_job_values
 from core.store.views import JobView, SweepView
 
 
-class SweepStore(StoreBase):
+class SweepStore(StoreBase, SweepStoreInterface):
     def create_sweep(
         self,
         name: str,
@@ -37,11 +38,6 @@ class SweepStore(StoreBase):
         specs: Sequence[JobSpec],
         fused_groups: Sequence[Sequence[int]] = (),
     ) -> SweepView:
-        """Commit the sweep, all its (queued, unpublished) jobs and its fused groups in one transaction.
-
-        `fused_groups` lists, per group, the indices into `specs` of the jobs one task trains together (at
-        least two each, no job in two groups); those jobs are executed `fused`, every other one `separate`.
-        """
         if execution not in EXECUTIONS:
             raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}")
         grouped = [index for group in fused_groups for index in group]
@@ -114,7 +110,6 @@ class SweepStore(StoreBase):
         return found[0][1] if found else None
 
     def list_sweeps(self, limit: int = 50, cursor: str | None = None) -> tuple[list[SweepView], str | None]:
-        """A page of sweeps, newest first, and the cursor of the next page (None on the last one)."""
         condition: sa.ColumnElement[bool] = sa.true()
         if cursor is not None:
             condition = sweep_table.c.id < decode_cursor(cursor)
@@ -124,7 +119,6 @@ class SweepStore(StoreBase):
         return [view for _, view in found[:limit]], next_cursor
 
     def sweep_jobs(self, sweep_id: str) -> list[JobView]:
-        """Every job of the sweep in creation order."""
         query = self._job_select().where(sweep_table.c.public_id == sweep_id).order_by(job_table.c.id.asc())
         with self._engine.connect() as connection:
             return [job_view(row) for row in connection.execute(query)]

@@ -14,15 +14,14 @@ from sqlalchemy.engine import Connection
 
 from core.store import rollup_reads
 from core.store.base import StoreBase, job_table
+from core.store.interface import TargetStoreInterface
 from core.store.views import Crossing, JobNotFound, SeriesWithCrossing
 
 
-class TargetStore(StoreBase):
+class TargetStore(StoreBase, TargetStoreInterface):
     def first_step_meeting(
         self, job_id: str, name: str, target: float, higher_is_better: bool
     ) -> Crossing | None:
-        """(step, value) of the first point of series `name` whose value is ≥ target (≤ for a metric that
-        improves downwards, a loss), or None when it never did. Non-finite values (NULL) never count."""
         with self._engine.connect() as connection:
             row_id = self._job_row_id(connection, job_id)
             name_id = rollup_reads.known_name_ids(connection, self._metric_name_ids, [name]).get(name)
@@ -41,9 +40,8 @@ class TargetStore(StoreBase):
         target: float | None,
         higher_is_better: bool,
     ) -> dict[str, SeriesWithCrossing]:
-        """Per job: its series `name` downsampled to `max_points` (as `read_metrics`) and where it first
-        met `target` (as `first_step_meeting`). All jobs in two statements on one connection: a request
-        that compares ten jobs makes a handful of round trips, not dozens. Raises JobNotFound."""
+        """All jobs in two statements on one connection: a request that compares ten jobs makes a handful
+        of round trips, not dozens."""
         if max_points < rollup_reads.POINTS_PER_BUCKET:
             raise ValueError(f"max_points must be at least {rollup_reads.POINTS_PER_BUCKET}")
         with self._engine.connect() as connection:
