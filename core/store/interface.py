@@ -3,8 +3,9 @@
 PostgreSQL or SQLite) implements each part in a module of its own, and mypy checks that it keeps them all.
 
 Every method hands out plain records (`core.store.views`), never ORM rows. Non-finite floats (NaN, ±inf)
-are stored as NULL and read back as None. A write that names a job that does not exist raises
-`JobNotFound`; so does a read of a job's series or checkpoint.
+are stored as NULL and read back as None. Reading or writing the series, checkpoints or metric steps
+of a job (or fused group) that does not exist raises `JobNotFound`; the other methods pass over an
+unknown id (they answer None, False, nothing, or a result without it).
 """
 
 from __future__ import annotations
