@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 
 from api.schemas import ErrorOut
 from core.settings import Settings
-from core.store import JobView, Store
+from core.store import JobView, StoreInterface
 
 
 def get_settings_of_app(request: Request) -> Settings:
@@ -23,8 +23,8 @@ def get_settings_of_app(request: Request) -> Settings:
     return settings
 
 
-def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
+def get_store(request: Request) -> StoreInterface:
+    store: StoreInterface = request.app.state.store
     return store
 
 
@@ -34,7 +34,7 @@ def get_celery(request: Request) -> Celery:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
-StoreDep = Annotated[Store, Depends(get_store)]
+StoreDep = Annotated[StoreInterface, Depends(get_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 
 MAX_PAGE_SIZE = 200

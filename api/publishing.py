@@ -12,13 +12,17 @@ import logging
 from celery import Celery
 
 from core.queue import publish_group, publish_job
-from core.store import Store
+from core.store import StoreInterface
 
 logger = logging.getLogger(__name__)
 
 
 def publish_stored(
-    store: Store, celery_app: Celery, job_ids: list[str], device: str, fused_group_id: str | None = None
+    store: StoreInterface,
+    celery_app: Celery,
+    job_ids: list[str],
+    device: str,
+    fused_group_id: str | None = None,
 ) -> None:
     """Publish one training task and mark its jobs enqueued: the task of the one job in `job_ids`, or, with
     `fused_group_id`, the task that trains the group's `job_ids` together. Never raises for the broker."""

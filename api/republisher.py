@@ -23,7 +23,7 @@ from celery import Celery
 from api.probes import broker_reachable
 from core.queue import publish_group, publish_job
 from core.settings import Settings
-from core.store import RepublishCandidate, Store
+from core.store import RepublishCandidate, StoreInterface
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Republisher:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreInterface,
         celery_app: Celery,
         settings: Settings,
         unpublished_after_seconds: float = UNPUBLISHED_AFTER_SECONDS,

@@ -28,7 +28,7 @@ from core.compare import (
     downsample,
     higher_is_better,
 )
-from core.store import JobView, Store
+from core.store import JobView, StoreInterface
 
 READ_GROUPS = 2  # the jobs to read are split into this many groups, read at once on their own connections
 CACHED_SERIES = 256  # ≤ 1,000 points each at the default limits: a few MB at most
@@ -94,7 +94,7 @@ class Comparison:
     series: dict[str, Series]
 
 
-def load_jobs(store: Store, raw_ids: Sequence[str]) -> list[JobView]:
+def load_jobs(store: StoreInterface, raw_ids: Sequence[str]) -> list[JobView]:
     """The jobs in the order asked for (duplicates dropped), read in one query; 404 naming every id that
     is unknown."""
     requested = {raw_id: normalize_job_id(raw_id) for raw_id in dict.fromkeys(raw_ids)}
@@ -121,7 +121,7 @@ def default_target(baseline: JobView, metric: str) -> float | None:
 
 
 def load_comparison(
-    store: Store,
+    store: StoreInterface,
     raw_ids: Sequence[str],
     metric: str,
     target: float | None,
@@ -149,7 +149,7 @@ def load_comparison(
 
 
 def _read_series(
-    store: Store, jobs: Sequence[JobView], metric: str, target: float | None, max_points: int
+    store: StoreInterface, jobs: Sequence[JobView], metric: str, target: float | None, max_points: int
 ) -> dict[str, tuple[Series, Crossing]]:
     """Each job's series as the store downsamples it, with its exact first target crossing (kept in it).
     Finished jobs read before come from the cache; the others are read in a few store calls at once."""
@@ -182,7 +182,7 @@ def _read_series(
     return entries
 
 
-def _compared_job(store: Store, job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
+def _compared_job(store: StoreInterface, job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
     """One job's part of a comparison: its record, its series, its exact target crossing and its landscape
     probes."""
     summary = job.summary
@@ -202,7 +202,7 @@ def _compared_job(store: Store, job: JobView, series: Series, crossing: Crossing
     )
 
 
-def _landscape(store: Store, job: JobView) -> LandscapeProbes | None:
+def _landscape(store: StoreInterface, job: JobView) -> LandscapeProbes | None:
     """The job's probes by step, for a job run with landscape probes (most comparisons have none)."""
     if not job.spec.get("landscape_every"):
         return None

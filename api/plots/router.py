@@ -26,7 +26,7 @@ from core.plots import (
     landscape_panels,
     sweep_heatmap,
 )
-from core.store import JobView, LandscapeView, Store
+from core.store import JobView, LandscapeView, StoreInterface
 from core.sweeps import heatmap
 
 router = APIRouter(prefix="/v1", tags=["plots"])
@@ -42,7 +42,7 @@ IMAGE: dict[int | str, dict[str, Any]] = {
 LABEL_LENGTH = 60
 
 
-def no_bn_first(store: Store, job: JobView, compare_with: str | None) -> list[JobView]:
+def no_bn_first(store: StoreInterface, job: JobView, compare_with: str | None) -> list[JobView]:
     """The job, and the one to draw beside it if asked for, the one without BN first (as the paper does)."""
     jobs = [job] if compare_with is None else load_jobs(store, [job.id, compare_with])
     if len(jobs) == 2 and jobs[0].spec.get("batch_norm") and not jobs[1].spec.get("batch_norm"):
@@ -103,7 +103,7 @@ def ics_plot(
     return image_response(ics_bands([_ics_panel(store, shown) for shown in jobs], image_format), image_format)
 
 
-def _ics_panel(store: Store, job: JobView) -> IcsPanel:
+def _ics_panel(store: StoreInterface, job: JobView) -> IcsPanel:
     layers = store.read_telemetry(job.id)
     if not layers:
         raise nothing_recorded(job, "telemetry", "telemetry_every")
@@ -138,7 +138,7 @@ def landscape_plot(
     return image_response(landscape_panels(series, image_format), image_format)
 
 
-def _landscape_series(store: Store, job: JobView) -> LandscapeSeries:
+def _landscape_series(store: StoreInterface, job: JobView) -> LandscapeSeries:
     probes = store.read_landscape(job.id)
     if not probes:
         raise nothing_recorded(job, "landscape probes", "landscape_every")

@@ -18,7 +18,7 @@ from api.publishing import publish_stored
 from api.sweeps.schemas import ExecutionOut, FusedGroupOut, GridPointOut, SweepOut, SweepSummaryOut
 from core.settings import Settings
 from core.spec import JobSpec
-from core.store import Store, SweepView
+from core.store import StoreInterface, SweepView
 from core.sweeps import (
     TERMINAL_STATUSES,
     JobOutcome,
@@ -32,7 +32,7 @@ from core.sweeps import (
 )
 
 
-def get_sweep_or_404(store: Store, sweep_id: str) -> SweepView:
+def get_sweep_or_404(store: StoreInterface, sweep_id: str) -> SweepView:
     normalized = normalize_job_id(sweep_id)  # sweep ids are UUID hex like job ids
     sweep = store.get_sweep(normalized) if normalized is not None else None
     if sweep is None:
@@ -41,7 +41,7 @@ def get_sweep_or_404(store: Store, sweep_id: str) -> SweepView:
 
 
 def create_and_publish(
-    sweep: SweepRequest, store: Store, celery_app: Celery, settings: Settings
+    sweep: SweepRequest, store: StoreInterface, celery_app: Celery, settings: Settings
 ) -> SweepView:
     """Expand the sweep (a 422 for every invalid point, or the size over `max_sweep_size`), store it with
     its jobs and fused groups, then publish each group as one task and every other job as its own."""
@@ -71,7 +71,7 @@ def create_and_publish(
     return created
 
 
-def sweep_outcomes(store: Store, sweep_id: str) -> list[JobOutcome]:
+def sweep_outcomes(store: StoreInterface, sweep_id: str) -> list[JobOutcome]:
     """The sweep's jobs in creation (grid) order, as aggregation reads them."""
     outcomes = []
     for job in store.sweep_jobs(sweep_id):
@@ -127,7 +127,7 @@ def _execution_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> Executi
     )
 
 
-def sweep_out(store: Store, sweep: SweepView) -> SweepOut:
+def sweep_out(store: StoreInterface, sweep: SweepView) -> SweepOut:
     outcomes = sweep_outcomes(store, sweep.id)
     points = aggregate(outcomes, list(sweep.grid))
     # The statuses just read, not those read with the sweep: the group counts agree with `status_counts`.

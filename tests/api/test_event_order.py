@@ -10,7 +10,7 @@ from fastapi.sse import ServerSentEvent
 
 from api.events.hub import StreamPosition, next_events
 from core.results import Progress, Summary
-from core.store_events import JobEventState, MetricStep
+from core.store import JobEventState, MetricStep
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 
