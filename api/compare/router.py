@@ -1,6 +1,7 @@
 """`/v1/compare`: jobs side by side — what differs in their specs, final and best values, steps and seconds
 to a target, speedup against a baseline, and the aligned, downsampled series.
 
+The comparison a query asks for is loaded by `api.compare.loading` (which its plot, in `api.plots`, shares).
 Plain `def` routes: the store is synchronous, so FastAPI runs them in its thread pool.
 """
 
@@ -8,11 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Query, status
 
-from api.comparison_schemas import CompareOut, CompareRowOut
-from api.comparisons import Comparison, load_comparison
-from api.dependencies import StoreDep
+from api.compare.loading import Comparison, ComparisonDep
+from api.compare.schemas import CompareOut, CompareRowOut
 from api.errors import DATABASE_DOWN, query_error
 from api.schemas import ErrorOut, Series
 from api.statistics_schemas import TunedOut
@@ -21,59 +21,25 @@ from core.sweeps import TuningError, tuned_comparison, value_at
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
 
-MAX_COMPARED_JOBS = 50
-MIN_POINTS = 10  # room for the always-kept points (ends, target crossing, divergence) and some shape
-MAX_POINTS = 10_000
-METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
-
-JOBS_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "one or more ids name no job; `detail` lists them"},
-    **DATABASE_DOWN,
-}
-
-JobIds = Annotated[
-    list[Annotated[str, Query(max_length=64)]],
-    Query(min_length=1, max_length=MAX_COMPARED_JOBS, description="1 to 50 job ids; repeat `ids=`"),
-]
-Metric = Annotated[str, Query(pattern=METRIC_PATTERN, description="the series compared")]
-Target = Annotated[
-    float | None,
-    Query(
-        allow_inf_nan=False,
-        description="count steps to this value (≥ for accuracies, ≤ for losses); default: the baseline's "
-        "target_accuracy for an accuracy metric",
-    ),
-]
-Baseline = Annotated[str | None, Query(max_length=64, description="one of `ids` (default: the first)")]
-MaxPoints = Annotated[int, Query(ge=MIN_POINTS, le=MAX_POINTS, description="per series")]
+SPEC_FIELD = r"^[a-z_]+(\.[a-z_]+)?$"
 Arm = Annotated[
     str | None,
     Query(
         max_length=64,
-        pattern=r"^[a-z_]+(\.[a-z_]+)?$",
+        pattern=SPEC_FIELD,
         description="a spec field whose values split the jobs into arms (e.g. batch_norm), compared over "
         "matched seeds; the baseline job's arm is the baseline arm",
     ),
 ]
 Tune = Annotated[
-    list[Annotated[str, Query(max_length=64, pattern=r"^[a-z_]+(\.[a-z_]+)?$")]],
+    list[Annotated[str, Query(max_length=64, pattern=SPEC_FIELD)]],
     Query(max_length=8, description="spec fields each arm takes its best value of (repeat `tune=`)"),
 ]
 
-
-def get_comparison(
-    store: StoreDep,
-    ids: JobIds,
-    metric: Metric = "val_accuracy",
-    target: Target = None,
-    baseline: Baseline = None,
-    max_points: MaxPoints = 500,
-) -> Comparison:
-    """The comparison the query asks for; the table and its plot take the same parameters through it."""
-    return load_comparison(store, ids, metric, target, baseline, max_points)
-
-
-ComparisonDep = Annotated[Comparison, Depends(get_comparison)]
+JOBS_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "one or more ids name no job; `detail` lists them"},
+    **DATABASE_DOWN,
+}
 
 
 @router.get(
@@ -95,15 +61,15 @@ def compare_jobs(
 
     With `arm` (e.g. `arm=batch_norm`), `arms` groups the jobs by that field and compares each arm with the
     baseline job's over the seeds both ran: the paired difference of the final value with its Student t
-    interval, the speedup as a ratio of mean steps to target with a bootstrap interval, and a verdict only
-    where the interval excludes no difference. Within an arm the jobs may differ only in seed and in the
-    `tune` fields, of which each arm takes its best setting (fewest mean steps to target where every seed
-    got there, else best mean final value)."""
+    interval, the speedup as a ratio of mean steps to target with a bootstrap interval (none below five
+    seeds), and a verdict only where the interval excludes no difference. Within an arm the jobs may differ
+    only in seed and in the `tune` fields, of which each arm takes its best setting (fewest mean steps to
+    target where every seed got there, else best mean final value)."""
     return CompareOut(
         metric=comparison.metric,
         target=comparison.target,
         baseline=comparison.baseline,
-        jobs=[CompareRowOut.model_validate(row, from_attributes=True) for row in comparison.rows],
+        jobs=[CompareRowOut.model_validate(row) for row in comparison.rows],
         series={
             job_id: Series(steps=series.steps, values=series.values)
             for job_id, series in comparison.series.items()
