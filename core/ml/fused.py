@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.fusion import can_fuse, fusion_key
+from core.fused_groups import can_fuse, fusion_key
 from core.ml.checkpoints import SPEC_FIELDS_THAT_DO_NOT_CHANGE_TRAINING, RunningSummary
 from core.ml.data import KNOWN_SHA256, load_dataset
 from core.ml.fused_model import StackedMLP
