@@ -1,5 +1,5 @@
 """The Celery tasks: thin wrappers that hand a job id to `worker.training`, or a fused group's job ids to
-`worker.groups` (the task re-reads the world).
+`worker.fused_groups` (the task re-reads the world).
 
 Their request class fails the jobs a task held when Celery's hard time limit kills its pool process: the
 task never returns then, and its jobs would otherwise stay `running` until their leases went stale, and
@@ -20,8 +20,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK
 from core.settings import Settings
 from core.store import Store
-from worker.groups import train_group
-from worker.training import TIME_LIMIT_EXCEEDED, owner_prefix, train_job
+from worker.delivery import TIME_LIMIT_EXCEEDED, owner_prefix
+from worker.fused_groups import train_group
+from worker.training import train_job
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from tests.reliability.conftest import (
     lease_pid,
     wait_until,
 )
+from worker.delivery import TIME_LIMIT_EXCEEDED
 from worker.tasks import KILLED_AT_HARD_TIME_LIMIT
-from worker.training import TIME_LIMIT_EXCEEDED
 
 pytestmark = pytest.mark.service
 
