@@ -2,7 +2,9 @@
 how a run's end becomes a job's status, and what one delivery came to (`Delivery`).
 
 The deadline (`settings.job_soft_time_limit_seconds`) counts from the start of training — the moment the
-job is handed to the training core — not from the lease.
+job is handed to the training core, which each pool process has loaded at its start
+(`worker.training_core`) — not from the lease: waiting for a pool process, or loading torch into it, is
+no part of a job's time.
 """
 
 from __future__ import annotations
