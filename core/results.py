@@ -1,4 +1,5 @@
-"""What a training run reports, as plain torch-free records, and the callbacks it reports through.
+"""What a training run reports, as plain torch-free records, and the callbacks it reports through (those of
+one job, and the two a fused group adds).
 
 The training core (`core.ml`) produces these; the worker adapts them to the store; the API serves them.
 A figure that is not finite (a diverged loss) is no number anywhere: `finite_or_none` makes it None, which
@@ -124,3 +125,8 @@ class Callbacks:
     on_landscape: Callable[[list[LandscapeRecord]], None] = _ignore
     should_stop: Callable[[], bool] = field(default=lambda: False)
     on_checkpoint: Callable[[int, bytes], None] = _ignore
+
+
+# A fused group's own reports (`core.ml.fused.run_fused`), beside each model's `Callbacks`:
+GroupCheckpointHook = Callable[[int, bytes], None]  # (step, blob): the whole group's resumable snapshot
+ModelResultHook = Callable[[int, Result], None]  # (index in the group, final result): one model has ended

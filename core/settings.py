@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         "dropped, process hung), instead of waiting minutes for TCP; 0 = no limit",
     )
 
-    # Limits.
+    # Limits. A job's deadline counts from the start of its training, not from its lease.
     job_soft_time_limit_seconds: int = Field(6 * 3600, ge=1)
     # Celery's own limits, backstops for a job stuck where the deadline above is never checked.
     celery_soft_time_limit_grace_seconds: int = Field(

@@ -1,5 +1,5 @@
 """The Celery tasks: thin wrappers that hand a job id to `worker.training`, or a fused group's job ids to
-`worker.groups` (the task re-reads the world).
+`worker.fused_groups` (the task re-reads the world).
 
 Their request class fails the jobs a task held when Celery's hard time limit kills its pool process: the
 task never returns then, and its jobs would otherwise stay `running` until their leases went stale, and
@@ -20,13 +20,14 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK
 from core.settings import Settings
 from core.store import Store, StoreInterface
-from worker.groups import train_group
-from worker.training import TIME_LIMIT_EXCEEDED, owner_prefix, train_job
+from worker.delivery import TIME_LIMIT_EXCEEDED, owner_prefix
+from worker.fused_groups import train_group
+from worker.training import train_job
 
 logger = logging.getLogger(__name__)
 
 DATABASE_RETRY_SECONDS = 5
-DATABASE_RETRIES = 60  # five minutes of an unreachable database, then the sweeper takes over
+DATABASE_RETRIES = 60  # five minutes of an unreachable database, then the republisher takes over
 KILLED_AT_HARD_TIME_LIMIT = (
     f"{TIME_LIMIT_EXCEEDED} (still running at the hard limit: its worker process was killed)"
 )
@@ -47,7 +48,7 @@ def fail_jobs_of_killed_process(settings: Settings, job_ids: list[str], pid: int
 
     Runs in the worker's parent process, which forks pool processes: it uses a store of its own, closed at
     once, so that no pool process inherits its connections. When the database cannot be reached, the
-    leases go stale and the sweeper finds the jobs instead.
+    leases go stale and the republisher finds the jobs instead.
     """
     store = Store.from_settings(settings)
     try:

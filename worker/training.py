@@ -1,7 +1,7 @@
 """One delivery of a training job, from lease to final status — a plain function, tested without Celery.
 
-    lease → heartbeat thread → progress at step 0 → latest checkpoint → core.ml.run(spec, callbacks)
-          → final status + summary
+    lease → lease keeper thread → progress at step 0 → latest checkpoint → deadline starts
+          → core.ml.run(spec, callbacks) → final status + summary
 
 `should_stop` turns true on a cancel request, a lost lease or the job's deadline. The outcome becomes the
 status: succeeded | diverged | cancelled, failed "time limit exceeded" at the deadline, failed with the
@@ -11,55 +11,19 @@ message of any exception. A worker whose lease was taken over writes no final st
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from core.results import Callbacks, Progress, Result
+from core.results import Progress, Result
 from core.settings import Settings
 from core.spec import JobSpec
-from core.store import LeaseOutcome, StoreInterface
+from core.store import StoreInterface
+from worker.delivery import TIME_LIMIT_EXCEEDED, Deadline, Delivery, error_message, final_status, new_owner
 from worker.lease import LeaseKeeper
 from worker.reporting import StoreReporter
+from worker.training_core import TrainFunction, train_with_core
 
 logger = logging.getLogger(__name__)
-
-TIME_LIMIT_EXCEEDED = "time limit exceeded"
-TrainFunction = Callable[[JobSpec, Callbacks, bytes | None, Settings], Result]
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What became of one delivery: the lease outcome and the status written (None: nothing written)."""
-
-    job_id: str
-    lease: LeaseOutcome
-    status: str | None = None
-
-
-def owner_prefix(pid: int) -> str:
-    """How the lease owners of every delivery by process `pid` on this host begin."""
-    return f"{socket.gethostname()}:{pid}:"
-
-
-def new_owner() -> str:
-    """A lease owner unique to this delivery (host, process, random suffix)."""
-    return f"{owner_prefix(os.getpid())}{uuid.uuid4().hex[:8]}"
-
-
-def train_with_core(
-    spec: JobSpec, callbacks: Callbacks, checkpoint: bytes | None, settings: Settings
-) -> Result:
-    # Imported here, in the pool child running the task: the worker's parent process never loads torch
-    # or touches CUDA (a CUDA context does not survive a fork).
-    from core.ml import run
-
-    return run(spec, callbacks, checkpoint=checkpoint, settings=settings)
 
 
 def train_job(
@@ -76,16 +40,12 @@ def train_job(
         logger.info("job %s: delivery dropped (%s)", job_id, lease.outcome)
         return Delivery(job_id, lease.outcome)
     spec_json = lease.job.spec
-    deadline = time.monotonic() + settings.job_soft_time_limit_seconds
+    deadline = Deadline(settings.job_soft_time_limit_seconds)
 
-    with LeaseKeeper(store, job_id, owner, settings.heartbeat_seconds) as keeper:
-
-        def should_stop() -> bool:
-            return (
-                keeper.cancel_requested.is_set() or keeper.lease_lost.is_set() or time.monotonic() >= deadline
-            )
-
-        reporter = StoreReporter(store, job_id, owner, should_stop)
+    with LeaseKeeper(store, [job_id], owner, settings.heartbeat_seconds) as keeper:
+        reporter = StoreReporter(
+            store, job_id, owner, lambda: keeper.should_stop(job_id) or deadline.passed()
+        )
         result: Result | None = None
         error: str | None = None
         try:
@@ -97,26 +57,26 @@ def train_job(
             stored = store.load_checkpoint(job_id)
             if stored is not None:
                 logger.info("job %s: resuming from the checkpoint at step %d", job_id, stored[0])
+            deadline.start()
             result = train(spec, reporter.callbacks(), None if stored is None else stored[1], settings)
             reporter.flush()
         except SoftTimeLimitExceeded:
             error = TIME_LIMIT_EXCEEDED
         except Exception as failure:
             logger.exception("job %s failed", job_id)
-            error = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
+            error = error_message(failure)
         if result is None:
             _keep_partial_metrics(reporter, job_id)
         lease_lost = keeper.lease_lost.is_set()
-        cancel_requested = keeper.cancel_requested.is_set()
+        cancel_requested = keeper.cancel_requested(job_id)
 
     if lease_lost:
         return Delivery(job_id, lease.outcome)
     if result is None:
         status, summary, device = "failed", None, None
     else:
-        status, summary, device = result.outcome, result.summary, result.device
-        if result.outcome == "cancelled" and not cancel_requested:
-            status, error = "failed", TIME_LIMIT_EXCEEDED  # stopped by the deadline, not by a user
+        status, error = final_status(result, cancel_requested)
+        summary, device = result.summary, result.device
         reporter.write_progress(
             Progress(result.steps_completed, int(spec_json["steps"]), result.summary.steps_per_second)
         )

@@ -221,7 +221,7 @@ class Checkpoint(Base):
 
 
 class FusedGroup(Base):
-    """Jobs of a sweep that one task trains together as stacked models (`core.fusion`); two or more."""
+    """Jobs of a sweep that one task trains together as stacked models (`core.fused_groups`); two or more."""
 
     __tablename__ = "fused_group"
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.fusion import can_fuse, fusion_key
+from core.fused_groups import can_fuse, fusion_key
 from core.ml.checkpoints import SPEC_FIELDS_THAT_DO_NOT_CHANGE_TRAINING, RunningSummary
 from core.ml.data import KNOWN_SHA256, load_dataset
 from core.ml.fused_model import StackedMLP
@@ -68,7 +68,16 @@ from core.ml.training import (
     SYNC_SECONDS,
     resolve_device,
 )
-from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome, Summary
+from core.results import (
+    Callbacks,
+    GroupCheckpointHook,
+    MetricPoint,
+    ModelResultHook,
+    Progress,
+    Result,
+    RunOutcome,
+    Summary,
+)
 from core.settings import Settings, get_settings
 from core.spec import JobSpec
 
@@ -78,9 +87,6 @@ FUSED_CHECKPOINT_FORMAT = 1
 MAX_EVAL_VALUES = 1 << 24  # input values of one fused evaluation pass (64 MiB of float32)
 # The official train/test split of an IDX dataset does not depend on the seed: load it once per group.
 SEED_INDEPENDENT_DATASETS = frozenset(KNOWN_SHA256)
-
-GroupCheckpointHook = Callable[[int, bytes], None]
-ModelResultHook = Callable[[int, Result], None]
 
 
 def run_fused(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from core.fusion import fusion_groups
+from core.fused_groups import split_into_fused_groups
 from core.spec import JobSpec
 
 ExecutionUsed = Literal["fused", "separate", "mixed"]  # mixed: fused groups and jobs on their own
@@ -17,12 +17,13 @@ def fused_groups(
     specs: Sequence[JobSpec], execution: str, max_group_size: int, max_gpu_group_size: int | None = None
 ) -> list[list[int]]:
     """The sweep's jobs that one task each trains together, as indices into `specs`, one list per group of
-    two or more (grouped by `core.fusion.fusion_groups`: a BN-on and a BN-off group are two groups, a group
-    above `max_group_size` — `max_gpu_group_size` for GPU specs — is split evenly). None for a `separate`
-    sweep; every job in no group runs as a task of its own."""
+    two or more (grouped by `core.fused_groups.split_into_fused_groups`: a BN-on and a BN-off group are two
+    groups, a group above `max_group_size` — `max_gpu_group_size` for GPU specs — is split evenly). None for
+    a `separate` sweep; every job in no group runs as a task of its own."""
     if execution != "fused":
         return []
-    return [group for group in fusion_groups(specs, max_group_size, max_gpu_group_size) if len(group) > 1]
+    groups = split_into_fused_groups(specs, max_group_size, max_gpu_group_size)
+    return [group for group in groups if len(group) > 1]
 
 
 def how_executed(requested: str, group_sizes: Sequence[int], size: int) -> tuple[ExecutionUsed, str]:

@@ -29,12 +29,12 @@ from tests.reliability.conftest import (
     lease_pid,
     wait_until,
 )
+from worker.delivery import TIME_LIMIT_EXCEEDED
 from worker.tasks import KILLED_AT_HARD_TIME_LIMIT
-from worker.training import TIME_LIMIT_EXCEEDED
 
 pytestmark = pytest.mark.service
 
-# Counted from the lease, so it includes loading torch into a fresh pool process (seconds on a busy machine).
+# Long enough for the overlong job to store some evaluations before it is stopped, on a busy machine.
 TIME_LIMIT_SECONDS = 10
 # Room for the pool process with torch loaded and a small job (measured: 1.2 GiB of address space), well
 # below what OUT_OF_MEMORY_SPEC's first training step asks for (2.3 GiB).
@@ -58,10 +58,11 @@ HARD_LIMIT_GRACE_SECONDS = 2
 SOFT_LIMIT_GRACE_SECONDS = 2
 # Within the caps, and valid: each step is hundreds of GFLOP (seconds on one thread), and the deadline
 # is only checked between stretches of 8 steps, so it trains on, past the deadline, into the hard limit,
-# as a job stuck inside one step would.
+# as a job stuck inside one step would. Many layers of 9 GFLOP kernels rather than a few of 34: Celery's
+# soft limit is raised only once the current kernel returns, within a second even on a loaded machine.
 STUCK_IN_A_STRETCH_SPEC = {
     **TINY_SPEC,
-    "architecture": {"kind": "mlp", "hidden": [2048] * 4, "activation": "relu"},
+    "architecture": {"kind": "mlp", "hidden": [1024] * 10, "activation": "relu"},
     "batch_size": 4096,
     "steps": 100,
 }
@@ -144,7 +145,8 @@ def test_a_job_stuck_past_the_soft_time_limit_fails_and_the_same_pool_process_ta
     """Celery's soft limit raises inside the stuck task: the job fails "time limit exceeded" at the soft
     limit, long before the hard one, and its pool process lives on to train the next job."""
     worker = soft_limit_worker
-    assert worker.wait_for(worker.submit(JobSpec.model_validate(TINY_SPEC)).id).status == "succeeded"
+    first = worker.wait_for(worker.submit(JobSpec.model_validate(TINY_SPEC)).id)
+    assert (first.status, first.error) == ("succeeded", None)
     stuck = worker.submit(JobSpec.model_validate(STUCK_IN_A_STRETCH_SPEC))
     following = worker.submit(JobSpec.model_validate(TINY_SPEC))
 
@@ -157,7 +159,7 @@ def test_a_job_stuck_past_the_soft_time_limit_fails_and_the_same_pool_process_ta
     assert soft_limit - 0.5 <= ran_seconds < soft_limit + 5
 
     finished = worker.wait_for(following.id)
-    assert finished.status == "succeeded"
+    assert (finished.status, finished.error) == ("succeeded", None)
     assert lease_pid(finished) == lease_pid(failed)  # the same pool process: nothing was killed
     assert job_of(worker, stuck.id).attempts == 1
 
@@ -166,8 +168,10 @@ def test_a_job_stuck_past_the_hard_time_limit_is_killed_fails_and_the_worker_tak
     backstop_worker: RunningWorker,
 ) -> None:
     worker = backstop_worker
-    # Torch loaded in the pool process first, so that the stuck job reaches its first stretch at once.
-    assert worker.wait_for(worker.submit(JobSpec.model_validate(TINY_SPEC)).id).status == "succeeded"
+    # The job before the stuck one trains within its 4 s deadline however long its fresh pool process took
+    # to load torch (seconds on a busy machine): the deadline counts from the start of training.
+    first = worker.wait_for(worker.submit(JobSpec.model_validate(TINY_SPEC)).id)
+    assert (first.status, first.error) == ("succeeded", None)
     stuck = worker.submit(JobSpec.model_validate(STUCK_IN_A_STRETCH_SPEC))
     following = worker.submit(JobSpec.model_validate(TINY_SPEC))
 
@@ -182,7 +186,7 @@ def test_a_job_stuck_past_the_hard_time_limit_is_killed_fails_and_the_worker_tak
     wait_until(lambda: not is_running(killed_pid), 15, "the pool process to be killed", worker.log)
 
     finished = worker.wait_for(following.id)
-    assert finished.status == "succeeded"
+    assert (finished.status, finished.error) == ("succeeded", None)
     assert lease_pid(finished) != lease_pid(failed)  # on the pool process that replaced it
     assert job_of(worker, stuck.id).attempts == 1  # failed once, not trained again
 
@@ -217,7 +221,7 @@ def test_a_job_that_runs_out_of_memory_fails_with_the_message_and_the_worker_tak
     assert job_of(worker, too_big.id).attempts == 1  # failed, not retried
 
     finished = worker.wait_for(following.id)
-    assert finished.status == "succeeded"
+    assert (finished.status, finished.error) == ("succeeded", None)
     # The same pool process trained the next job: the failure cost the job, not the worker.
     assert finished.lease_owner is not None and failed.lease_owner is not None
     assert finished.lease_owner.split(":")[1] == failed.lease_owner.split(":")[1]

@@ -17,7 +17,9 @@ from core.results import Callbacks, MetricPoint, Progress, Result, Summary
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import Store
-from worker.training import TIME_LIMIT_EXCEEDED, train_job, train_with_core
+from worker.delivery import TIME_LIMIT_EXCEEDED
+from worker.training import train_job
+from worker.training_core import train_with_core
 
 METRICS = {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
 

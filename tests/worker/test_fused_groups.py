@@ -1,4 +1,4 @@
-"""One delivery of a fused group through `worker.groups.train_group`, without Celery, on both databases.
+"""One delivery of a fused group through `worker.fused_groups.train_group`, without Celery, on both databases.
 
 The group trains with the real fused trainer on tiny specs; each job is checked against the same spec run
 as a separate job through `worker.training.train_job` (the stored series must agree) or against an
@@ -13,19 +13,15 @@ from typing import Any
 
 import pytest
 
-from core.results import Callbacks, Progress, Result
+from core.results import Callbacks, GroupCheckpointHook, ModelResultHook, Progress, Result
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import MetricSeries, Store, SweepView
 from tests.worker.test_training import METRICS, SimulatedCrash, liveness_settings, tiny_spec
-from worker.groups import (
-    GroupCheckpointHook,
-    ModelResultHook,
-    TrainGroupFunction,
-    train_group,
-    train_group_with_core,
-)
-from worker.training import TIME_LIMIT_EXCEEDED, train_job
+from worker.delivery import TIME_LIMIT_EXCEEDED
+from worker.fused_groups import train_group
+from worker.training import train_job
+from worker.training_core import TrainGroupFunction, train_group_with_core
 
 VAL_LOSS_TOLERANCE = 1e-4  # fused and separate runs of one spec round differently, nothing more
 

@@ -68,7 +68,7 @@ def can_fuse(first: JobSpec, second: JobSpec) -> bool:
     return key is not None and key == fusion_key(second)
 
 
-def fusion_groups(
+def split_into_fused_groups(
     specs: Sequence[JobSpec], max_group_size: int, max_gpu_group_size: int | None = None
 ) -> list[list[int]]:
     """Split `specs` into groups of indices to train together, in the order the groups first appear.

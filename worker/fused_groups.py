@@ -1,9 +1,9 @@
 """One delivery of a fused group, from its leases to each job's final status — a plain function, tested
 without Celery.
 
-    group lease (all its jobs or none) → one heartbeat thread for all → the group's checkpoint
-    → core.ml.fused.run_fused(specs, callbacks, on_model_result) → each job's final status and summary as
-      its model ends
+    group lease (all its jobs or none) → one lease keeper thread for all → the group's checkpoint
+    → deadline starts → core.ml.fused.run_fused(specs, callbacks, on_model_result) → each job's final
+      status and summary as its model ends
 
 Each job keeps being a job: it reports through its own `StoreReporter` exactly as a separate delivery
 does (metrics, telemetry, progress, summary, status), and is finished — status, summary, last progress —
@@ -21,102 +21,21 @@ the group's run returns.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy.exc import SQLAlchemyError
 
 from core.results import Callbacks, Progress, Result
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import LeaseResult, StoreInterface
-from worker.lease import CANCEL_POLL_SECONDS
+from worker.delivery import TIME_LIMIT_EXCEEDED, Deadline, Delivery, error_message, final_status, new_owner
+from worker.lease import LeaseKeeper
 from worker.reporting import StoreReporter
-from worker.training import TIME_LIMIT_EXCEEDED, Delivery, new_owner
+from worker.training_core import TrainGroupFunction, train_group_with_core
 
 logger = logging.getLogger(__name__)
-
-GroupCheckpointHook = Callable[[int, bytes], None]
-ModelResultHook = Callable[[int, Result], None]
-TrainGroupFunction = Callable[
-    [list[JobSpec], list[Callbacks], bytes | None, Settings, GroupCheckpointHook, ModelResultHook],
-    list[Result],
-]
-
-
-def train_group_with_core(
-    specs: list[JobSpec],
-    callbacks: list[Callbacks],
-    checkpoint: bytes | None,
-    settings: Settings,
-    on_group_checkpoint: GroupCheckpointHook,
-    on_model_result: ModelResultHook,
-) -> list[Result]:
-    # Imported in the pool child running the task, as in `train_with_core`: the parent never loads torch.
-    from core.ml.fused import run_fused
-
-    return run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)
-
-
-class GroupLeaseKeeper:
-    """Heartbeats `owner`'s leases on a group's jobs (one UPDATE for all) and reads their cancel flags, from
-    one background thread until the `with` block ends."""
-
-    def __init__(
-        self,
-        store: StoreInterface,
-        job_ids: Sequence[str],
-        owner: str,
-        heartbeat_seconds: float,
-        cancel_poll_seconds: float = CANCEL_POLL_SECONDS,
-    ) -> None:
-        self.store = store
-        self.owner = owner
-        self.heartbeat_seconds = heartbeat_seconds
-        self.poll_seconds = min(cancel_poll_seconds, heartbeat_seconds)
-        self.lease_lost = threading.Event()
-        self.cancel_requested: frozenset[str] = frozenset()  # replaced whole by the thread, read by others
-        self._held = set(job_ids)  # the jobs still running under this lease
-        # Held while a heartbeat is in flight: a job released during one would be counted as lost.
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._keep, name=f"lease-group-{owner[-8:]}", daemon=True)
-
-    def __enter__(self) -> GroupLeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exception: object) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-    def release(self, job_id: str) -> None:
-        """Stop heartbeating `job_id` (call it before finishing the job, whose lease is then no longer
-        running and would not be renewed)."""
-        with self._lock:
-            self._held.discard(job_id)
-
-    def _keep(self) -> None:
-        next_heartbeat = time.monotonic() + self.heartbeat_seconds
-        while not self._stopped.wait(self.poll_seconds):
-            try:
-                with self._lock:
-                    held = sorted(self._held)
-                    self.cancel_requested = frozenset(self.store.cancel_requested_among(held))
-                    if time.monotonic() < next_heartbeat:
-                        continue
-                    if self.store.heartbeat_jobs(held, self.owner) < len(held):
-                        logger.warning("fused group of %s: a lease was lost, stopping", held[0])
-                        self.lease_lost.set()
-                        return
-                next_heartbeat = time.monotonic() + self.heartbeat_seconds
-            except SQLAlchemyError:
-                # As for a single job: keep trying; a heartbeat that lands after the lease expired finds
-                # the group taken over, and the group stops then.
-                logger.warning("fused group of %s: heartbeat failed", held[0], exc_info=True)
 
 
 @dataclass
@@ -170,8 +89,8 @@ class _GroupDelivery:
         self.owner = owner
         self.settings = settings
         self.held_ids = [job_id for job_id, lease in zip(job_ids, leases, strict=True) if lease.acquired]
-        self.keeper = GroupLeaseKeeper(store, self.held_ids, owner, settings.heartbeat_seconds)
-        self.deadline = time.monotonic() + settings.job_soft_time_limit_seconds
+        self.keeper = LeaseKeeper(store, self.held_ids, owner, settings.heartbeat_seconds)
+        self.deadline = Deadline(settings.job_soft_time_limit_seconds)
         self.members: list[_Member] = []
         self.statuses: dict[str, str] = {}
 
@@ -186,7 +105,7 @@ class _GroupDelivery:
                 error = TIME_LIMIT_EXCEEDED
             except Exception as failure:
                 logger.exception("fused group of job %s failed", self.job_ids[0])
-                error = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
+                error = error_message(failure)
             if error is not None:
                 self._keep_partial_metrics()
         if not self.keeper.lease_lost.is_set():
@@ -211,6 +130,7 @@ class _GroupDelivery:
             self._finish(self.members[index], result)
 
         # Every job is finished by `on_model_result` as its model ends; the list returned repeats that.
+        self.deadline.start()
         results = train(
             [member.spec for member in self.members],
             [self._callbacks(member) for member in self.members],
@@ -248,11 +168,7 @@ class _GroupDelivery:
 
     def _should_stop(self, member: _Member) -> Callable[[], bool]:
         def should_stop() -> bool:
-            return (
-                member.job_id in self.keeper.cancel_requested
-                or self.keeper.lease_lost.is_set()
-                or time.monotonic() >= self.deadline
-            )
+            return self.keeper.should_stop(member.job_id) or self.deadline.passed()
 
         return should_stop
 
@@ -263,10 +179,7 @@ class _GroupDelivery:
         if reporter is None or self.keeper.lease_lost.is_set():
             member.finished = True
             return
-        status: str = result.outcome
-        error: str | None = None
-        if result.outcome == "cancelled" and member.job_id not in self.keeper.cancel_requested:
-            status, error = "failed", TIME_LIMIT_EXCEEDED  # stopped by the deadline, not by a user
+        status, error = final_status(result, self.keeper.cancel_requested(member.job_id))
         reporter.flush()
         reporter.write_progress(
             Progress(result.steps_completed, member.spec.steps, result.summary.steps_per_second)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.fusion import can_fuse, fusion_groups, fusion_key
+from core.fused_groups import can_fuse, fusion_key, split_into_fused_groups
 from core.spec import JobSpec
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -82,13 +82,13 @@ def test_the_bn_implementation_does_not_matter_without_bn() -> None:
 
 def test_groups_keep_the_order_in_which_they_first_appear() -> None:
     specs = [spec(), spec(batch_norm=False), spec(learning_rate=1.0), spec(batch_norm=False, seed=1)]
-    assert fusion_groups(specs, max_group_size=16) == [[0, 2], [1, 3]]
+    assert split_into_fused_groups(specs, max_group_size=16) == [[0, 2], [1, 3]]
 
 
 def test_an_unfusable_spec_is_a_group_of_its_own() -> None:
     cnn = {"architecture": {"kind": "cnn", "channels": [8], "activation": "relu"}}
     specs = [spec(**cnn), spec(), spec(**cnn), spec(seed=1)]
-    assert fusion_groups(specs, max_group_size=16) == [[0], [1, 3], [2]]
+    assert split_into_fused_groups(specs, max_group_size=16) == [[0], [1, 3], [2]]
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_an_unfusable_spec_is_a_group_of_its_own() -> None:
     [(20, 16, [10, 10]), (16, 16, [16]), (17, 8, [6, 6, 5]), (3, 1, [1, 1, 1])],
 )
 def test_a_large_group_is_cut_into_even_parts(size: int, max_group_size: int, sizes: list[int]) -> None:
-    groups = fusion_groups([spec(seed=seed) for seed in range(size)], max_group_size)
+    groups = split_into_fused_groups([spec(seed=seed) for seed in range(size)], max_group_size)
     assert [len(group) for group in groups] == sizes
     assert [index for group in groups for index in group] == list(range(size))
 
@@ -104,18 +104,18 @@ def test_a_large_group_is_cut_into_even_parts(size: int, max_group_size: int, si
 def test_gpu_groups_are_cut_at_their_own_size() -> None:
     cpu = [spec(seed=seed, device="cpu") for seed in range(40)]
     gpu = [spec(seed=seed, device="cuda") for seed in range(40)]
-    groups = fusion_groups(cpu + gpu, max_group_size=16, max_gpu_group_size=256)
+    groups = split_into_fused_groups(cpu + gpu, max_group_size=16, max_gpu_group_size=256)
     assert [len(group) for group in groups] == [14, 13, 13, 40]
     assert groups[-1] == list(range(40, 80))
     # Without a GPU size every group is cut at max_group_size.
-    assert [len(group) for group in fusion_groups(gpu, max_group_size=16)] == [14, 13, 13]
+    assert [len(group) for group in split_into_fused_groups(gpu, max_group_size=16)] == [14, 13, 13]
 
 
 def test_a_group_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        fusion_groups([spec()], max_group_size=0)
+        split_into_fused_groups([spec()], max_group_size=0)
 
 
 def test_grouping_does_not_import_torch() -> None:
-    code = "import sys, core.fusion; sys.exit('torch' in sys.modules)"
+    code = "import sys, core.fused_groups; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, check=False).returncode == 0
