@@ -10,7 +10,7 @@ depends on that, and only the code that creates one names `Store`. Each part liv
 out in `views`, and the conversions between rows and records in `conversions`.
 """
 
-from core.store.interface import MAX_METRIC_STEPS_PER_READ, StoreInterface
+from core.store.interface import MAX_METRIC_STEPS_PER_READ, DeleteOutcome, StoreInterface
 from core.store.store import Store
 from core.store.views import (
     Crossing,
@@ -36,6 +36,7 @@ from core.store.views import (
 __all__ = [
     "MAX_METRIC_STEPS_PER_READ",
     "Crossing",
+    "DeleteOutcome",
     "FusedGroupView",
     "GroupLease",
     "InvalidCursor",

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row, RowMapping
 
+from core.housekeeping import tags_from_column
 from core.results import LandscapeRecord, Progress, Summary, TelemetryRecord, finite_or_none
 from core.store.views import (
     FusedGroupView,
@@ -100,6 +101,9 @@ def job_view(row: AnyRow) -> JobView:
         execution=fields["execution"],
         fused_group=fields["fused_group_public_id"],
         fused_group_size=fields["fused_group_size"],
+        tags=tags_from_column(fields["tags"]),
+        note=fields["note"],
+        archived=bool(fields["archived"]),
     )
 
 
@@ -165,6 +169,9 @@ def sweep_views(
                 job_ids=job_ids[sweep.id],
                 fused_groups=list(groups[sweep.id].values()),
                 job_statuses=job_statuses[sweep.id],
+                tags=tags_from_column(sweep.tags),
+                note=sweep.note,
+                archived=bool(sweep.archived),
             ),
         )
         for sweep in sweep_rows

@@ -11,7 +11,7 @@ unknown id (they answer None, False, nothing, or a result without it).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from core.results import LandscapeRecord, MetricPoint, Summary, TelemetryRecord
 from core.spec import JobSpec
@@ -30,6 +30,7 @@ from core.store.views import (
     SweepView,
 )
 
+DeleteOutcome = Literal["deleted", "not_found", "unfinished"]  # unfinished: a job is queued or running
 MAX_METRIC_STEPS_PER_READ = 2000  # evaluation steps per job and read; a long replay takes a few reads
 
 
@@ -77,8 +78,13 @@ class JobStoreInterface(Protocol):
         sweep_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        tag: str | None = None,
+        archived: bool | None = False,
     ) -> tuple[list[JobView], str | None]:
         """A page of jobs, newest first, and the cursor of the next page (None on the last one).
+
+        `tag`: only jobs carrying it. `archived`: False (the default) leaves out archived jobs and the jobs
+        of archived sweeps, True lists only those, None lists both.
 
         Raises `InvalidCursor` for a cursor this store did not hand out.
         """
@@ -115,8 +121,17 @@ class SweepStoreInterface(Protocol):
         """The sweep with its jobs' ids and statuses and its fused groups, or None when it does not exist."""
         ...
 
-    def list_sweeps(self, limit: int = 50, cursor: str | None = None) -> tuple[list[SweepView], str | None]:
+    def list_sweeps(
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+        archived: bool | None = False,
+    ) -> tuple[list[SweepView], str | None]:
         """A page of sweeps, newest first, and the cursor of the next page (None on the last one).
+
+        `tag`: only sweeps carrying it. `archived`: False (the default) leaves out archived sweeps, True
+        lists only those, None lists both.
 
         Raises `InvalidCursor` for a cursor this store did not hand out.
         """
@@ -321,6 +336,43 @@ class EventStoreInterface(Protocol):
         ...
 
 
+class HousekeepingStoreInterface(Protocol):
+    """Looking after past work: labels on jobs and sweeps, and deleting finished ones."""
+
+    def label_job(
+        self,
+        job_id: str,
+        tags: Sequence[str] | None = None,
+        note: str | None = None,
+        archived: bool | None = None,
+    ) -> JobView | None:
+        """Replace the job's tags, note and archived flag (each only when given); the job after it, or None
+        when it does not exist. Tags are validated by the caller (`core.housekeeping`)."""
+        ...
+
+    def label_sweep(
+        self,
+        sweep_id: str,
+        tags: Sequence[str] | None = None,
+        note: str | None = None,
+        archived: bool | None = None,
+    ) -> bool:
+        """As `label_job`, for a sweep (its jobs keep their own labels; archiving a sweep hides its jobs from
+        `list_jobs` too); False when it does not exist."""
+        ...
+
+    def delete_job(self, job_id: str) -> DeleteOutcome:
+        """Delete a finished job and every row of it (metrics, rollup, telemetry, landscape, checkpoint, its
+        place in a fused group, the group when it was the last) in one transaction. `unfinished` (nothing
+        deleted) while it is queued or running: cancel it and wait for it to stop first."""
+        ...
+
+    def delete_sweep(self, sweep_id: str) -> DeleteOutcome:
+        """Delete a sweep whose jobs have all finished, with all of them and its fused groups, in one
+        transaction; `unfinished` (nothing deleted) while any of its jobs is queued or running."""
+        ...
+
+
 class StoreInterface(
     DatabaseInterface,
     JobStoreInterface,
@@ -331,6 +383,7 @@ class StoreInterface(
     SeriesStoreInterface,
     TargetStoreInterface,
     EventStoreInterface,
+    HousekeepingStoreInterface,
     Protocol,
 ):
     """The whole store: what the API and the worker may ask of it."""

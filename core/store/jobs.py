@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.housekeeping import tag_pattern
 from core.spec import JobSpec
 from core.store.base import (
     StoreBase,
@@ -72,8 +73,16 @@ class JobStore(StoreBase, JobStoreInterface):
         sweep_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        tag: str | None = None,
+        archived: bool | None = False,
     ) -> tuple[list[JobView], str | None]:
         query = self._job_select().order_by(job_table.c.id.desc()).limit(limit + 1)
+        if tag is not None:
+            query = query.where(job_table.c.tags.contains(tag_pattern(tag), autoescape=True))
+        if archived is not None:
+            # A job of an archived sweep is archived with it.
+            hidden = sa.or_(job_table.c.archived, sa.func.coalesce(sweep_table.c.archived, sa.false()))
+            query = query.where(hidden if archived else sa.not_(hidden))
         if status is not None:
             query = query.where(job_table.c.status == status)
         if sweep_id is not None:

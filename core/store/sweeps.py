@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.db.tables import EXECUTIONS
+from core.housekeeping import tag_pattern
 from core.spec import JobSpec
 from core.store.base import (
     StoreBase,
@@ -109,10 +110,21 @@ class SweepStore(StoreBase, SweepStoreInterface):
             found = self._fetch_sweeps(connection, sweep_table.c.public_id == sweep_id)
         return found[0][1] if found else None
 
-    def list_sweeps(self, limit: int = 50, cursor: str | None = None) -> tuple[list[SweepView], str | None]:
-        condition: sa.ColumnElement[bool] = sa.true()
+    def list_sweeps(
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+        archived: bool | None = False,
+    ) -> tuple[list[SweepView], str | None]:
+        conditions: list[sa.ColumnElement[bool]] = []
         if cursor is not None:
-            condition = sweep_table.c.id < decode_cursor(cursor)
+            conditions.append(sweep_table.c.id < decode_cursor(cursor))
+        if tag is not None:
+            conditions.append(sweep_table.c.tags.contains(tag_pattern(tag), autoescape=True))
+        if archived is not None:
+            conditions.append(sweep_table.c.archived == archived)
+        condition = sa.and_(sa.true(), *conditions)
         with self._engine.connect() as connection:
             found = self._fetch_sweeps(connection, condition, limit=limit + 1)
         next_cursor = encode_cursor(found[limit - 1][0]) if len(found) > limit else None

@@ -57,6 +57,9 @@ class JobView:
     execution: str | None  # how a sweep's job runs: fused (in `fused_group`) or separate; None outside sweeps
     fused_group: str | None = None  # the public id of the fused group that trains the job
     fused_group_size: int | None = None  # how many jobs that group trains together
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
+    archived: bool = False
 
     @property
     def is_terminal(self) -> bool:
@@ -99,6 +102,9 @@ class SweepView:
     job_ids: list[str]
     fused_groups: list[FusedGroupView] = field(default_factory=list)
     job_statuses: dict[str, str] = field(default_factory=dict)  # each job's status as read with the sweep
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
+    archived: bool = False
 
 
 LeaseOutcome = Literal[

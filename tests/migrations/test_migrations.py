@@ -4,6 +4,8 @@ the rollup migration fills the rollup from the metrics already stored."""
 from __future__ import annotations
 
 import math
+import uuid
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -77,15 +79,23 @@ def test_the_rollup_migration_fills_the_rollup_from_metrics_already_stored(datab
     before_rollup = scripts.get_revision(ROLLUP_REVISION).down_revision
     assert isinstance(before_rollup, str)
     upgrade_database(database_url, before_rollup)
-    store_before = Store(database_url)
+    # The store of today writes columns later migrations add: the job row is written as SQL of that time.
+    engine_before = create_database_engine(database_url)
     try:
-        job = store_before.create_job(make_spec())
+        job_id = uuid.uuid4().hex
         steps = list(range(5, 3000, 3))
         values: list[float | None] = [math.sin(step / 100) for step in steps]
         values[100] = None  # stored NaN
-        with store_before.engine.begin() as connection:
+        with engine_before.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO job (public_id, name, status, spec, created_at, attempts, lease_losses, "
+                    "cancel_requested) VALUES (:id, '', 'succeeded', :spec, :now, 1, 0, false)"
+                ),
+                {"id": job_id, "spec": make_spec().model_dump_json(), "now": datetime.now(UTC)},
+            )
             job_row_id = connection.scalar(
-                sa.text("SELECT id FROM job WHERE public_id = :id"), {"id": job.id}
+                sa.text("SELECT id FROM job WHERE public_id = :id"), {"id": job_id}
             )
             connection.execute(sa.text("INSERT INTO metric_name (name) VALUES ('val_loss')"))
             name_id = connection.scalar(sa.text("SELECT id FROM metric_name WHERE name = 'val_loss'"))
@@ -99,14 +109,14 @@ def test_the_rollup_migration_fills_the_rollup_from_metrics_already_stored(datab
                 ],
             )
     finally:
-        store_before.dispose()
+        engine_before.dispose()
 
     upgrade_database(database_url)
 
     store = Store(database_url)
     try:
         for max_points in (40, 400, 4000):
-            assert store.read_metrics(job.id, None, max_points) == {
+            assert store.read_metrics(job_id, None, max_points) == {
                 "val_loss": _reference_downsample(steps, values, max_points)
             }
         first_below = next(
@@ -114,9 +124,9 @@ def test_the_rollup_migration_fills_the_rollup_from_metrics_already_stored(datab
             for step, value in zip(steps, values, strict=True)
             if value is not None and value < -0.9
         )
-        assert store.first_step_meeting(job.id, "val_loss", -0.9, higher_is_better=False) == first_below
+        assert store.first_step_meeting(job_id, "val_loss", -0.9, higher_is_better=False) == first_below
         # Writing on top of the migrated rollup keeps it right.
-        store.write_metrics(job.id, [MetricPoint("val_loss", 7, -5.0)])
-        assert store.read_metrics(job.id, None, 40)["val_loss"][1][1] == -5.0
+        store.write_metrics(job_id, [MetricPoint("val_loss", 7, -5.0)])
+        assert store.read_metrics(job_id, None, 40)["val_loss"][1][1] == -5.0
     finally:
         store.dispose()
