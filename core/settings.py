@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         "CPU workers only: CUDA reserves far more address space than it uses",
     )
     max_sweep_size: int = Field(256, ge=1, le=10_000)
+    delete_wait_seconds: float = Field(
+        30.0, ge=0, le=600, description="how long a delete waits for a running job to stop after its cancel"
+    )
     max_fused_group_size: int = Field(
         16,
         ge=1,

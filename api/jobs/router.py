@@ -1,6 +1,7 @@
 """`/v1/jobs`: submit a training job, list and read jobs, their metrics, telemetry and loss-landscape probes,
-cancel one. A job's event stream is in `api.events`, its pictures in `api.plots`; the landscape probes are
-taken by the training core every `landscape_every` steps (see `core.ml.landscape`).
+cancel one, label one (tags, note, archived) or delete it. A job's event stream is in `api.events`, its
+pictures in `api.plots`; the landscape probes are taken by the training core every `landscape_every` steps
+(see `core.ml.landscape`).
 
 Routes are plain `def`: the store is synchronous, so FastAPI runs them in its thread pool.
 """
@@ -9,11 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, status
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import StringConstraints
 
-from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
+from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
+from api.housekeeping import (
+    ArchivedFilter,
+    LabelsIn,
+    TagFilter,
+    archived_choice,
+    stop_then_delete,
+)
 from api.jobs.schemas import (
     PAPER_DIGITS_SPEC,
     JobOut,
@@ -95,10 +103,25 @@ def list_jobs(
     sweep_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: PageLimit = 50,
     cursor: PageCursor = None,
+    tag: TagFilter = None,
+    archived: Annotated[
+        ArchivedFilter | None,
+        Query(
+            description="false (default): leave archived jobs and the jobs of archived sweeps out; true: "
+            "only those; all: both. With `sweep_id`, the default is all"
+        ),
+    ] = None,
 ) -> JobPage:
+    if archived is None:
+        archived = "all" if sweep_id is not None else "false"
     try:
         jobs, next_cursor = store.list_jobs(
-            status=status_filter, sweep_id=sweep_id, limit=limit, cursor=cursor
+            status=status_filter,
+            sweep_id=sweep_id,
+            limit=limit,
+            cursor=cursor,
+            tag=tag,
+            archived=archived_choice(archived),
         )
     except InvalidCursor as error:
         raise query_error("cursor", cursor, str(error)) from error
@@ -194,3 +217,55 @@ def cancel_job(job: JobDep, store: StoreDep) -> JobOut:
     if after is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"job {job.id} not found")
     return JobOut.model_validate(after)
+
+
+@router.patch(
+    "/{job_id}",
+    status_code=status.HTTP_200_OK,
+    response_model=JobOut,
+    summary="Set a job's tags, note or archived flag",
+    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
+)
+def label_job(job: JobDep, labels: LabelsIn, store: StoreDep) -> JobOut:
+    after = store.label_job(job.id, labels.tags, labels.note, labels.archived)
+    if after is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"job {job.id} not found")
+    return JobOut.model_validate(after)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a job with its metrics, telemetry, probes and checkpoint (cancelled first if running)",
+    responses={
+        **JOB_NOT_FOUND,
+        409: {
+            "model": ErrorOut,
+            "description": "the job belongs to a sweep, or it did not stop within the wait after its cancel",
+        },
+        **DATABASE_DOWN,
+    },
+)
+def delete_job(job: JobDep, store: StoreDep, settings: SettingsDep) -> Response:
+    """A queued job is cancelled; a running one is cancelled and the delete waits (up to
+    `delete_wait_seconds`) for its worker to stop. A job of a sweep is deleted with its sweep
+    (`DELETE /v1/sweeps/{id}`): 409. Its open event streams end."""
+    if job.sweep_id is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"job {job.id} belongs to sweep {job.sweep_id}: delete the sweep, or archive the job",
+        )
+
+    def unfinished() -> list[str]:
+        current = store.get_job(job.id)
+        return [job.id] if current is not None and not current.is_terminal else []
+
+    stop_then_delete(
+        f"job {job.id}",
+        unfinished,
+        store.request_cancel,
+        lambda: store.delete_job(job.id),
+        settings.delete_wait_seconds,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -90,6 +90,9 @@ class JobOut(ResponseModel):
                     "error": None,
                     "sweep_id": None,
                     "execution": {"mode": "separate", "group_id": None, "group_size": None},
+                    "tags": ["paper"],
+                    "note": "",
+                    "archived": False,
                 }
             ]
         },
@@ -109,6 +112,9 @@ class JobOut(ResponseModel):
     sweep_id: str | None = None
     # A stored job spells it out in `execution_details` (its own `execution` is the sweep's word for it).
     execution: JobExecutionOut = Field(validation_alias=AliasChoices("execution_details", "execution"))
+    tags: list[str] = Field(default_factory=list, description="set with PATCH; filter lists with `?tag=`")
+    note: str = ""
+    archived: bool = Field(False, description="archived jobs are left out of lists unless asked for")
 
 
 class JobPage(BaseModel):

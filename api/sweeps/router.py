@@ -1,4 +1,5 @@
-"""`/v1/sweeps`: submit a grid of specs × seeds, list sweeps, read one aggregated per grid point, cancel one.
+"""`/v1/sweeps`: submit a grid of specs × seeds, list sweeps, read one aggregated per grid point, cancel one,
+label one (tags, note, archived) or delete it with all its jobs.
 
 What the routes do behind HTTP (expand, store, publish; aggregate) is `api.sweeps.service`.
 """
@@ -7,10 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
+from api.housekeeping import (
+    STILL_RUNNING,
+    ArchivedFilter,
+    LabelsIn,
+    TagFilter,
+    archived_choice,
+    stop_then_delete,
+)
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from api.statistics_schemas import SweepCurvesOut
@@ -85,9 +94,13 @@ def list_sweeps(
     store: StoreDep,
     limit: PageLimit = 50,
     cursor: PageCursor = None,
+    tag: TagFilter = None,
+    archived: ArchivedFilter = "false",
 ) -> SweepPage:
     try:
-        sweeps, next_cursor = store.list_sweeps(limit=limit, cursor=cursor)
+        sweeps, next_cursor = store.list_sweeps(
+            limit=limit, cursor=cursor, tag=tag, archived=archived_choice(archived)
+        )
     except InvalidCursor as error:
         raise query_error("cursor", cursor, str(error)) from error
     return SweepPage(
@@ -161,3 +174,41 @@ def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
     for job in unfinished:
         store.request_cancel(job.id)
     return sweep_out(store, sweep)
+
+
+@router.patch(
+    "/{sweep_id}",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepOut,
+    summary="Set a sweep's tags, note or archived flag (archiving hides its jobs from the jobs list too)",
+    responses={**NOT_FOUND, **DATABASE_DOWN},
+)
+def label_sweep(sweep_id: SweepId, labels: LabelsIn, store: StoreDep) -> SweepOut:
+    sweep = get_sweep_or_404(store, sweep_id)
+    store.label_sweep(sweep.id, labels.tags, labels.note, labels.archived)
+    return sweep_out(store, get_sweep_or_404(store, sweep.id))
+
+
+@router.delete(
+    "/{sweep_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a sweep with all its jobs and their data (running jobs are cancelled first)",
+    responses={**NOT_FOUND, **STILL_RUNNING, **DATABASE_DOWN},
+)
+def delete_sweep(sweep_id: SweepId, store: StoreDep, settings: SettingsDep) -> Response:
+    """Queued jobs are cancelled; running ones are cancelled and the delete waits (up to
+    `delete_wait_seconds`) for their workers to stop. Their open event streams end."""
+    sweep = get_sweep_or_404(store, sweep_id)
+
+    def unfinished() -> list[str]:
+        return [job.id for job in store.sweep_jobs(sweep.id) if not job.is_terminal]
+
+    stop_then_delete(
+        f"sweep {sweep.id}",
+        unfinished,
+        store.request_cancel,
+        lambda: store.delete_sweep(sweep.id),
+        settings.delete_wait_seconds,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

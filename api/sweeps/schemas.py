@@ -75,6 +75,9 @@ class SweepSummaryOut(BaseModel):
     status_counts: dict[str, int] = Field(
         description="the sweep's jobs by status (every status, zero included)"
     )
+    tags: list[str] = Field(default_factory=list, description="set with PATCH; filter lists with `?tag=`")
+    note: str = ""
+    archived: bool = Field(False, description="archived sweeps (and their jobs) are left out of lists")
 
 
 class SweepOut(SweepSummaryOut):

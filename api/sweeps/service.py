@@ -108,6 +108,9 @@ def summary_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> SweepSumma
         seeds=sweep.seeds,
         execution=_execution_out(sweep, job_statuses),
         status_counts=status_counts(job_statuses.values()),
+        tags=sweep.tags,
+        note=sweep.note,
+        archived=sweep.archived,
     )
 
 
