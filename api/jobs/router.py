@@ -224,7 +224,7 @@ def cancel_job(job: JobDep, store: StoreDep) -> JobOut:
     status_code=status.HTTP_200_OK,
     response_model=JobOut,
     summary="Set a job's tags, note or archived flag",
-    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
+    responses={**JOB_NOT_FOUND, **BODY_REFUSED, **DATABASE_DOWN},
 )
 def label_job(job: JobDep, labels: LabelsIn, store: StoreDep) -> JobOut:
     after = store.label_job(job.id, labels.tags, labels.note, labels.archived)

@@ -181,7 +181,7 @@ def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
     status_code=status.HTTP_200_OK,
     response_model=SweepOut,
     summary="Set a sweep's tags, note or archived flag (archiving hides its jobs from the jobs list too)",
-    responses={**NOT_FOUND, **DATABASE_DOWN},
+    responses={**NOT_FOUND, **BODY_REFUSED, **DATABASE_DOWN},
 )
 def label_sweep(sweep_id: SweepId, labels: LabelsIn, store: StoreDep) -> SweepOut:
     sweep = get_sweep_or_404(store, sweep_id)
