@@ -1,5 +1,5 @@
 """The `bnlab` console script: submit, watch, list, show, cancel and compare jobs; submit, list, show and
-cancel sweeps.
+cancel sweeps; tag, archive and delete either.
 
     bnlab submit spec.yaml --set learning_rate=1.0 --watch
     bnlab compare A B --target 0.9 --plot curves.png
@@ -63,6 +63,23 @@ TuneOption = Annotated[
 ]
 WatchOption = Annotated[bool, typer.Option("--watch", help="Then follow it live until it finishes.")]
 CursorOption = Annotated[str | None, typer.Option(help="The page after this cursor (printed below a page).")]
+TagOption = Annotated[str | None, typer.Option(help="Only those carrying this tag.")]
+SweepsOption = Annotated[bool, typer.Option("--sweep", help="The ids are sweeps (with all their jobs).")]
+# A running job's delete waits for its worker to stop (the service's delete_wait_seconds, 30 s by default).
+DELETE_TIMEOUT_SECONDS = 120.0
+
+
+class Archived(enum.StrEnum):
+    """Which to list: `false` leaves archived work out, `true` lists only it, `all` both."""
+
+    false = "false"
+    true = "true"
+    all = "all"
+
+
+ArchivedOption = Annotated[
+    Archived, typer.Option(help="false: leave archived out; true: only archived; all.")
+]
 
 
 class Execution(enum.StrEnum):
@@ -210,13 +227,19 @@ def jobs(
         str | None, typer.Option(help="Only jobs in this status (queued, running, succeeded, ...).")
     ] = None,
     sweep: Annotated[str | None, typer.Option(help="Only the jobs of this sweep.")] = None,
+    tag: TagOption = None,
+    archived: Annotated[
+        Archived | None,
+        typer.Option(help="false: leave archived out (default; all with --sweep); true: only archived; all."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many jobs per page.")] = 20,
     cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first (archived ones, and the jobs of archived sweeps, only when asked)."""
+    params = {"status": status, "sweep_id": sweep, "tag": tag, "archived": archived and archived.value}
     with connected(context) as client:
-        page = client.get("/v1/jobs", {"status": status, "sweep_id": sweep, "limit": limit, "cursor": cursor})
+        page = client.get("/v1/jobs", {**params, "limit": limit, "cursor": cursor})
     print_page(page, as_json, jobs_table, "No jobs.", "bnlab jobs")
 
 
@@ -239,6 +262,68 @@ def cancel(context: typer.Context, job_id: Annotated[str, typer.Argument(metavar
     with connected(context) as client:
         client.post(f"/v1/jobs/{job_id}/cancel")
     typer.echo(f"Cancel requested for job {job_id}.")
+
+
+def resource_path(job_or_sweep_id: str, is_sweep: bool) -> str:
+    return f"/v1/{'sweeps' if is_sweep else 'jobs'}/{job_or_sweep_id}"
+
+
+@app.command()
+def delete(
+    context: typer.Context,
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Jobs (or sweeps, with --sweep).")],
+    sweeps: SweepsOption = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete jobs (or sweeps with all their jobs) and everything recorded of them: metrics, telemetry,
+    checkpoints. A running job is cancelled first; the delete waits for it to stop."""
+    kind = "sweep" if sweeps else "job"
+    if not yes:
+        listed = ", ".join(ids)
+        typer.confirm(f"Delete {kind}(s) {listed} and all their data? This cannot be undone", abort=True)
+    with connected(context) as client:
+        for item_id in ids:
+            client.delete(resource_path(item_id, sweeps), timeout=DELETE_TIMEOUT_SECONDS)
+            typer.echo(f"Deleted {kind} {item_id}.")
+
+
+@app.command()
+def tag(
+    context: typer.Context,
+    item_id: Annotated[str, typer.Argument(metavar="ID", help="A job (or a sweep, with --sweep).")],
+    tags: Annotated[list[str] | None, typer.Argument(metavar="TAG...", help="Tags to add.")] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="A tag to take off (repeatable).")
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="Replace the free-text note.")] = None,
+    sweeps: SweepsOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Add tags to a job or sweep (or take some off with --remove), and set its note with --note."""
+    path = resource_path(item_id, sweeps)
+    with connected(context) as client:
+        current = client.get(path).get("tags") or []
+        taken_off = set(remove or [])
+        wanted = [name for name in dict.fromkeys([*current, *(tags or [])]) if name not in taken_off]
+        after = client.patch(path, {"tags": wanted} | ({} if note is None else {"note": note}))
+    if as_json:
+        print_json(after)
+    else:
+        typer.echo(f"Tags of {item_id}: {' '.join(after.get('tags') or []) or '(none)'}.")
+
+
+@app.command()
+def archive(
+    context: typer.Context,
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Jobs (or sweeps, with --sweep).")],
+    sweeps: SweepsOption = False,
+    undo: Annotated[bool, typer.Option("--undo", help="Bring them back into the lists.")] = False,
+) -> None:
+    """Archive jobs or sweeps: kept, but left out of lists unless asked for (--archived true|all)."""
+    with connected(context) as client:
+        for item_id in ids:
+            client.patch(resource_path(item_id, sweeps), {"archived": not undo})
+            typer.echo(f"{'Unarchived' if undo else 'Archived'} {item_id}.")
 
 
 @app.command()
@@ -327,11 +412,14 @@ def sweep_list(
     context: typer.Context,
     limit: Annotated[int, typer.Option(min=1, help="How many sweeps per page.")] = 20,
     cursor: CursorOption = None,
+    tag: TagOption = None,
+    archived: ArchivedOption = Archived.false,
     as_json: JsonOption = False,
 ) -> None:
     """List sweeps, newest first: size, how they are executed and their jobs' statuses."""
+    params = {"limit": limit, "cursor": cursor, "tag": tag, "archived": archived.value}
     with connected(context) as client:
-        page = client.get("/v1/sweeps", {"limit": limit, "cursor": cursor})
+        page = client.get("/v1/sweeps", params)
     print_page(page, as_json, sweeps_table, "No sweeps.", "bnlab sweep list")
 
 

@@ -153,6 +153,14 @@ class BnlabClient:
         response = self._request("POST", path, json=body)
         return response.json() if response.content else None
 
+    def patch(self, path: str, body: object) -> Any:
+        """PATCH a JSON body; returns the JSON answer."""
+        return self._request("PATCH", path, json=body).json()
+
+    def delete(self, path: str, timeout: float | None = None) -> None:
+        """DELETE (a running job's delete waits for it to stop: `timeout` may be longer than a read's)."""
+        self._request("DELETE", path, timeout=timeout)
+
     def get_bytes(self, path: str, params: QueryParams | None = None) -> bytes:
         """GET a binary answer (a PNG or SVG plot)."""
         return self._request("GET", path, params=params).content

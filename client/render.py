@@ -93,6 +93,7 @@ def jobs_table(items: list[dict[str, Any]]) -> Table:
     table.add_column("status", no_wrap=True)
     table.add_column("progress", justify="right", no_wrap=True)
     table.add_column("val acc", justify="right", no_wrap=True)
+    table.add_column("tags", overflow="fold")
     table.add_column("created", no_wrap=True)
     for job in items:
         summary = job.get("summary") or {}
@@ -102,9 +103,16 @@ def jobs_table(items: list[dict[str, Any]]) -> Table:
             status_text(job.get("status")),
             progress_text(job.get("progress")),
             number(summary.get("final_val_accuracy")),
+            tags_text(job),
             timestamp(job.get("created_at")),
         )
     return table
+
+
+def tags_text(item: Mapping[str, Any]) -> str:
+    """A job's or sweep's tags, and "(archived)" when it is."""
+    words = [str(tag) for tag in item.get("tags") or []]
+    return " ".join([*words, "(archived)"] if item.get("archived") else words)
 
 
 def execution_text(execution: object) -> str:
@@ -131,6 +139,10 @@ def job_details(job: dict[str, Any]) -> RenderableType:
     if job.get("sweep_id"):
         facts.add_row("sweep", str(job["sweep_id"]))
     facts.add_row("execution", execution_text(job.get("execution")))
+    if job.get("tags") or job.get("archived"):
+        facts.add_row("tags", tags_text(job))
+    if job.get("note"):
+        facts.add_row("note", str(job["note"]))
     for field in ("created_at", "started_at", "finished_at"):
         facts.add_row(field.removesuffix("_at"), timestamp(job.get(field)))
     summary = job.get("summary") or {}
@@ -312,6 +324,7 @@ def sweeps_table(items: list[dict[str, Any]]) -> Table:
     table.add_column("jobs", justify="right", no_wrap=True)
     table.add_column("executed", no_wrap=True)
     table.add_column("statuses")
+    table.add_column("tags", overflow="fold")
     table.add_column("created", no_wrap=True)
     for sweep in items:
         execution = sweep.get("execution") or {}
@@ -321,6 +334,7 @@ def sweeps_table(items: list[dict[str, Any]]) -> Table:
             number(sweep.get("size")),
             str(execution.get("used", MISSING)),
             status_counts_text(sweep.get("status_counts") or {}),
+            tags_text(sweep),
             timestamp(sweep.get("created_at")),
         )
     return table
