@@ -1,6 +1,7 @@
 // One job (`#/jobs/<id>`): status, live progress with speed and ETA, the summary, loss and accuracy
 // curves drawn while it trains (from the event stream), the paper's Fig. 1 telemetry per hidden layer,
-// saturation and gradient norms, the spec, how it is trained (in a fused group or alone), and a cancel button.
+// saturation and gradient norms, the spec, how it is trained (in a fused group or alone), a cancel button,
+// and its tags with archive and delete (`housekeeping.js`).
 
 import { followJobEvents, getJson, postJson } from "./api.js";
 import { PALETTE, bandChart, lineChart } from "./charts.js";
@@ -19,6 +20,7 @@ import {
   shortId,
   statusBadge,
 } from "./dom.js";
+import { housekeepingActions, tagBadges } from "./housekeeping.js";
 
 const METRIC_NAMES = ["train_loss", "val_loss", "train_accuracy", "val_accuracy"];
 const MAX_POINTS = 1000;
@@ -220,8 +222,20 @@ async function load(root, jobId, life, messages) {
     renderHeader();
   });
 
+  const tagsHolder = h("span", { id: "job-tag-badges" }, tagBadges(job));
+  const actions = housekeepingActions("job", job, {
+    messages,
+    signal,
+    onChange: (changed) => {
+      job = { ...job, tags: changed.tags, note: changed.note, archived: changed.archived };
+      tagsHolder.replaceChildren(tagBadges(job));
+    },
+    afterDelete: () => (location.hash = "#/jobs"),
+  });
+
   root.append(
     h("div", { class: "title-row" }, heading, h("div", { class: "actions" }, statusHolder, cancelButton)),
+    h("div", { class: "title-row" }, tagsHolder, actions),
     progressHolder,
     h("section", {}, h("h2", {}, "Summary"), summaryHolder),
     h("section", {}, h("h2", {}, "Curves"), curvesHolder),

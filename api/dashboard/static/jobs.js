@@ -1,5 +1,6 @@
-// The jobs table (`#/jobs?status=…&sweep=…`): newest first, with status and live progress, filters by
-// status and by sweep, "load more" through the API's cursor, and a selection to compare.
+// The jobs table (`#/jobs?status=…&sweep=…&tag=…&archived=all`): newest first, with status, live progress
+// and tags, filters by status, sweep, tag and archived, "load more" through the API's cursor, and a
+// selection to compare.
 
 import { getJson } from "./api.js";
 import {
@@ -14,18 +15,30 @@ import {
   shortId,
   statusBadge,
 } from "./dom.js";
+import { tagBadges } from "./housekeeping.js";
 
 const PAGE_SIZE = 50;
 const MAX_REFRESHED = 200; // the API's largest page: rows past it are not refreshed
 const LIVE_REFRESH_MS = 1000; // while a listed job is queued or running
 const IDLE_REFRESH_MS = 5000; // to notice new jobs
 
-function jobsHash(status, sweep) {
+function jobsHash(status, sweep, tag = "", archived = "") {
   const query = new URLSearchParams();
   if (status) query.set("status", status);
   if (sweep) query.set("sweep", sweep);
+  if (tag) query.set("tag", tag);
+  if (archived) query.set("archived", archived);
   const text = query.toString();
   return `#/jobs${text ? `?${text}` : ""}`;
+}
+
+/** A tag to filter on, and whether archived jobs are listed too. */
+function tagFilters(status, sweep, tag, archived) {
+  const tagInput = h("input", { type: "text", id: "tag-filter", value: tag, placeholder: "any", size: 12 });
+  tagInput.addEventListener("change", () => (location.hash = jobsHash(status, sweep, tagInput.value.trim(), archived)));
+  const archivedBox = h("input", { type: "checkbox", id: "archived-filter", checked: archived === "all" });
+  archivedBox.addEventListener("change", () => (location.hash = jobsHash(status, sweep, tag, archivedBox.checked ? "all" : "")));
+  return [h("label", {}, "Tag ", tagInput), h("label", {}, archivedBox, " show archived")];
 }
 
 function statusFilter(current, sweep) {
@@ -84,6 +97,7 @@ function fillRow(row, job, selected, onSelect) {
   const [, nameCell, statusCell, progressCell, accuracyCell, targetStepsCell, createdCell] = row.children;
   nameCell.replaceChildren(h("a", { href: `#/jobs/${job.id}`, class: "job-link" }, jobLabel(job)));
   if (job.spec.name) nameCell.append(h("span", { class: "muted id" }, ` ${shortId(job.id)}`));
+  nameCell.append(" ", tagBadges(job));
   statusCell.replaceChildren(statusBadge(job.status));
   progressCell.replaceChildren(progressBar(job.progress, job.status));
   accuracyCell.textContent = formatNumber(job.summary?.final_val_accuracy);
@@ -95,13 +109,15 @@ function fillRow(row, job, selected, onSelect) {
 export function jobsPage(root, query, life) {
   const status = query.get("status") ?? "";
   const sweep = query.get("sweep") ?? "";
+  const tag = query.get("tag") ?? "";
+  const archived = query.get("archived") ?? "";
   const selected = new Set();
   const rows = new Map(); // job id → <tr>, reused so selections and focus survive refreshes
   const body = h("tbody");
   const message = h("div", { class: "messages" });
   const compareButton = h("button", { type: "button", id: "compare-selected", disabled: true }, "Compare selected");
   const moreButton = h("button", { type: "button", id: "load-more", hidden: true }, "Load more");
-  const filters = h("div", { class: "filters" }, statusFilter(status, sweep));
+  const filters = h("div", { class: "filters" }, statusFilter(status, sweep), ...tagFilters(status, sweep, tag, archived));
   let shown = [];
   let nextCursor = null;
 
@@ -133,6 +149,8 @@ export function jobsPage(root, query, life) {
     const parameters = new URLSearchParams({ limit: String(limit) });
     if (status) parameters.set("status", status);
     if (sweep) parameters.set("sweep_id", sweep);
+    if (tag) parameters.set("tag", tag);
+    if (archived) parameters.set("archived", archived);
     if (cursor) parameters.set("cursor", cursor);
     return `/v1/jobs?${parameters}`;
   }

@@ -18,6 +18,7 @@ import {
   shortId,
 } from "./dom.js";
 import { heatmapGrid } from "./heatmap.js";
+import { housekeepingActions, tagBadges } from "./housekeeping.js";
 
 const LIVE_REFRESH_MS = 2000;
 const CURVES_REFRESH_MS = 10000; // reading every job's series: at most this often while jobs finish
@@ -26,9 +27,13 @@ const MAX_COMPARED_JOBS = 50;
 export function sweepsPage(root, query, life) {
   const messages = h("div", { class: "messages" });
   const body = h("tbody");
+  const archived = query.get("archived") === "all" ? "all" : "false";
+  const archivedBox = h("input", { type: "checkbox", id: "archived-sweeps", checked: archived === "all" });
+  archivedBox.addEventListener("change", () => (location.hash = archivedBox.checked ? "#/sweeps?archived=all" : "#/sweeps"));
   root.append(
     h("h1", {}, "Sweeps"),
     h("p", { class: "muted" }, "Submit a sweep with POST /v1/sweeps or `bnlab sweep submit SWEEP.yaml`; each grid point × seed becomes a job."),
+    h("div", { class: "filters" }, h("label", {}, archivedBox, " show archived")),
     messages,
     h(
       "table",
@@ -37,14 +42,14 @@ export function sweepsPage(root, query, life) {
       body,
     ),
   );
-  getJson("/v1/sweeps?limit=200", { signal: life.signal })
+  getJson(`/v1/sweeps?limit=200&archived=${archived}`, { signal: life.signal })
     .then((page) => {
       body.replaceChildren(
         ...page.items.map((sweep) =>
           h(
             "tr",
             { "data-sweep-id": sweep.id },
-            h("td", {}, h("a", { href: `#/sweeps/${sweep.id}` }, sweep.name || shortId(sweep.id))),
+            h("td", {}, h("a", { href: `#/sweeps/${sweep.id}` }, sweep.name || shortId(sweep.id)), " ", tagBadges(sweep)),
             h("td", { class: "number" }, sweep.size),
             h("td", { class: "sweep-statuses" }, formatStatusCounts(sweep.status_counts)),
             h("td", {}, Object.entries(sweep.grid).map(([axis, values]) => h("code", { class: "diff" }, `${axis} ∈ ${JSON.stringify(values)}`))),
@@ -174,6 +179,7 @@ export function sweepPage(root, sweepId, query, life) {
   const state = { arm: query.get("arm"), baseline: query.get("baseline") };
   const messages = h("div", { class: "messages" });
   const header = h("div");
+  const housekeepingHolder = h("div", { class: "title-row", id: "sweep-housekeeping" });
   const heatmapHolder = h("figure", { class: "heatmap", id: "sweep-heatmap" });
   const curvesHolder = h("div", { id: "sweep-curves-holder" }, h("p", { class: "muted" }, "Reading the curves…"));
   const tableHolder = h("div");
@@ -224,8 +230,21 @@ export function sweepPage(root, sweepId, query, life) {
     armsHolder.replaceChildren(...parts);
   }
 
+  function renderHousekeeping(sweep) {
+    if (housekeepingHolder.firstChild) return; // once: a refresh must not reset the tags being edited
+    const badges = h("span", {}, tagBadges(sweep));
+    const actions = housekeepingActions("sweep", sweep, {
+      messages,
+      signal: life.signal,
+      onChange: (changed) => badges.replaceChildren(tagBadges(changed)),
+      afterDelete: () => (location.hash = "#/sweeps"),
+    });
+    housekeepingHolder.append(badges, actions);
+  }
+
   root.append(
     header,
+    housekeepingHolder,
     messages,
     h("section", {}, h("h2", {}, "Mean final accuracy"), heatmapHolder, h("p", { class: "muted" }, "Hover a cell for n, the 95% interval and divergences.")),
     h("section", {}, h("h2", {}, "Learning curves (mean and 95% band over seeds)"), curvesHolder),
@@ -245,6 +264,7 @@ export function sweepPage(root, sweepId, query, life) {
       }
       const sweep = await getJson(`/v1/sweeps/${sweepId}${armParameters(grid, state)}`, { signal: life.signal });
       renderHeader(sweep);
+      renderHousekeeping(sweep);
       heatmapHolder.replaceChildren(heatmapGrid(sweep));
       tableHolder.replaceChildren(pointTable(sweep));
       renderArms(sweep);
