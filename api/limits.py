@@ -22,21 +22,28 @@ BODY_REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
+UPLOAD_FRAMING_BYTES = 64 * 1024  # multipart boundaries and the small form fields beside the files
+
+
 class BodySizeLimit:
     """Pure ASGI middleware: answers 413 `{"detail": ...}` to bodies larger than `max_bytes`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_paths = (
+            upload_paths or {}
+        )  # path → its own limit (a dataset upload is larger than a spec)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.upload_paths.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
-            if not declared.isdigit() or int(declared) > self.max_bytes:
-                await self._refuse(send)
+            if not declared.isdigit() or int(declared) > max_bytes:
+                await self._refuse(send, max_bytes)
                 return
             await self.app(scope, receive, send)
             return
@@ -51,8 +58,8 @@ class BodySizeLimit:
             if message["type"] != "http.request":
                 break
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                await self._refuse(send)
+            if received > max_bytes:
+                await self._refuse(send, max_bytes)
                 return
             if not message.get("more_body", False):
                 break
@@ -62,8 +69,8 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
+    async def _refuse(self, send: Send, max_bytes: int) -> None:
+        body = json.dumps({"detail": f"request body larger than {max_bytes} bytes"}).encode()
         await send(
             {
                 "type": "http.response.start",

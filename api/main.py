@@ -16,7 +16,7 @@ from api import dashboard
 from api.auth import ApiKeys
 from api.docs import install_docs
 from api.errors import install_exception_handlers
-from api.limits import BodySizeLimit
+from api.limits import UPLOAD_FRAMING_BYTES, BodySizeLimit
 from api.republisher import Republisher
 from api.routes import api_router
 from core.queue import make_celery
@@ -65,7 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = celery_app
     app.state.republisher = republisher
     app.state.api_keys = ApiKeys.from_settings(settings)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # A dataset upload may be larger than a spec: its files plus the multipart framing around them.
+    upload_limit = settings.max_dataset_bytes + UPLOAD_FRAMING_BYTES
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, upload_paths={"/v1/datasets": upload_limit}
+    )
     install_exception_handlers(app)
     app.include_router(api_router)
     app.include_router(dashboard.router)  # the pages at `/`, open: the API key guards /v1 only

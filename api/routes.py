@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 
 from api.auth import AUTH_RESPONSES, require_api_key
 from api.compare.router import router as compare_router
+from api.datasets.router import router as datasets_router
 from api.events.router import router as events_router
 from api.health.router import router as health_router
 from api.jobs.router import router as jobs_router
@@ -22,6 +23,7 @@ v1_router.include_router(events_router)
 v1_router.include_router(compare_router)
 v1_router.include_router(sweeps_router)
 v1_router.include_router(plots_router)
+v1_router.include_router(datasets_router)
 
 api_router = APIRouter()
 api_router.include_router(health_router)

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         "CPU workers only: CUDA reserves far more address space than it uses",
     )
     max_sweep_size: int = Field(256, ge=1, le=10_000)
+    max_dataset_bytes: int = Field(
+        64_000_000, ge=1024, le=2_000_000_000, description="largest dataset upload (its files together)"
+    )
+    max_dataset_examples: int = Field(200_000, ge=4, le=10_000_000, description="training + validation")
+    max_dataset_features: int = Field(4096, ge=1, le=1_000_000, description="numbers per example")
+    max_dataset_classes: int = Field(1000, ge=2, le=100_000)
     delete_wait_seconds: float = Field(
         30.0, ge=0, le=600, description="how long a delete waits for a running job to stop after its cancel"
     )

@@ -21,7 +21,9 @@ MAX_BATCH_SIZE = 4096
 MAX_NAME_LENGTH = 200
 
 Activation = Literal["sigmoid", "tanh", "relu"]
-DatasetName = Literal["digits", "spirals", "mnist", "fashion_mnist"]
+BUILT_IN_DATASETS = ("digits", "spirals", "mnist", "fashion_mnist")
+# An uploaded dataset (`POST /v1/datasets`); whether it exists is checked where the spec is submitted.
+USER_DATASET_PATTERN = re.compile(r"^user:[a-z0-9][a-z0-9_.-]{0,63}$")
 IMAGE_DATASETS: frozenset[str] = frozenset({"digits", "mnist", "fashion_mnist"})
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
@@ -73,11 +75,14 @@ class JobSpec(_Strict):
     dropout: float = Field(ge=0, lt=1, description="drop probability after each hidden nonlinearity")
 
     name: str = Field("", max_length=MAX_NAME_LENGTH, description="a label for lists, plots and compare")
-    dataset: DatasetName = Field(
+    dataset: str = Field(
         "digits",
+        max_length=70,
+        examples=[*BUILT_IN_DATASETS, "user:my-data"],
         description="digits: the 1,797 8x8 handwritten digits shipped with scikit-learn (offline); spirals: "
         "two noisy spirals in the plane generated from the seed (2 classes); mnist, fashion_mnist: 28x28 "
-        "images, downloaded once and checked against their SHA-256",
+        "images, downloaded once and checked against their SHA-256; user:<name>: a dataset uploaded with "
+        "POST /v1/datasets (a cnn needs one of (N, H, W) or (N, C, H, W) images)",
     )
     optimizer: Literal["sgd", "momentum", "adam"] = Field(
         "sgd", description="plain SGD, SGD with momentum 0.9, or Adam"
@@ -144,9 +149,24 @@ class JobSpec(_Strict):
     # error's `loc` names the offending field rather than the whole body.
     @field_validator("dataset")
     @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value not in BUILT_IN_DATASETS and not USER_DATASET_PATTERN.match(value):
+            raise ValueError(
+                f"dataset must be one of {', '.join(BUILT_IN_DATASETS)} or user:<name> (uploaded)"
+            )
+        return value
+
+    @field_validator("dataset")
+    @classmethod
     def _cnn_needs_images(cls, value: str, info: ValidationInfo) -> str:
         architecture = info.data.get("architecture")
-        if architecture is not None and architecture.kind == "cnn" and value not in IMAGE_DATASETS:
+        user = value.startswith("user:")  # its shape is checked against the upload where it is submitted
+        if (
+            architecture is not None
+            and architecture.kind == "cnn"
+            and value not in IMAGE_DATASETS
+            and not user
+        ):
             raise ValueError(f"architecture cnn needs an image dataset ({', '.join(sorted(IMAGE_DATASETS))})")
         return value
 

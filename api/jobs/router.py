@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import StringConstraints
 
+from api.datasets.checks import check_user_datasets
 from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
 from api.housekeeping import (
@@ -85,6 +86,7 @@ def submit_job(
 ) -> JobOut:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
     `queued` and the republisher publishes it once the broker answers again."""
+    check_user_datasets(store, [spec], ("body", "dataset"))
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
     publish_stored(store, celery_app, [job.id], spec.device)
     return JobOut.model_validate(job)

@@ -14,6 +14,7 @@ from celery import Celery
 from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
+from api.datasets.checks import check_user_datasets
 from api.dependencies import normalize_job_id
 from api.errors import query_error
 from api.publishing import publish_stored
@@ -57,6 +58,8 @@ def create_and_publish(
     except SweepValidationError as invalid:
         raise RequestValidationError(invalid.errors) from invalid
     specs = [job.spec for job in jobs]
+    check_user_datasets(store, [sweep.base], ("body", "base", "dataset"))
+    check_user_datasets(store, specs, ("body", "grid", "dataset"))
     created = store.create_sweep(
         sweep.name,
         sweep.base,

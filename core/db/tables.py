@@ -271,3 +271,30 @@ class FusedCheckpoint(Base):
     step: Mapped[int]
     blob: Mapped[bytes] = mapped_column(sa.LargeBinary())
     saved_at: Mapped[datetime]
+
+
+class DatasetBlob(Base):
+    """An uploaded dataset's arrays as one NPZ file (`core.datasets.to_blob`), keyed by its SHA-256: kept in
+    the database so every worker reads it where it reads its jobs, with no shared volume."""
+
+    __tablename__ = "dataset_blob"
+
+    sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger())
+    blob: Mapped[bytes] = mapped_column(sa.LargeBinary())
+
+
+class UserDataset(Base):
+    """A dataset's name (`"dataset": "user:<name>"` in a spec) and what it holds; several names may share a
+    blob."""
+
+    __tablename__ = "dataset"
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("dataset_blob.sha256"))
+    train_size: Mapped[int]
+    val_size: Mapped[int]  # 0: no validation split was given; training holds out a seeded 20%
+    input_shape: Mapped[list[Any]]
+    num_classes: Mapped[int]
+    created_at: Mapped[datetime]

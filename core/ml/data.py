@@ -10,6 +10,7 @@ deviation over all training pixels (which keeps an image an image), the syntheti
 - `mnist`, `fashion_mnist`: the 60,000 / 10,000 official train / test split, read from IDX .gz files in
   `settings.data_dir/<name>/`, downloaded from the configured mirror when absent and checked against the
   SHA-256 digests in `KNOWN_SHA256` (the seed does not change these splits).
+- `user:<name>`: a dataset uploaded with `POST /v1/datasets`, read from the database (`core.ml.user_data`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from core.ml.downloads import download_verified, sha256_of_file
 from core.ml.idx import read_idx
+from core.ml.user_data import user_splits
 from core.settings import Settings
 
 VALIDATION_FRACTION = 0.2
@@ -86,6 +88,11 @@ def load_dataset(
         train_x, train_y, val_x, val_y = _digits(seed)
     elif name == "spirals":
         train_x, train_y, val_x, val_y = _spirals(seed)
+    elif name.startswith("user:"):  # uploaded: `core.ml.user_data`
+        splits = user_splits(name.removeprefix("user:"), seed, settings)
+        if splits is None:
+            raise DatasetError(f"no uploaded dataset is named {name.removeprefix('user:')}")
+        train_x, train_y, val_x, val_y = splits
     elif name in KNOWN_SHA256:
         mirror = settings.fashion_mnist_mirror if name == "fashion_mnist" else settings.dataset_mirror
         digests = KNOWN_SHA256[name] if sha256 is None else sha256

@@ -10,10 +10,16 @@ depends on that, and only the code that creates one names `Store`. Each part liv
 out in `views`, and the conversions between rows and records in `conversions`.
 """
 
-from core.store.interface import MAX_METRIC_STEPS_PER_READ, DeleteOutcome, StoreInterface
+from core.store.interface import (
+    MAX_METRIC_STEPS_PER_READ,
+    DatasetDeleteOutcome,
+    DeleteOutcome,
+    StoreInterface,
+)
 from core.store.store import Store
 from core.store.views import (
     Crossing,
+    DatasetView,
     FusedGroupView,
     GroupLease,
     InvalidCursor,
@@ -36,6 +42,8 @@ from core.store.views import (
 __all__ = [
     "MAX_METRIC_STEPS_PER_READ",
     "Crossing",
+    "DatasetDeleteOutcome",
+    "DatasetView",
     "DeleteOutcome",
     "FusedGroupView",
     "GroupLease",

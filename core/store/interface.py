@@ -17,6 +17,7 @@ from core.results import LandscapeRecord, MetricPoint, Summary, TelemetryRecord
 from core.spec import JobSpec
 from core.store.views import (
     Crossing,
+    DatasetView,
     GroupLease,
     JobEventState,
     JobView,
@@ -30,6 +31,7 @@ from core.store.views import (
     SweepView,
 )
 
+DatasetDeleteOutcome = Literal["deleted", "not_found", "in_use"]  # in_use: a queued or running job needs it
 DeleteOutcome = Literal["deleted", "not_found", "unfinished"]  # unfinished: a job is queued or running
 MAX_METRIC_STEPS_PER_READ = 2000  # evaluation steps per job and read; a long replay takes a few reads
 
@@ -373,6 +375,40 @@ class HousekeepingStoreInterface(Protocol):
         ...
 
 
+class DatasetStoreInterface(Protocol):
+    """Uploaded datasets: blobs by SHA-256 and the names that refer to them."""
+
+    def save_dataset(
+        self,
+        name: str,
+        blob: bytes,
+        *,
+        sha256: str,
+        train_size: int,
+        val_size: int,
+        input_shape: Sequence[int],
+        num_classes: int,
+    ) -> DatasetView | None:
+        """Store `blob` (once per SHA-256, `sha256` its digest) and name it `name`, with what it holds, in one
+        transaction; None (nothing stored) when that name is taken."""
+        ...
+
+    def get_dataset(self, name: str) -> DatasetView | None: ...
+
+    def list_datasets(self) -> list[DatasetView]:
+        """Every dataset, by name."""
+        ...
+
+    def read_dataset_blob(self, name: str) -> tuple[str, bytes] | None:
+        """(SHA-256, blob) of the named dataset, or None."""
+        ...
+
+    def delete_dataset(self, name: str) -> DatasetDeleteOutcome:
+        """Delete the name, and its blob when no other name refers to it; `in_use` (nothing deleted) while a
+        queued or running job trains on it."""
+        ...
+
+
 class StoreInterface(
     DatabaseInterface,
     JobStoreInterface,
@@ -384,6 +420,7 @@ class StoreInterface(
     TargetStoreInterface,
     EventStoreInterface,
     HousekeepingStoreInterface,
+    DatasetStoreInterface,
     Protocol,
 ):
     """The whole store: what the API and the worker may ask of it."""

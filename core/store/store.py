@@ -1,13 +1,15 @@
 """`Store`: the one object that issues SQL, assembled from its parts, one module each: jobs, sweeps, fused
 groups, leases (the worker's side of a job), re-publication of lost jobs, per-step series, target
-crossings, the reads behind job event streams, and housekeeping (labels, deletes). Each part implements
-its Protocol in `core.store.interface`, where the docstrings say what every method promises."""
+crossings, the reads behind job event streams, housekeeping (labels, deletes) and uploaded datasets.
+Each part implements its Protocol in `core.store.interface`, where the docstrings say what every method
+promises."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from core.settings import Settings
+from core.store.datasets import DatasetStore
 from core.store.events import EventStore
 from core.store.fused_groups import FusedGroupStore
 from core.store.housekeeping import HousekeepingStore
@@ -30,6 +32,7 @@ class Store(
     TargetStore,
     EventStore,
     HousekeepingStore,
+    DatasetStore,
 ):
     """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
     new one: pooled connections must not cross processes). Every method returns plain records."""

@@ -243,3 +243,16 @@ class MetricStep:
 
     step: int
     values: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class DatasetView:
+    """An uploaded dataset: its name, the SHA-256 of its stored blob, and what it holds."""
+
+    name: str
+    sha256: str
+    train_size: int
+    val_size: int  # 0: no validation split was given (training holds out a seeded 20%)
+    input_shape: list[int]
+    num_classes: int
+    created_at: datetime

@@ -21,7 +21,7 @@ def test_the_reference_gives_every_field_its_type_default_and_bounds() -> None:
     for name in JobSpec.model_fields:
         assert f"| `{name}` |" in table, name
     assert "| `learning_rate` | number | required | > 0, ≤ 100 |" in table
-    assert '| `dataset` | one of `digits`, `spirals`, `mnist`, `fashion_mnist` | `"digits"` | — |' in table
+    assert '| `optimizer` | one of `sgd`, `momentum`, `adam` | `"sgd"` | — |' in table
     assert (
         "| `architecture.hidden` (mlp) | list of integer | `[100, 100, 100]` | 1–10 items, each ≥ 1, ≤ 2048 |"
         in (table)
