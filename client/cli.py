@@ -1,5 +1,5 @@
 """The `bnlab` console script: submit, watch, list, show, cancel and compare jobs; submit, list, show and
-cancel sweeps; tag, archive and delete either.
+cancel sweeps; tag, archive and delete either; upload, list and delete datasets.
 
     bnlab submit spec.yaml --set learning_rate=1.0 --watch
     bnlab compare A B --target 0.9 --plot curves.png
@@ -30,6 +30,7 @@ from client.documents import DocumentError, apply_assignments, load_document
 from client.http import DEFAULT_URL, TERMINAL_STATUSES, BnlabClient, ServiceError
 from client.render import (
     compare_table,
+    datasets_table,
     job_details,
     jobs_table,
     sweep_details,
@@ -53,6 +54,11 @@ sweep_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(sweep_app, name="sweep")
+dataset_app = typer.Typer(
+    help="Datasets of your own: upload an NPZ (x, y) or a CSV with a label column, list them, delete one.",
+    no_args_is_help=True,
+)
+app.add_typer(dataset_app, name="dataset")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer, for scripts.")]
 ArmOption = Annotated[
@@ -456,3 +462,62 @@ def sweep_show(
     Console().print(sweep_details(sweep))
     if sweep.get("tuned"):
         Console().print(Text(), tuned_details(sweep["tuned"]))
+
+
+def read_file(path: Path) -> tuple[str, bytes]:
+    try:
+        return path.name, path.read_bytes()
+    except OSError as error:
+        raise fail(f"Cannot read {path}: {error.strerror or error}.") from None
+
+
+@dataset_app.command("upload")
+def dataset_upload(
+    context: typer.Context,
+    name: Annotated[str, typer.Argument(help='Its name: specs train on it with dataset: "user:NAME".')],
+    data_file: Annotated[Path, typer.Argument(metavar="FILE.npz|csv", help="x and y arrays, or a CSV.")],
+    validation: Annotated[
+        Path | None,
+        typer.Option(help="The validation split, a file of the same kind (else 20% is held out)."),
+    ] = None,
+    label_column: Annotated[str, typer.Option(help="The CSV's label column.")] = "label",
+    as_json: JsonOption = False,
+) -> None:
+    """Upload a dataset: NPZ with x (N, features) or (N, [C,] H, W) and y (labels 0..K-1), or a CSV."""
+    files = {"file": read_file(data_file)}
+    if validation is not None:
+        files["validation_file"] = read_file(validation)
+    with connected(context) as client:
+        dataset = client.post_files("/v1/datasets", {"name": name, "label_column": label_column}, files)
+    if as_json:
+        print_json(dataset)
+        return
+    shape = "x".join(str(size) for size in dataset["input_shape"])
+    typer.echo(
+        f"Uploaded {dataset['name']}: {dataset['train_size']} training and {dataset['val_size']} validation "
+        f"examples of shape {shape}, {dataset['num_classes']} classes, sha256 {dataset['sha256'][:12]}…"
+    )
+    typer.echo(f'Train on it with "dataset": "user:{dataset["name"]}".')
+
+
+@dataset_app.command("list")
+def dataset_list(context: typer.Context, as_json: JsonOption = False) -> None:
+    """List uploaded datasets by name."""
+    with connected(context) as client:
+        page = client.get("/v1/datasets")
+    if as_json:
+        print_json(page)
+    elif not page["items"]:
+        typer.echo("No datasets. Upload one with bnlab dataset upload NAME FILE.")
+    else:
+        Console().print(datasets_table(page["items"]))
+
+
+@dataset_app.command("delete")
+def dataset_delete(
+    context: typer.Context, name: Annotated[str, typer.Argument(help="The dataset's name.")]
+) -> None:
+    """Delete an uploaded dataset (refused while a queued or running job trains on it)."""
+    with connected(context) as client:
+        client.delete(f"/v1/datasets/{name}")
+    typer.echo(f"Deleted dataset {name}.")

@@ -153,6 +153,10 @@ class BnlabClient:
         response = self._request("POST", path, json=body)
         return response.json() if response.content else None
 
+    def post_files(self, path: str, data: dict[str, str], files: dict[str, tuple[str, bytes]]) -> Any:
+        """POST a multipart form (a dataset upload); returns the JSON answer."""
+        return self._request("POST", path, data=data, files=files).json()
+
     def patch(self, path: str, body: object) -> Any:
         """PATCH a JSON body; returns the JSON answer."""
         return self._request("PATCH", path, json=body).json()

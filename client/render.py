@@ -361,3 +361,26 @@ def execution_table(execution: Mapping[str, Any]) -> Table:
             status_counts_text(execution.get("separate_status_counts") or {}),
         )
     return table
+
+
+def datasets_table(items: list[dict[str, Any]]) -> Table:
+    """One row per uploaded dataset: its sizes, an example's shape, its classes and digest."""
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("name", overflow="fold")
+    table.add_column("train", justify="right", no_wrap=True)
+    table.add_column("val", justify="right", no_wrap=True)
+    table.add_column("shape", no_wrap=True)
+    table.add_column("classes", justify="right", no_wrap=True)
+    table.add_column("sha256", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    for dataset in items:
+        table.add_row(
+            str(dataset.get("name")),
+            number(dataset.get("train_size")),
+            number(dataset.get("val_size")),
+            "x".join(str(size) for size in dataset.get("input_shape") or []),
+            number(dataset.get("num_classes")),
+            str(dataset.get("sha256") or "")[:12],
+            timestamp(dataset.get("created_at")),
+        )
+    return table

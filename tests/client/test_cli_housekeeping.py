@@ -1,8 +1,10 @@
-"""`bnlab tag`, `bnlab archive`, `bnlab jobs --tag` and `bnlab delete` against the real running service."""
+"""`bnlab tag`, `bnlab archive`, `bnlab jobs --tag`, `bnlab delete` and `bnlab dataset upload|list|delete`
+against the real running service."""
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -59,3 +61,24 @@ def test_delete_asks_first_and_then_deletes(service: RunningService) -> None:
     assert httpx.get(f"{service.url}/v1/jobs/{job_id}").status_code == 404
     missing = bnlab(service, "delete", "--yes", job_id)
     assert missing.exit_code == 1 and "not found" in missing.stderr
+
+
+def test_dataset_upload_list_and_delete(service: RunningService, tmp_path: Path) -> None:
+    name = f"pairs-{uuid.uuid4().hex[:8]}"
+    data = tmp_path / "train.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(40)))
+
+    uploaded = bnlab(service, "dataset", "upload", name, str(data))
+    assert uploaded.exit_code == 0, uploaded.output
+    assert f"Uploaded {name}: 40 training and 0 validation examples of shape 2, 2 classes" in uploaded.stdout
+    assert f'"dataset": "user:{name}"' in uploaded.stdout
+    assert name in bnlab(service, "dataset", "list").stdout
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text("a,b\n1,2\n")
+    refused = bnlab(service, "dataset", "upload", f"{name}-bad", str(broken))
+    assert refused.exit_code == 1 and "label column" in refused.stderr
+
+    deleted = bnlab(service, "dataset", "delete", name)
+    assert deleted.exit_code == 0 and deleted.stdout.strip() == f"Deleted dataset {name}."
+    assert name not in bnlab(service, "dataset", "list").stdout
