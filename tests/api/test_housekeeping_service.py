@@ -1,5 +1,6 @@
-"""Deleting a running job against the real service (API + worker, both modes): it is cancelled, stops, and
-is deleted with every row of it (checked in SQL); a client reading its event stream sees the stream end."""
+"""Deleting a running job, and a sweep whose fused group is training, against the real service (API +
+worker, both modes): each is cancelled, stops, and is deleted with every row of it (checked in SQL); a
+client reading the job's event stream sees the stream end."""
 
 from __future__ import annotations
 
@@ -88,3 +89,45 @@ def test_deleting_a_running_job_stops_it_ends_its_stream_and_leaves_no_row(
     assert "metrics" in stream_events
     time.sleep(1.0)  # a worker that went on writing would leave rows behind by now
     assert _rows_of(service.database_url, row_id) == dict.fromkeys((*JOB_KEYED_TABLES, "job"), 0)
+
+
+def test_deleting_a_training_fused_sweep_stops_its_group_and_leaves_no_row(
+    running_service: RunningService,
+) -> None:
+    service = running_service
+    sweep = httpx.post(
+        f"{service.url}/v1/sweeps",
+        json={"base": LONG_SPEC, "grid": {"learning_rate": [0.1, 0.2]}, "seeds": [0], "execution": "fused"},
+        timeout=30,
+    ).json()
+    deadline = time.monotonic() + 60
+    while (progress := service.job(sweep["job_ids"][0])["progress"]) is None or progress["step"] < 20:
+        assert time.monotonic() < deadline, "the fused group never trained 20 steps"
+        time.sleep(0.1)
+    row_ids = [_job_row_id(service.database_url, job_id) for job_id in sweep["job_ids"]]
+
+    response = httpx.delete(f"{service.url}/v1/sweeps/{sweep['id']}", timeout=60)
+
+    assert response.status_code == 204, response.text
+    assert httpx.get(f"{service.url}/v1/sweeps/{sweep['id']}").status_code == 404
+    time.sleep(1.0)  # a group that went on writing would leave rows behind by now
+    for row_id in row_ids:
+        assert _rows_of(service.database_url, row_id) == dict.fromkeys((*JOB_KEYED_TABLES, "job"), 0)
+    engine = create_database_engine(service.database_url)
+    try:
+        with engine.connect() as connection:
+            groups = connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM fused_group g JOIN sweep s ON s.id = g.sweep_id "
+                    "WHERE s.public_id = :id"
+                ),
+                {"id": sweep["id"]},
+            )
+            orphan_checkpoints = connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM fused_checkpoint WHERE group_id NOT IN (SELECT id FROM fused_group)"
+                )
+            )
+    finally:
+        engine.dispose()
+    assert (groups, orphan_checkpoints) == (0, 0)
