@@ -1,9 +1,11 @@
 """Housekeeping in the dashboard (headless Chromium, the embedded service): tag a job from its page, filter
-the table by the tag, archive it out of the table, then delete it after the confirmation."""
+the table by the tag, archive it out of the table, then delete it after the confirmation; upload a dataset,
+see it listed and delete it."""
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -54,3 +56,31 @@ def test_tag_filter_archive_and_delete_a_job_from_the_dashboard(
     page.wait_for_url(f"{service.url}/#/jobs")
     assert len(dialogs) == 2 and "cannot be undone" in dialogs[0]
     assert httpx.get(f"{service.url}/v1/jobs/{job_id}").status_code == 404
+
+
+def test_upload_a_dataset_see_it_listed_and_delete_it(
+    sqlite_service: RunningService, page: Page, tmp_path: Path
+) -> None:
+    name = f"pairs-{uuid.uuid4().hex[:6]}"
+    data = tmp_path / "pairs.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(40)))
+    broken = tmp_path / "broken.csv"
+    broken.write_text("a,b\n1,2\n")
+    page.goto(f"{sqlite_service.url}/#/datasets")
+
+    page.fill("#dataset-name", name)
+    page.set_input_files("#dataset-file", str(broken))
+    page.click("#upload-dataset")
+    expect(page.locator(".messages")).to_contain_text("label column")
+
+    page.set_input_files("#dataset-file", str(data))
+    page.click("#upload-dataset")
+    row = page.locator(f'#datasets-table tr[data-dataset="{name}"]')
+    expect(row).to_contain_text(f"user:{name}")
+    expect(row).to_contain_text("40")
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    row.locator("button[data-delete]").click()
+    expect(row).to_have_count(0)
+    listed = httpx.get(f"{sqlite_service.url}/v1/datasets").json()["items"]
+    assert name not in [dataset["name"] for dataset in listed]

@@ -92,7 +92,7 @@ function showKeyDialog(reason) {
  * fetch() with the API key; resolves to the Response of a 2xx answer, throws ApiError otherwise.
  * `json` is sent as the JSON body.
  */
-export async function request(path, { method = "GET", json, signal, headers = {} } = {}) {
+export async function request(path, { method = "GET", json, body, signal, headers = {} } = {}) {
   for (;;) {
     const sentKey = storedKey();
     const init = { method, signal, headers: { Accept: "application/json", ...headers } };
@@ -100,6 +100,8 @@ export async function request(path, { method = "GET", json, signal, headers = {}
     if (json !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(json);
+    } else if (body !== undefined) {
+      init.body = body; // a FormData upload: the browser sets its multipart Content-Type
     }
     const response = await fetch(path, init);
     if (response.status !== 401) {

@@ -1,8 +1,9 @@
 // The dashboard's entry point: routes the URL's hash to a page (`#/jobs`, `#/jobs/<id>`, `#/compare`,
-// `#/sweeps`, `#/sweeps/<id>`, `#/submit`), and ends the previous page's fetches, streams and timers
+// `#/sweeps`, `#/sweeps/<id>`, `#/datasets`, `#/submit`), and ends the previous page's fetches, streams and timers
 // whenever the user navigates.
 
 import { comparePage } from "./compare.js";
+import { datasetsPage } from "./datasets.js";
 import { PageLifetime, h } from "./dom.js";
 import { jobPage } from "./job.js";
 import { jobsPage } from "./jobs.js";
@@ -16,6 +17,7 @@ const ROUTES = [
   { pattern: /^\/compare$/, section: "compare", title: "Compare", show: (root, match, query, life) => comparePage(root, query, life) },
   { pattern: new RegExp(`^/sweeps/${ID}$`), section: "sweeps", title: "Sweep", show: (root, match, query, life) => sweepPage(root, match[1], query, life) },
   { pattern: /^\/sweeps$/, section: "sweeps", title: "Sweeps", show: (root, match, query, life) => sweepsPage(root, query, life) },
+  { pattern: /^\/datasets$/, section: "datasets", title: "Datasets", show: (root, match, query, life) => datasetsPage(root, query, life) },
   { pattern: /^\/submit$/, section: "submit", title: "Submit", show: (root, match, query, life) => submitPage(root, query, life) },
 ];
 
