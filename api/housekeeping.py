@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api.schemas import ErrorOut
 from core.housekeeping import MAX_NOTE_LENGTH, MAX_TAGS, TAG_PATTERN
@@ -35,6 +35,13 @@ class LabelsIn(BaseModel):
     )
     note: str | None = Field(None, max_length=MAX_NOTE_LENGTH, description="free text; replaces the note")
     archived: bool | None = Field(None, description="archived work is left out of lists by default")
+
+    @field_validator("note")
+    @classmethod
+    def _no_nul(cls, note: str | None) -> str | None:
+        if note is not None and "\x00" in note:  # PostgreSQL's text refuses it
+            raise ValueError("the note holds a NUL character")
+        return note
 
 
 TagFilter = Annotated[str | None, Query(pattern=TAG_PATTERN, description="only those carrying this tag")]

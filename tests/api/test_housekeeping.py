@@ -104,3 +104,13 @@ def test_bad_labels_and_filters_are_a_422_naming_the_field(client: TestClient) -
         ]
     assert client.patch(f"/v1/jobs/{'0' * 32}", json={"note": "x"}).status_code == 404
     assert client.patch(f"/v1/sweeps/{'0' * 32}", json={"note": "x"}).status_code == 404
+
+
+def test_a_note_the_database_cannot_keep_is_a_422(client: TestClient) -> None:
+    job = submit(client)
+    raw = b'{"note": "a\\u0000b"}'  # JSON for a NUL character, which PostgreSQL's text refuses
+    headers = {"Content-Type": "application/json"}
+    response = client.patch(f"/v1/jobs/{job['id']}", content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "note"]
+    assert client.get(f"/v1/jobs/{job['id']}").json()["note"] == ""
