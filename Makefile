@@ -15,11 +15,14 @@ CHROMIUM := /usr/bin/chromium
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(SERVICE_STAMP): pyproject.toml | $(BIN)/python
+# The Python client (`import bnlab`) is a distribution of its own in clients/python; the CLI is built on it.
+$(SERVICE_STAMP): pyproject.toml clients/python/pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) ./clients/python
 	$(PIP_INSTALL) '.[worker]'
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+$(DEV_STAMP): pyproject.toml clients/python/pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) './clients/python[pandas]'
 	$(PIP_INSTALL) '.[worker,dev]'
 	touch $@ $(SERVICE_STAMP)
 

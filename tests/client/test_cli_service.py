@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from bnlab.errors import describe_validation_errors
 from click.testing import Result
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from client.cli import app
-from client.http import describe_validation_errors
 from core.spec import JobSpec
 from tests.fixtures.service import NEVER_STARTS_SPEC, SLOW_SPEC, TINY_SPEC, RunningService
 
