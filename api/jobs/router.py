@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints
 
 from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
 from api.errors import DATABASE_DOWN, query_error
+from api.exports import FormatQuery, csv_answer, csv_response, metric_lines, wants_csv
 from api.jobs.schemas import (
     PAPER_DIGITS_SPEC,
     JobOut,
@@ -120,18 +122,34 @@ def read_job(job: JobDep) -> JobOut:
     "/{job_id}/metrics",
     status_code=status.HTTP_200_OK,
     response_model=MetricsOut,
-    summary="Metric series, downsampled to at most max_points per series",
-    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
+    summary="Metric series, downsampled to at most max_points per series; or every point as CSV",
+    responses={
+        **csv_answer(
+            "the series as JSON, or with `format=csv` (or `Accept: text/csv`) every point, streamed"
+        ),
+        **JOB_NOT_FOUND,
+        **DATABASE_DOWN,
+    },
 )
 def read_metrics(
     job: JobDep,
     store: StoreDep,
+    request: Request,
     name: Annotated[
         list[MetricName] | None,
-        Query(max_length=32, description="repeat for several; the four standard series when absent"),
+        Query(
+            max_length=32,
+            description="repeat for several; the four standard series when absent (CSV: every series)",
+        ),
     ] = None,
-    max_points: Annotated[int, Query(ge=4, le=MAX_POINTS, description="at least 4")] = 500,
-) -> MetricsOut:
+    max_points: Annotated[int, Query(ge=4, le=MAX_POINTS, description="at least 4; JSON only")] = 500,
+    answer_format: Annotated[FormatQuery, Query(alias="format")] = None,
+) -> MetricsOut | StreamingResponse:
+    """As CSV (`job_id,name,step,value`, in step order) the answer holds every point at full resolution,
+    however many: it is streamed from the store a chunk of steps at a time."""
+    if wants_csv(request, answer_format):
+        names = list(dict.fromkeys(name)) if name else None
+        return csv_response(metric_lines(store, job.id, names), f"{job.id}-metrics.csv")
     names = list(dict.fromkeys(name)) if name else list(METRIC_NAMES)
     stored = store.read_metrics(job.id, names, max_points)
     # Every requested name is answered, empty when the job has no such points (yet).
