@@ -1,5 +1,5 @@
-"""The `bnlab` console script: submit, watch, list, show, cancel and compare jobs; submit, list, show and
-cancel sweeps.
+"""The `bnlab` console script: submit, watch, list, show, cancel, compare and export jobs; submit, list,
+show and cancel sweeps.
 
     bnlab submit spec.yaml --set learning_rate=1.0 --watch
     bnlab compare A B --target 0.9 --plot curves.png
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from bnlab.exports import export_metrics
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -290,6 +291,35 @@ def plot_job(
     with connected(context) as client:
         picture = client.get_bytes(f"/v1/jobs/{job_id}/plots/ics", params)
     save_plot(ics, picture)
+
+
+class ExportFormat(enum.StrEnum):
+    """The file `bnlab export` writes."""
+
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command()
+def export(
+    context: typer.Context,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
+    job_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID...]", help="Jobs to export.")] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(metavar="ID", help="Every job of this sweep, with its grid values as columns."),
+    ] = None,
+    file_format: Annotated[
+        ExportFormat, typer.Option("--format", help="parquet needs pyarrow installed.")
+    ] = ExportFormat.csv,
+    name: Annotated[
+        list[str] | None, typer.Option(help="Only this series (repeatable); every series by default.")
+    ] = None,
+) -> None:
+    """Write every metric point of jobs (or of a sweep) to one file: job_id, name, step, value."""
+    with connected(context) as client:
+        points = export_metrics(client, output, job_ids or [], sweep, file_format.value, name)
+    typer.echo(f"Wrote {points} points to {output}.")
 
 
 @sweep_app.command("submit")

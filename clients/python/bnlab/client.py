@@ -13,10 +13,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from bnlab import frames
+from bnlab import exports, frames
 from bnlab.errors import BnlabError
 from bnlab.transport import DEFAULT_URL, REQUEST_TIMEOUT_SECONDS, Transport
 
@@ -119,6 +120,19 @@ class Client:
         params = {"ids": list(job_ids), "metric": metric, "target": target, "baseline": baseline, "arm": arm}
         answer: dict[str, Any] = self.http.get("/v1/compare", params)
         return answer
+
+    def export(
+        self,
+        path: str | Path,
+        job_ids: Sequence[str] = (),
+        sweep_id: str | None = None,
+        file_format: str = "csv",
+        names: Sequence[str] | None = None,
+    ) -> int:
+        """Every point of the jobs' series (all series unless `names` picks some) into one CSV or Parquet
+        file, `job_id,name,step,value`; with `sweep_id`, all its jobs with their grid values and seed as
+        columns. Returns how many points were written."""
+        return exports.export_metrics(self.http, Path(path), job_ids, sweep_id, file_format, names)
 
     # -- sweeps ------------------------------------------------------------------------------------------
     def submit_sweep(
@@ -260,6 +274,10 @@ class Sweep:
         view = self.view
         fields = [*view["grid"], "seed"]
         return self.client.metrics(view["job_ids"], names, spec=fields)
+
+    def export(self, path: str | Path, file_format: str = "csv", names: Sequence[str] | None = None) -> int:
+        """Every job's points in one file with the grid values and seed as columns; see `Client.export`."""
+        return self.client.export(path, sweep_id=self.id, file_format=file_format, names=names)
 
     def cancel(self) -> dict[str, Any]:
         answer: dict[str, Any] = self.client.http.post(f"/v1/sweeps/{self.id}/cancel")
