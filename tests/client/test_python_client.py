@@ -141,6 +141,18 @@ def test_an_unreachable_service_is_a_connection_error() -> None:
     assert "Cannot connect to the bnlab service" in error.value.message and error.value.status_code is None
 
 
+def test_the_url_and_key_default_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BNLAB_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("BNLAB_API_KEY", "secret")
+    with bnlab.Client() as client:
+        assert client.url == "http://127.0.0.1:9"
+        assert client.http._http.headers["authorization"] == "Bearer secret"
+    monkeypatch.delenv("BNLAB_URL")
+    with bnlab.Client(api_key="given") as client:
+        assert client.url == "http://127.0.0.1:8000"
+        assert client.http._http.headers["authorization"] == "Bearer given"
+
+
 def test_a_503_is_unavailable() -> None:
     request = httpx.Request("GET", "http://127.0.0.1:8000/v1/jobs")
     error = bnlab.errors.error_for_response(

@@ -10,6 +10,7 @@ every call, so they are never stale.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,12 +29,15 @@ POLL_SECONDS = 0.25
 
 
 class Client:
-    """One bnlab service at `url`; `api_key` is sent as a bearer token when given. Closes its connection
-    pool on `close()` or at the end of a `with` block."""
+    """One bnlab service at `url` (else BNLAB_URL, else http://127.0.0.1:8000); `api_key` (else
+    BNLAB_API_KEY) is sent as a bearer token when there is one. Closes its connection pool on `close()`
+    or at the end of a `with` block."""
 
     def __init__(
-        self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = REQUEST_TIMEOUT_SECONDS
+        self, url: str | None = None, api_key: str | None = None, timeout: float = REQUEST_TIMEOUT_SECONDS
     ) -> None:
+        url = url or os.environ.get("BNLAB_URL") or DEFAULT_URL
+        api_key = api_key or os.environ.get("BNLAB_API_KEY") or None
         self.http = Transport(url, api_key, timeout)
 
     def __enter__(self) -> Client:
