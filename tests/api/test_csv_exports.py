@@ -1,6 +1,7 @@
 """CSV answers of job metrics and compare against the running service: `?format=csv` and `Accept: text/csv`
 give the same lines as the JSON, and 50,000 points written through the store come back in full, streamed in
-chunks (the API never builds the whole answer), each value as written."""
+chunks (the API never builds the whole answer), each value as written; the store is read 2,000 steps at a
+time, each chunk written out before the next read."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import math
 import httpx
 import pytest
 
+from api.exports import STEPS_PER_READ, metric_lines
 from core.results import MetricPoint
+from core.spec import JobSpec
 from core.store import Store
+from core.store.views import MetricStep
 from tests.fixtures.service import NEVER_STARTS_SPEC, TINY_SPEC, RunningService
 from tests.fixtures.worker import RunningWorker
 
@@ -110,3 +114,29 @@ def test_fifty_thousand_points_stream_in_chunks(
     last = rows[-1]
     assert (last["name"], int(last["step"])) == ("val_loss", STEPS - 1)
     assert float(last["value"]) == math.sin((STEPS - 1) / 100) + NAMES.index("val_loss")
+
+
+class CountingStore:
+    """The real store, counting its chunked reads."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reads = 0
+
+    def metric_steps_after(self, job_id: str, after_step: int, max_steps: int) -> list[MetricStep]:
+        self.reads += 1
+        return self.store.metric_steps_after(job_id, after_step, max_steps)
+
+
+def test_the_csv_is_read_and_written_a_chunk_at_a_time(store: Store) -> None:
+    job_id = store.create_job(JobSpec.model_validate(TINY_SPEC)).id
+    store.write_metrics(job_id, [MetricPoint("val_accuracy", step, step / 10_000) for step in range(10_000)])
+    counting = CountingStore(store)
+    lines = metric_lines(counting, job_id, None)
+    assert next(lines) == "job_id,name,step,value\n" and counting.reads == 0
+    first = next(lines)
+    assert counting.reads == 1 and first.count("\n") == STEPS_PER_READ
+    rest = list(lines)
+    # Five chunks of 2,000 steps, then the read that finds nothing more.
+    assert counting.reads == 6 and len(rest) == 4
+    assert rest[-1].splitlines()[-1] == f"{job_id},val_accuracy,9999,0.9999"
