@@ -9,6 +9,7 @@ import csv
 import io
 import math
 
+import bnlab
 import httpx
 import pytest
 
@@ -114,6 +115,10 @@ def test_fifty_thousand_points_stream_in_chunks(
     last = rows[-1]
     assert (last["name"], int(last["step"])) == ("val_loss", STEPS - 1)
     assert float(last["value"]) == math.sin((STEPS - 1) / 100) + NAMES.index("val_loss")
+
+    with bnlab.Client(url=sqlite_service.url) as client:
+        frame = client.metrics([job_id])
+    assert len(frame) == 50_000 and frame["value"].iloc[-1] == float(last["value"])
 
 
 class CountingStore:

@@ -37,14 +37,15 @@ def test_submit_wait_and_metrics_equal_the_json(client: bnlab.Client, sqlite_ser
     frame = job.metrics()
     assert list(frame.columns) == ["job", "name", "step", "value"]
     answer = httpx.get(f"{sqlite_service.url}/v1/jobs/{job.id}/metrics", params={"max_points": 10_000}).json()
-    expected = [
-        (job.id, name, step, value)
+    expected = {
+        (job.id, name, step): value
         for name, series in answer["series"].items()
         for step, value in zip(series["steps"], series["values"], strict=True)
-    ]
+    }
     assert len(frame) == len(expected) > 0
-    for row, wanted in zip(frame.itertuples(index=False), expected, strict=True):
-        assert row[:3] == wanted[:3] and same(row[3], wanted[3])
+    for row in frame.itertuples(index=False):
+        assert same(row.value, expected[row.job, row.name, row.step])
+    assert list(frame["step"]) == sorted(frame["step"])  # in step order, as the service stores them
 
     with_spec = job.metrics(names=["val_accuracy"], spec=["batch_norm", "architecture.activation"])
     assert set(with_spec["name"]) == {"val_accuracy"}

@@ -23,8 +23,6 @@ from bnlab.errors import BnlabError
 from bnlab.transport import DEFAULT_URL, REQUEST_TIMEOUT_SECONDS, Transport
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "diverged", "cancelled"})
-# `GET /v1/jobs/{id}/metrics` downsamples longer series to this many points (its largest max_points).
-MAX_POINTS = 10_000
 POLL_SECONDS = 0.25
 
 
@@ -80,18 +78,14 @@ class Client:
         names: Sequence[str] | None = None,
         spec: bool | Sequence[str] = False,
     ) -> Any:
-        """The jobs' metric series as one long DataFrame (job, name, step, value); `names` picks series
-        (the four standard ones by default); `spec=True` adds every spec field as a column, a list of
-        dotted fields (`architecture.activation`) only those. Series longer than 10,000 points come
-        downsampled; `export` gives every point."""
-        rows: list[tuple[Any, ...]] = []
+        """Every point of the jobs' metric series as one long DataFrame (job, name, step, value; NaN
+        where a value was not finite), at full resolution; `names` picks series (all by default);
+        `spec=True` adds every spec field as a column, a list of dotted fields (`architecture.activation`)
+        only those."""
+        rows: list[tuple[str, str, int, float]] = []
         specs: dict[str, dict[str, Any]] = {}
         for job_id in dict.fromkeys(job_ids):
-            answer = self.http.get(
-                f"/v1/jobs/{job_id}/metrics",
-                {"name": list(names) if names else None, "max_points": MAX_POINTS},
-            )
-            rows.extend(frames.metric_rows(job_id, answer["series"]))
+            rows.extend(exports.metric_points(self.http, job_id, names))
             if spec:
                 specs[job_id] = frames.pick_fields(self.http.get(f"/v1/jobs/{job_id}")["spec"], spec)
         return frames.metrics_frame(rows, specs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,16 @@ def metric_lines(http: Transport, job_id: str, names: Sequence[str] | None = Non
     params = {"format": "csv", "name": list(names) if names else None}
     with http.stream(f"/v1/jobs/{job_id}/metrics", params) as answer:
         yield from answer.iter_lines()
+
+
+def metric_points(
+    http: Transport, job_id: str, names: Sequence[str] | None = None
+) -> Iterator[tuple[str, str, int, float]]:
+    """The job's points as (job, name, step, value), NaN where the value was not finite."""
+    lines = metric_lines(http, job_id, names)
+    next(lines)  # the header
+    for job, name, step, value in csv.reader(lines):
+        yield job, name, int(step), float(value) if value else math.nan
 
 
 def sweep_columns(http: Transport, sweep_id: str) -> tuple[list[str], dict[str, list[Any]]]:

@@ -33,15 +33,9 @@ def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def metric_rows(job_id: str, series: Mapping[str, Mapping[str, list[Any]]]) -> Iterable[tuple[Any, ...]]:
-    """`GET /v1/jobs/{id}/metrics`'s series as (job, name, step, value) rows."""
-    for name, points in series.items():
-        for step, value in zip(points["steps"], points["values"], strict=True):
-            yield job_id, name, step, value
-
-
 def metrics_frame(rows: Iterable[tuple[Any, ...]], specs: Mapping[str, Mapping[str, Any]]) -> Any:
-    """Long-format metrics; with `specs` (job id → flattened spec fields), one column per field."""
+    """Long-format (job, name, step, value) rows as a DataFrame; with `specs` (job id → flattened spec
+    fields), one column per field."""
     pd = pandas()
     frame = pd.DataFrame(list(rows), columns=METRIC_COLUMNS)
     frame = frame.astype({"job": "object", "name": "object", "step": "int64", "value": "float64"})
