@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import bnlab
 import httpx
 import pytest
 
 from tests.fixtures.service import NEVER_STARTS_SPEC, TINY_SPEC, RunningService
-from tests.fixtures.worker import free_port
+from tests.fixtures.worker import PROJECT_ROOT, free_port
+
+CLIENT_DISTRIBUTION = PROJECT_ROOT / "clients" / "python"
 
 
 @pytest.fixture
@@ -164,6 +170,19 @@ def test_a_503_is_unavailable() -> None:
 
 
 def test_a_dataframe_without_pandas_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(__import__("sys").modules, "pandas", None)
+    monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(bnlab.BnlabError, match=r"pip install 'bnlab\[pandas\]'"):
         bnlab.frames.metrics_frame([], {})
+
+
+def test_the_client_distribution_needs_only_httpx(tmp_path: Path) -> None:
+    project = tomllib.loads((CLIENT_DISTRIBUTION / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "bnlab" and project["dependencies"] == ["httpx>=0.27"]
+    assert project["optional-dependencies"] == {"pandas": ["pandas>=2"]}
+    # Importing it loads none of the server's packages, torch or pandas.
+    probe = "import sys, bnlab; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    for package in ("core", "api", "client", "worker", "torch", "pandas", "fastapi", "sqlalchemy"):
+        assert f"'{package}'" not in loaded
