@@ -11,11 +11,13 @@ from celery.signals import worker_process_init
 from core.queue import make_celery
 from core.settings import get_settings
 from worker.memory import limit_address_space
+from worker.registry import connect_registry
 from worker.tasks import register_tasks
 
 settings = get_settings()
 app = make_celery(settings)
 register_tasks(app, settings)
+connect_registry(settings)
 
 
 @worker_process_init.connect

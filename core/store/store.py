@@ -9,10 +9,11 @@ from core.store.jobs import SweepStore
 from core.store.leases import LeaseStore
 from core.store.series import SeriesStore
 from core.store.targets import TargetStore
+from core.store.workers import WorkerStore
 from core.store_events import EventStore
 
 
-class Store(SweepStore, FusedGroupStore, LeaseStore, SeriesStore, TargetStore, EventStore):
+class Store(SweepStore, FusedGroupStore, LeaseStore, SeriesStore, TargetStore, EventStore, WorkerStore):
     """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
     new one: pooled connections must not cross processes). Every method returns plain records."""
 
