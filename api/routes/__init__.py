@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.auth import AUTH_RESPONSES, require_api_key
-from api.routes import compare, events, health, jobs, landscape, plots, sweeps
+from api.routes import compare, events, health, jobs, landscape, plots, sweeps, workers
 
 v1_router = APIRouter(dependencies=[Depends(require_api_key)], responses=AUTH_RESPONSES)
 v1_router.include_router(jobs.router)
@@ -18,6 +18,7 @@ v1_router.include_router(events.router)
 v1_router.include_router(compare.router)
 v1_router.include_router(sweeps.router)
 v1_router.include_router(plots.router)
+v1_router.include_router(workers.router)
 
 api_router = APIRouter()
 api_router.include_router(health.router)

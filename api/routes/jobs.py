@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import StringConstraints
 
-from api.dependencies import CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
+from api.dependencies import CeleryDep, JobDep, PageCursor, PageLimit, SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
 from api.schemas import (
@@ -25,6 +25,7 @@ from api.schemas import (
     TelemetryLayerOut,
     TelemetryOut,
 )
+from api.waiting import job_out_with_waiting_for
 from core.queue import publish_job
 from core.results import METRIC_NAMES
 from core.spec import JobSpec
@@ -76,6 +77,7 @@ def submit_job(
     spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     store: StoreDep,
     celery_app: CeleryDep,
+    settings: SettingsDep,
 ) -> JobOut:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
     `queued` and the sweeper publishes it once the broker answers again."""
@@ -85,7 +87,7 @@ def submit_job(
         store.mark_enqueued(job.id)
     except Exception as error:  # whatever the transport raised, the sweeper retries; the answer stays 201
         logger.warning("job %s stored but not yet published (the sweeper retries): %s", job.id, error)
-    return JobOut.model_validate(job)
+    return job_out_with_waiting_for(job, store, settings)
 
 
 @router.get(
@@ -118,8 +120,9 @@ def list_jobs(
     summary="Read one job: status, progress and summary",
     responses={**NOT_FOUND, **DATABASE_DOWN},
 )
-def read_job(job: JobDep) -> JobOut:
-    return JobOut.model_validate(job)
+def read_job(job: JobDep, store: StoreDep, settings: SettingsDep) -> JobOut:
+    """`waiting_for` says why a queued job does not start when no live worker consumes its queue."""
+    return job_out_with_waiting_for(job, store, settings)
 
 
 @router.get(

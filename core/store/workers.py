@@ -118,7 +118,12 @@ class WorkerStore(StoreBase):
 
     def live_worker_devices(self, alive_seconds: float) -> list[tuple[list[str], dict[str, Any]]]:
         """(queues, device) of each live worker: who can take a job of which queue, on what hardware."""
-        return [(view.queues, view.device) for view in self.list_workers(alive_seconds)]
+        worker = worker_table.c
+        query = sa.select(worker.queues, worker.device).where(
+            worker.stopped_at.is_(None), worker.last_seen >= self._seconds_ago(alive_seconds)
+        )
+        with self._engine.connect() as connection:
+            return [(list(queues), dict(device)) for queues, device in connection.execute(query)]
 
 
 def _worker_view(row: Row[Any]) -> WorkerView:
