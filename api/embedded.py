@@ -1,7 +1,9 @@
 """The embedded mode, one command on a machine with nothing but Python: `python -m api.embedded`.
 
 It creates ./var, migrates the SQLite database, starts the API (uvicorn) and one Celery worker as child
-processes, prints the URL, and on Ctrl-C or SIGTERM stops both within a few seconds. It never waits for a
+processes, prints the URL, and on Ctrl-C or SIGTERM stops both within a few seconds. The worker consumes
+`default` and `cpu`, or `default` and `gpu` on a machine with CUDA (`core.devices.detect_device`, which
+BNLAB_WORKER_DEVICE_KIND=cpu|cuda overrides), so a `cuda` job trains on the GPU it has. It never waits for a
 long job: the worker is shut down cold, and a job it was running is found by the sweeper (its lease goes
 stale) at the next start and resumes from its last checkpoint.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from core.db.migrate import upgrade_database
+from core.devices import detect_device, queues_for
 from core.settings import VAR_DIR, Settings, get_settings
 
 logger = logging.getLogger("bnlab.embedded")
@@ -35,7 +38,6 @@ READY_TIMEOUT_SECONDS = 60.0
 # ~6 s (it first finishes a broker poll), so the worker is killed after this grace: its state is in the
 # database, and the sweeper re-publishes a job it was running once that job's lease goes stale.
 STOP_GRACE_SECONDS = 3.0
-WORKER_QUEUES = "default,cpu"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
@@ -72,7 +74,7 @@ class EmbeddedService:
     """The two child processes, each in a session of its own (a terminal's Ctrl-C reaches only the
     launcher, which decides how each child stops)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, worker_queues: str) -> None:
         self.url = f"http://{host}:{port}"
         self.api = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port)],
@@ -81,11 +83,16 @@ class EmbeddedService:
         )
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork",
-             "--concurrency=1", "-Q", WORKER_QUEUES, "--loglevel=INFO"],
+             "--concurrency=1", "-Q", worker_queues, "--loglevel=INFO"],
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGKILL),
         )  # fmt: skip
-        logger.info("started the API (pid %d) and a worker (pid %d)", self.api.pid, self.worker.pid)
+        logger.info(
+            "started the API (pid %d) and a worker (pid %d) consuming %s",
+            self.api.pid,
+            self.worker.pid,
+            worker_queues,
+        )
 
     def children(self) -> list[subprocess.Popen[bytes]]:
         return [self.api, self.worker]
@@ -122,6 +129,11 @@ class EmbeddedService:
             child.wait()
 
 
+def worker_queues(settings: Settings) -> str:
+    """The queues of the embedded worker: `default` plus `gpu` when it trains on CUDA, else `cpu`."""
+    return ",".join(queues_for(detect_device(settings)))
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m api.embedded", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address the API listens on")
@@ -132,13 +144,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     arguments = parse_arguments(argv)
-    prepare_state(get_settings())
+    settings = get_settings()
+    prepare_state(settings)
+    queues = worker_queues(settings)
 
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda _signum, _frame: stop.set())
 
-    service = EmbeddedService(arguments.host, arguments.port)
+    service = EmbeddedService(arguments.host, arguments.port, queues)
     try:
         if service.wait_until_ready(stop):
             logger.info(

@@ -2,7 +2,8 @@
 
 A tiny job trains to success; Ctrl-C (SIGINT) stops the API and the worker within seconds even while a
 long job runs; at the next start the finished job and its metrics are still there and the interrupted job
-is taken up again by the sweeper.
+is taken up again by the sweeper. The worker consumes the gpu queue when it believes it has CUDA (set by
+BNLAB_WORKER_DEVICE_KIND, as a GPU machine's probe would find it), the cpu queue otherwise.
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ class Running:
     log: Path
 
 
-def start_embedded(folder: Path, run: int) -> Running:
+def start_embedded(folder: Path, run: int, **settings: str) -> Running:
     port = free_port()
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("BNLAB_") and "_URL" not in key
     }
-    environment.update({"PYTHONPATH": str(REPOSITORY), **FAST_LIVENESS})
+    environment.update({"PYTHONPATH": str(REPOSITORY), **FAST_LIVENESS, **settings})
     log = folder / f"embedded-{run}.log"
     with log.open("wb") as output:
         launcher = subprocess.Popen(
@@ -143,3 +144,30 @@ def test_embedded_mode_trains_stops_on_ctrl_c_and_keeps_everything_across_a_rest
         assert cancelled["status"] == "cancelled"
     assert interrupt(second) < STOP_LIMIT_SECONDS
     assert not any(process_group_alive(pid) for pid in second.child_pids)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("device_kind", "queues"), [("cuda", "default,gpu"), ("cpu", "default,cpu")])
+def test_the_embedded_worker_consumes_the_queue_of_its_device(
+    folder: Path, device_kind: str, queues: str
+) -> None:
+    running = start_embedded(folder, run=1, BNLAB_WORKER_DEVICE_KIND=device_kind)
+    try:
+        assert f"consuming {queues}" in running.log.read_text()
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while not (workers := client.get("/v1/workers").json()["items"]):
+                assert time.monotonic() < deadline, running.log.read_text()[-3000:]
+                time.sleep(0.25)
+            [worker] = workers
+            assert (worker["queues"], worker["device"]["kind"]) == (sorted(queues.split(",")), device_kind)
+            cuda_job = client.post("/v1/jobs", json={**TINY_SPEC, "device": "cuda"}).json()
+            client.post(
+                f"/v1/jobs/{cuda_job['id']}/cancel"
+            )  # a worker that only believes in CUDA would fail it
+        if device_kind == "cuda":
+            assert cuda_job["waiting_for"] is None
+        else:
+            assert "no live worker consumes the gpu queue" in cuda_job["waiting_for"]
+    finally:
+        interrupt(running)
