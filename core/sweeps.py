@@ -12,7 +12,7 @@ import itertools
 import json
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -385,15 +385,20 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
 
 
 def fused_groups(
-    specs: Sequence[JobSpec], execution: str, max_group_size: int, max_gpu_group_size: int | None = None
+    specs: Sequence[JobSpec],
+    execution: str,
+    max_group_size: int,
+    max_gpu_group_size: int | None = None,
+    limit_for: Callable[[JobSpec], int] | None = None,
 ) -> list[list[int]]:
     """The sweep's jobs that one task each trains together, as indices into `specs`, one list per group of
     two or more (grouped by `core.fusion.fusion_groups`: a BN-on and a BN-off group are two groups, a group
-    above `max_group_size` — `max_gpu_group_size` for GPU specs — is split evenly). None for a `separate`
-    sweep; every job in no group runs as a task of its own."""
+    above `max_group_size` — `max_gpu_group_size` for GPU specs, or `limit_for`'s answer — is split
+    evenly). None for a `separate` sweep; every job in no group runs as a task of its own."""
     if execution != "fused":
         return []
-    return [group for group in fusion_groups(specs, max_group_size, max_gpu_group_size) if len(group) > 1]
+    groups = fusion_groups(specs, max_group_size, max_gpu_group_size, limit_for)
+    return [group for group in groups if len(group) > 1]
 
 
 def how_executed(requested: str, group_sizes: Sequence[int], size: int) -> tuple[ExecutionUsed, str]:

@@ -26,6 +26,7 @@ from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, Stor
 from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
+from core.group_sizes import group_sizing
 from core.queue import publish_group, publish_job
 from core.spec import JobSpec
 from core.store import InvalidCursor, Store, SweepView
@@ -143,7 +144,9 @@ def submit_sweep(
 ) -> SweepCreatedOut:
     """422 names the grid point and field of every invalid point, or the size over the cap
     (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
-    are split into fused groups (`max_fused_group_size` at most), each published as one task; every other
+    are split into fused groups, each published as one task — of `max_fused_group_size` at most, or
+    `max_fused_gpu_group_size` for specs that a GPU will train (`cuda`, or `auto` while a live worker on
+    the default queue has a GPU) and no more than fit its memory (`core.group_sizes`); every other
     job is published as its own task. A broker that is down loses none of them (the sweeper publishes
     them once it answers)."""
     try:
@@ -159,7 +162,10 @@ def submit_sweep(
         sweep.execution,
         specs,
         fused_groups(
-            specs, sweep.execution, settings.max_fused_group_size, settings.max_fused_gpu_group_size
+            specs,
+            sweep.execution,
+            settings.max_fused_group_size,
+            limit_for=group_sizing(settings, store.live_worker_devices(settings.lease_seconds)).limit_for,
         ),
     )
     device_of = {job_id: spec.device for job_id, spec in zip(created.job_ids, specs, strict=True)}
