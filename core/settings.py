@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         "auto probes CUDA through core.ml; cpu or cuda is taken as said, without probing (tests, or a node "
         "whose GPU is known)",
     )
+    gpu_slots_dir: str = Field(
+        "",
+        description="a folder shared by the workers of one node (docker compose: a volume): each worker "
+        "claims a slot there by a file lock and trains on that slot's GPU alone (CUDA_VISIBLE_DEVICES), so "
+        "N workers on one node spread over its GPUs instead of crowding the first; empty = no pinning",
+    )
+    workers_per_gpu: int = Field(1, ge=1, le=64, description="slots per GPU in gpu_slots_dir")
     database_statement_timeout_seconds: float = Field(
         30.0,
         ge=0,
