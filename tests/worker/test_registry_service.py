@@ -17,7 +17,7 @@ from core.spec import JobSpec
 from core.store.workers import WorkerView
 from tests.fixtures.databases import create_postgres_database, drop_postgres_database
 from tests.fixtures.worker import RedisServer, RunningWorker, start_worker
-from tests.reliability.conftest import SLOW_SPEC, wait_until
+from tests.reliability.conftest import SLOW_SPEC, api_for, wait_until
 
 pytestmark = pytest.mark.service
 
@@ -69,6 +69,28 @@ def test_a_worker_appears_with_its_queues_and_device_and_names_the_job_it_trains
         "the worker to be idle again",
         worker.log,
     )
+
+
+def test_a_worker_training_a_fused_group_names_the_group_and_its_jobs(
+    postgres_redis_worker: RunningWorker,
+) -> None:
+    worker = postgres_redis_worker
+    long_spec = {**SLOW_SPEC, "steps": 5000, "checkpoint_every": 0}
+    with api_for(worker) as client:
+        created = client.post("/v1/sweeps", json={"base": long_spec, "grid": {}, "seeds": [0, 1]}).json()
+        try:
+            training = wait_until(
+                lambda: (seen := _worker_of(worker)) and seen.training,
+                60,
+                "the worker to name the group it trains",
+                worker.log,
+            )
+            [group] = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]["fused_groups"]
+            assert (training.group_id, training.job_ids) == (group["id"], created["job_ids"])
+        finally:
+            client.post(f"/v1/sweeps/{created['id']}/cancel")
+        for job_id in created["job_ids"]:
+            worker.wait_for(job_id)
 
 
 @pytest.fixture
