@@ -9,9 +9,16 @@ from core.store import JobView, Store
 from core.waiting import waiting_for
 
 
+def jobs_out_with_waiting_for(jobs: list[JobView], store: Store, settings: Settings) -> list[JobOut]:
+    """The views of `jobs`, reading the live workers once (and not at all when none is queued)."""
+    outs = [JobOut.model_validate(job) for job in jobs]
+    queued = [(job, out) for job, out in zip(jobs, outs, strict=True) if job.status == "queued"]
+    if queued:
+        live_queues = [queues for queues, _ in store.live_worker_devices(settings.lease_seconds)]
+        for job, out in queued:
+            out.waiting_for = waiting_for(str(job.spec.get("device", "auto")), live_queues)
+    return outs
+
+
 def job_out_with_waiting_for(job: JobView, store: Store, settings: Settings) -> JobOut:
-    out = JobOut.model_validate(job)
-    if job.status == "queued":
-        live = store.live_worker_devices(settings.lease_seconds)
-        out.waiting_for = waiting_for(str(job.spec.get("device", "auto")), (queues for queues, _ in live))
-    return out
+    return jobs_out_with_waiting_for([job], store, settings)[0]

@@ -22,7 +22,7 @@ from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.devices import detect_device
+from core.devices import DeviceFacts, detect_device
 from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK
 from core.settings import Settings
 from core.store import Store
@@ -80,6 +80,7 @@ class WorkerRegistration:
         self._store = Store.from_settings(settings)
         # Pool processes are forked from this one: a child must never use (or close) these connections.
         os.register_at_fork(after_in_child=lambda: self._store.engine.dispose(close=False))
+        self._device: DeviceFacts | None = None
         self._training: WorkerTraining | None = None
         self._training_key: tuple[list[str], bool] | None = None
 
@@ -98,7 +99,9 @@ class WorkerRegistration:
         self._store.dispose()
 
     def _register(self) -> None:
-        device = detect_device(self.settings)
+        if self._device is None:  # probed once: a retry after a database error does not probe again
+            self._device = detect_device(self.settings)
+        device = self._device
         self._store.register_worker(
             self.worker_id, self.name, socket.gethostname(), os.getpid(), self.queues, device.as_json()
         )

@@ -25,7 +25,7 @@ from api.schemas import (
     TelemetryLayerOut,
     TelemetryOut,
 )
-from api.waiting import job_out_with_waiting_for
+from api.waiting import job_out_with_waiting_for, jobs_out_with_waiting_for
 from core.queue import publish_job
 from core.results import METRIC_NAMES
 from core.spec import JobSpec
@@ -99,6 +99,7 @@ def submit_job(
 )
 def list_jobs(
     store: StoreDep,
+    settings: SettingsDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     sweep_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: PageLimit = 50,
@@ -110,7 +111,7 @@ def list_jobs(
         )
     except InvalidCursor as error:
         raise query_error("cursor", cursor, str(error)) from error
-    return JobPage(items=[JobOut.model_validate(job) for job in jobs], next_cursor=next_cursor)
+    return JobPage(items=jobs_out_with_waiting_for(jobs, store, settings), next_cursor=next_cursor)
 
 
 @router.get(

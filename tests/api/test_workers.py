@@ -69,6 +69,9 @@ def test_a_job_no_live_worker_can_take_says_why_until_one_comes(client: TestClie
     assert "the gpu queue" in client.get(f"/v1/jobs/{job['id']}").json()["waiting_for"]
     assert client.post("/v1/jobs", json={**TINY_SPEC, "device": "auto"}).json()["waiting_for"] is None
 
+    listed = {item["id"]: item["waiting_for"] for item in client.get("/v1/jobs").json()["items"]}
+    assert listed[cpu_job["id"]] is None and "the gpu queue" in listed[job["id"]]
+
     _register(client, "gpu-node", ["default", "gpu"], GPU)
     assert client.get(f"/v1/jobs/{job['id']}").json()["waiting_for"] is None
 
