@@ -20,7 +20,7 @@ def waiting_for(device: str, live_worker_queues: Iterable[Iterable[str]]) -> str
     if any(queue in queues for queues in live_worker_queues):
         return None
     if queue == "gpu":
-        how = f"on a machine with a GPU, `{WORKER_COMMAND.format(kind='gpu')}` (or `make run` there)"
+        how = f"on a machine with a GPU with `{WORKER_COMMAND.format(kind='gpu')}` (or `make run` there)"
     else:
-        how = f"`{WORKER_COMMAND.format(kind='cpu')}` (or `make run`)"
-    return f"no live worker consumes the {queue} queue; start one with {how}"
+        how = f"with `{WORKER_COMMAND.format(kind='cpu')}` (or `make run`)"
+    return f"no live worker consumes the {queue} queue; start one {how}"

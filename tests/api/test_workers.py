@@ -58,7 +58,9 @@ def test_a_job_no_live_worker_can_take_says_why_until_one_comes(client: TestClie
     assert submitted.status_code == 201
     job = submitted.json()
     assert job["status"] == "queued"
-    assert job["waiting_for"].startswith("no live worker consumes the gpu queue; start one with ")
+    assert job["waiting_for"].startswith(
+        "no live worker consumes the gpu queue; start one on a machine with a GPU with "
+    )
     assert "-Q default,gpu" in job["waiting_for"]
 
     cpu_job = client.post("/v1/jobs", json=TINY_SPEC).json()

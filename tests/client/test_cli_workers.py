@@ -65,5 +65,7 @@ def test_submit_watch_of_a_job_nobody_can_take_says_why_it_waits(
             watcher.kill()
     job_id = submitted.removeprefix("Submitted job ").split()[0]
     httpx.post(f"{sqlite_service.url}/v1/jobs/{job_id}/cancel").raise_for_status()
-    assert waiting.startswith("Waiting: no live worker consumes the gpu queue; start one with ")
+    assert waiting.startswith(
+        "Waiting: no live worker consumes the gpu queue; start one on a machine with a GPU with "
+    )
     assert watcher.returncode == 130  # detached from a job that is still waiting
