@@ -126,3 +126,17 @@ def test_a_killed_worker_ages_out_and_is_listed_as_gone(gpu_believing_worker: Ru
     wait_until(lambda: worker.store.list_workers(lease) == [], lease + 5, "the killed worker to age out")
     [gone] = worker.store.list_workers(lease, include_gone=True)
     assert (gone.id, gone.alive) == (registered.id, False)
+
+
+def test_a_worker_stopped_cleanly_is_gone_at_once(gpu_believing_worker: RunningWorker) -> None:
+    worker = gpu_believing_worker
+    lease = worker.settings.lease_seconds
+    [registered] = wait_until(
+        lambda: worker.store.list_workers(lease), APPEAR_TIMEOUT_SECONDS, "the worker's row", worker.log
+    )
+    os.killpg(worker.process.pid, signal.SIGTERM)  # Celery's warm shutdown, as `docker compose stop` asks
+    worker.process.wait(timeout=10)
+    # Not alive even by a minute's window: it said it stopped, it did not merely go silent.
+    assert worker.store.list_workers(alive_seconds=60) == [], "a stopped worker is not left to age out"
+    [gone] = worker.store.list_workers(alive_seconds=60, include_gone=True)
+    assert (gone.id, gone.alive) == (registered.id, False)
