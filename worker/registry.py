@@ -111,8 +111,9 @@ class WorkerRegistration:
     def _current_training(self) -> WorkerTraining | None:
         key = job_ids_training(self.tasks())
         if key != self._training_key:
-            self._training_key = key
+            # The group's id first: when reading it fails, the change is taken up again next time.
             self._training = None if key is None else WorkerTraining(key[0], self._group_of(key))
+            self._training_key = key
         return self._training
 
     def _group_of(self, key: tuple[list[str], bool]) -> str | None:
