@@ -25,8 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.devices import DeviceFacts, detect_device
 from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK
 from core.settings import Settings
-from core.store import Store
-from core.store.workers import WorkerTraining, new_worker_id
+from core.store import Store, WorkerTraining
+from core.store.workers import new_worker_id
 
 logger = logging.getLogger(__name__)
 

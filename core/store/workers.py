@@ -11,51 +11,23 @@ on PostgreSQL and the process clock on SQLite, as for leases. Rows of workers go
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 
-from core.db.tables import Worker
-from core.store.base import StoreBase
-
-worker_table: sa.Table = Worker.__table__  # type: ignore[assignment]
+from core.store.base import StoreBase, worker_table
+from core.store.conversions import worker_view
+from core.store.interface import WorkerStoreInterface
+from core.store.views import WorkerTraining, WorkerView
 
 GONE_WORKERS_KEPT_SECONDS = 24 * 3600
-
-
-@dataclass(frozen=True)
-class WorkerTraining:
-    """What a worker's pool is training: one job, or the jobs of one fused group (`group_id`)."""
-
-    job_ids: list[str]
-    group_id: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"job_ids": list(self.job_ids), "group_id": self.group_id}
-
-
-@dataclass(frozen=True)
-class WorkerView:
-    id: str
-    name: str
-    host: str
-    pid: int
-    queues: list[str]
-    device: dict[str, Any]
-    training: WorkerTraining | None
-    started_at: datetime
-    last_seen: datetime
-    alive: bool
 
 
 def new_worker_id() -> str:
     return uuid.uuid4().hex
 
 
-class WorkerStore(StoreBase):
+class WorkerStore(StoreBase, WorkerStoreInterface):
     def register_worker(
         self, worker_id: str, name: str, host: str, pid: int, queues: list[str], device: dict[str, Any]
     ) -> None:
@@ -114,7 +86,7 @@ class WorkerStore(StoreBase):
             query = query.where(alive)
         query = query.order_by(alive_flag.desc(), worker.host, worker.started_at)
         with self._engine.connect() as connection:
-            return [_worker_view(row) for row in connection.execute(query)]
+            return [worker_view(row) for row in connection.execute(query)]
 
     def live_worker_devices(self, alive_seconds: float) -> list[tuple[list[str], dict[str, Any]]]:
         """(queues, device) of each live worker: who can take a job of which queue, on what hardware."""
@@ -124,22 +96,3 @@ class WorkerStore(StoreBase):
         )
         with self._engine.connect() as connection:
             return [(list(queues), dict(device)) for queues, device in connection.execute(query)]
-
-
-def _worker_view(row: Row[Any]) -> WorkerView:
-    fields = row._mapping
-    training = fields["training"]
-    return WorkerView(
-        id=fields["public_id"],
-        name=fields["name"],
-        host=fields["host"],
-        pid=fields["pid"],
-        queues=list(fields["queues"]),
-        device=dict(fields["device"]),
-        training=None
-        if training is None
-        else WorkerTraining(list(training["job_ids"]), training.get("group_id")),
-        started_at=fields["started_at"],
-        last_seen=fields["last_seen"],
-        alive=bool(fields["alive"]),
-    )

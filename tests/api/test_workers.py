@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from core.store import Store
-from core.store.workers import WorkerTraining, new_worker_id
+from core.store import Store, WorkerTraining
+from core.store.workers import new_worker_id
 from tests.api.conftest import TINY_SPEC
 
 GPU = {"kind": "cuda", "name": "NVIDIA H200", "count": 1, "memory_mb": 143771, "threads": 1}

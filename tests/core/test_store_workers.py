@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from core.store import Store
-from core.store.workers import WorkerTraining, new_worker_id
+from core.store import Store, WorkerTraining
+from core.store.workers import new_worker_id
 
 GPU = {"kind": "cuda", "name": "NVIDIA H200", "count": 1, "memory_mb": 143771, "threads": 1}
 CPU = {"kind": "cpu", "name": "AMD EPYC", "count": 2, "memory_mb": 8000, "threads": 1}

@@ -9,9 +9,8 @@ from typing import Any
 
 from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK
 from core.settings import Settings
-from core.store import Store
-from core.store.workers import WorkerTraining
-from tests.core.test_store_groups import fused_sweep
+from core.store import Store, WorkerTraining
+from tests.core.test_store_fused_groups import fused_sweep
 from worker.registry import RunningTask, WorkerRegistration, job_ids_training
 
 

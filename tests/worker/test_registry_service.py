@@ -14,7 +14,7 @@ import pytest
 from core.db.migrate import upgrade_database
 from core.devices import DECLARED_CUDA_NAME, cpu_model_name
 from core.spec import JobSpec
-from core.store.workers import WorkerView
+from core.store import WorkerView
 from tests.fixtures.databases import create_postgres_database, drop_postgres_database
 from tests.fixtures.worker import RedisServer, RunningWorker, start_worker
 from tests.reliability.conftest import SLOW_SPEC, api_for, wait_until

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from api.dependencies import SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN
-from api.worker_schemas import WorkerList, WorkerOut
+from api.workers.schemas import WorkerList, WorkerOut
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
 

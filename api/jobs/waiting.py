@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from api.schemas import JobOut
+from api.jobs.schemas import JobOut
 from core.settings import Settings
-from core.store import JobView, Store
+from core.store import JobView, StoreInterface
 from core.waiting import waiting_for
 
 
-def jobs_out_with_waiting_for(jobs: list[JobView], store: Store, settings: Settings) -> list[JobOut]:
+def jobs_out_with_waiting_for(jobs: list[JobView], store: StoreInterface, settings: Settings) -> list[JobOut]:
     """The views of `jobs`, reading the live workers once (and not at all when none is queued)."""
     outs = [JobOut.model_validate(job) for job in jobs]
     queued = [(job, out) for job, out in zip(jobs, outs, strict=True) if job.status == "queued"]
@@ -20,5 +20,5 @@ def jobs_out_with_waiting_for(jobs: list[JobView], store: Store, settings: Setti
     return outs
 
 
-def job_out_with_waiting_for(job: JobView, store: Store, settings: Settings) -> JobOut:
+def job_out_with_waiting_for(job: JobView, store: StoreInterface, settings: Settings) -> JobOut:
     return jobs_out_with_waiting_for([job], store, settings)[0]

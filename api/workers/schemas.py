@@ -7,12 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class _Response(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+from api.schemas import ResponseModel
 
 
-class WorkerDeviceOut(_Response):
+class WorkerDeviceOut(ResponseModel):
     kind: Literal["cpu", "cuda"]
     name: str = Field(description="the GPU's name, or the CPU's model")
     count: int = Field(description="GPUs visible to the worker (cuda), or logical CPUs of its machine (cpu)")
@@ -20,12 +18,12 @@ class WorkerDeviceOut(_Response):
     threads: int = Field(description="torch's thread count in the worker (BNLAB_TORCH_THREADS)")
 
 
-class WorkerTrainingOut(_Response):
+class WorkerTrainingOut(ResponseModel):
     job_ids: list[str] = Field(description="the job, or every job of the fused group, being trained")
     group_id: str | None = Field(None, description="the fused group's id; null for a job trained alone")
 
 
-class WorkerOut(_Response):
+class WorkerOut(ResponseModel):
     model_config = ConfigDict(
         from_attributes=True,
         json_schema_extra={

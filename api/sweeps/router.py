@@ -1,0 +1,107 @@
+"""`/v1/sweeps`: submit a grid of specs × seeds, list sweeps, read one aggregated per grid point, cancel one.
+
+What the routes do behind HTTP (expand, store, publish; aggregate) is `api.sweeps.service`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, status
+
+from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep
+from api.errors import DATABASE_DOWN, query_error
+from api.limits import BODY_REFUSED
+from api.schemas import ErrorOut
+from api.sweeps.schemas import SweepCreatedOut, SweepOut, SweepPage
+from api.sweeps.service import create_and_publish, get_sweep_or_404, summary_out, sweep_out
+from core.store import InvalidCursor
+from core.sweeps import SweepRequest
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+
+SweepId = Annotated[str, Path(max_length=64, description="the sweep's id (UUID hex)")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no sweep with this id"}
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepCreatedOut,
+    summary="Submit a sweep: every grid point × every seed becomes a job",
+    responses={
+        **BODY_REFUSED,
+        **DATABASE_DOWN,
+    },
+)
+def submit_sweep(
+    sweep: SweepRequest, store: StoreDep, celery_app: CeleryDep, settings: SettingsDep
+) -> SweepCreatedOut:
+    """422 names the grid point and field of every invalid point, or the size over the cap
+    (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
+    are split into fused groups, each published as one task — of `max_fused_group_size` at most, or
+    `max_fused_gpu_group_size` for specs that a GPU will train (`cuda`, or `auto` while a live worker on
+    the default queue has a GPU) and no more than fit its memory (`core.group_sizes`); every other
+    job is published as its own task. A broker that is down loses none of them (the republisher publishes
+    them once it answers)."""
+    created = create_and_publish(sweep, store, celery_app, settings)
+    return SweepCreatedOut(id=created.id, size=created.size, job_ids=created.job_ids)
+
+
+@router.get(
+    "",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepPage,
+    summary="List sweeps, newest first",
+    responses=DATABASE_DOWN,
+)
+def list_sweeps(
+    store: StoreDep,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+) -> SweepPage:
+    try:
+        sweeps, next_cursor = store.list_sweeps(limit=limit, cursor=cursor)
+    except InvalidCursor as error:
+        raise query_error("cursor", cursor, str(error)) from error
+    return SweepPage(
+        items=[summary_out(sweep, sweep.job_statuses) for sweep in sweeps], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{sweep_id}",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepOut,
+    summary="Read a sweep: status counts and one row per grid point aggregated over seeds",
+    responses={**NOT_FOUND, **DATABASE_DOWN},
+)
+def read_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
+    """Per grid point: mean ± sample std over seeds of final and best validation accuracy and of steps to
+    the spec's target (over the seeds that have the figure), and how many jobs are done, diverged, and
+    met the target."""
+    return sweep_out(store, get_sweep_or_404(store, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SweepOut,
+    summary="Cancel every job of the sweep that has not finished",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorOut, "description": "every job of the sweep has already finished"},
+        **DATABASE_DOWN,
+    },
+)
+def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
+    """Queued jobs never start; running ones stop within a few seconds (cooperatively, like a job cancel)."""
+    sweep = get_sweep_or_404(store, sweep_id)
+    unfinished = [job for job in store.sweep_jobs(sweep.id) if not job.is_terminal]
+    if not unfinished:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"every job of sweep {sweep.id} has finished")
+    for job in unfinished:
+        store.request_cancel(job.id)
+    return sweep_out(store, sweep)
