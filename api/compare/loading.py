@@ -29,6 +29,7 @@ from core.compare import (
     higher_is_better,
 )
 from core.store import JobView, StoreInterface
+from core.sweeps import JobOutcome
 
 READ_GROUPS = 2  # the jobs to read are split into this many groups, read at once on their own connections
 CACHED_SERIES = 256  # ≤ 1,000 points each at the default limits: a few MB at most
@@ -92,6 +93,7 @@ class Comparison:
     baseline: str
     rows: list[ComparisonRow]
     series: dict[str, Series]
+    outcomes: list[JobOutcome]  # each job's final value and steps to target, for arms compared over seeds
 
 
 def load_jobs(store: StoreInterface, raw_ids: Sequence[str]) -> list[JobView]:
@@ -145,7 +147,25 @@ def load_comparison(
         for job in compared
     }
     rows = compare(compared, metric, baseline.id)
-    return Comparison(metric, target, baseline.id, rows, downsampled)
+    return Comparison(metric, target, baseline.id, rows, downsampled, _outcomes(compared, rows))
+
+
+def _outcomes(compared: Sequence[ComparedJob], rows: Sequence[ComparisonRow]) -> list[JobOutcome]:
+    """The compared jobs, in the order asked for, as arms are compared: the metric's final and best
+    value, its steps to the target, and the steps each job ran."""
+    row_of = {row.id: row for row in rows}
+    return [
+        JobOutcome(
+            job_id=job.id,
+            status=job.status,
+            spec=job.spec,
+            final_accuracy=row_of[job.id].final,
+            best_accuracy=row_of[job.id].best,
+            steps_to_target=job.steps_to_target,
+            steps_run=job.steps_run,
+        )
+        for job in compared
+    ]
 
 
 def _read_series(

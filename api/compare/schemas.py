@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.jobs.schemas import JobStatus
 from api.schemas import FiniteFloat, ResponseModel, Series
+from api.statistics_schemas import TunedOut
 
 
 class LandscapeRatioOut(ResponseModel):
@@ -92,4 +93,9 @@ class CompareOut(BaseModel):
     )
     series: dict[str, Series] = Field(
         description="per job, the metric over steps, downsampled keeping ends, extremes, the target crossing"
+    )
+    arms: TunedOut | None = Field(
+        None,
+        description="with `arm` in the query: the jobs grouped by that field, each arm compared with the "
+        "baseline job's over matched seeds (its final value as `final_accuracy`); null otherwise",
     )

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from api.schemas import FiniteFloat, ResponseModel
+from api.schemas import ResponseModel
+from api.statistics_schemas import StatOut, TunedOut
 from core.spec import JobSpec
 from core.sweeps import Execution, ExecutionUsed
 
@@ -18,14 +19,6 @@ class SweepCreatedOut(BaseModel):
     id: str
     size: int
     job_ids: list[str]
-
-
-class StatOut(ResponseModel):
-    """Mean ± sample standard deviation over the `count` seeds that have the figure."""
-
-    mean: FiniteFloat
-    std: FiniteFloat
-    count: int
 
 
 class GridPointOut(ResponseModel):
@@ -88,6 +81,11 @@ class SweepOut(SweepSummaryOut):
     job_ids: list[str] = Field(description="in grid order, seeds innermost")
     done: int
     points: list[GridPointOut]
+    tuned: TunedOut | None = Field(
+        None,
+        description="with `arm` (and `tune`) in the query: each arm at its best setting of the tuned axes, "
+        "compared with the baseline arm's best; null otherwise",
+    )
 
 
 class SweepPage(BaseModel):

@@ -7,15 +7,19 @@ created); the sweep and all its jobs are committed in one transaction, then each
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 
 from celery import Celery
 from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
 from api.dependencies import normalize_job_id
+from api.errors import query_error
 from api.publishing import publish_stored
+from api.statistics_schemas import SeedBandOut, SweepCurvesOut, TunedOut
 from api.sweeps.schemas import ExecutionOut, FusedGroupOut, GridPointOut, SweepOut, SweepSummaryOut
+from core.compare import higher_is_better
 from core.group_sizes import group_sizing
 from core.settings import Settings
 from core.spec import JobSpec
@@ -25,12 +29,15 @@ from core.sweeps import (
     JobOutcome,
     SweepRequest,
     SweepValidationError,
+    TuningError,
     aggregate,
     expand_sweep,
     fused_groups,
     how_executed,
     status_counts,
+    tuned_comparison,
 )
+from core.sweeps.curves import seed_band
 
 
 def get_sweep_or_404(store: StoreInterface, sweep_id: str) -> SweepView:
@@ -89,6 +96,7 @@ def sweep_outcomes(store: StoreInterface, sweep_id: str) -> list[JobOutcome]:
                 final_accuracy=summary.final_val_accuracy if summary else None,
                 best_accuracy=summary.best_val_accuracy if summary else None,
                 steps_to_target=summary.steps_to_target if summary else None,
+                steps_run=job.progress.step if job.progress is not None else None,
             )
         )
     return outcomes
@@ -132,8 +140,46 @@ def _execution_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> Executi
     )
 
 
-def sweep_out(store: StoreInterface, sweep: SweepView) -> SweepOut:
+def tuned_out(
+    sweep: SweepView, outcomes: Sequence[JobOutcome], arm: str, tune: Sequence[str], baseline: str | None
+) -> TunedOut:
+    """The sweep's arms compared at their tuned best; 422 naming the query parameter that does not fit."""
+    if arm not in sweep.grid:
+        raise query_error("arm", arm, f"the arm must be a grid axis of the sweep ({', '.join(sweep.grid)})")
+    for axis in tune:
+        if axis not in sweep.grid:
+            raise query_error("tune", axis, f"{axis} is not a grid axis of the sweep")
+    untuned = [axis for axis in sweep.grid if axis != arm and axis not in tune]
+    if untuned:
+        raise query_error(
+            "tune", list(tune), f"every grid axis but the arm must be tuned: add tune={untuned[0]}"
+        )
+    if baseline is None:
+        baseline_value = sweep.grid[arm][0]
+    else:
+        try:
+            baseline_value = json.loads(baseline)
+        except ValueError as error:
+            raise query_error("baseline", baseline, "the baseline is a JSON value (e.g. false)") from error
+    try:
+        tuned = tuned_comparison(outcomes, arm, tune, baseline_value)
+    except TuningError as error:
+        raise query_error(error.field, baseline if error.field == "baseline" else arm, str(error)) from error
+    return TunedOut.model_validate(tuned)
+
+
+def sweep_out(
+    store: StoreInterface,
+    sweep: SweepView,
+    arm: str | None = None,
+    tune: Sequence[str] = (),
+    baseline: str | None = None,
+) -> SweepOut:
+    """The sweep aggregated per grid point; with `arm`, its arms compared at their tuned best too."""
     outcomes = sweep_outcomes(store, sweep.id)
+    if arm is None and (tune or baseline is not None):
+        raise query_error("arm", None, "`tune` and `baseline` need an `arm`")
+    tuned = None if arm is None else tuned_out(sweep, outcomes, arm, tune, baseline)
     points = aggregate(outcomes, list(sweep.grid))
     # The statuses just read, not those read with the sweep: the group counts agree with `status_counts`.
     job_statuses = {outcome.job_id: outcome.status for outcome in outcomes}
@@ -142,4 +188,18 @@ def sweep_out(store: StoreInterface, sweep: SweepView) -> SweepOut:
         job_ids=sweep.job_ids,
         done=sum(outcome.status in TERMINAL_STATUSES for outcome in outcomes),
         points=[GridPointOut.model_validate(point) for point in points],
+        tuned=tuned,
     )
+
+
+def sweep_curves(store: StoreInterface, sweep: SweepView, metric: str, max_points: int) -> SweepCurvesOut:
+    """Per grid point, the mean curve over its seeds with its 95% band (see `core.sweeps.curves`)."""
+    outcomes = sweep_outcomes(store, sweep.id)
+    read = store.read_series_with_crossings(
+        [outcome.job_id for outcome in outcomes], metric, max_points, None, higher_is_better(metric)
+    )
+    bands = []
+    for point in aggregate(outcomes, list(sweep.grid)):
+        band = seed_band([(read[job_id].steps, read[job_id].values) for job_id in point.job_ids], max_points)
+        bands.append(SeedBandOut(point=point.point, job_ids=point.job_ids, **vars(band)))
+    return SweepCurvesOut(metric=metric, points=bands)
