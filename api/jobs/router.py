@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import StringConstraints
 
-from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
+from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
 from api.jobs.schemas import (
     PAPER_DIGITS_SPEC,
@@ -25,6 +25,7 @@ from api.jobs.schemas import (
     TelemetryLayerOut,
     TelemetryOut,
 )
+from api.jobs.waiting import job_out_with_waiting_for, jobs_out_with_waiting_for
 from api.limits import BODY_REFUSED
 from api.publishing import publish_stored
 from api.schemas import ErrorOut, Series
@@ -74,12 +75,13 @@ def submit_job(
     spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     store: StoreDep,
     celery_app: CeleryDep,
+    settings: SettingsDep,
 ) -> JobOut:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
     `queued` and the republisher publishes it once the broker answers again."""
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
     publish_stored(store, celery_app, [job.id], spec.device)
-    return JobOut.model_validate(job)
+    return job_out_with_waiting_for(job, store, settings)
 
 
 @router.get(
@@ -91,6 +93,7 @@ def submit_job(
 )
 def list_jobs(
     store: StoreDep,
+    settings: SettingsDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     sweep_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: PageLimit = 50,
@@ -102,7 +105,7 @@ def list_jobs(
         )
     except InvalidCursor as error:
         raise query_error("cursor", cursor, str(error)) from error
-    return JobPage(items=[JobOut.model_validate(job) for job in jobs], next_cursor=next_cursor)
+    return JobPage(items=jobs_out_with_waiting_for(jobs, store, settings), next_cursor=next_cursor)
 
 
 @router.get(
@@ -112,8 +115,9 @@ def list_jobs(
     summary="Read one job: status, progress and summary",
     responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
 )
-def read_job(job: JobDep) -> JobOut:
-    return JobOut.model_validate(job)
+def read_job(job: JobDep, store: StoreDep, settings: SettingsDep) -> JobOut:
+    """`waiting_for` says why a queued job does not start when no live worker consumes its queue."""
+    return job_out_with_waiting_for(job, store, settings)
 
 
 @router.get(
