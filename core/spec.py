@@ -93,6 +93,15 @@ class JobSpec(_Strict):
     landscape_every: int = Field(0, ge=0, le=MAX_STEPS, description="0 = off")
     checkpoint_every: int = Field(500, ge=0, le=MAX_STEPS, description="0 = never checkpoint")
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="draws the train/validation split (digits, spirals) apart from seed; null: the seed does",
+    )
+    stop_at_target: bool = Field(
+        False, description="end the run, succeeded, at the first evaluation at or above target_accuracy"
+    )
     device: str = Field("auto", max_length=16, description="auto | cpu | cuda | cuda:N")
 
     @field_validator("device")

@@ -42,7 +42,6 @@ distribution, not value by value.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.ml.cpu_exactness import batch_norm_backward_by_model, batch_norm_backward_rounds_alike
 from core.ml.nets import Net
 from core.spec import JobSpec
 
@@ -387,58 +387,29 @@ class StackedMLP:
     def _normalization_backward_by_model(
         self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
     ) -> Tensor:
-        """One batch-norm backward call per model, on its [B, F] slices, as its separate run makes it."""
+        """One batch-norm backward call per model, as its lone run makes it (`core.ml.cpu_exactness`)."""
         assert (
             layer.bn_weight is not None and layer.bn_bias is not None and tape.normalized_inputs is not None
         )
         width = layer.width
-        scale = self._normalization_vectors(layer)[0].view(self.size, width)
-        saved_means = _joined(tape.saved_means).view(self.size, width)
-        saved_inverse_stds = _joined(tape.saved_inverse_stds).view(self.size, width)
-        # `unbind` slices all models in one call (indexing each would cost a call per model and tensor);
-        # training mode's backward pass reads no running statistics.
-        per_model = [
-            torch.ops.aten.native_batch_norm_backward(
-                model_gradient,
-                model_inputs,
-                model_scale,
-                None,
-                None,
-                model_mean,
-                model_inverse_std,
-                True,
-                eps,
-                [True, True, True],
-            )
-            for model_gradient, model_inputs, model_scale, model_mean, model_inverse_std, (eps, _) in zip(
-                gradient.contiguous().unbind(),
-                tape.normalized_inputs.unbind(),
-                scale.unbind(),
-                saved_means.unbind(),
-                saved_inverse_stds.unbind(),
-                self._normalization,
-                strict=True,
-            )
-        ]
-        input_gradients, scale_gradients, shift_gradients = zip(*per_model, strict=True)
-        gradients[layer.bn_weight] = torch.stack(scale_gradients)
-        gradients[layer.bn_bias] = torch.stack(shift_gradients)
-        return torch.stack(input_gradients)
+        input_gradients, gradients[layer.bn_weight], gradients[layer.bn_bias] = batch_norm_backward_by_model(
+            gradient,
+            tape.normalized_inputs,
+            self._normalization_vectors(layer)[0].view(self.size, width),
+            _joined(tape.saved_means).view(self.size, width),
+            _joined(tape.saved_inverse_stds).view(self.size, width),
+            [eps for eps, _ in self._normalization],
+        )
+        return input_gradients
 
     def _one_call_rounds_alike(self, batch: int, width: int) -> bool:
         """Whether one batch-norm backward call per run of models gives every model, to the bit, what a
-        call of its own gives it (see `_batch_norm_backward_rounds_alike`).
-
-        Asked on the CPU only. On an accelerator fused and separate runs agree to rounding, not to the
-        bit (its batched and single matrix products may run different kernels), so calls per model
-        would buy no exactness there, only hundreds of kernel launches per step in a large group.
-        """
+        call of its own gives it (asked on the CPU only, see `core.ml.cpu_exactness`)."""
         if self.device.type != "cpu":
             return True
-        dtype, device = self.parameters[0].dtype, self.device
+        dtype = self.parameters[0].dtype
         return all(
-            _batch_norm_backward_rounds_alike(batch, width, run.last - run.first, dtype, device)
-            for run in self._runs
+            batch_norm_backward_rounds_alike(batch, width, run.last - run.first, dtype) for run in self._runs
         )
 
     def _normalization_vectors(self, layer: _Layer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -456,48 +427,6 @@ class StackedMLP:
         uniform = torch.rand(shape, generator=generator, device=self.device, dtype=self.parameters[0].dtype)
         kept = uniform >= self._dropout_rates_tensor.view(-1, 1, 1)
         return torch.where(kept, self._dropout_scales.view(-1, 1, 1), 0.0)
-
-
-@functools.cache
-def _batch_norm_backward_rounds_alike(
-    batch: int, width: int, models: int, dtype: torch.dtype, device: torch.device
-) -> bool:
-    """Whether ATen's batch-norm backward over [batch, models·width] gives each block of `width` channels,
-    to the bit, what a call over that block alone gives it, on this device.
-
-    Checked once per process and layout, on random values: the answer is the kernel's loop structure (a
-    differing channel tail shows on dozens of values), not the values, eps or statistics.
-    """
-    if models == 1:
-        return True
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    channels = models * width
-
-    def random(*shape: int) -> Tensor:
-        return torch.randn(*shape, generator=generator, dtype=dtype).to(device)
-
-    gradient, inputs, mean = random(batch, channels), random(batch, channels), random(channels)
-    scale, inverse_std = random(channels).abs_().add_(0.5), random(channels).abs_().add_(0.5)
-
-    def backward(block: slice) -> tuple[Tensor, Tensor, Tensor]:
-        return torch.ops.aten.native_batch_norm_backward(
-            gradient[:, block].contiguous(),
-            inputs[:, block].contiguous(),
-            scale[block],
-            None,
-            None,
-            mean[block],
-            inverse_std[block],
-            True,
-            1e-5,
-            [True, True, True],
-        )
-
-    together = backward(slice(None))
-    alone = [backward(slice(start, start + width)) for start in range(0, channels, width)]
-    return all(
-        torch.equal(joined, torch.cat(parts, dim=-1)) for joined, *parts in zip(together, *alone, strict=True)
-    )
 
 
 def _linear(inputs: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

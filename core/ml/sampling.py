@@ -100,7 +100,7 @@ class StackSampler:
         start = self.dealt - first * self.num_examples
         self.dealt += size
         batches = stream[:, start : start + size].view(-1, steps, self.batch_size)
-        return batches.transpose(0, 1)
+        return batches.transpose(0, 1).contiguous()
 
     def _stream(self, first: int, last: int) -> Tensor:
         """Epochs first … last of every model laid end to end; the missing ones hashed and sorted at once."""

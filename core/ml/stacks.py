@@ -1,0 +1,204 @@
+"""The models of a stack and how one training step updates all of them: what the trainer steps.
+
+Two kinds, with one interface (`Stack`):
+- `MLPStack`: M ≥ 1 MLPs with torch's BN or none, as stacked tensors (`core.ml.fused_model`) updated by
+  `core.ml.fused_optim`: one batched kernel per layer and per update for all M models, each model's
+  learning rate and an `active` mask as [M] tensors. A job alone that is such an MLP trains this way too.
+- `ModuleStack`: one net of any kind (a CNN, bnlab's own paper BN layer) as a stack of one, stepped by
+  autograd and a `torch.optim` optimizer. These do not fuse with other jobs yet.
+
+Both give each model its seeded initial parameters (`build_model`), so a model's trajectory does not depend
+on the stack it is in (to the bit on the CPU, see `core.ml.fused_model`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from core.fusion import fusion_key
+from core.ml.fused_model import StackedMLP
+from core.ml.fused_optim import MOMENTUM, StackedOptimizer
+from core.ml.nets import Net, build_model
+from core.ml.stack_data import StackData
+from core.spec import JobSpec
+
+
+class Stack(Protocol):
+    """M models trained in lockstep; rows are models, in the order they were built."""
+
+    @property
+    def size(self) -> int: ...
+
+    def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """One update of every model from inputs [M, B, features] and labels [M·B]; returns each model's
+        mean loss [M] and its logits [M, B, classes], on the device (nothing is read back)."""
+        ...
+
+    def evaluate(self, inputs: Tensor) -> Tensor:
+        """Logits [M, R, classes] in eval mode (BN's running statistics, no dropout) of inputs [M, R, ...]."""
+        ...
+
+    def models_between(self, first: int, last: int) -> Stack:
+        """Models [first, last) as a stack sharing this one's tensors (to evaluate a few at a time)."""
+        ...
+
+    def probe_nets(self) -> list[Net]:
+        """A `Net` per model seeing that model's parameters, BN buffers and latest gradients (for probes)."""
+        ...
+
+    def deactivate(self, slots: Sequence[int]) -> None:
+        """Models at `slots` have ended: their parameters no longer change (they stay in the stacks)."""
+        ...
+
+    def keep(self, slots: Sequence[int]) -> None:
+        """Keep only the models at `slots`, in that order."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def build_stack(specs: Sequence[JobSpec], data: StackData, device: torch.device) -> Stack:
+    """An MLPStack where the specs fuse (`core.fusion`), else a ModuleStack of the one spec."""
+    if fusion_key(specs[0]) is not None:
+        return MLPStack(specs, data, device)
+    if len(specs) != 1:
+        raise ValueError("only MLPs with torch's batch norm (or none) train as a stack of several models")
+    return ModuleStack(specs[0], data, device)
+
+
+def build_optimizer(spec: JobSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """sgd: plain SGD; momentum: SGD with momentum 0.9; adam: Adam with torch's defaults besides the rate."""
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=spec.learning_rate)
+    momentum = MOMENTUM if spec.optimizer == "momentum" else 0.0
+    return torch.optim.SGD(model.parameters(), lr=spec.learning_rate, momentum=momentum)
+
+
+class MLPStack:
+    """M MLPs as stacked tensors: a forward and backward pass written out, one multi-tensor update."""
+
+    def __init__(self, specs: Sequence[JobSpec], data: StackData, device: torch.device) -> None:
+        self.nets = [build_model(spec, data.input_shape, data.num_classes).to(device) for spec in specs]
+        self.model = StackedMLP(self.nets, specs, device)
+        self.model.bind(self.nets)
+        self.optimizer = StackedOptimizer(
+            specs[0].optimizer, [spec.learning_rate for spec in specs], self.model.parameters
+        )
+        # Dropout masks come from the stack's own generator (a lone net's from torch's global one).
+        self.dropout_generator: torch.Generator | None = None
+        if any(spec.dropout > 0 for spec in specs):
+            self.dropout_generator = torch.Generator(device=device).manual_seed(specs[0].seed)
+        self.last_gradients: list[Tensor] = []
+
+    @property
+    def size(self) -> int:
+        return self.model.size
+
+    def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        # The loss is the sum of the models' mean losses: each model's gradient is its own loss's.
+        losses, logits, gradients = self.model.loss_and_gradients(inputs, labels, self.dropout_generator)
+        self.optimizer.step(self.model.parameters, gradients)
+        self.last_gradients = gradients
+        return losses, logits
+
+    def evaluate(self, inputs: Tensor) -> Tensor:
+        return self.model.forward(inputs)
+
+    def models_between(self, first: int, last: int) -> MLPStack:
+        part = object.__new__(MLPStack)
+        part.model = self.model.models_between(first, last)
+        return part
+
+    def probe_nets(self) -> list[Net]:
+        if self.last_gradients:
+            self.model.bind_gradients(self.nets, self.last_gradients)
+        return self.nets
+
+    def deactivate(self, slots: Sequence[int]) -> None:
+        self.optimizer.deactivate(slots)
+
+    def keep(self, slots: Sequence[int]) -> None:
+        index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
+        self.nets = [self.nets[slot] for slot in slots]
+        self.model.keep(slots)
+        self.model.bind(self.nets)
+        self.optimizer.keep(slots)
+        self.last_gradients = [gradient.index_select(0, index) for gradient in self.last_gradients]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "dropout_rng": None if self.dropout_generator is None else self.dropout_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.dropout_generator is not None:
+            self.dropout_generator.set_state(state["dropout_rng"])
+
+
+class ModuleStack:
+    """One net of any kind as a stack of one: autograd and torch.optim, dropout from torch's generator."""
+
+    size = 1
+
+    def __init__(self, spec: JobSpec, data: StackData, device: torch.device) -> None:
+        self.net = build_model(spec, data.input_shape, data.num_classes).to(device)
+        self.net.train()
+        self.optimizer = build_optimizer(spec, self.net)
+        self.input_shape = data.input_shape
+        self.device = device
+
+    def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.net(inputs.view(-1, *self.input_shape))
+        loss = F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach().view(1), logits.detach().unsqueeze(0)
+
+    def evaluate(self, inputs: Tensor) -> Tensor:
+        self.net.eval()
+        with torch.no_grad():
+            logits = self.net(inputs.view(-1, *self.input_shape))
+        self.net.train()
+        return logits.unsqueeze(0)
+
+    def models_between(self, first: int, last: int) -> ModuleStack:
+        return self
+
+    def probe_nets(self) -> list[Net]:
+        return [self.net]
+
+    def deactivate(self, slots: Sequence[int]) -> None:
+        """Nothing to do: a stack of one ends with its model."""
+
+    def keep(self, slots: Sequence[int]) -> None:
+        if list(slots) != [0]:
+            raise ValueError("a stack of one keeps its model or ends")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        # A job with device `auto` may move between a CPU and a GPU worker: it then continues from the same
+        # weights, but with the other device's dropout masks (bit-identity holds only on the same device).
+        if self.device.type == "cuda" and state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)

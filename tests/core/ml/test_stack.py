@@ -1,0 +1,160 @@
+"""The one stacked trainer: a step's kernels do not grow with the number of models, a stretch between sync
+points never waits for the device, and the spec options that end or split a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from core.ml import run
+from core.ml.fused import run_fused
+from core.ml.trainer import StackTrainer
+from core.results import Callbacks
+from core.settings import Settings
+from core.spec import JobSpec
+from tests.core.ml.helpers import make_spec
+
+# The CPU's bit-exactness calls BN's backward once per model (core.ml.cpu_exactness): these differ there.
+CPU_PER_MODEL_OPS = frozenset(
+    {"aten.native_batch_norm_backward.default", "aten.stack.default", "aten.unbind.int"}
+)
+HOST_SYNC_OPS = frozenset({"aten._local_scalar_dense.default", "aten.item.default"})
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every ATen operation dispatched while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        self.counts[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def stack_of(models: int, device: str, **changes: Any) -> StackTrainer:
+    specs = [
+        make_spec(learning_rate=0.05 * (1 + index % 4), seed=index, **changes) for index in range(models)
+    ]
+    return StackTrainer(specs, [Callbacks() for _ in specs], torch.device(device), Settings())
+
+
+def step_ops(models: int, device: str, **changes: Any) -> Counter[str]:
+    trainer = stack_of(models, device, **changes)
+    trainer.train(2)  # a first step outside the count: one-off work (the CPU's rounding check) is done
+    with OpCounter() as counter:
+        trainer.train(1)
+    return counter.counts
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "no-bn"])
+def test_a_step_makes_as_many_kernel_calls_for_64_models_as_for_4_on_an_accelerator(
+    optimizer: str, batch_norm: bool
+) -> None:
+    """The meta device computes shapes only: it stands in for an accelerator's dispatch."""
+    four = step_ops(4, "meta", optimizer=optimizer, batch_norm=batch_norm)
+    sixty_four = step_ops(64, "meta", optimizer=optimizer, batch_norm=batch_norm)
+    assert sum(four.values()) > 20
+    assert sixty_four == four
+
+
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "no-bn"])
+def test_on_the_cpu_only_the_documented_batch_norm_backward_split_grows_with_the_models(
+    batch_norm: bool,
+) -> None:
+    width = {"architecture": {"kind": "mlp", "hidden": [100, 100], "activation": "sigmoid"}}
+    four, sixty_four = (step_ops(models, "cpu", batch_norm=batch_norm, **width) for models in (4, 64))
+    growing = {op for op in four.keys() | sixty_four.keys() if four[op] != sixty_four[op]}
+    assert growing <= CPU_PER_MODEL_OPS
+    assert bool(growing) == batch_norm  # a 100-wide layer is off the CPU's vector width: split per model
+
+
+@contextmanager
+def host_reads_counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Counts what would make the host wait for the device: ATen's scalar reads, and `.item()`,
+    `.tolist()`, `.cpu()` and `.numpy()` however they are reached."""
+    counts: Counter[str] = Counter()
+    for name in ("item", "tolist", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            counts[_name] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    with OpCounter() as counter:
+        yield counts
+    counts.update({op: number for op, number in counter.counts.items() if op in HOST_SYNC_OPS})
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_stretch_between_sync_points_never_waits_for_the_device(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 steps over 8 epochs of batches, with BN and dropout: no read of any value (on the meta device a
+    read would raise besides)."""
+    trainer = stack_of(8, device, dropout=0.1 if device == "cpu" else 0.0, batch_size=60)
+    with host_reads_counted(monkeypatch) as reads:
+        losses, correct = trainer.train(200)
+    assert losses.shape == correct.shape == (200, 8)
+    assert reads == Counter()
+
+
+def _recorded(specs: list[JobSpec], *, fused: bool) -> tuple[list[Any], list[list[Any]]]:
+    metrics: list[list[Any]] = [[] for _ in specs]
+    callbacks = [Callbacks(on_metrics=points.extend) for points in metrics]
+    if fused:
+        return run_fused(specs, callbacks, settings=Settings()), metrics
+    return [
+        run(spec, callback, settings=Settings()) for spec, callback in zip(specs, callbacks, strict=True)
+    ], metrics
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["alone", "fused"])
+def test_stop_at_target_ends_at_the_first_evaluation_at_the_target_and_the_others_go_on(fused: bool) -> None:
+    common = {"steps": 200, "eval_every": 10, "target_accuracy": 0.8}
+    specs = [
+        make_spec(**common, learning_rate=0.5, stop_at_target=True),
+        make_spec(**common, learning_rate=0.5, stop_at_target=False),
+        make_spec(**common, learning_rate=0.02, stop_at_target=True, seed=1),  # too slow to get there
+    ]
+    results, metrics = _recorded(specs, fused=fused)
+    stopped, going_on, slow = results
+    assert stopped.outcome == "succeeded" and stopped.summary.steps_to_target is not None
+    assert stopped.steps_completed == stopped.summary.steps_to_target < 200
+    accuracies = {point.step: point.value for point in metrics[0] if point.name == "val_accuracy"}
+    assert (
+        max(accuracies) == stopped.summary.steps_to_target
+    )  # its last evaluation is the first at the target
+    assert all(value < 0.8 for step, value in accuracies.items() if step < stopped.steps_completed)
+    assert accuracies[stopped.steps_completed] >= 0.8
+    # The same model without the option reaches the target at the same step and trains to the end.
+    assert going_on.steps_completed == 200
+    assert going_on.summary.steps_to_target == stopped.summary.steps_to_target
+    assert slow.steps_completed == 200 and slow.summary.steps_to_target is None
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["alone", "fused"])
+def test_split_seed_keeps_the_validation_set_fixed_across_training_seeds(fused: bool) -> None:
+    common = {"steps": 20, "eval_every": 20}
+    fixed = [make_spec(**common, seed=seed, split_seed=7) for seed in (0, 1)]
+    moving = [make_spec(**common, seed=seed) for seed in (0, 1)]
+    [first, second], _ = _recorded(fixed, fused=fused)
+    trainer = StackTrainer(fixed + moving, [Callbacks() for _ in range(4)], torch.device("cpu"), Settings())
+    assert trainer.data.dataset_slots == [0, 0, 1, 2]  # split 7, then seed 0's and seed 1's splits
+    assert first.summary.final_val_accuracy != second.summary.final_val_accuracy  # other nets, other figures
+    # split_seed equal to the seed is what the seed alone does.
+    same_split = make_spec(**common, seed=3, split_seed=3)
+    [with_option], _ = _recorded([same_split], fused=fused)
+    [without], _ = _recorded([make_spec(**common, seed=3)], fused=fused)
+    assert with_option.summary.final_val_loss == without.summary.final_val_loss
