@@ -149,13 +149,15 @@ class StackTrainer:
             1, MAX_KEPT_LOGITS // (len(specs) * self.batch_size * self.data.num_classes)
         )
         # Models with equal BN eps and momentum sit next to each other: one batch_norm call per run of them.
+        self.cuda_graphs = settings.cuda_graphs
         self._build(sorted(self.members, key=lambda m: (m.spec.bn_eps, m.spec.bn_momentum, m.index)))
         self.started_at = time.perf_counter()
 
     def _build(self, rows: list[_Member]) -> None:
         """The stack, its sampler and its index offsets for `rows` (members in stack order)."""
         self.rows = rows
-        self.stack: Stack = build_stack([member.spec for member in rows], self.data, self.device)
+        specs = [member.spec for member in rows]
+        self.stack: Stack = build_stack(specs, self.data, self.device, self.cuda_graphs)
         self.sampler = StackSampler(
             self.data.train_size, self.batch_size, [member.spec.seed for member in rows], self.device
         )
