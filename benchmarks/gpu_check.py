@@ -1,4 +1,4 @@
-"""One command for a GPU machine: `python benchmarks/gpu_check.py` (under 5 minutes; `--device cpu` to try it here).
+"""One command for a GPU machine: `python benchmarks/gpu_check.py` (< 5 minutes; `--device cpu` on a CPU).
 
 Measures, on the paper's digits MLP with BN (3x100 sigmoid, batch 60, SGD, 4 learning rates x M/4 seeds):
 - a single job through `core.ml.run`: steps/s;
@@ -13,6 +13,7 @@ and then runs `pytest -m gpu` (the CUDA-path tests). Nothing to install beyond b
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import time
@@ -23,12 +24,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.ml import run  # noqa: E402
-from core.ml.data import load_dataset  # noqa: E402
-from core.ml.fused import run_fused  # noqa: E402
-from core.results import Callbacks, Progress  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.spec import JobSpec  # noqa: E402
+from core.ml import run
+from core.ml.data import load_dataset
+from core.ml.fused import run_fused
+from core.results import Callbacks, Progress
+from core.settings import Settings
+from core.spec import JobSpec
 
 LEARNING_RATES = (0.05, 0.1, 0.2, 0.5)
 WIDTH, DEPTH, BATCH, CLASSES = 100, 3, 60, 10
@@ -108,7 +109,7 @@ def anchor(models: int, steps: int, device: str) -> float:
     widths = [train_x.shape[1]] + [WIDTH] * DEPTH
     weights = [
         (torch.randn(models, fan_in, fan_out, device=device) / fan_in**0.5).requires_grad_()
-        for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True)
+        for fan_in, fan_out in itertools.pairwise(widths)
     ]
     gammas = [torch.ones(models, 1, WIDTH, device=device, requires_grad=True) for _ in range(DEPTH)]
     betas = [torch.zeros(models, 1, WIDTH, device=device, requires_grad=True) for _ in range(DEPTH)]
