@@ -41,12 +41,13 @@ class StackedOptimizer:
         if any(len(learning_rates) != parameter.shape[0] for parameter in parameters):
             raise ValueError("one learning rate per stacked model is needed")
         self.kind = kind
-        self.steps_taken = 0  # adam's t: every model of a group has taken the same number of steps
+        self.steps_taken = 0  # adam's t (counted for adam only): every model of a group has taken as many
         self._dtype = parameters[0].dtype
         self._rate_shapes = [(-1,) + (1,) * (parameter.dim() - 1) for parameter in parameters]
         self._learning_rates = torch.tensor(learning_rates, dtype=torch.float64, device=parameters[0].device)
         # 1 for a model in training, 0 for one that has ended: its rate, and so its updates, become zero.
         self._active = torch.ones_like(self._learning_rates)
+        self._negative_rate_values: Tensor | None = None
         state_names = {"sgd": [], "momentum": ["momentum_buffer"], "adam": ["exp_avg", "exp_avg_sq"]}[kind]
         self._state = {
             name: [
@@ -60,7 +61,6 @@ class StackedOptimizer:
     @torch.no_grad()
     def step(self, parameters: list[Tensor], gradients: list[Tensor]) -> None:
         """Update `parameters` in place from their `gradients` (same order and shapes as at construction)."""
-        self.steps_taken += 1
         if self.kind == "sgd":
             torch._foreach_addcmul_(parameters, gradients, self._negative_rates)
         elif self.kind == "momentum":
@@ -72,6 +72,7 @@ class StackedOptimizer:
             self._adam(parameters, gradients)
 
     def _adam(self, parameters: list[Tensor], gradients: list[Tensor]) -> None:
+        self.steps_taken += 1
         beta1, beta2 = ADAM_BETAS
         exp_avgs, exp_avg_sqs = self._state["exp_avg"], self._state["exp_avg_sq"]
         torch._foreach_lerp_(exp_avgs, gradients, 1 - beta1)
@@ -92,7 +93,7 @@ class StackedOptimizer:
 
     def deactivate(self, slots: Sequence[int]) -> None:
         """Stop updating the models at `slots`: from the next step their parameters stay as they are."""
-        self._active[list(slots)] = 0
+        self._active.index_fill_(0, torch.tensor(list(slots), device=self._active.device), 0)
         self._refresh()
 
     def keep(self, slots: Sequence[int]) -> None:
@@ -100,11 +101,16 @@ class StackedOptimizer:
         index = torch.tensor(slots, dtype=torch.long, device=self._learning_rates.device)
         self._learning_rates = self._learning_rates.index_select(0, index)
         self._active = self._active.index_select(0, index)
+        self._negative_rate_values = None
         self._state = {
             name: [tensor.index_select(0, index) for tensor in tensors]
             for name, tensors in self._state.items()
         }
         self._refresh()
+
+    def state_tensors(self) -> list[Tensor]:
+        """The optimizer state a step changes in place."""
+        return [tensor for tensors in self._state.values() for tensor in tensors]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +132,12 @@ class StackedOptimizer:
         self._refresh()
 
     def _refresh(self) -> None:
+        """Recompute the rates the updates read; in place while the stack keeps its size, so that a captured
+        CUDA graph goes on reading them (`core.ml.cuda_graphs`)."""
         # torch's `p.add_(g, alpha=-lr)` rounds −lr to the parameters' dtype too.
         negative_rates = (-self._learning_rates * self._active).to(self._dtype)
-        self._negative_rates = [negative_rates.view(shape) for shape in self._rate_shapes]
+        if self._negative_rate_values is None:
+            self._negative_rate_values = negative_rates
+            self._negative_rates = [negative_rates.view(shape) for shape in self._rate_shapes]
+        else:
+            self._negative_rate_values.copy_(negative_rates)

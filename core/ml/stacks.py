@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.fusion import fusion_key
-from core.ml.cuda_graphs import GraphedStep
 from core.ml.fused_model import StackedMLP
 from core.ml.fused_optim import MOMENTUM, StackedOptimizer
 from core.ml.nets import Net, build_model
@@ -31,6 +30,8 @@ from core.spec import JobSpec
 
 class Stack(Protocol):
     """M models trained in lockstep; rows are models, in the order they were built."""
+
+    graphable: bool  # whether its step may be captured as a CUDA graph (`core.ml.cuda_graphs`)
 
     @property
     def size(self) -> int: ...
@@ -60,20 +61,19 @@ class Stack(Protocol):
         """Keep only the models at `slots`, in that order."""
         ...
 
+    def state_tensors(self) -> list[Tensor]:
+        """Every tensor a step changes in place (parameters, BN averages, optimizer state)."""
+        ...
+
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def build_stack(
-    specs: Sequence[JobSpec], data: StackData, device: torch.device, cuda_graphs: bool = True
-) -> Stack:
-    """An MLPStack where the specs fuse (`core.fusion`), else a ModuleStack of the one spec.
-
-    `cuda_graphs`: on CUDA, replay an MLPStack's step from a captured graph (`core.ml.cuda_graphs`).
-    """
+def build_stack(specs: Sequence[JobSpec], data: StackData, device: torch.device) -> Stack:
+    """An MLPStack where the specs fuse (`core.fusion`), else a ModuleStack of the one spec."""
     if fusion_key(specs[0]) is not None:
-        return MLPStack(specs, data, device, cuda_graphs)
+        return MLPStack(specs, data, device)
     if len(specs) != 1:
         raise ValueError("only MLPs with torch's batch norm (or none) train as a stack of several models")
     return ModuleStack(specs[0], data, device)
@@ -90,9 +90,7 @@ def build_optimizer(spec: JobSpec, model: torch.nn.Module) -> torch.optim.Optimi
 class MLPStack:
     """M MLPs as stacked tensors: a forward and backward pass written out, one multi-tensor update."""
 
-    def __init__(
-        self, specs: Sequence[JobSpec], data: StackData, device: torch.device, cuda_graphs: bool = True
-    ) -> None:
+    def __init__(self, specs: Sequence[JobSpec], data: StackData, device: torch.device) -> None:
         self.nets = [build_model(spec, data.input_shape, data.num_classes).to(device) for spec in specs]
         self.model = StackedMLP(self.nets, specs, device)
         self.model.bind(self.nets)
@@ -104,45 +102,23 @@ class MLPStack:
         if any(spec.dropout > 0 for spec in specs):
             self.dropout_generator = torch.Generator(device=device).manual_seed(specs[0].seed)
         self.last_gradients: list[Tensor] = []
-        self.graphs = (
-            cuda_graphs
-            and device.type == "cuda"
-            and self.dropout_generator is None
-            and self.optimizer.kind in ("sgd", "momentum")
-        )
-        self._graphed_step: GraphedStep | None = None
+        # A step without dropout's generator and adam's step count reads only tensors: it can be captured.
+        self.graphable = self.dropout_generator is None and self.optimizer.kind in ("sgd", "momentum")
 
     @property
     def size(self) -> int:
         return self.model.size
 
     def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        if not self.graphs:
-            return self._eager_step(inputs, labels)
-        if self._graphed_step is None:
-            self._graphed_step = GraphedStep(self._eager_step, self._state_tensors)
-        steps_taken = self.optimizer.steps_taken  # the graph's replays do not count in Python
-        losses, logits = self._graphed_step(inputs, labels)
-        self.optimizer.steps_taken = steps_taken + 1
-        return losses, logits
-
-    def _eager_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         # The loss is the sum of the models' mean losses: each model's gradient is its own loss's.
         losses, logits, gradients = self.model.loss_and_gradients(inputs, labels, self.dropout_generator)
         self.optimizer.step(self.model.parameters, gradients)
         self.last_gradients = gradients
         return losses, logits
 
-    def _state_tensors(self) -> list[Tensor]:
-        """Every tensor a step changes in place."""
-        model, optimizer = self.model, self.optimizer.state_dict()
-        state = [optimizer[name] for name in ("momentum_buffer",) if name in optimizer]
-        return [
-            *model.parameters,
-            *model.running_means,
-            *model.running_vars,
-            *[t for ts in state for t in ts],
-        ]
+    def state_tensors(self) -> list[Tensor]:
+        model = self.model
+        return [*model.parameters, *model.running_means, *model.running_vars, *self.optimizer.state_tensors()]
 
     def evaluate(self, inputs: Tensor) -> Tensor:
         return self.model.forward(inputs)
@@ -159,10 +135,8 @@ class MLPStack:
 
     def deactivate(self, slots: Sequence[int]) -> None:
         self.optimizer.deactivate(slots)
-        self._graphed_step = None  # the rates the graph read are replaced
 
     def keep(self, slots: Sequence[int]) -> None:
-        self._graphed_step = None  # every stacked tensor is replaced
         index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
         self.nets = [self.nets[slot] for slot in slots]
         self.model.keep(slots)
@@ -178,7 +152,6 @@ class MLPStack:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._graphed_step = None
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.dropout_generator is not None:
@@ -189,6 +162,7 @@ class ModuleStack:
     """One net of any kind as a stack of one: autograd and torch.optim, dropout from torch's generator."""
 
     size = 1
+    graphable = False
 
     def __init__(self, spec: JobSpec, data: StackData, device: torch.device) -> None:
         self.net = build_model(spec, data.input_shape, data.num_classes).to(device)
@@ -217,6 +191,9 @@ class ModuleStack:
 
     def probe_nets(self) -> list[Net]:
         return [self.net]
+
+    def state_tensors(self) -> list[Tensor]:
+        return []
 
     def deactivate(self, slots: Sequence[int]) -> None:
         """Nothing to do: a stack of one ends with its model."""

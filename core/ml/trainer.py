@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.ml.checkpoints import RunningSummary, StackState, load_stack_checkpoint, save_stack_checkpoint
+from core.ml.cuda_graphs import GraphedStep
 from core.ml.landscape import LandscapeProbe
 from core.ml.sampling import StackSampler
 from core.ml.stack_data import StackData
@@ -54,7 +55,7 @@ from core.spec import JobSpec
 
 SYNC_SECONDS = 0.25  # training time between sync points: bounds the answer to a stop request
 FIRST_STRETCH_STEPS = 8  # before the speed is known
-MAX_KEPT_LOGITS = 1 << 24  # logit values kept on the device between sync points (64 MiB of float32)
+MAX_STRETCH_STEPS = 1024  # steps between sync points at most, however fast they are
 EVAL_BATCH_SIZE = 2048  # held-out examples per forward pass: bounds an evaluation's memory, not its result
 MAX_EVAL_VALUES = 1 << 24  # input values of one stacked evaluation pass (64 MiB of float32)
 COMPACT_FRACTION = 4  # compact the stacks once 1/COMPACT_FRACTION of their rows have ended
@@ -145,9 +146,6 @@ class StackTrainer:
         self.window_losses: list[Tensor] = []  # [steps, rows] per stretch since the last evaluation
         self.window_correct: list[Tensor] = []
         self.landscape_probes: dict[_Member, LandscapeProbe] = {}  # built at first use, until compaction
-        self.max_stretch_steps = max(
-            1, MAX_KEPT_LOGITS // (len(specs) * self.batch_size * self.data.num_classes)
-        )
         # Models with equal BN eps and momentum sit next to each other: one batch_norm call per run of them.
         self.cuda_graphs = settings.cuda_graphs
         self._build(sorted(self.members, key=lambda m: (m.spec.bn_eps, m.spec.bn_momentum, m.index)))
@@ -156,12 +154,17 @@ class StackTrainer:
     def _build(self, rows: list[_Member]) -> None:
         """The stack, its sampler and its index offsets for `rows` (members in stack order)."""
         self.rows = rows
-        specs = [member.spec for member in rows]
-        self.stack: Stack = build_stack(specs, self.data, self.device, self.cuda_graphs)
+        self.stack: Stack = build_stack([member.spec for member in rows], self.data, self.device)
         self.sampler = StackSampler(
             self.data.train_size, self.batch_size, [member.spec.seed for member in rows], self.device
         )
         self._index_offsets()
+        self._capture_anew()
+
+    def _capture_anew(self) -> None:
+        """Step eagerly, or through a CUDA graph captured at the next step (after the stacks changed)."""
+        graphs = self.cuda_graphs and self.device.type == "cuda" and self.stack.graphable
+        self.step_once = GraphedStep(self._step, self.stack.state_tensors) if graphs else self._step
 
     def _index_offsets(self) -> None:
         slots = [member.dataset_slot for member in self.rows]
@@ -210,21 +213,25 @@ class StackTrainer:
 
         Makes no host synchronisation: batches are drawn and gathered on the device, figures stay there.
         """
-        rows, batch = len(self.rows), self.batch_size
         batches = self.sampler.next_batches(steps) + self.train_offsets  # [steps, rows, batch]
-        labels = self.data.train_y[batches]
-        train_x, stack = self.data.train_x, self.stack
         losses: list[Tensor] = []
-        logits_seen: list[Tensor] = []
+        correct: list[Tensor] = []
         for step in range(steps):
-            inputs = train_x.index_select(0, batches[step].view(-1)).view(rows, batch, -1)
-            step_losses, logits = stack.train_step(inputs, labels[step].view(-1))
+            step_losses, step_correct = self.step_once(batches[step])
             # Kept, not read: reading a value here would wait for the device at every step.
             losses.append(step_losses)
-            logits_seen.append(logits)
+            correct.append(step_correct)
+        return torch.stack(losses), torch.stack(correct)
+
+    def _step(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        """One update from each row's examples `batch` [rows, batch_size]: its loss and correct count."""
+        indices = batch.view(-1)
+        inputs = self.data.train_x.index_select(0, indices).view(*batch.shape, -1)
+        labels = self.data.train_y.index_select(0, indices)
+        losses, logits = self.stack.train_step(inputs, labels)
         with torch.no_grad():
-            correct = (torch.stack(logits_seen).argmax(dim=-1) == labels).sum(dim=-1)
-        return torch.stack(losses), correct
+            correct = (logits.argmax(dim=-1) == labels.view(batch.shape)).sum(dim=-1)
+        return losses, correct
 
     def _first_non_finite(self, losses: Tensor) -> dict[_Member, int]:
         """The training models with a non-finite loss in this stretch, each with its first one's offset."""
@@ -266,6 +273,7 @@ class StackTrainer:
         self.stack.keep(slots)
         self.sampler.keep(slots)
         self._index_offsets()
+        self._capture_anew()
 
     def _steps_to_next_event(self) -> int:
         """Steps until the next step that is evaluated, probed, checkpointed, or the last one."""
@@ -276,7 +284,7 @@ class StackTrainer:
     def _next_stretch_steps(self, steps: int, seconds: float) -> int:
         """As many steps as the last stretch's speed fits into SYNC_SECONDS (at most double the last)."""
         fitting = int(steps * SYNC_SECONDS / seconds) if seconds > 0 else 2 * steps
-        return max(1, min(fitting, 2 * steps, self.max_stretch_steps))
+        return max(1, min(fitting, 2 * steps, MAX_STRETCH_STEPS))
 
     # Evaluation, telemetry, landscape probes, checkpoints.
 
