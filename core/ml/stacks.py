@@ -4,8 +4,8 @@ Two kinds, with one interface (`Stack`):
 - `MLPStack`: M ≥ 1 MLPs with torch's BN or none, as stacked tensors (`core.ml.fused_model`) updated by
   `core.ml.fused_optim`: one batched kernel per layer and per update for all M models, each model's
   learning rate and an `active` mask as [M] tensors. A job alone that is such an MLP trains this way too.
-- `ModuleStack`: one net of any kind (a CNN, bnlab's own paper BN layer) as a stack of one, stepped by
-  autograd and a `torch.optim` optimizer. These do not fuse with other jobs yet.
+- `NetStack`: M ≥ 1 nets of any other kind (CNNs as grouped convolutions, bnlab's own paper BN layer) as
+  stacked tensors (`core.ml.stacked_net`), gradients by autograd, the same stacked optimizer.
 
 Both give each model its seeded initial parameters (`build_model`), so a model's trajectory does not depend
 on the stack it is in (to the bit on the CPU, see `core.ml.fused_model`).
@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.fusion import fusion_key
 from core.ml.fused_model import StackedMLP
 from core.ml.fused_optim import MOMENTUM, StackedOptimizer
 from core.ml.nets import Net, build_model
 from core.ml.stack_data import StackData
-from core.spec import JobSpec
+from core.ml.stacked_net import StackedNet
+from core.spec import JobSpec, MLPArchitecture
 
 
 class Stack(Protocol):
@@ -71,12 +71,13 @@ class Stack(Protocol):
 
 
 def build_stack(specs: Sequence[JobSpec], data: StackData, device: torch.device) -> Stack:
-    """An MLPStack where the specs fuse (`core.fusion`), else a ModuleStack of the one spec."""
-    if fusion_key(specs[0]) is not None:
+    """An MLPStack for MLPs with torch's BN or none (written out, to the bit), else a NetStack."""
+    first = specs[0]
+    if isinstance(first.architecture, MLPArchitecture) and not (
+        first.batch_norm and first.bn_implementation != "torch"
+    ):
         return MLPStack(specs, data, device)
-    if len(specs) != 1:
-        raise ValueError("only MLPs with torch's batch norm (or none) train as a stack of several models")
-    return ModuleStack(specs[0], data, device)
+    return NetStack(specs, data, device)
 
 
 def build_optimizer(spec: JobSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -158,63 +159,85 @@ class MLPStack:
             self.dropout_generator.set_state(state["dropout_rng"])
 
 
-class ModuleStack:
-    """One net of any kind as a stack of one: autograd and torch.optim, dropout from torch's generator."""
+class NetStack:
+    """M nets of any other kind (CNNs, bnlab's paper BN) as stacked tensors, stepped through autograd."""
 
-    size = 1
-    graphable = False
+    graphable = False  # autograd's engine and its allocations are left uncaptured
 
-    def __init__(self, spec: JobSpec, data: StackData, device: torch.device) -> None:
-        self.net = build_model(spec, data.input_shape, data.num_classes).to(device)
-        self.net.train()
-        self.optimizer = build_optimizer(spec, self.net)
+    def __init__(self, specs: Sequence[JobSpec], data: StackData, device: torch.device) -> None:
+        self.nets = [build_model(spec, data.input_shape, data.num_classes).to(device) for spec in specs]
+        self.model = StackedNet(self.nets, specs, device)
+        self.model.bind(self.nets)
+        self.optimizer = StackedOptimizer(
+            specs[0].optimizer, [spec.learning_rate for spec in specs], self.model.parameters
+        )
+        self.dropout_generator: torch.Generator | None = None
+        if any(spec.dropout > 0 for spec in specs):
+            self.dropout_generator = torch.Generator(device=device).manual_seed(specs[0].seed)
         self.input_shape = data.input_shape
-        self.device = device
+        self.last_gradients: list[Tensor] = []
+
+    @property
+    def size(self) -> int:
+        return self.model.size
 
     def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.net(inputs.view(-1, *self.input_shape))
-        loss = F.cross_entropy(logits, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach().view(1), logits.detach().unsqueeze(0)
+        models, batch = inputs.shape[0], inputs.shape[1]
+        with torch.enable_grad():
+            logits = self.model.forward(
+                inputs.view(models, batch, *self.input_shape), True, self.dropout_generator
+            )
+            losses = (
+                F.cross_entropy(logits.flatten(0, 1), labels, reduction="none")
+                .view(models, batch)
+                .mean(dim=1)
+            )
+            # The sum of the models' mean losses: each model's gradient is its own loss's.
+            gradients = list(torch.autograd.grad(losses.sum(), self.model.parameters))
+        with torch.no_grad():
+            self.optimizer.step([parameter.detach() for parameter in self.model.parameters], gradients)
+        self.last_gradients = gradients
+        return losses.detach(), logits.detach()
 
     def evaluate(self, inputs: Tensor) -> Tensor:
-        self.net.eval()
+        models, rows = inputs.shape[0], inputs.shape[1]
         with torch.no_grad():
-            logits = self.net(inputs.view(-1, *self.input_shape))
-        self.net.train()
-        return logits.unsqueeze(0)
+            return self.model.forward(inputs.view(models, rows, *self.input_shape), False, None)
 
-    def models_between(self, first: int, last: int) -> ModuleStack:
-        return self
+    def models_between(self, first: int, last: int) -> NetStack:
+        return self  # evaluation passes are bounded by rows, the stack's nets are small
 
     def probe_nets(self) -> list[Net]:
-        return [self.net]
-
-    def state_tensors(self) -> list[Tensor]:
-        return []
+        for slot, net in enumerate(self.nets):
+            for parameter, gradient in zip(net.parameters(), self.last_gradients, strict=False):
+                parameter.grad = gradient[slot]
+        return self.nets
 
     def deactivate(self, slots: Sequence[int]) -> None:
-        """Nothing to do: a stack of one ends with its model."""
+        self.optimizer.deactivate(slots)
 
     def keep(self, slots: Sequence[int]) -> None:
-        if list(slots) != [0]:
-            raise ValueError("a stack of one keeps its model or ends")
+        index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
+        self.nets = [self.nets[slot] for slot in slots]
+        self.model.keep(slots)
+        self.model.bind(self.nets)
+        self.optimizer.keep(slots)
+        self.last_gradients = [gradient.index_select(0, index) for gradient in self.last_gradients]
+
+    def state_tensors(self) -> list[Tensor]:
+        model = self.model
+        parameters = [parameter.detach() for parameter in model.parameters]
+        return [*parameters, *model.running_means, *model.running_vars, *self.optimizer.state_tensors()]
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": self.net.state_dict(),
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "dropout_rng": None if self.dropout_generator is None else self.dropout_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["model"])
+        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        # A job with device `auto` may move between a CPU and a GPU worker: it then continues from the same
-        # weights, but with the other device's dropout masks (bit-identity holds only on the same device).
-        if self.device.type == "cuda" and state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if self.dropout_generator is not None:
+            self.dropout_generator.set_state(state["dropout_rng"])
