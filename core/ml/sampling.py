@@ -105,9 +105,10 @@ class StackSampler:
     def _stream(self, first: int, last: int) -> Tensor:
         """Epochs first … last of every model laid end to end; the missing ones hashed and sorted at once."""
         wanted = range(first, last + 1)
-        missing = [epoch for epoch in wanted if epoch not in self._orders]
+        missing = [epoch for epoch in wanted if epoch not in self._orders]  # the newest: a range
         if missing:
-            epochs = torch.tensor(missing, dtype=torch.long, device=self.device)
+            # Made on the device (no upload from the host, which might wait for the device's queue).
+            epochs = torch.arange(missing[0], missing[-1] + 1, dtype=torch.long, device=self.device)
             orders = epoch_orders(self.seeds, epochs, self.num_examples)
             self._orders.update(zip(missing, orders.unbind(1), strict=True))
         for stale in [epoch for epoch in self._orders if epoch < first]:  # streams only move on
