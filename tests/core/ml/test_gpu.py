@@ -19,7 +19,7 @@ TOLERANCE = 1e-4  # val loss: batched and single products may run different kern
 
 
 def cuda_specs(optimizer: str = "sgd", **changes: Any) -> list[JobSpec]:
-    rates = {"sgd": (0.05, 0.2, 0.5), "momentum": (0.01, 0.05, 0.1), "adam": (0.001, 0.003, 0.01)}[optimizer]
+    rates = {"sgd": (0.05, 0.2, 0.5), "momentum": (0.01, 0.05, 0.1), "adam": (0.001, 0.002, 0.003)}[optimizer]
     return [
         make_spec(device="cuda", optimizer=optimizer, learning_rate=rate, seed=index, **changes)
         for index, rate in enumerate(rates)
