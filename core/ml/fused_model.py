@@ -163,6 +163,23 @@ class StackedMLP:
         losses, logits_gradient = _cross_entropy_and_gradient(logits, labels)
         return losses, logits, self._backward(logits_gradient, head_inputs, tapes)
 
+    @torch.no_grad()
+    def nonlinearity_inputs(self, inputs: Tensor) -> list[Tensor]:
+        """Each hidden nonlinearity's input [M, B, F] on inputs [M, B, features], as training sees it (BN
+        with the batch's own statistics), without dropout; BN's running averages are put back afterwards,
+        so a probe leaves the models as it found them (as `Net.nonlinearity_inputs` does for one net)."""
+        buffers = self.running_means + self.running_vars
+        saved = [buffer.clone() for buffer in buffers]
+        captured: list[Tensor] = []
+        self._forward(inputs, training=True, generator=None, tapes=None, captured=captured)
+        if buffers:
+            torch._foreach_copy_(buffers, saved)
+        return captured
+
+    def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
+        """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""
+        return [gradients[layer.weight].flatten(1).norm(dim=1) for layer in self._layers[:-1]]
+
     def keep(self, slots: Sequence[int]) -> None:
         """Keep only the models at `slots` (in that order): the others leave the stacks for good."""
         index = torch.tensor(slots, dtype=torch.long, device=self.device)
@@ -235,16 +252,20 @@ class StackedMLP:
         training: bool,
         generator: torch.Generator | None,
         tapes: list[_LayerTape] | None,
+        captured: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Logits [M, B, classes] and the head's inputs; appends each hidden layer's tape to `tapes`."""
+        """Logits [M, B, classes] and the head's inputs; appends each hidden layer's tape to `tapes`, and
+        with `captured` each nonlinearity's input to it (a probe: then without dropout)."""
         hidden = inputs
         for layer in self._layers[:-1]:
             tape = _LayerTape(inputs=hidden)
             pre_activation = _linear(hidden, self.parameters[layer.weight], self._bias(layer.bias))
             if layer.norm is not None:
                 pre_activation = self._normalize(pre_activation, layer, training, tape)
+            if captured is not None:
+                captured.append(pre_activation)
             hidden = tape.activated = self._activate(pre_activation)
-            if training and self._any_dropout:
+            if training and self._any_dropout and captured is None:
                 tape.dropout_scale = self._dropout_scale(hidden.shape, generator)
                 hidden = hidden * tape.dropout_scale
             if tapes is not None:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from core.ml.data import KNOWN_SHA256, load_dataset
-from core.ml.telemetry import probe_batch
+from core.ml.telemetry import PROBE_SIZE
 from core.settings import Settings
 from core.spec import JobSpec
 
@@ -70,7 +70,7 @@ class StackData:
         inputs = self.train_x[start : start + min(count, self.train_size)]
         return inputs.view(-1, *self.input_shape), self.train_y[start : start + min(count, self.train_size)]
 
-    def probe_inputs(self, slot: int) -> Tensor:
-        """The telemetry probe batch of dataset `slot`, shaped as the nets take it."""
-        start = slot * self.train_size
-        return probe_batch(self.train_x[start : start + self.train_size]).view(-1, *self.input_shape)
+    @property
+    def probe_size(self) -> int:
+        """The telemetry probe batch: the first PROBE_SIZE training examples of each split."""
+        return min(PROBE_SIZE, self.train_size)

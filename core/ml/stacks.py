@@ -25,6 +25,8 @@ from core.ml.fused_optim import MOMENTUM, StackedOptimizer
 from core.ml.nets import Net, build_model
 from core.ml.stack_data import StackData
 from core.ml.stacked_net import StackedNet
+from core.ml.telemetry import layer_telemetry, stacked_telemetry
+from core.results import TelemetryRecord
 from core.spec import JobSpec, MLPArchitecture
 
 
@@ -51,6 +53,10 @@ class Stack(Protocol):
 
     def probe_nets(self) -> list[Net]:
         """A `Net` per model seeing that model's parameters, BN buffers and latest gradients (for probes)."""
+        ...
+
+    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
+        """Each model's telemetry records (`core.ml.telemetry`) on its probe inputs [M, P, features]."""
         ...
 
     def deactivate(self, slots: Sequence[int]) -> None:
@@ -120,6 +126,14 @@ class MLPStack:
     def state_tensors(self) -> list[Tensor]:
         model = self.model
         return [*model.parameters, *model.running_means, *model.running_vars, *self.optimizer.state_tensors()]
+
+    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
+        """Every model's records in one batched probe and one read."""
+        pre_activations = self.model.nonlinearity_inputs(inputs)  # [M, P, F] per hidden layer
+        per_unit = [values.transpose(1, 2) for values in pre_activations]
+        everything = [values.reshape(values.shape[0], -1) for values in pre_activations]
+        norms = self.model.weight_gradient_norms(self.last_gradients)
+        return stacked_telemetry(per_unit, everything, norms, self.nets[0].activation, step)
 
     def evaluate(self, inputs: Tensor) -> Tensor:
         return self.model.forward(inputs)
@@ -212,6 +226,14 @@ class NetStack:
             for parameter, gradient in zip(net.parameters(), self.last_gradients, strict=False):
                 parameter.grad = gradient[slot]
         return self.nets
+
+    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
+        """Net by net (a CNN's units are channels over positions; not batched across the stack yet)."""
+        nets = self.probe_nets()
+        return [
+            layer_telemetry(net, model_inputs.view(-1, *self.input_shape), step)
+            for net, model_inputs in zip(nets, inputs, strict=True)
+        ]
 
     def deactivate(self, slots: Sequence[int]) -> None:
         self.optimizer.deactivate(slots)

@@ -30,43 +30,56 @@ SATURATION_SLOPE = 0.05
 PERCENTILES = (0.15, 0.5, 0.85)
 
 
-def probe_batch(train_x: Tensor) -> Tensor:
-    """The fixed inputs every telemetry step looks at."""
-    return train_x[:PROBE_SIZE]
-
-
 def layer_telemetry(model: Net, probe_inputs: Tensor, step: int) -> list[TelemetryRecord]:
     """One record per hidden layer at `step`. The statistics are reduced on the device, then read at once."""
     pre_activations = model.nonlinearity_inputs(probe_inputs)
-    rows = []
-    for values, weight_layer in zip(pre_activations, model.hidden_weight_layers, strict=True):
-        per_unit = values.transpose(0, 1).reshape(values.shape[1], -1)  # (units, examples × positions)
-        everything = values.flatten()
-        gradient = weight_layer.weight.grad
-        rows.append(
+    per_unit = [
+        values.transpose(0, 1).reshape(values.shape[1], -1).unsqueeze(0) for values in pre_activations
+    ]
+    everything = [values.reshape(1, -1) for values in pre_activations]
+    norms = [
+        layer.weight.grad.norm().view(1) if layer.weight.grad is not None else values.new_full((1,), math.nan)
+        for layer, values in zip(model.hidden_weight_layers, pre_activations, strict=True)
+    ]
+    return stacked_telemetry(per_unit, everything, norms, model.activation, step)[0]
+
+
+def stacked_telemetry(
+    per_unit: list[Tensor], everything: list[Tensor], gradient_norms: list[Tensor], activation: str, step: int
+) -> list[list[TelemetryRecord]]:
+    """The records of M models at once: per hidden layer, each model's nonlinearity inputs by unit
+    [M, units, values] and all of them [M, values], and its weight gradient's norm [M]. One read."""
+    layers = []
+    for units, values, norm in zip(per_unit, everything, gradient_norms, strict=True):
+        layers.append(
             torch.cat(
                 [
-                    _percentiles(per_unit[FIXED_UNIT]),
-                    _percentiles(everything),
+                    _percentiles(units[:, FIXED_UNIT]),
+                    _percentiles(values),
                     torch.stack(
                         [
-                            everything.mean(),
-                            everything.std(),
-                            _saturated_fraction(values, model.activation),
-                            gradient.norm() if gradient is not None else values.new_tensor(math.nan),
-                        ]
+                            values.mean(dim=1),
+                            values.std(dim=1),
+                            _saturated_fraction(values, activation),
+                            norm,
+                        ],
+                        dim=1,
                     ),
-                ]
+                ],
+                dim=1,
             )
         )
-    table = torch.stack(rows).double().tolist()  # the one sync point of a probe
-    return [_record(step, layer, row) for layer, row in enumerate(table)]
+    table = torch.stack(layers, dim=1).double().tolist()  # [M, layers, 10]: the one sync point of a probe
+    return [[_record(step, layer, row) for layer, row in enumerate(rows)] for rows in table]
 
 
 def _percentiles(values: Tensor) -> Tensor:
-    """Nearest-rank percentiles: the ⌈q·n⌉-th smallest value for each q (selection, not a full sort)."""
-    count = values.numel()
-    return torch.stack([values.kthvalue(max(1, math.ceil(q * count))).values for q in PERCENTILES])
+    """Nearest-rank percentiles of each row of [M, n]: the ⌈q·n⌉-th smallest value for each q, [M, 3]
+    (selection, not a full sort)."""
+    count = values.shape[1]
+    return torch.stack(
+        [values.kthvalue(max(1, math.ceil(q * count)), dim=1).values for q in PERCENTILES], dim=1
+    )
 
 
 def _saturated_fraction(pre_activation: Tensor, activation: str) -> Tensor:
@@ -76,8 +89,8 @@ def _saturated_fraction(pre_activation: Tensor, activation: str) -> Tensor:
     elif activation == "tanh":
         slope_ratio = 1 - torch.tanh(pre_activation) ** 2
     else:
-        return pre_activation.new_tensor(math.nan)
-    return (slope_ratio < SATURATION_SLOPE).float().mean()
+        return pre_activation.new_full(pre_activation.shape[:1], math.nan)
+    return (slope_ratio < SATURATION_SLOPE).float().mean(dim=1)
 
 
 def _record(step: int, layer: int, row: list[float]) -> TelemetryRecord:

@@ -48,7 +48,6 @@ from core.ml.landscape import LandscapeProbe
 from core.ml.sampling import StackSampler
 from core.ml.stack_data import StackData
 from core.ml.stacks import Stack, build_stack
-from core.ml.telemetry import layer_telemetry
 from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome
 from core.settings import Settings, get_settings
 from core.spec import JobSpec
@@ -294,11 +293,12 @@ class StackTrainer:
         if step % eval_every == 0 or step == self.steps:
             self._evaluate()
         if telemetry_every and step % telemetry_every == 0:
-            nets = self.stack.probe_nets()
-            for member, net in zip(self.rows, nets, strict=True):
+            positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
+            probe_inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
+            records = self.stack.telemetry(probe_inputs, step)
+            for member, member_records in zip(self.rows, records, strict=True):
                 if member.result is None:
-                    probe = self.data.probe_inputs(member.dataset_slot)
-                    member.callbacks.on_telemetry(layer_telemetry(net, probe, step))
+                    member.callbacks.on_telemetry(member_records)
         if landscape_every and step % landscape_every == 0:
             nets = self.stack.probe_nets()
             for member, net in zip(self.rows, nets, strict=True):

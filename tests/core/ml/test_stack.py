@@ -209,3 +209,17 @@ def test_split_seed_keeps_the_validation_set_fixed_across_training_seeds(fused: 
     [with_option], _ = _recorded([same_split], fused=fused)
     [without], _ = _recorded([make_spec(**common, seed=3)], fused=fused)
     assert with_option.summary.final_val_loss == without.summary.final_val_loss
+
+
+@pytest.mark.parametrize("models", [1, 8])
+def test_telemetry_of_a_stack_is_one_batched_probe_and_one_read(
+    models: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = stack_of(models, "cpu", batch_size=60)
+    trainer.train(3)
+    inputs = trainer.data.train_x[: trainer.data.probe_size].expand(models, -1, -1)
+    with host_reads_counted(monkeypatch) as reads, OpCounter() as counter:
+        records = trainer.stack.telemetry(inputs, step=3)
+    assert reads == Counter({"tolist": 1})
+    assert [[record.layer for record in rows] for rows in records] == [[0, 1]] * models
+    assert counter.counts["aten.kthvalue.default"] == 2 * 6  # 2 layers × 6 percentiles, whatever M
