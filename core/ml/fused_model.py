@@ -132,6 +132,10 @@ class StackedMLP:
             for index in range(len(norms[0]))
         ]
         self._dropout_rates = [spec.dropout for spec in specs]
+        # Dropout draws for the stack as first built and each model keeps its row of the draw, so that its
+        # masks do not depend on when others leave the stacks (see `draw_dropout_as`).
+        self.dropout_population = len(nets)
+        self.dropout_rows: Tensor | None = None
         self._normalization = [(spec.bn_eps, spec.bn_momentum) for spec in specs]
         self._refresh()
 
@@ -149,17 +153,17 @@ class StackedMLP:
 
     @torch.no_grad()
     def loss_and_gradients(
-        self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None
+        self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None, dropout: bool = True
     ) -> tuple[Tensor, Tensor, list[Tensor]]:
         """One training step's forward and backward pass on inputs [M, B, features] and labels [M·B].
 
         BN normalizes with batch statistics and updates the running ones; dropout masks come from
-        `generator`. Returns each model's mean cross-entropy loss [M], the logits [M, B, classes] and the
-        gradient of the sum of the models' losses with respect to each of `parameters` (so each model's
-        gradient is that of its own mean loss).
+        `generator` (no dropout without `dropout`: a probe's pass). Returns each model's mean cross-entropy
+        loss [M], the logits [M, B, classes] and the gradient of the sum of the models' losses with respect
+        to each of `parameters` (so each model's gradient is that of its own mean loss).
         """
         tapes: list[_LayerTape] = []
-        logits, head_inputs = self._forward(inputs, training=True, generator=generator, tapes=tapes)
+        logits, head_inputs = self._forward(inputs, True, generator, tapes, dropout=dropout)
         losses, logits_gradient = _cross_entropy_and_gradient(logits, labels)
         return losses, logits, self._backward(logits_gradient, head_inputs, tapes)
 
@@ -171,7 +175,7 @@ class StackedMLP:
         buffers = self.running_means + self.running_vars
         saved = [buffer.clone() for buffer in buffers]
         captured: list[Tensor] = []
-        self._forward(inputs, training=True, generator=None, tapes=None, captured=captured)
+        self._forward(inputs, True, None, None, dropout=False, captured=captured)
         if buffers:
             torch._foreach_copy_(buffers, saved)
         return captured
@@ -183,12 +187,22 @@ class StackedMLP:
     def keep(self, slots: Sequence[int]) -> None:
         """Keep only the models at `slots` (in that order): the others leave the stacks for good."""
         index = torch.tensor(slots, dtype=torch.long, device=self.device)
+        rows = torch.arange(self.size, device=self.device) if self.dropout_rows is None else self.dropout_rows
+        self.dropout_rows = rows.index_select(0, index)
         self.parameters = [parameter.index_select(0, index) for parameter in self.parameters]
         self.running_means = [buffer.index_select(0, index) for buffer in self.running_means]
         self.running_vars = [buffer.index_select(0, index) for buffer in self.running_vars]
         self._dropout_rates = [self._dropout_rates[slot] for slot in slots]
         self._normalization = [self._normalization[slot] for slot in slots]
         self._refresh()
+
+    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
+        """Draw dropout masks for a stack of `population` models, model m taking row `rows[m]` of them."""
+        self.dropout_population = population
+        identity = list(rows) == list(range(population))
+        self.dropout_rows = (
+            None if identity else torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        )
 
     def models_between(self, first: int, last: int) -> StackedMLP:
         """Models [first, last) as a stacked model of their own, its stacks views of this one's: for
@@ -252,10 +266,11 @@ class StackedMLP:
         training: bool,
         generator: torch.Generator | None,
         tapes: list[_LayerTape] | None,
+        dropout: bool = True,
         captured: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Logits [M, B, classes] and the head's inputs; appends each hidden layer's tape to `tapes`, and
-        with `captured` each nonlinearity's input to it (a probe: then without dropout)."""
+        with `captured` each nonlinearity's input to it. Dropout only in training and with `dropout`."""
         hidden = inputs
         for layer in self._layers[:-1]:
             tape = _LayerTape(inputs=hidden)
@@ -265,7 +280,7 @@ class StackedMLP:
             if captured is not None:
                 captured.append(pre_activation)
             hidden = tape.activated = self._activate(pre_activation)
-            if training and self._any_dropout and captured is None:
+            if training and self._any_dropout and dropout:
                 tape.dropout_scale = self._dropout_scale(hidden.shape, generator)
                 hidden = hidden * tape.dropout_scale
             if tapes is not None:
@@ -445,7 +460,12 @@ class StackedMLP:
 
     def _dropout_scale(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
         """Inverted dropout: 0 with each model's rate, else 1 / (1 - rate), as torch's dropout scales."""
-        uniform = torch.rand(shape, generator=generator, device=self.device, dtype=self.parameters[0].dtype)
+        population = (self.dropout_population, *shape[1:])
+        uniform = torch.rand(
+            population, generator=generator, device=self.device, dtype=self.parameters[0].dtype
+        )
+        if self.dropout_rows is not None:
+            uniform = uniform.index_select(0, self.dropout_rows)
         kept = uniform >= self._dropout_rates_tensor.view(-1, 1, 1)
         return torch.where(kept, self._dropout_scales.view(-1, 1, 1), 0.0)
 

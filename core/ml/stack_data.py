@@ -64,12 +64,6 @@ class StackData:
             dataset_slots=dataset_slots,
         )
 
-    def train_examples(self, slot: int, count: int) -> tuple[Tensor, Tensor]:
-        """The first `count` training examples of dataset `slot`, shaped as the nets take them."""
-        start = slot * self.train_size
-        inputs = self.train_x[start : start + min(count, self.train_size)]
-        return inputs.view(-1, *self.input_shape), self.train_y[start : start + min(count, self.train_size)]
-
     @property
     def probe_size(self) -> int:
         """The telemetry probe batch: the first PROBE_SIZE training examples of each split."""

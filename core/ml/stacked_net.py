@@ -58,6 +58,8 @@ class StackedNet:
         self.momentum = torch.tensor([spec.bn_momentum for spec in specs], dtype=dtype, device=device)
         self.dropout_rates = torch.tensor([spec.dropout for spec in specs], dtype=dtype, device=device)
         self._normalization = [(spec.bn_eps, spec.bn_momentum) for spec in specs]
+        self.dropout_population = len(nets)  # as `StackedMLP`: masks do not depend on who left the stack
+        self.dropout_rows: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -186,7 +188,12 @@ class StackedNet:
         models = self.size
         shape = (models, 1, 1) if values.dim() == 3 else (1, models, 1, 1, 1)
         grouped = values if values.dim() == 3 else values.view(values.shape[0], models, -1, *values.shape[2:])
-        uniform = torch.rand(grouped.shape, generator=generator, device=values.device, dtype=values.dtype)
+        axis = 0 if values.dim() == 3 else 1
+        population = list(grouped.shape)
+        population[axis] = self.dropout_population
+        uniform = torch.rand(population, generator=generator, device=values.device, dtype=values.dtype)
+        if self.dropout_rows is not None:
+            uniform = uniform.index_select(axis, self.dropout_rows)
         rates = self.dropout_rates.view(shape)
         scale = torch.where(uniform >= rates, 1 / (1 - rates), 0.0)
         return scale if values.dim() == 3 else scale.view(values.shape)
@@ -201,8 +208,18 @@ class StackedNet:
                 norm.running_mean = means[slot]
                 norm.running_var = variances[slot]
 
+    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
+        """Draw dropout masks for a stack of `population` models, model m taking row `rows[m]` of them."""
+        self.dropout_population = population
+        identity = list(rows) == list(range(population))
+        self.dropout_rows = (
+            None if identity else torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        )
+
     def keep(self, slots: Sequence[int]) -> None:
         index = torch.tensor(list(slots), dtype=torch.long, device=self.device)
+        rows = torch.arange(self.size, device=self.device) if self.dropout_rows is None else self.dropout_rows
+        self.dropout_rows = rows.index_select(0, index)
         with torch.no_grad():
             self.parameters = [p.detach().index_select(0, index).requires_grad_() for p in self.parameters]
         self.running_means = [buffer.index_select(0, index) for buffer in self.running_means]

@@ -22,11 +22,12 @@ from torch import Tensor
 
 from core.ml.fused_model import StackedMLP
 from core.ml.fused_optim import MOMENTUM, StackedOptimizer
+from core.ml.landscape import LandscapeProbe, stacked_landscape
 from core.ml.nets import Net, build_model
 from core.ml.stack_data import StackData
 from core.ml.stacked_net import StackedNet
 from core.ml.telemetry import layer_telemetry, stacked_telemetry
-from core.results import TelemetryRecord
+from core.results import LandscapeRecord, TelemetryRecord
 from core.spec import JobSpec, MLPArchitecture
 
 
@@ -57,6 +58,14 @@ class Stack(Protocol):
 
     def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
         """Each model's telemetry records (`core.ml.telemetry`) on its probe inputs [M, P, features]."""
+        ...
+
+    def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
+        """Each model's loss-landscape probe (`core.ml.landscape`) on its probe batch [M, B, features]."""
+        ...
+
+    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
+        """Dropout masks drawn for `population` models, model m taking row `rows[m]` (after a resume)."""
         ...
 
     def deactivate(self, slots: Sequence[int]) -> None:
@@ -101,6 +110,7 @@ class MLPStack:
         self.nets = [build_model(spec, data.input_shape, data.num_classes).to(device) for spec in specs]
         self.model = StackedMLP(self.nets, specs, device)
         self.model.bind(self.nets)
+        self.learning_rates = [spec.learning_rate for spec in specs]
         self.optimizer = StackedOptimizer(
             specs[0].optimizer, [spec.learning_rate for spec in specs], self.model.parameters
         )
@@ -127,6 +137,10 @@ class MLPStack:
         model = self.model
         return [*model.parameters, *model.running_means, *model.running_vars, *self.optimizer.state_tensors()]
 
+    def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
+        """Every model's probe at once: one forward and backward pass per point for the stack, one read."""
+        return stacked_landscape(self.model, inputs, labels.reshape(-1), self.learning_rates, step)
+
     def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""
         pre_activations = self.model.nonlinearity_inputs(inputs)  # [M, P, F] per hidden layer
@@ -148,12 +162,16 @@ class MLPStack:
             self.model.bind_gradients(self.nets, self.last_gradients)
         return self.nets
 
+    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
+        self.model.draw_dropout_as(rows, population)
+
     def deactivate(self, slots: Sequence[int]) -> None:
         self.optimizer.deactivate(slots)
 
     def keep(self, slots: Sequence[int]) -> None:
         index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
         self.nets = [self.nets[slot] for slot in slots]
+        self.learning_rates = [self.learning_rates[slot] for slot in slots]
         self.model.keep(slots)
         self.model.bind(self.nets)
         self.optimizer.keep(slots)
@@ -189,7 +207,11 @@ class NetStack:
         if any(spec.dropout > 0 for spec in specs):
             self.dropout_generator = torch.Generator(device=device).manual_seed(specs[0].seed)
         self.input_shape = data.input_shape
+        self.specs = list(specs)
         self.last_gradients: list[Tensor] = []
+        self.landscape_probes: list[
+            LandscapeProbe
+        ] = []  # per net, built at first use (they hold its buffers)
 
     @property
     def size(self) -> int:
@@ -227,6 +249,20 @@ class NetStack:
                 parameter.grad = gradient[slot]
         return self.nets
 
+    def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
+        """Net by net, each by its own `LandscapeProbe` (autograd through the bound net)."""
+        nets = self.probe_nets()
+        if not self.landscape_probes:
+            self.landscape_probes = [
+                LandscapeProbe(
+                    net, model_inputs.view(-1, *self.input_shape), model_labels, spec.learning_rate
+                )
+                for net, model_inputs, model_labels, spec in zip(
+                    nets, inputs, labels, self.specs, strict=True
+                )
+            ]
+        return [probe(step) for probe in self.landscape_probes]
+
     def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
         """Net by net (a CNN's units are channels over positions; not batched across the stack yet)."""
         nets = self.probe_nets()
@@ -235,12 +271,17 @@ class NetStack:
             for net, model_inputs in zip(nets, inputs, strict=True)
         ]
 
+    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
+        self.model.draw_dropout_as(rows, population)
+
     def deactivate(self, slots: Sequence[int]) -> None:
         self.optimizer.deactivate(slots)
 
     def keep(self, slots: Sequence[int]) -> None:
         index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
         self.nets = [self.nets[slot] for slot in slots]
+        self.specs = [self.specs[slot] for slot in slots]
+        self.landscape_probes = []  # they hold the nets' old BN buffers
         self.model.keep(slots)
         self.model.bind(self.nets)
         self.optimizer.keep(slots)

@@ -44,7 +44,6 @@ from torch import Tensor
 
 from core.ml.checkpoints import RunningSummary, StackState, load_stack_checkpoint, save_stack_checkpoint
 from core.ml.cuda_graphs import GraphedStep
-from core.ml.landscape import LandscapeProbe
 from core.ml.sampling import StackSampler
 from core.ml.stack_data import StackData
 from core.ml.stacks import Stack, build_stack
@@ -144,16 +143,18 @@ class StackTrainer:
         self.seconds_before_resume = 0.0
         self.window_losses: list[Tensor] = []  # [steps, rows] per stretch since the last evaluation
         self.window_correct: list[Tensor] = []
-        self.landscape_probes: dict[_Member, LandscapeProbe] = {}  # built at first use, until compaction
         # Models with equal BN eps and momentum sit next to each other: one batch_norm call per run of them.
         self.cuda_graphs = settings.cuda_graphs
-        self._build(sorted(self.members, key=lambda m: (m.spec.bn_eps, m.spec.bn_momentum, m.index)))
+        first_rows = sorted(self.members, key=lambda m: (m.spec.bn_eps, m.spec.bn_momentum, m.index))
+        self.first_row = {member: row for row, member in enumerate(first_rows)}  # where dropout draws it
+        self._build(first_rows)
         self.started_at = time.perf_counter()
 
     def _build(self, rows: list[_Member]) -> None:
         """The stack, its sampler and its index offsets for `rows` (members in stack order)."""
         self.rows = rows
         self.stack: Stack = build_stack([member.spec for member in rows], self.data, self.device)
+        self.stack.draw_dropout_as([self.first_row[member] for member in rows], len(self.members))
         self.sampler = StackSampler(
             self.data.train_size, self.batch_size, [member.spec.seed for member in rows], self.device
         )
@@ -263,7 +264,6 @@ class StackTrainer:
         if len(slots) == len(self.rows):
             return
         self.rows = [self.rows[slot] for slot in slots]
-        self.landscape_probes.clear()  # they hold the nets' old BN buffers
         if not slots:
             return
         index = torch.tensor(slots, dtype=torch.long, device=self.device)
@@ -300,15 +300,15 @@ class StackTrainer:
                 if member.result is None:
                     member.callbacks.on_telemetry(member_records)
         if landscape_every and step % landscape_every == 0:
-            nets = self.stack.probe_nets()
-            for member, net in zip(self.rows, nets, strict=True):
+            positions = self.train_offsets + torch.arange(
+                min(self.batch_size, self.data.train_size), device=self.device
+            )
+            inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
+            labels = self.data.train_y.index_select(0, positions.view(-1)).view(positions.shape)
+            landscape = self.stack.landscape(inputs, labels, step)
+            for member, record in zip(self.rows, landscape, strict=True):
                 if member.result is None:
-                    if member not in self.landscape_probes:
-                        inputs, labels = self.data.train_examples(member.dataset_slot, self.batch_size)
-                        self.landscape_probes[member] = LandscapeProbe.for_run(
-                            net, inputs, labels, member.spec
-                        )
-                    member.callbacks.on_landscape([self.landscape_probes[member](step)])
+                    member.callbacks.on_landscape([record])
         # At the last step there is nothing left to resume.
         due = checkpoint_every and step % checkpoint_every == 0 and step < self.steps
         if due and self.on_group_checkpoint is not None and self.training:

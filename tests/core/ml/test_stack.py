@@ -13,6 +13,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.ml import run
+from core.ml import trainer as trainer_module
 from core.ml.fused import run_fused
 from core.ml.trainer import StackTrainer, train_stack
 from core.results import Callbacks
@@ -223,3 +224,50 @@ def test_telemetry_of_a_stack_is_one_batched_probe_and_one_read(
     assert reads == Counter({"tolist": 1})
     assert [[record.layer for record in rows] for rows in records] == [[0, 1]] * models
     assert counter.counts["aten.kthvalue.default"] == 2 * 6  # 2 layers × 6 percentiles, whatever M
+
+
+@pytest.mark.parametrize("models", [1, 8])
+def test_landscape_probes_of_a_stack_are_batched_and_read_once(
+    models: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = stack_of(models, "cpu", batch_size=60)
+    trainer.train(3)
+    inputs = trainer.data.train_x[:60].expand(models, -1, -1)
+    labels = trainer.data.train_y[:60].expand(models, -1)
+    before = [tensor.clone() for tensor in trainer.stack.state_tensors()]
+    with host_reads_counted(monkeypatch) as reads, OpCounter() as counter:
+        records = trainer.stack.landscape(inputs, labels, step=3)
+    assert reads == Counter({"tolist": 1})
+    assert len(records) == models and all(len(record.losses) == 4 for record in records)
+    assert counter.counts["aten.bmm.default"] > 0
+    per_point = counter.counts["aten.baddbmm.default"]  # the head's forward: once per point, whatever M
+    assert per_point == 5
+    after = trainer.stack.state_tensors()
+    assert all(torch.equal(old, new) for old, new in zip(before, after, strict=True))  # put back bit for bit
+
+
+def test_a_model_s_dropout_masks_do_not_depend_on_when_others_leave_the_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stretches of other lengths find the diverging model at other steps and compact the stacks then:
+    the dropout model's figures stay the same to the bit."""
+    diverging = {
+        "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
+        "batch_norm": False,
+    }
+    common = {**diverging, "steps": 90, "eval_every": 30}
+    specs = [
+        make_spec(**common, learning_rate=0.1, seed=0, dropout=0.3),
+        make_spec(**common, learning_rate=100.0, seed=1),
+        make_spec(**common, learning_rate=0.05, seed=2, dropout=0.1),
+    ]
+    figures = []
+    for first_stretch in (1, 8, 30):
+        monkeypatch.setattr(trainer_module, "FIRST_STRETCH_STEPS", first_stretch)
+        monkeypatch.setattr(trainer_module, "SYNC_SECONDS", 1e-9 if first_stretch == 1 else 10.0)
+        results = train_stack(specs, [Callbacks() for _ in specs], settings=Settings())
+        assert results[1].outcome == "diverged"
+        figures.append(
+            [(r.summary.final_val_loss, r.summary.final_train_loss) for r in (results[0], results[2])]
+        )
+    assert figures[0] == figures[1] == figures[2]
