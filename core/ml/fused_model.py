@@ -35,8 +35,8 @@ Dropout has a per-model rate; its masks come from the group's own generator, not
 one, so they differ from a separate run's masks: with dropout, fused and separate runs agree in
 distribution, not value by value.
 
-`bind` points a per-model `Net` at its slice of the stacks (views, no copies), so that code written for one
-`Net` — telemetry probes — sees the fused model as it is.
+Telemetry and loss-landscape probes run on the stack too (`nonlinearity_inputs`, `loss_and_gradients`
+without dropout), for every model at once.
 """
 
 from __future__ import annotations
@@ -230,22 +230,6 @@ class StackedMLP:
         if [tensor.shape for tensor in tensors] != [tensor.shape for tensor in saved]:
             raise ValueError("the saved stacks do not fit this group's models")
         torch._foreach_copy_(tensors, saved)
-
-    def bind(self, nets: Sequence[Net]) -> None:
-        """Make `nets[m]`'s parameters and BN buffers views of model m's slices (nets in stack order)."""
-        for slot, net in enumerate(nets):
-            for (module, name), parameter in zip(_parameter_places(net), self.parameters, strict=True):
-                getattr(module, name).data = parameter[slot]
-            norms = [module for module in net.layers if isinstance(module, nn.BatchNorm1d)]
-            for norm, means, variances in zip(norms, self.running_means, self.running_vars, strict=True):
-                norm.running_mean = means[slot]
-                norm.running_var = variances[slot]
-
-    def bind_gradients(self, nets: Sequence[Net], gradients: Sequence[Tensor]) -> None:
-        """Give `nets[m]`'s weight layers model m's slices of `gradients` (what telemetry reads)."""
-        for slot, net in enumerate(nets):
-            for (module, name), gradient in zip(_parameter_places(net), gradients, strict=True):
-                getattr(module, name).grad = gradient[slot]
 
     def _refresh(self) -> None:
         """Derive the per-model settings' tensors and BN runs after the set of models changed."""

@@ -52,10 +52,6 @@ class Stack(Protocol):
         """Models [first, last) as a stack sharing this one's tensors (to evaluate a few at a time)."""
         ...
 
-    def probe_nets(self) -> list[Net]:
-        """A `Net` per model seeing that model's parameters, BN buffers and latest gradients (for probes)."""
-        ...
-
     def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
         """Each model's telemetry records (`core.ml.telemetry`) on its probe inputs [M, P, features]."""
         ...
@@ -107,9 +103,9 @@ class MLPStack:
     """M MLPs as stacked tensors: a forward and backward pass written out, one multi-tensor update."""
 
     def __init__(self, specs: Sequence[JobSpec], data: StackData, device: torch.device) -> None:
-        self.nets = [build_model(spec, data.input_shape, data.num_classes).to(device) for spec in specs]
-        self.model = StackedMLP(self.nets, specs, device)
-        self.model.bind(self.nets)
+        nets = [build_model(spec, data.input_shape, data.num_classes) for spec in specs]
+        self.activation = nets[0].activation
+        self.model = StackedMLP(nets, specs, device)
         self.learning_rates = [spec.learning_rate for spec in specs]
         self.optimizer = StackedOptimizer(
             specs[0].optimizer, [spec.learning_rate for spec in specs], self.model.parameters
@@ -147,7 +143,7 @@ class MLPStack:
         per_unit = [values.transpose(1, 2) for values in pre_activations]
         everything = [values.reshape(values.shape[0], -1) for values in pre_activations]
         norms = self.model.weight_gradient_norms(self.last_gradients)
-        return stacked_telemetry(per_unit, everything, norms, self.nets[0].activation, step)
+        return stacked_telemetry(per_unit, everything, norms, self.activation, step)
 
     def evaluate(self, inputs: Tensor) -> Tensor:
         return self.model.forward(inputs)
@@ -157,11 +153,6 @@ class MLPStack:
         part.model = self.model.models_between(first, last)
         return part
 
-    def probe_nets(self) -> list[Net]:
-        if self.last_gradients:
-            self.model.bind_gradients(self.nets, self.last_gradients)
-        return self.nets
-
     def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
         self.model.draw_dropout_as(rows, population)
 
@@ -170,10 +161,8 @@ class MLPStack:
 
     def keep(self, slots: Sequence[int]) -> None:
         index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
-        self.nets = [self.nets[slot] for slot in slots]
         self.learning_rates = [self.learning_rates[slot] for slot in slots]
         self.model.keep(slots)
-        self.model.bind(self.nets)
         self.optimizer.keep(slots)
         self.last_gradients = [gradient.index_select(0, index) for gradient in self.last_gradients]
 
@@ -243,7 +232,8 @@ class NetStack:
     def models_between(self, first: int, last: int) -> NetStack:
         return self  # evaluation passes are bounded by rows, the stack's nets are small
 
-    def probe_nets(self) -> list[Net]:
+    def _probe_nets(self) -> list[Net]:
+        """Each model's `Net`, bound to its slices, with its latest gradients (what the probes read)."""
         for slot, net in enumerate(self.nets):
             for parameter, gradient in zip(net.parameters(), self.last_gradients, strict=False):
                 parameter.grad = gradient[slot]
@@ -251,7 +241,7 @@ class NetStack:
 
     def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
         """Net by net, each by its own `LandscapeProbe` (autograd through the bound net)."""
-        nets = self.probe_nets()
+        nets = self._probe_nets()
         if not self.landscape_probes:
             self.landscape_probes = [
                 LandscapeProbe(
@@ -265,7 +255,7 @@ class NetStack:
 
     def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
         """Net by net (a CNN's units are channels over positions; not batched across the stack yet)."""
-        nets = self.probe_nets()
+        nets = self._probe_nets()
         return [
             layer_telemetry(net, model_inputs.view(-1, *self.input_shape), step)
             for net, model_inputs in zip(nets, inputs, strict=True)
