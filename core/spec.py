@@ -137,6 +137,14 @@ class JobSpec(_Strict):
         return value
 
 
+    @field_validator("stop_at_target")
+    @classmethod
+    def _stopping_needs_a_target(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("target_accuracy") is None:
+            raise ValueError("stop_at_target needs a target_accuracy to stop at")
+        return value
+
+
 def queue_for_device(device: str) -> str:
     """The Celery queue a spec's device routes to: cpu → cpu, cuda… → gpu, auto → default."""
     if device == "cpu":
