@@ -136,7 +136,6 @@ class JobSpec(_Strict):
             raise ValueError(f"eval_every ({value}) must not exceed steps ({steps})")
         return value
 
-
     @field_validator("stop_at_target")
     @classmethod
     def _stopping_needs_a_target(cls, value: bool, info: ValidationInfo) -> bool:

@@ -58,6 +58,8 @@ class StackedNet:
         self.momentum = torch.tensor([spec.bn_momentum for spec in specs], dtype=dtype, device=device)
         self.dropout_rates = torch.tensor([spec.dropout for spec in specs], dtype=dtype, device=device)
         self._normalization = [(spec.bn_eps, spec.bn_momentum) for spec in specs]
+        positions = {id(parameter): index for index, parameter in enumerate(nets[0].parameters())}
+        self._hidden_weights = [positions[id(layer.weight)] for layer in nets[0].hidden_weight_layers]
         self.dropout_population = len(nets)  # as `StackedMLP`: masks do not depend on who left the stack
         self.dropout_rows: Tensor | None = None
 
@@ -65,8 +67,15 @@ class StackedNet:
     def size(self) -> int:
         return self.parameters[0].shape[0]
 
-    def forward(self, inputs: Tensor, training: bool, generator: torch.Generator | None) -> Tensor:
-        """Logits [M, B, classes] of inputs [M, B, ...] (each model's own examples)."""
+    def forward(
+        self,
+        inputs: Tensor,
+        training: bool,
+        generator: torch.Generator | None,
+        captured: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Logits [M, B, classes] of inputs [M, B, ...] (each model's own examples); with `captured`, each
+        nonlinearity's input is appended to it and there is no dropout (a probe's pass)."""
         models, batch = inputs.shape[0], inputs.shape[1]
         values = inputs
         parameters = iter(self.parameters)
@@ -101,9 +110,11 @@ class StackedNet:
                 values = self._normalize(module, values, scale, shift, norm_index, training)
                 norm_index += 1
             elif isinstance(module, tuple(NONLINEARITIES.values())):
+                if captured is not None:
+                    captured.append(values)
                 values = module(values)
             elif isinstance(module, nn.Dropout):
-                if training:
+                if training and captured is None:
                     values = values * self._dropout_scale(values, generator)
             elif isinstance(module, nn.MaxPool2d):
                 values = F.max_pool2d(values, module.kernel_size)
@@ -197,6 +208,32 @@ class StackedNet:
         rates = self.dropout_rates.view(shape)
         scale = torch.where(uniform >= rates, 1 / (1 - rates), 0.0)
         return scale if values.dim() == 3 else scale.view(values.shape)
+
+    @torch.no_grad()
+    def nonlinearity_inputs(self, inputs: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Each hidden nonlinearity's input on inputs [M, P, ...] as training sees it (BN with the batch's own
+        statistics, no dropout), as (by unit [M, units, values], all of them [M, values]); BN's running
+        averages are put back afterwards."""
+        buffers = self.running_means + self.running_vars
+        saved = [buffer.clone() for buffer in buffers]
+        captured: list[Tensor] = []
+        self.forward(inputs, True, None, captured)
+        if buffers:
+            torch._foreach_copy_(buffers, saved)
+        models = self.size
+        views = []
+        for values in captured:
+            if values.dim() == 3:  # [M, P, F]
+                views.append((values.transpose(1, 2), values.reshape(models, -1)))
+            else:  # [P, M·C, H, W] → each model's [P, C, H, W]
+                per_model = values.reshape(values.shape[0], models, -1, *values.shape[2:]).transpose(0, 1)
+                by_unit = per_model.transpose(1, 2).reshape(models, per_model.shape[2], -1)
+                views.append((by_unit, per_model.reshape(models, -1)))
+        return views
+
+    def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
+        """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""
+        return [gradients[index].flatten(1).norm(dim=1) for index in self._hidden_weights]
 
     def bind(self, nets: Sequence[Net]) -> None:
         """Make `nets[m]`'s parameters and BN buffers views of model m's slices (nets in stack order)."""

@@ -26,7 +26,7 @@ from core.ml.landscape import LandscapeProbe, stacked_landscape
 from core.ml.nets import Net, build_model
 from core.ml.stack_data import StackData
 from core.ml.stacked_net import StackedNet
-from core.ml.telemetry import layer_telemetry, stacked_telemetry
+from core.ml.telemetry import stacked_telemetry
 from core.results import LandscapeRecord, TelemetryRecord
 from core.spec import JobSpec, MLPArchitecture
 
@@ -254,12 +254,11 @@ class NetStack:
         return [probe(step) for probe in self.landscape_probes]
 
     def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
-        """Net by net (a CNN's units are channels over positions; not batched across the stack yet)."""
-        nets = self._probe_nets()
-        return [
-            layer_telemetry(net, model_inputs.view(-1, *self.input_shape), step)
-            for net, model_inputs in zip(nets, inputs, strict=True)
-        ]
+        """Every model's records in one batched probe and one read."""
+        views = self.model.nonlinearity_inputs(inputs.view(*inputs.shape[:2], *self.input_shape))
+        norms = self.model.weight_gradient_norms(self.last_gradients)
+        by_unit, everything = [view[0] for view in views], [view[1] for view in views]
+        return stacked_telemetry(by_unit, everything, norms, self.nets[0].activation, step)
 
     def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
         self.model.draw_dropout_as(rows, population)

@@ -7,8 +7,9 @@ percentiles and the mean and standard deviation over all units, the fraction of 
 norm of the layer's weight gradient from the latest training step.
 
 BN runs as in training — normalizing with the probe batch's own statistics — with its running averages
-left untouched and dropout off (see `Net.nonlinearity_inputs`): the probe sees what the nonlinearity sees
-during training and changes nothing about the run, so a run's metrics are the same with telemetry on or off.
+left untouched and dropout off (the stacks' `nonlinearity_inputs`): the probe sees what the nonlinearity
+sees during training and changes nothing about the run, so a run's metrics are the same with telemetry on
+or off. A stack's models are probed at once, their statistics reduced row by row, and read in one transfer.
 
 A value counts as saturated where the nonlinearity's derivative is below SATURATION_SLOPE of its maximum:
 |z| > 4.36 for sigmoid, |z| > 2.18 for tanh. ReLU does not saturate (None).
@@ -21,27 +22,12 @@ import math
 import torch
 from torch import Tensor
 
-from core.ml.nets import Net
 from core.results import TelemetryRecord
 
 PROBE_SIZE = 256
 FIXED_UNIT = 0
 SATURATION_SLOPE = 0.05
 PERCENTILES = (0.15, 0.5, 0.85)
-
-
-def layer_telemetry(model: Net, probe_inputs: Tensor, step: int) -> list[TelemetryRecord]:
-    """One record per hidden layer at `step`. The statistics are reduced on the device, then read at once."""
-    pre_activations = model.nonlinearity_inputs(probe_inputs)
-    per_unit = [
-        values.transpose(0, 1).reshape(values.shape[1], -1).unsqueeze(0) for values in pre_activations
-    ]
-    everything = [values.reshape(1, -1) for values in pre_activations]
-    norms = [
-        layer.weight.grad.norm().view(1) if layer.weight.grad is not None else values.new_full((1,), math.nan)
-        for layer, values in zip(model.hidden_weight_layers, pre_activations, strict=True)
-    ]
-    return stacked_telemetry(per_unit, everything, norms, model.activation, step)[0]
 
 
 def stacked_telemetry(

@@ -148,7 +148,7 @@ class StackTrainer:
         first_rows = sorted(self.members, key=lambda m: (m.spec.bn_eps, m.spec.bn_momentum, m.index))
         self.first_row = {member: row for row, member in enumerate(first_rows)}  # where dropout draws it
         self._build(first_rows)
-        self.started_at = time.perf_counter()
+        self.started_at = time.perf_counter()  # again when `run` starts: training time, not set-up
 
     def _build(self, rows: list[_Member]) -> None:
         """The stack, its sampler and its index offsets for `rows` (members in stack order)."""
@@ -180,6 +180,7 @@ class StackTrainer:
     # The loop.
 
     def run(self) -> list[Result]:
+        self.started_at = time.perf_counter()
         for member in self.training:
             member.callbacks.on_progress(Progress(self.step, self.steps))
         stretch_steps = FIRST_STRETCH_STEPS
