@@ -1,43 +1,70 @@
 # bnlab: `make run` starts the embedded service; `make test` runs lint, type checks and the tests.
 PYTHON ?= python3
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per install, so that `make test` after `make run` still adds the dev tools: the service needs
+# only the worker extra, the tests also the dev extra (which implies the service's install).
+SERVICE_STAMP := $(VENV)/.installed-service
+DEV_STAMP := $(VENV)/.installed-dev
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -e
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run migrate lint format typecheck test test-fast screenshots clean
+.PHONY: install chromium run migrate lint format typecheck test test-fast screenshots clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[worker,dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-install: $(STAMP)
+$(SERVICE_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) '.[worker]'
+	touch $@
 
-migrate: install
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) '.[worker,dev]'
+	touch $@ $(SERVICE_STAMP)
+
+install: $(DEV_STAMP)
+
+# The browser tests drive Debian's Chromium (no browser download): installed here when it is missing and
+# this user may install packages (root, or sudo without a password); otherwise one line says how, and the
+# browser tests skip (with CI=true they fail).
+chromium:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then as_root=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root="sudo -n"; \
+	else as_root="none"; fi; \
+	if [ "$$as_root" != none ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's chromium for the browser tests (about 120 MB)"; \
+	  $$as_root apt-get update -q && \
+	  $$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium && exit 0; \
+	fi; \
+	echo "Chromium is missing at $(CHROMIUM): install it with 'sudo apt-get install -y chromium' (the browser tests skip without it; with CI=true they fail)"
+
+migrate: $(SERVICE_STAMP)
 	$(BIN)/alembic upgrade head
 
-run: install
-	$(BIN)/python -m api.embedded
+run: $(SERVICE_STAMP)
+	$(BIN)/python -m api.embedded --port $(PORT)
 
-lint: install
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: install
+format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: install
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
 # Refreshes the README's dashboard pictures: the browser tests save their screenshots there.
-screenshots: install
+screenshots: $(DEV_STAMP) chromium
 	BNLAB_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -m browser -q
 
 clean:

@@ -1,20 +1,21 @@
 """Route dependencies as typed aliases, so route signatures read like plain types.
 
 The store and the Celery app are built once per FastAPI app (`create_app`) and kept on `app.state`;
-`get_job_or_404` is the validation dependency every `/v1/jobs/{job_id}` route reuses; `PageLimit` and
-`PageCursor` are the query parameters of every list route.
+`get_job_or_404` is the validation dependency every `/v1/jobs/{job_id}` route reuses (each documents its
+404 with `JOB_NOT_FOUND`); `PageLimit` and `PageCursor` are the query parameters of every list route.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 
+from api.schemas import ErrorOut
 from core.settings import Settings
-from core.store import JobView, Store
+from core.store import JobView, StoreInterface
 
 
 def get_settings_of_app(request: Request) -> Settings:
@@ -22,8 +23,8 @@ def get_settings_of_app(request: Request) -> Settings:
     return settings
 
 
-def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
+def get_store(request: Request) -> StoreInterface:
+    store: StoreInterface = request.app.state.store
     return store
 
 
@@ -33,7 +34,7 @@ def get_celery(request: Request) -> Celery:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
-StoreDep = Annotated[Store, Depends(get_store)]
+StoreDep = Annotated[StoreInterface, Depends(get_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 
 MAX_PAGE_SIZE = 200
@@ -47,6 +48,11 @@ def normalize_job_id(raw: str) -> str | None:
         return uuid.UUID(raw).hex
     except ValueError:
         return None
+
+
+JOB_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no job with this id"}
+}
 
 
 def get_job_or_404(

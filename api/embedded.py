@@ -2,8 +2,13 @@
 
 It creates ./var, migrates the SQLite database, starts the API (uvicorn) and one Celery worker as child
 processes, prints the URL, and on Ctrl-C or SIGTERM stops both within a few seconds. It never waits for a
-long job: the worker is shut down cold, and a job it was running is found by the sweeper (its lease goes
+long job: the worker is shut down cold, and a job it was running is found by the republisher (its lease goes
 stale) at the next start and resumes from its last checkpoint.
+
+It logs one line per job event (the worker's task received / finished lines) and per error, not one per
+request: uvicorn's access log is off unless `--access-log` or BNLAB_ACCESS_LOG=true asks for it (the
+dashboard polls), and Celery's banner and its warning about running as root are left out. A port already
+in use (or any address it cannot listen on) is one line and exit status 1, before anything starts.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,10 +40,49 @@ logger = logging.getLogger("bnlab.embedded")
 READY_TIMEOUT_SECONDS = 60.0
 # uvicorn stops in well under a second. Celery's cold shutdown of an idle worker on the SQLite broker takes
 # ~6 s (it first finishes a broker poll), so the worker is killed after this grace: its state is in the
-# database, and the sweeper re-publishes a job it was running once that job's lease goes stale.
+# database, and the republisher re-publishes a job it was running once that job's lease goes stale.
 STOP_GRACE_SECONDS = 3.0
 WORKER_QUEUES = "default,cpu"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+# Celery warns at every start when the worker runs as root (containers, CI); the embedded worker runs as
+# whoever started it on purpose. A warnings filter cannot hold a colon, so the message is cut before its own.
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
+CANNOT_LISTEN_EXIT_STATUS = 1
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the API could not listen on (host, port), in one line; None when it can. Bound with
+    SO_REUSEADDR as uvicorn binds, so a port whose last connections linger in TIME_WAIT counts as free."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except socket.gaierror as error:
+        return f"cannot listen on {host}: {error.strerror}"
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return (
+                f"port {port} on {host} is already in use (is bnlab already running?); "
+                f"choose another: make run PORT={port + 1}"
+            )
+        return f"cannot listen on {host}:{port}: {error.strerror}"
+    return None
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1 to 65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return int(text)
+
+
+def with_warning_filter(environment: dict[str, str], warning_filter: str) -> dict[str, str]:
+    """`environment` with `warning_filter` added to PYTHONWARNINGS (keeping the user's own filters)."""
+    existing = environment.get("PYTHONWARNINGS")
+    return {**environment, "PYTHONWARNINGS": f"{existing},{warning_filter}" if existing else warning_filter}
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -72,16 +118,22 @@ class EmbeddedService:
     """The two child processes, each in a session of its own (a terminal's Ctrl-C reaches only the
     launcher, which decides how each child stops)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, access_log: bool) -> None:
         self.url = f"http://{host}:{port}"
+        # uvicorn's own start-up lines are INFO too: at WARNING only its errors remain, and the launcher
+        # says where the service is. The access log's lines are INFO, so asking for them lowers the level.
+        uvicorn_logging = ["--access-log", "--log-level", "info"] if access_log else [
+            "--no-access-log", "--log-level", "warning"]  # fmt: skip
         self.api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port)],
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port),
+             *uvicorn_logging],
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGTERM),
-        )
+        )  # fmt: skip
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=prefork",
+            [sys.executable, "-m", "celery", "--quiet", "-A", "worker.app", "worker", "--pool=prefork",
              "--concurrency=1", "-Q", WORKER_QUEUES, "--loglevel=INFO"],
+            env=with_warning_filter(dict(os.environ), ROOT_WARNING_FILTER),
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGKILL),
         )  # fmt: skip
@@ -125,20 +177,32 @@ class EmbeddedService:
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m api.embedded", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address the API listens on")
-    parser.add_argument("--port", type=int, default=8000, help="port the API listens on")
+    parser.add_argument("--port", type=port_number, default=8000, help="port the API listens on")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per HTTP request (off by default; also BNLAB_ACCESS_LOG=true)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # Alembic's context lines at every start say nothing; a migration that fails still raises.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     arguments = parse_arguments(argv)
-    prepare_state(get_settings())
+    problem = listen_problem(arguments.host, arguments.port)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return CANNOT_LISTEN_EXIT_STATUS
+    settings = get_settings()
+    prepare_state(settings)
 
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda _signum, _frame: stop.set())
 
-    service = EmbeddedService(arguments.host, arguments.port)
+    service = EmbeddedService(arguments.host, arguments.port, arguments.access_log or settings.access_log)
     try:
         if service.wait_until_ready(stop):
             logger.info(

@@ -1,7 +1,7 @@
 """The FastAPI application: `create_app(settings)` builds one (tests build their own), `app` is uvicorn's.
 
 The app owns one store and one Celery client (publishing only, by task name); its lifespan runs the
-sweeper thread that re-publishes jobs the broker lost. With API keys in the settings, `/v1` needs one
+republisher thread that re-publishes jobs the broker lost. With API keys in the settings, `/v1` needs one
 (`api.auth`).
 """
 
@@ -14,10 +14,11 @@ from fastapi import FastAPI
 
 from api import dashboard
 from api.auth import ApiKeys
+from api.docs import install_docs
 from api.errors import install_exception_handlers
 from api.limits import BodySizeLimit
+from api.republisher import Republisher
 from api.routes import api_router
-from api.sweeper import Sweeper
 from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.store import Store
@@ -36,31 +37,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     store = Store.from_settings(settings)
     celery_app = make_celery(settings)
-    sweeper = Sweeper(store, celery_app, settings)
+    republisher = Republisher(store, celery_app, settings)
 
     @asynccontextmanager
     async def lifespan(running_app: FastAPI) -> AsyncIterator[None]:
-        sweeper.start()
+        republisher.start()
         try:
             yield
         finally:
-            sweeper.stop()
+            republisher.stop()
             # The event streams' hub (made by the first stream) stops polling and listening.
             event_hub = getattr(running_app.state, "event_hub", None)
             if event_hub is not None:
                 await event_hub.close()
                 running_app.state.event_hub = None
 
-    app = FastAPI(title="bnlab", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="bnlab",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from install_docs, without a CDN
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.store = store
     app.state.celery = celery_app
-    app.state.sweeper = sweeper
+    app.state.republisher = republisher
     app.state.api_keys = ApiKeys.from_settings(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_exception_handlers(app)
     app.include_router(api_router)
     app.include_router(dashboard.router)  # the pages at `/`, open: the API key guards /v1 only
+    install_docs(app)
     return app
 
 

@@ -9,7 +9,7 @@ import logging
 
 from celery import Celery
 
-from core.store import Store
+from core.store import StoreInterface
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def broker_reachable(celery_app: Celery) -> bool:
     return True
 
 
-def database_reachable(store: Store) -> bool:
+def database_reachable(store: StoreInterface) -> bool:
     try:
         store.ping()
     except Exception as error:  # idem for the database driver

@@ -138,7 +138,7 @@ def main() -> None:
                 _env_file=None,
                 database_url=url,
                 broker_url=f"sqla+sqlite:///{Path(scratch) / 'broker.db'}",
-                sweep_seconds=3600.0,
+                republish_seconds=3600.0,
             )
             app = create_app(settings)
             with TestClient(app) as client:

@@ -24,10 +24,18 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from client.documents import DocumentError, apply_assignments, load_document
 from client.http import DEFAULT_URL, TERMINAL_STATUSES, BnlabClient, ServiceError
-from client.render import compare_table, job_details, jobs_table, sweep_details, sweeps_table
+from client.render import (
+    compare_table,
+    job_details,
+    jobs_table,
+    sweep_details,
+    sweeps_table,
+    tuned_details,
+)
 from client.watch import print_events, show_events, show_sweep_progress
 
 EXIT_ERROR = 1
@@ -47,6 +55,12 @@ sweep_app = typer.Typer(
 app.add_typer(sweep_app, name="sweep")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer, for scripts.")]
+ArmOption = Annotated[
+    str | None, typer.Option(help="A spec field whose values are arms compared over seeds (e.g. batch_norm).")
+]
+TuneOption = Annotated[
+    list[str] | None, typer.Option(help="With --arm: a field each arm takes its best value of (repeatable).")
+]
 WatchOption = Annotated[bool, typer.Option("--watch", help="Then follow it live until it finishes.")]
 CursorOption = Annotated[str | None, typer.Option(help="The page after this cursor (printed below a page).")]
 
@@ -237,18 +251,23 @@ def compare(
     ] = None,
     metric: Annotated[str, typer.Option(help="The metric to compare.")] = "val_accuracy",
     plot: Annotated[Path | None, typer.Option(help="Also save the curves to this .png or .svg.")] = None,
+    arm: ArmOption = None,
+    tune: TuneOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare jobs side by side: final and best values, steps to target and speedups."""
+    """Compare jobs side by side: final and best values, steps to target and speedups; with --arm, the arms
+    over matched seeds with 95% intervals and verdicts."""
     params = {"ids": job_ids, "metric": metric, "target": target, "baseline": baseline}
     picture_format = plot_format(plot) if plot else None
     with connected(context) as client:
-        comparison = client.get("/v1/compare", params)
+        comparison = client.get("/v1/compare", {**params, "arm": arm, "tune": tune or None})
         picture = client.get_bytes("/v1/compare/plot", {**params, "format": picture_format}) if plot else None
     if as_json:
         print_json(comparison)
     else:
         Console().print(compare_table(comparison))
+        if comparison.get("arms"):
+            Console().print(Text(), tuned_details(comparison["arms"]))
     if plot and picture is not None:
         save_plot(plot, picture)
 
@@ -331,12 +350,21 @@ def sweep_cancel(context: typer.Context, sweep_id: Annotated[str, typer.Argument
 def sweep_show(
     context: typer.Context,
     sweep_id: Annotated[str, typer.Argument(metavar="ID")],
+    arm: ArmOption = None,
+    tune: TuneOption = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="With --arm: the baseline arm, a JSON value (e.g. false).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a sweep: status counts, one row per grid point (mean ± std over seeds) and one per fused group."""
+    """Show a sweep: status counts, one row per grid point (mean [95% interval] over seeds) and one per
+    fused group; with --arm, the arms compared at their best --tune setting."""
+    params = {"arm": arm, "tune": tune or None, "baseline": baseline}
     with connected(context) as client:
-        sweep = client.get(f"/v1/sweeps/{sweep_id}")
+        sweep = client.get(f"/v1/sweeps/{sweep_id}", params)
     if as_json:
         print_json(sweep)
         return
     Console().print(sweep_details(sweep))
+    if sweep.get("tuned"):
+        Console().print(Text(), tuned_details(sweep["tuned"]))

@@ -192,12 +192,71 @@ def compare_table(comparison: dict[str, Any]) -> Table:
 
 
 def statistic(value: object) -> str:
-    """An aggregate over seeds, `mean ± std`, from the sweep answer's {mean, std, count}."""
+    """An aggregate over seeds, `mean [low, high]` (its 95% interval, on a line of its own to keep tables
+    narrow), from the service's {n, mean, std, ci95, ci_method}; the mean alone without an interval (one
+    seed)."""
     if not isinstance(value, Mapping) or value.get("mean") is None:
         return MISSING
-    if not value.get("std"):
+    interval = value.get("ci95")
+    if not interval:
         return number(value["mean"])
-    return f"{number(value['mean'])} ± {number(value['std'], digits=2)}"
+    return f"{number(value['mean'])}\n[{number(interval[0])}, {number(interval[1])}]"
+
+
+def interval_text(value: object, suffix: str = "") -> str:
+    """A bootstrap estimate or a paired difference, `value [low, high]`, from the service's answer."""
+    if not isinstance(value, Mapping):
+        return MISSING
+    middle = value.get("value", value.get("mean"))
+    if middle is None:
+        return MISSING
+    interval = value.get("ci95")
+    bounds = f"\n[{number(interval[0])}, {number(interval[1])}]" if interval else ""
+    return f"{number(middle)}{suffix}{bounds}"
+
+
+def tuned_details(tuned: Mapping[str, Any]) -> RenderableType:
+    """Arms compared at their tuned best (`tuned` of a sweep, `arms` of a comparison): each arm's chosen
+    setting, its figures with 95% intervals, the speedup and accuracy difference against the baseline arm,
+    and the verdicts the intervals allow."""
+    tune = ", ".join(tuned.get("tune") or [])
+    heading = Text(
+        f"{tuned.get('arm')} arms{f', each at its best {tune}' if tune else ''}"
+        f" · baseline {compact(tuned.get('baseline'))}"
+        + (" · provisional: jobs still running" if tuned.get("provisional") else ""),
+        style="bold",
+    )
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column(str(tuned.get("arm")), overflow="fold")
+    table.add_column("chosen", overflow="fold", min_width=18)
+    for header in ("seeds", "final", "steps to\ntarget", "speedup", "final −\nbaseline"):
+        table.add_column(header, justify="right", no_wrap=True)
+    verdicts: list[str] = []
+    for arm in tuned.get("arms") or []:
+        label = f"{tuned.get('arm')}={compact(arm.get('value'))}"
+        speedup = arm.get("speedup_vs_baseline") or {}
+        difference = arm.get("final_accuracy_vs_baseline") or {}
+        bound = "≥ " if speedup.get("is_lower_bound") else ""
+        by = "steps" if arm.get("chosen_by") == "steps_to_target" else "final"
+        table.add_row(
+            compact(arm.get("value")),
+            f"{compact(arm.get('chosen')) or MISSING} (by {by}, of {arm.get('settings_tried')})",
+            number(len(arm.get("seeds") or [])),
+            statistic(arm.get("final_accuracy")),
+            statistic(arm.get("steps_to_target")),
+            bound + interval_text(speedup.get("estimate"), "×") if speedup else MISSING,
+            interval_text(difference.get("difference")),
+        )
+        if speedup:
+            verdicts.append(f"{label}, steps to target: {speedup['verdict']}")
+        if difference:
+            verdicts.append(f"{label}, final: {difference['verdict']}")
+    return Group(
+        heading,
+        table,
+        Text(str(tuned.get("criterion") or ""), style="dim"),
+        *(Text(line) for line in verdicts),
+    )
 
 
 def status_counts_text(counts: Mapping[str, int]) -> Text:
@@ -217,7 +276,7 @@ def sweep_details(sweep: dict[str, Any]) -> RenderableType:
         f" · executed {execution.get('used', MISSING)}"
     )
     table = Table(show_edge=False, header_style="bold")
-    table.add_column("grid point", overflow="fold")
+    table.add_column("grid point", overflow="fold", min_width=24)
     table.add_column("done", justify="right", no_wrap=True)
     table.add_column("final accuracy", justify="right", no_wrap=True)
     table.add_column("best accuracy", justify="right", no_wrap=True)
@@ -239,6 +298,7 @@ def sweep_details(sweep: dict[str, Any]) -> RenderableType:
         facts,
         status_counts_text(sweep.get("status_counts") or {}),
         table,
+        Text("mean [95% confidence interval] over the seeds that have the figure (Student t)", style="dim"),
         Text(),
         execution_table(execution),
     )

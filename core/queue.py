@@ -4,7 +4,7 @@ Torch-free and worker-free: the API publishes by task *name* (`publish_job`, `pu
 a fused group, which one task trains together) and never imports `worker/`.
 Brokers: Redis when deployed; kombu's SQLAlchemy transport on an SQLite file when embedded (`sqla+sqlite:///…`).
 Reliability does not rest on the broker: a job's liveness is its lease in the job table (see the store), so
-no result backend is needed and a message the broker loses is published again by the API's sweeper.
+no result backend is needed and a message the broker loses is published again by the API's republisher.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ SQLALCHEMY_PREFIX = "sqla+"
 # it would cost a delivery). An hour above the hard limit.
 VISIBILITY_MARGIN_SECONDS = 3600
 # Publishing must not hang a request when the broker is down: a short connect timeout and two quick
-# retries, then the API leaves the job queued for the sweeper.
+# retries, then the API leaves the job queued for the republisher.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.0, "interval_step": 0.25, "interval_max": 0.5}
 BROKER_CONNECT_TIMEOUT_SECONDS = 2.0
 
@@ -88,7 +88,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 def publish_job(app: Celery, job_id: str, device: str) -> None:
     """Send the training task for `job_id` to the queue its device routes to (raises when the broker is
-    unreachable; the job stays queued and the sweeper publishes it later)."""
+    unreachable; the job stays queued and the republisher publishes it later)."""
     app.send_task(TRAIN_TASK, args=[job_id], queue=queue_for_device(device))
 
 

@@ -18,7 +18,10 @@ VAR_DIR = Path("var")
 class Settings(BaseSettings):
     """Process configuration. Names in the environment: DATABASE_URL, BROKER_URL, BNLAB_<FIELD>."""
 
-    model_config = SettingsConfigDict(env_prefix="BNLAB_", env_file=".env", extra="ignore")
+    # validate_by_name: `Settings(field=...)` sets a field that also has environment aliases.
+    model_config = SettingsConfigDict(
+        env_prefix="BNLAB_", env_file=".env", extra="ignore", validate_by_name=True
+    )
 
     database_url: str = Field(
         f"sqlite:///{VAR_DIR}/bnlab.db", validation_alias=AliasChoices("DATABASE_URL", "BNLAB_DATABASE_URL")
@@ -38,10 +41,16 @@ class Settings(BaseSettings):
         description="on CUDA, replay a stack's training step as one captured graph (eager if capture fails)",
     )
 
-    # Liveness (DESIGN: heartbeat 10 s, lease 60 s, sweep every 15 s).
+    # Liveness (DESIGN: heartbeat 10 s, lease 60 s, lost jobs looked for every 15 s).
     heartbeat_seconds: float = Field(10.0, gt=0)
     lease_seconds: float = Field(60.0, gt=0)
-    sweep_seconds: float = Field(15.0, gt=0)
+    republish_seconds: float = Field(
+        15.0,
+        gt=0,
+        # BNLAB_SWEEP_SECONDS is its name from before the republisher was named for what it does.
+        validation_alias=AliasChoices("BNLAB_REPUBLISH_SECONDS", "BNLAB_SWEEP_SECONDS"),
+        description="how often the API's republisher looks for jobs the broker lost",
+    )
     requeue_after_seconds: float = Field(
         3600.0, gt=0, validation_alias=AliasChoices("REQUEUE_AFTER", "BNLAB_REQUEUE_AFTER_SECONDS")
     )
@@ -96,6 +105,10 @@ class Settings(BaseSettings):
     # Job event streams: one poller per API process reads the database this often for all open streams.
     events_poll_seconds: float = Field(0.25, gt=0, le=60)
     events_keepalive_seconds: float = Field(15.0, gt=0, le=300, description="comment sent on a quiet stream")
+
+    access_log: bool = Field(
+        False, description="embedded mode: uvicorn logs one line per HTTP request (the dashboard polls)"
+    )
 
     # Auth: comma-separated keys; empty = open. Read-only keys may only GET.
     api_keys: str = Field("", repr=False)

@@ -52,8 +52,13 @@ class CNNArchitecture(_Strict):
     """Conv blocks (3x3 conv → BN → activation → 2x2 max-pool) and a linear head, for image datasets."""
 
     kind: Literal["cnn"] = "cnn"
-    channels: list[Channels] = Field(default_factory=lambda: [16, 32], min_length=1, max_length=MAX_CNN_DEPTH)
-    activation: Activation = "relu"
+    channels: list[Channels] = Field(
+        default_factory=lambda: [16, 32],
+        min_length=1,
+        max_length=MAX_CNN_DEPTH,
+        description="output channels of each conv block (each block halves the image)",
+    )
+    activation: Activation = Field("relu", description="the nonlinearity of each conv block")
 
 
 Architecture = Annotated[MLPArchitecture | CNNArchitecture, Field(discriminator="kind")]
@@ -67,18 +72,32 @@ class JobSpec(_Strict):
     learning_rate: float = Field(gt=0, le=100, description="step size; BN is claimed to tolerate large ones")
     dropout: float = Field(ge=0, lt=1, description="drop probability after each hidden nonlinearity")
 
-    name: str = Field("", max_length=MAX_NAME_LENGTH)
-    dataset: DatasetName = "digits"
-    optimizer: Literal["sgd", "momentum", "adam"] = "sgd"  # momentum = SGD with momentum 0.9
-    init: Literal["default", "he", "xavier", "gaussian"] = "default"  # default = torch's own init
+    name: str = Field("", max_length=MAX_NAME_LENGTH, description="a label for lists, plots and compare")
+    dataset: DatasetName = Field(
+        "digits",
+        description="digits: the 1,797 8x8 handwritten digits shipped with scikit-learn (offline); spirals: "
+        "two noisy spirals in the plane generated from the seed (2 classes); mnist, fashion_mnist: 28x28 "
+        "images, downloaded once and checked against their SHA-256",
+    )
+    optimizer: Literal["sgd", "momentum", "adam"] = Field(
+        "sgd", description="plain SGD, SGD with momentum 0.9, or Adam"
+    )
+    init: Literal["default", "he", "xavier", "gaussian"] = Field(
+        "default",
+        description="weights: torch's own init, Kaiming normal, Glorot uniform, or N(0, init_std²)",
+    )
     init_std: float = Field(
         0.01, gt=0, le=10, description="std of the gaussian init (only for init=gaussian)"
     )
     bn_momentum: float = Field(0.1, gt=0, le=1, description="running-average weight of the newest batch")
-    bn_eps: float = Field(1e-5, gt=0, le=1)
-    bn_implementation: Literal["torch", "bnlab"] = "torch"  # bnlab = the paper's Algorithm 1, written out
-    batch_size: int = Field(60, ge=1, le=MAX_BATCH_SIZE)
-    steps: int = Field(2000, ge=1, le=MAX_STEPS)
+    bn_eps: float = Field(1e-5, gt=0, le=1, description="added to the batch variance before its square root")
+    bn_implementation: Literal["torch", "bnlab"] = Field(
+        "torch", description="torch's batch norm, or bnlab's: the paper's Algorithm 1, written out"
+    )
+    batch_size: int = Field(
+        60, ge=1, le=MAX_BATCH_SIZE, description="examples per step; at least 2 with batch_norm"
+    )
+    steps: int = Field(2000, ge=1, le=MAX_STEPS, description="training steps, one batch each")
     eval_every: int = Field(
         50,
         ge=1,
@@ -86,13 +105,33 @@ class JobSpec(_Strict):
         # A short run that leaves eval_every at its default is checked too: a spec must validate again from
         # its own stored form (the worker and the API's answers re-read it).
         validate_default=True,
-        description="steps_to_target is resolved to this",
+        description="steps between evaluations on the validation split, at most steps; steps_to_target is "
+        "resolved to this",
     )
-    target_accuracy: float | None = Field(None, gt=0, le=1)
-    telemetry_every: int = Field(0, ge=0, le=MAX_STEPS, description="0 = off")
-    landscape_every: int = Field(0, ge=0, le=MAX_STEPS, description="0 = off")
-    checkpoint_every: int = Field(500, ge=0, le=MAX_STEPS, description="0 = never checkpoint")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    target_accuracy: float | None = Field(
+        None, gt=0, le=1, description="the validation accuracy steps_to_target counts to; null = none"
+    )
+    telemetry_every: int = Field(
+        0,
+        ge=0,
+        le=MAX_STEPS,
+        description="steps between the paper's Fig. 1 statistics of each layer; 0 = off",
+    )
+    landscape_every: int = Field(
+        0,
+        ge=0,
+        le=MAX_STEPS,
+        description="steps between loss-landscape probes along the gradient (Santurkar et al. 2018); 0 = off",
+    )
+    checkpoint_every: int = Field(
+        500, ge=0, le=MAX_STEPS, description="steps between checkpoints a resumed job starts from; 0 = none"
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="initialization, batches, dropout; the digits split and spirals unless split_seed is set",
+    )
     split_seed: int | None = Field(
         None,
         ge=0,
@@ -102,7 +141,9 @@ class JobSpec(_Strict):
     stop_at_target: bool = Field(
         False, description="end the run, succeeded, at the first evaluation at or above target_accuracy"
     )
-    device: str = Field("auto", max_length=16, description="auto | cpu | cuda | cuda:N")
+    device: str = Field(
+        "auto", max_length=16, description="auto (the worker's: a GPU if it has one), cpu, cuda or cuda:N"
+    )
 
     @field_validator("device")
     @classmethod

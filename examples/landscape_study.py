@@ -28,6 +28,8 @@ import httpx
 import yaml
 from rich.console import Console
 
+from core.statistics import describe, verdict
+
 EXAMPLES_DIR = Path(__file__).resolve().parent
 STUDY_PATH = EXAMPLES_DIR / "landscape_study.yaml"
 FIGURES_DIR = EXAMPLES_DIR / "figures"
@@ -141,14 +143,40 @@ def median_of(jobs: Sequence[Job], quantity: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def ratio_over_seeds(pairs: Sequence[Pair], quantity: str) -> tuple[float | None, float | None, float | None]:
-    """Geometric mean over seeds of each seed's geometric-mean ratio, and the smoother fraction's min, max."""
-    ratios = [pair.ratios[quantity]["geometric_mean_ratio"] for pair in pairs if pair.ratios.get(quantity)]
-    fractions = [pair.ratios[quantity]["smoother_fraction"] for pair in pairs if pair.ratios.get(quantity)]
-    ratios = [ratio for ratio in ratios if ratio is not None]
-    fractions = [fraction for fraction in fractions if fraction is not None]
-    geometric = math.exp(statistics.fmean(math.log(ratio) for ratio in ratios)) if ratios else None
-    return geometric, min(fractions, default=None), max(fractions, default=None)
+@dataclass(frozen=True)
+class SeedRatio:
+    """BN ÷ no BN over the seeds of a setting: the geometric mean of the per-seed ratios, the 95% interval
+    of that geometric mean (a Student t interval of the mean log ratio, exponentiated; None below two
+    seeds), and the range over seeds of the share of probe steps where BN was lower."""
+
+    geometric: float | None
+    ci95: tuple[float, float] | None
+    seeds: int
+    lowest_fraction: float | None
+    highest_fraction: float | None
+
+    @classmethod
+    def of(cls, per_seed_ratios: Sequence[float], fractions: Sequence[float]) -> SeedRatio:
+        logs = describe(math.log(ratio) for ratio in per_seed_ratios if ratio > 0)
+        interval = None if logs.ci95 is None else (math.exp(logs.ci95[0]), math.exp(logs.ci95[1]))
+        geometric = None if logs.mean is None else math.exp(logs.mean)
+        return cls(geometric, interval, logs.n, min(fractions, default=None), max(fractions, default=None))
+
+    def verdict(self) -> str:
+        """The verdict rule on a ratio: BN smoother (or rougher) only where the interval excludes 1."""
+        if self.ci95 is not None and self.ci95[1] < 1:
+            return "BN smoother"
+        if self.ci95 is not None and self.ci95[0] > 1:
+            return "BN rougher"
+        return verdict(None, self.seeds)
+
+
+def ratio_over_seeds(pairs: Sequence[Pair], quantity: str) -> SeedRatio:
+    """Over the seeds, each seed's geometric-mean ratio as the compare route gives it."""
+    present = [pair.ratios[quantity] for pair in pairs if pair.ratios.get(quantity)]
+    ratios = [ratio["geometric_mean_ratio"] for ratio in present if ratio["geometric_mean_ratio"] is not None]
+    fractions = [ratio["smoother_fraction"] for ratio in present if ratio["smoother_fraction"] is not None]
+    return SeedRatio.of(ratios, fractions)
 
 
 def relative_range(probe: dict[str, Any]) -> float | None:
@@ -159,7 +187,7 @@ def relative_range(probe: dict[str, Any]) -> float | None:
     return float(probe["loss_range"] / min(losses))
 
 
-def relative_range_over_seeds(pairs: Sequence[Pair]) -> tuple[float | None, float | None, float | None]:
+def relative_range_over_seeds(pairs: Sequence[Pair]) -> SeedRatio:
     """Like `ratio_over_seeds`, for `relative_range`, computed here from both jobs' probes."""
     per_seed_ratios, fractions = [], []
     for pair in pairs:
@@ -172,8 +200,7 @@ def relative_range_over_seeds(pairs: Sequence[Pair]) -> tuple[float | None, floa
         if logs:
             per_seed_ratios.append(math.exp(statistics.fmean(logs)))
             fractions.append(sum(log < 0 for log in logs) / len(logs))
-    geometric = math.exp(statistics.fmean(map(math.log, per_seed_ratios))) if per_seed_ratios else None
-    return geometric, min(fractions, default=None), max(fractions, default=None)
+    return SeedRatio.of(per_seed_ratios, fractions)
 
 
 def early_ratio(pairs: Sequence[Pair], quantity: str) -> float | None:
@@ -226,18 +253,22 @@ def training_table(pairs: dict[Setting, list[Pair]]) -> list[str]:
     return lines
 
 
-def ratio_cell(ratio: float | None, lowest: float | None, highest: float | None) -> str:
-    fractions = "—" if lowest is None else f"{lowest:.0%}–{highest:.0%}"
-    marker = "**" if ratio is not None and ratio < 1 else ""
-    return f"{marker}{number(ratio)}{marker} ({fractions})"
+def ratio_cell(ratio: SeedRatio) -> str:
+    """`**0.62** [0.41, 0.95] (40%–80%)`: bold only where the interval lies below 1 (BN smoother)."""
+    fractions = (
+        "—" if ratio.lowest_fraction is None else f"{ratio.lowest_fraction:.0%}–{ratio.highest_fraction:.0%}"
+    )
+    interval = "" if ratio.ci95 is None else f" [{number(ratio.ci95[0])}, {number(ratio.ci95[1])}]"
+    marker = "**" if ratio.ci95 is not None and ratio.ci95[1] < 1 else ""
+    return f"{marker}{number(ratio.geometric)}{marker}{interval} ({fractions})"
 
 
 def ratio_table(pairs: dict[Setting, list[Pair]]) -> list[str]:
     header = " | ".join([*QUANTITIES.values(), "loss range ÷ lowest loss"])
     lines = [f"| activation | lr | {header} |", "|---|---|" + "---|" * (len(QUANTITIES) + 1)]
     for setting, setting_pairs in pairs.items():
-        cells = [ratio_cell(*ratio_over_seeds(setting_pairs, quantity)) for quantity in QUANTITIES]
-        cells.append(ratio_cell(*relative_range_over_seeds(setting_pairs)))
+        cells = [ratio_cell(ratio_over_seeds(setting_pairs, quantity)) for quantity in QUANTITIES]
+        cells.append(ratio_cell(relative_range_over_seeds(setting_pairs)))
         lines.append(f"| {setting.activation} | {setting.learning_rate:g} | " + " | ".join(cells) + " |")
     return lines
 
@@ -248,9 +279,7 @@ def early_table(pairs: dict[Setting, list[Pair]]) -> list[str]:
     for setting, setting_pairs in pairs.items():
         cells = []
         for quantity in QUANTITIES:
-            ratio = early_ratio(setting_pairs, quantity)
-            marker = "**" if ratio is not None and ratio < 1 else ""
-            cells.append(f"{marker}{number(ratio)}{marker}")
+            cells.append(number(early_ratio(setting_pairs, quantity)))
         lines.append(f"| {setting.activation} | {setting.learning_rate:g} | " + " | ".join(cells) + " |")
     return lines
 
@@ -272,21 +301,29 @@ def level_table(pairs: dict[Setting, list[Pair]]) -> list[str]:
 
 
 def verdicts(pairs: dict[Setting, list[Pair]]) -> list[str]:
-    """Per activation and quantity, at how many learning rates BN is smoother on the whole (ratio < 1)."""
+    """Per activation and quantity, at how many learning rates BN is smoother (the interval of the ratio
+    over seeds lies below 1), rougher (above 1), or neither (no detectable difference)."""
     lines = []
     for activation in dict.fromkeys(setting.activation for setting in pairs):
         settings = [setting for setting in pairs if setting.activation == activation]
         for quantity, label in QUANTITIES.items():
-            ratios = [ratio_over_seeds(pairs[setting], quantity)[0] for setting in settings]
-            smoother = sum(ratio is not None and ratio < 1 for ratio in ratios)
-            listed = ", ".join(
-                f"{number(ratio)} at lr {setting.learning_rate:g}"
-                for ratio, setting in zip(ratios, settings, strict=True)
+            ratios = [ratio_over_seeds(pairs[setting], quantity) for setting in settings]
+            said = [ratio.verdict() for ratio in ratios]
+            smoother, rougher = said.count("BN smoother"), said.count("BN rougher")
+            listed = "; ".join(
+                f"lr {setting.learning_rate:g}: {ratio_cell(ratio).replace('**', '')}, {text}"
+                for ratio, setting, text in zip(ratios, settings, said, strict=True)
             )
-            verdict = "holds" if smoother == len(settings) else "fails" if smoother == 0 else "is mixed"
+            claim = (
+                "holds"
+                if smoother == len(settings)
+                else "fails"
+                if rougher == len(settings)
+                else "is not settled at these seeds"
+            )
             lines.append(
-                f"- {activation}, {label}: BN smoother at {smoother} of {len(settings)} learning rates "
-                f"({listed}): the claim {verdict}"
+                f"- {activation}, {label}: BN smoother at {smoother} and rougher at {rougher} of "
+                f"{len(settings)} learning rates ({listed}): the claim {claim}"
             )
     return lines
 
@@ -350,9 +387,11 @@ def write_report(
         "",
         "## BN against no BN, seed by seed",
         "",
-        "Each cell: the geometric mean over the three seeds of the compare route's `geometric_mean_ratio` "
-        "(BN ÷ no BN over the probe steps both runs have; below 1, in bold: BN smoother), and in brackets "
-        "the range over seeds of `smoother_fraction` (the share of probe steps where BN's value is lower). "
+        "Each cell: the geometric mean over the seeds of the compare route's `geometric_mean_ratio` "
+        "(BN ÷ no BN over the probe steps both runs have; below 1: BN smoother), its 95% confidence "
+        "interval in square brackets (a Student t interval of the mean log ratio over seeds, "
+        "exponentiated), in bold only where that interval lies below 1, and in round brackets the range "
+        "over seeds of `smoother_fraction` (the share of probe steps where BN's value is lower). "
         "The last column is computed here from both jobs' probes, not by the service: the loss range "
         "divided by the lowest loss along the gradient, because a run whose loss is 100 times lower has a "
         "band about 100 times narrower on the same landscape shape.",
@@ -361,14 +400,16 @@ def write_report(
         "",
         *tally(pairs),
         "",
-        "By activation (BN ÷ no BN over the whole run, geometric mean over seeds):",
+        "By activation (BN ÷ no BN over the whole run, geometric mean over seeds; a verdict only where the "
+        "interval excludes 1):",
         "",
         *verdicts(pairs),
         "",
         f"## Early in training (probe steps ≤ {EARLY_STEPS})",
         "",
         "BN ÷ no BN, geometric mean over the probe steps up to "
-        f"{EARLY_STEPS} and the seeds (the steps where a no-BN sigmoid net is still on its plateau):",
+        f"{EARLY_STEPS} and the seeds (the steps where a no-BN sigmoid net is still on its plateau). "
+        "Descriptive only, with no interval: the probe steps of one run are not independent samples.",
         "",
         *early_table(pairs),
         "",

@@ -12,6 +12,7 @@ seeds) and PNG figures fetched from the plot endpoints into `figures/` beside it
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -145,11 +146,12 @@ class Service:
 
 
 def stat_text(stat: dict[str, Any] | None, digits: int = 3) -> str:
-    """`0.951 ± 0.012` (mean ± sample std over seeds), `0.951` for one seed, `—` for none."""
-    if not stat or stat.get("mean") is None:
+    """`0.951 [0.938, 0.964]` (mean [95% interval] over seeds), `0.951` for one seed, `—` for none."""
+    if not stat or stat.get("mean", stat.get("value")) is None:
         return "—"
-    mean = f"{stat['mean']:.{digits}f}"
-    return mean if stat.get("std") is None else f"{mean} ± {stat['std']:.{digits}f}"
+    middle = f"{stat.get('mean', stat.get('value')):.{digits}f}"
+    interval = stat.get("ci95")
+    return middle if not interval else f"{middle} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
 
 def value_text(value: Any) -> str:
@@ -227,6 +229,71 @@ def comparison_section(service: Service, item: Submitted) -> list[str]:
     return [*lines, "", f"![learning curves, seed 0]({figure})", ""] if figure else lines
 
 
+def arms_table(tuned: dict[str, Any]) -> list[str]:
+    """Arms as the service compares them (a sweep's `tuned`, a comparison's `arms`): a row per arm with its
+    chosen setting, figures with intervals, speedup and difference against the baseline arm, then the
+    verdicts those intervals allow."""
+    lines = [
+        "| arm | chosen | seeds | final val acc | steps to target | speedup | final − baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for arm in tuned["arms"]:
+        label = f"{tuned['arm']}={value_text(arm['value'])}"
+        chosen = ", ".join(f"{axis}={value_text(value)}" for axis, value in arm["chosen"].items()) or "—"
+        speedup, difference = arm["speedup_vs_baseline"], arm["final_accuracy_vs_baseline"]
+        bound = "≥ " if speedup and speedup["is_lower_bound"] else ""
+        lines.append(
+            f"| {label} | {chosen} (by {arm['chosen_by'].replace('_', ' ')}) | {len(arm['seeds'])} | "
+            f"{stat_text(arm['final_accuracy'])} | {stat_text(arm['steps_to_target'], digits=0)} | "
+            f"{bound + stat_text(speedup['estimate'], digits=1) + '×' if speedup else '—'} | "
+            f"{stat_text(difference['difference']) if difference else '—'} |"
+        )
+        if speedup:
+            verdicts.append(f"- {label}, steps to target: {speedup['verdict']}.")
+        if difference:
+            verdicts.append(f"- {label}, final accuracy: {difference['verdict']}.")
+    return [*lines, "", *verdicts, ""]
+
+
+def tuned_section(service: Service, item: Submitted) -> list[str]:
+    """The arms compared at their tuned best (`GET /v1/sweeps/{id}?arm=…&tune=…`)."""
+    settings = item.study.about["tuned"]
+    params: dict[str, Any] = {"arm": settings["arm"], "tune": settings.get("tune", [])}
+    if "baseline" in settings:
+        params["baseline"] = json.dumps(settings["baseline"])  # a JSON value of the arm, e.g. false
+    tuned = service.get(f"/v1/sweeps/{item.sweep_id}", **params)["tuned"]
+    tuned_axes = ", ".join(tuned["tune"]) or "setting"
+    return [
+        f"Each `{tuned['arm']}` arm at its best {tuned_axes} ({tuned['criterion']}), "
+        f"against `{tuned['arm']}={value_text(tuned['baseline'])}`:",
+        "",
+        *arms_table(tuned),
+    ]
+
+
+def arms_section(service: Service, item: Submitted) -> list[str]:
+    """For each value of the `by` axis, its jobs compared as arms of `arm` against the `baseline` arm over
+    matched seeds (`GET /v1/compare?arm=…`): does dropout change BN's accuracy, does BN help at each depth."""
+    settings = item.study.about["arms"]
+    arm, by, baseline = settings["arm"], settings["by"], settings["baseline"]
+    lines = []
+    for by_value in item.study.sweep["grid"][by]:
+        points = [point for point in item.view["points"] if point["point"][by] == by_value]
+        ids = [job_id for point in points for job_id in point["job_ids"]]
+        baseline_id = next(
+            job_id for point in points if point["point"][arm] == baseline for job_id in point["job_ids"]
+        )
+        arms = service.get("/v1/compare", ids=ids, baseline=baseline_id, arm=arm, max_points=10)["arms"]
+        lines += [
+            f"At `{by}={value_text(by_value)}`, each `{arm}` against `{arm}={value_text(baseline)}`, "
+            "seed by seed:",
+            "",
+            *arms_table(arms),
+        ]
+    return lines
+
+
 def ics_section(service: Service, item: Submitted) -> list[str]:
     """The paper's Fig. 1(b,c): a last-layer sigmoid's input percentiles, without and with BN (seed 0)."""
     axis = item.study.about["ics"]["by"]
@@ -282,6 +349,10 @@ def study_section(service: Service, item: Submitted) -> list[str]:
             f"/v1/sweeps/{item.sweep_id}/plots/heatmap", f"{item.study.slug}-heatmap.png", **params
         )
         lines += [f"![mean final accuracy]({figure})", ""]
+    if "tuned" in about:
+        lines += tuned_section(service, item)
+    if "arms" in about:
+        lines += arms_section(service, item)
     if "compare" in about:
         lines += comparison_section(service, item)
     if "ics" in about:
@@ -301,6 +372,13 @@ def write_report(service: Service, submitted: list[Submitted], url: str, elapsed
         f"measured by that run ({sum(item.size for item in submitted)} jobs in {elapsed_seconds:.0f} s). "
         "Regenerate with `make run` in one terminal and `.venv/bin/python examples/run_studies.py "
         "--url http://127.0.0.1:8000` in another.",
+        "",
+        "Every figure over seeds reads `mean [low, high]`: the mean over the seeds that have the figure and "
+        "its 95% confidence interval (Student t, n − 1 degrees of freedom; none for a single seed). A "
+        "speedup of one arm over another is a ratio of mean steps to target with a 95% percentile-bootstrap "
+        "interval over paired seeds, `≥` where the baseline never reached the target (its steps run were "
+        "used). A verdict is stated only where its interval excludes no difference; otherwise the report "
+        "says `no detectable difference at n = …`.",
         "",
     ]
     for item in submitted:

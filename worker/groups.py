@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.results import Callbacks, Progress, Result
 from core.settings import Settings
 from core.spec import JobSpec
-from core.store import LeaseResult, Store
+from core.store import LeaseResult, StoreInterface
 from worker.lease import CANCEL_POLL_SECONDS
 from worker.reporting import StoreReporter
 from worker.training import TIME_LIMIT_EXCEEDED, Delivery, new_owner
@@ -67,7 +67,7 @@ class GroupLeaseKeeper:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreInterface,
         job_ids: Sequence[str],
         owner: str,
         heartbeat_seconds: float,
@@ -130,7 +130,7 @@ class _Member:
 
 
 def train_group(
-    store: Store,
+    store: StoreInterface,
     job_ids: Sequence[str],
     settings: Settings,
     owner: str | None = None,
@@ -157,7 +157,12 @@ class _GroupDelivery:
     """Training one leased group and writing what becomes of each job (used once, by `train_group`)."""
 
     def __init__(
-        self, store: Store, job_ids: list[str], leases: list[LeaseResult], owner: str, settings: Settings
+        self,
+        store: StoreInterface,
+        job_ids: list[str],
+        leases: list[LeaseResult],
+        owner: str,
+        settings: Settings,
     ) -> None:
         self.store = store
         self.job_ids = job_ids

@@ -13,7 +13,7 @@ import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.store import Store
+from core.store import StoreInterface
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class LeaseKeeper:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreInterface,
         job_id: str,
         owner: str,
         heartbeat_seconds: float,

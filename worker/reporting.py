@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from core.results import Callbacks, LandscapeRecord, MetricPoint, Progress, TelemetryRecord
-from core.store import Store
+from core.store import StoreInterface
 
 PROGRESS_EVERY_SECONDS = 0.5  # DESIGN: progress at step 0, then at most every 0.5 s
 FLUSH_EVERY_SECONDS = 1.0  # how stale stored metrics may get while a job runs
@@ -18,7 +18,9 @@ FLUSH_EVERY_POINTS = 5000
 class StoreReporter:
     """Receives a run's reports (from the training thread) and stores them for `job_id`."""
 
-    def __init__(self, store: Store, job_id: str, owner: str, should_stop: Callable[[], bool]) -> None:
+    def __init__(
+        self, store: StoreInterface, job_id: str, owner: str, should_stop: Callable[[], bool]
+    ) -> None:
         self.store = store
         self.job_id = job_id
         self.owner = owner

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK
 from core.settings import Settings
-from core.store import Store
+from core.store import Store, StoreInterface
 from worker.groups import train_group
 from worker.training import TIME_LIMIT_EXCEEDED, owner_prefix, train_job
 
@@ -31,10 +31,10 @@ KILLED_AT_HARD_TIME_LIMIT = (
     f"{TIME_LIMIT_EXCEEDED} (still running at the hard limit: its worker process was killed)"
 )
 
-_stores: dict[tuple[str, int], Store] = {}
+_stores: dict[tuple[str, int], StoreInterface] = {}
 
 
-def store_for(settings: Settings) -> Store:
+def store_for(settings: Settings) -> StoreInterface:
     """This process's store (a pool child must not reuse connections opened before the fork)."""
     key = (settings.database_url, os.getpid())
     if key not in _stores:

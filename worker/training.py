@@ -23,7 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from core.results import Callbacks, Progress, Result
 from core.settings import Settings
 from core.spec import JobSpec
-from core.store import LeaseOutcome, Store
+from core.store import LeaseOutcome, StoreInterface
 from worker.lease import LeaseKeeper
 from worker.reporting import StoreReporter
 
@@ -63,7 +63,7 @@ def train_with_core(
 
 
 def train_job(
-    store: Store,
+    store: StoreInterface,
     job_id: str,
     settings: Settings,
     owner: str | None = None,

@@ -2,13 +2,22 @@
 
 store = Store("postgresql://…" or "sqlite:///…")   # the schema comes from the migrations
 job = store.create_job(spec); store.mark_enqueued(job.id)
+
+What it promises is `StoreInterface` (`interface.py`, one Protocol per part); code that uses a store
+depends on that, and only the code that creates one names `Store`. Each part lives in a module of its own
+(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`; the metric rollup in
+`rollup` and `rollup_reads`; PostgreSQL change notifications in `notifications`), the records it hands
+out in `views`, and the conversions between rows and records in `conversions`.
 """
 
+from core.store.interface import MAX_METRIC_STEPS_PER_READ, StoreInterface
 from core.store.store import Store
 from core.store.views import (
+    Crossing,
     FusedGroupView,
     GroupLease,
     InvalidCursor,
+    JobEventState,
     JobExecution,
     JobNotFound,
     JobView,
@@ -17,14 +26,20 @@ from core.store.views import (
     LeaseOutcome,
     LeaseResult,
     MetricSeries,
+    MetricStep,
     RepublishCandidate,
+    SeriesWithCrossing,
+    StatusChange,
     SweepView,
 )
 
 __all__ = [
+    "MAX_METRIC_STEPS_PER_READ",
+    "Crossing",
     "FusedGroupView",
     "GroupLease",
     "InvalidCursor",
+    "JobEventState",
     "JobExecution",
     "JobNotFound",
     "JobView",
@@ -33,7 +48,11 @@ __all__ = [
     "LeaseOutcome",
     "LeaseResult",
     "MetricSeries",
+    "MetricStep",
     "RepublishCandidate",
+    "SeriesWithCrossing",
+    "StatusChange",
     "Store",
+    "StoreInterface",
     "SweepView",
 ]

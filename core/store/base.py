@@ -1,61 +1,56 @@
-"""What every part of the store shares: the engine, clock expressions, id lookups, and conversions
-between rows and views (non-finite floats become NULL on the way in)."""
+"""What every part of the store shares: the tables, the engine, clock expressions, id lookups, the
+batch-write primitive, the select behind every job record, and pagination cursors."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, Row, RowMapping
+from sqlalchemy.engine import Connection, Engine
 
 from core.db.engine import create_database_engine
-from core.db.tables import FusedGroup, FusedGroupJob, Job, Sweep
+from core.db.tables import (
+    Checkpoint,
+    FusedCheckpoint,
+    FusedGroup,
+    FusedGroupJob,
+    Job,
+    Landscape,
+    Metric,
+    MetricName,
+    MetricRollup,
+    Sweep,
+    Telemetry,
+)
 from core.db.types import UtcDateTime
-from core.results import Progress, Summary, finite_or_none
+from core.store.conversions import job_view
+from core.store.interface import DatabaseInterface
 from core.store.views import InvalidCursor, JobNotFound, JobView
 
+# The ORM's tables as SQLAlchemy Core tables: the store writes Core statements.
 job_table: sa.Table = Job.__table__  # type: ignore[assignment]
 sweep_table: sa.Table = Sweep.__table__  # type: ignore[assignment]
 fused_group_table: sa.Table = FusedGroup.__table__  # type: ignore[assignment]
 fused_group_job_table: sa.Table = FusedGroupJob.__table__  # type: ignore[assignment]
+checkpoint_table: sa.Table = Checkpoint.__table__  # type: ignore[assignment]
+fused_checkpoint_table: sa.Table = FusedCheckpoint.__table__  # type: ignore[assignment]
+metric_table: sa.Table = Metric.__table__  # type: ignore[assignment]
+metric_name_table: sa.Table = MetricName.__table__  # type: ignore[assignment]
+rollup_table: sa.Table = MetricRollup.__table__  # type: ignore[assignment]
+telemetry_table: sa.Table = Telemetry.__table__  # type: ignore[assignment]
+landscape_table: sa.Table = Landscape.__table__  # type: ignore[assignment]
 
-_SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(Summary))
 _CURSOR_PREFIX = "r1:"
 
 
 def leased_to(owner: str) -> sa.ColumnElement[bool]:
     """Job rows still running under `owner`'s lease: no other worker took them over, none finished them."""
     return sa.and_(job_table.c.lease_owner == owner, job_table.c.status == "running")
-
-
-def summary_to_json(summary: Summary) -> dict[str, Any]:
-    return {
-        name: finite_or_none(value) if isinstance(value, float) else value
-        for name, value in dataclasses.asdict(summary).items()
-    }
-
-
-def progress_from_row(fields: RowMapping) -> Progress | None:
-    """A job row's last progress report, None before the first (non-finite steps/s read as None)."""
-    if fields["progress_step"] is None:
-        return None
-    return Progress(
-        step=fields["progress_step"],
-        steps=fields["progress_steps"],
-        steps_per_second=finite_or_none(fields["steps_per_second"]),
-    )
-
-
-def summary_from_json(stored: Mapping[str, Any] | None) -> Summary | None:
-    if stored is None:
-        return None
-    return Summary(**{name: value for name, value in stored.items() if name in _SUMMARY_FIELDS})
 
 
 def encode_cursor(row_id: int) -> str:
@@ -72,7 +67,7 @@ def decode_cursor(cursor: str) -> int:
     return int(decoded[len(_CURSOR_PREFIX) :])
 
 
-class StoreBase:
+class StoreBase(DatabaseInterface):
     """Owns the engine. PostgreSQL lease times use the database clock, SQLite the process clock."""
 
     def __init__(self, url: str, statement_timeout_seconds: float = 0, **engine_options: Any) -> None:
@@ -88,10 +83,8 @@ class StoreBase:
         return self._engine
 
     def ping(self) -> None:
-        """Raises (sqlalchemy.exc.OperationalError) when the database cannot be reached or is not migrated.
-
-        Reading the job table, not `SELECT 1`: an empty SQLite file answers `SELECT 1` but cannot serve a job.
-        """
+        """Reads the job table, not `SELECT 1`: an empty SQLite file answers `SELECT 1` but cannot serve
+        a job."""
         with self._engine.connect() as connection:
             connection.execute(sa.select(Job.id).limit(0))
 
@@ -167,30 +160,3 @@ class StoreBase:
     def _fetch_job(self, connection: Connection, job_id: str) -> JobView | None:
         row = connection.execute(self._job_select().where(job_table.c.public_id == job_id)).first()
         return None if row is None else job_view(row)
-
-
-def job_view(row: Row[Any]) -> JobView:
-    fields = row._mapping
-    return JobView(
-        id=fields["public_id"],
-        name=fields["name"],
-        status=fields["status"],
-        spec=fields["spec"],
-        created_at=fields["created_at"],
-        enqueued_at=fields["enqueued_at"],
-        started_at=fields["started_at"],
-        finished_at=fields["finished_at"],
-        attempts=fields["attempts"],
-        progress=progress_from_row(fields),
-        summary=summary_from_json(fields["summary"]),
-        device=fields["device"],
-        error=fields["error"],
-        lease_owner=fields["lease_owner"],
-        heartbeat_at=fields["heartbeat_at"],
-        lease_losses=fields["lease_losses"],
-        cancel_requested=bool(fields["cancel_requested"]),
-        sweep_id=fields["sweep_public_id"],
-        execution=fields["execution"],
-        fused_group=fields["fused_group_public_id"],
-        fused_group_size=fields["fused_group_size"],
-    )

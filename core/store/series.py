@@ -7,52 +7,26 @@ Non-finite values (NaN, ±inf: a diverged run) are stored as NULL and read back 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from core.db.tables import Landscape, Telemetry
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord, finite_or_none
-from core.store.base import StoreBase
+from core.store.base import StoreBase, landscape_table, metric_name_table, metric_table, telemetry_table
+from core.store.conversions import landscape_rows, landscape_view, layer_telemetry, telemetry_rows
+from core.store.interface import SeriesStoreInterface
 from core.store.notifications import notify_job_changed
-from core.store.rollup import (
+from core.store.rollup import lock_job_metrics, refresh_blocks, step_range_per_name
+from core.store.rollup_reads import (
     POINTS_PER_BUCKET,
     as_lists,
     downsampled_series,
     known_name_ids,
-    lock_job_metrics,
-    metric_name_table,
-    metric_table,
-    refresh_blocks,
-    step_range_per_name,
     stored_name_ids,
 )
 from core.store.views import LandscapeView, LayerTelemetry, MetricSeries
 
-telemetry_table: sa.Table = Telemetry.__table__  # type: ignore[assignment]
-landscape_table: sa.Table = Landscape.__table__  # type: ignore[assignment]
-
-TELEMETRY_STATISTICS = (
-    "unit_p15",
-    "unit_p50",
-    "unit_p85",
-    "p15",
-    "p50",
-    "p85",
-    "mean",
-    "std",
-    "saturated_fraction",
-    "grad_norm",
-)
-LANDSCAPE_STATISTICS = (
-    "loss_range",
-    "gradient_predictiveness",
-    "beta_smoothness",
-    "grad_norm",
-    "relative_gradient_change",
-)
 # PostgreSQL path: COPY (binary) into a per-session staging table, then one INSERT … ON CONFLICT from it.
 # The staging table is a session-local scratch table, not part of the schema the migrations own.
 _CREATE_STAGING = (
@@ -74,13 +48,10 @@ _UPSERT_FROM_STAGING = (
 )
 
 
-class SeriesStore(StoreBase):
+class SeriesStore(StoreBase, SeriesStoreInterface):
     # -- metrics ---------------------------------------------------------------------------------------
     def write_metrics(self, job_id: str, points: Sequence[MetricPoint]) -> None:
-        """Store a batch of points in one transaction; rewriting a (name, step) replaces its value, so a
-        redelivered job rewrites and never duplicates. Within a batch the last point of a key wins.
-
-        The same transaction recomputes the rollup blocks the batch changed: per metric, every block from
+        """The same transaction recomputes the rollup blocks the batch changed: per metric, every block from
         its first to its last changed step (a worker writes contiguous stretches of steps). On PostgreSQL
         a rewrite of identical values changes nothing and recomputes nothing."""
         if not points:
@@ -124,15 +95,8 @@ class SeriesStore(StoreBase):
     def read_metrics(
         self, job_id: str, names: Sequence[str] | None = None, max_points: int = 1000
     ) -> MetricSeries:
-        """{name: (steps, values)} for the named series (all of the job's when None; a named series
-        without points comes back empty), in step order.
-
-        A series longer than `max_points` is downsampled in SQL: its steps are cut into max_points // 4
-        equal buckets and each bucket keeps its first, last, lowest and highest point, so the curve's
-        ends and extremes (a divergence spike included) survive. `max_points` must be at least 4. The
-        buckets are built from the rollup's blocks (see `core.store.rollup`), with the same result as
-        from the raw points.
-        """
+        """Downsampled in SQL from the rollup's blocks (see `core.store.rollup_reads`), with the same
+        result as from the raw points."""
         if max_points < POINTS_PER_BUCKET:
             raise ValueError(f"max_points must be at least {POINTS_PER_BUCKET}")
         series: MetricSeries = {name: ([], []) for name in names or ()}
@@ -155,19 +119,10 @@ class SeriesStore(StoreBase):
             return
         with self._engine.begin() as connection:
             row_id = self._job_row_id(connection, job_id)
-            rows = {
-                (record.step, record.layer): {
-                    "job_id": row_id,
-                    "step": record.step,
-                    "layer": record.layer,
-                    **{name: finite_or_none(getattr(record, name)) for name in TELEMETRY_STATISTICS},
-                }
-                for record in records
-            }
-            self._upsert(connection, telemetry_table, list(rows.values()), ["job_id", "step", "layer"])
+            rows = telemetry_rows(row_id, records)
+            self._upsert(connection, telemetry_table, rows, ["job_id", "step", "layer"])
 
     def read_telemetry(self, job_id: str) -> list[LayerTelemetry]:
-        """Per hidden layer (in layer order), the probe steps and each statistic as parallel lists."""
         telemetry = telemetry_table.c
         with self._engine.connect() as connection:
             rows = connection.execute(
@@ -175,13 +130,7 @@ class SeriesStore(StoreBase):
                 .where(telemetry.job_id == self._job_row_id(connection, job_id))
                 .order_by(telemetry.layer, telemetry.step)
             ).all()
-        layers: dict[int, dict[str, list[Any]]] = {}
-        for row in rows:
-            lists = layers.setdefault(row.layer, {name: [] for name in ("steps", *TELEMETRY_STATISTICS)})
-            lists["steps"].append(row.step)
-            for name in TELEMETRY_STATISTICS:
-                lists[name].append(getattr(row, name))
-        return [LayerTelemetry(layer=layer, **lists) for layer, lists in layers.items()]
+        return layer_telemetry(rows)
 
     # -- landscape ---------------------------------------------------------------------------------------
     def write_landscape(self, job_id: str, records: Sequence[LandscapeRecord]) -> None:
@@ -189,17 +138,8 @@ class SeriesStore(StoreBase):
             return
         with self._engine.begin() as connection:
             row_id = self._job_row_id(connection, job_id)
-            rows = {
-                record.step: {
-                    "job_id": row_id,
-                    "step": record.step,
-                    "step_sizes": [finite_or_none(size) for size in record.step_sizes],
-                    "losses": [finite_or_none(loss) for loss in record.losses],
-                    **{name: finite_or_none(getattr(record, name)) for name in LANDSCAPE_STATISTICS},
-                }
-                for record in records
-            }
-            self._upsert(connection, landscape_table, list(rows.values()), ["job_id", "step"])
+            rows = landscape_rows(row_id, records)
+            self._upsert(connection, landscape_table, rows, ["job_id", "step"])
 
     def read_landscape(self, job_id: str) -> list[LandscapeView]:
         landscape = landscape_table.c
@@ -209,15 +149,7 @@ class SeriesStore(StoreBase):
                 .where(landscape.job_id == self._job_row_id(connection, job_id))
                 .order_by(landscape.step)
             ).all()
-        return [
-            LandscapeView(
-                step=row.step,
-                step_sizes=list(row.step_sizes),
-                losses=list(row.losses),
-                **{name: getattr(row, name) for name in LANDSCAPE_STATISTICS},
-            )
-            for row in rows
-        ]
+        return [landscape_view(row) for row in rows]
 
 
 def _copy_upsert_metrics(

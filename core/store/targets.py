@@ -8,39 +8,26 @@ that holds a crossing, then only that block's points are looked at.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.store import rollup
+from core.store import rollup_reads
 from core.store.base import StoreBase, job_table
-from core.store.rollup import Crossing
-from core.store.views import JobNotFound
+from core.store.interface import TargetStoreInterface
+from core.store.views import Crossing, JobNotFound, SeriesWithCrossing
 
 
-@dataclass(frozen=True)
-class SeriesWithCrossing:
-    """One job's series of one metric as `read_metrics` returns it, and the (step, value) where it first
-    met the target at full resolution (None: it never did, or no target was given)."""
-
-    steps: list[int]
-    values: list[float | None]
-    crossing: Crossing | None
-
-
-class TargetStore(StoreBase):
+class TargetStore(StoreBase, TargetStoreInterface):
     def first_step_meeting(
         self, job_id: str, name: str, target: float, higher_is_better: bool
     ) -> Crossing | None:
-        """(step, value) of the first point of series `name` whose value is ≥ target (≤ for a metric that
-        improves downwards, a loss), or None when it never did. Non-finite values (NULL) never count."""
         with self._engine.connect() as connection:
             row_id = self._job_row_id(connection, job_id)
-            name_id = rollup.known_name_ids(connection, self._metric_name_ids, [name]).get(name)
+            name_id = rollup_reads.known_name_ids(connection, self._metric_name_ids, [name]).get(name)
             if name_id is None:
                 return None
-            crossings = rollup.first_steps_meeting(
+            crossings = rollup_reads.first_steps_meeting(
                 connection, self.is_postgres, [row_id], name_id, target, higher_is_better
             )
         return crossings.get(row_id)
@@ -53,22 +40,21 @@ class TargetStore(StoreBase):
         target: float | None,
         higher_is_better: bool,
     ) -> dict[str, SeriesWithCrossing]:
-        """Per job: its series `name` downsampled to `max_points` (as `read_metrics`) and where it first
-        met `target` (as `first_step_meeting`). All jobs in two statements on one connection: a request
-        that compares ten jobs makes a handful of round trips, not dozens. Raises JobNotFound."""
-        if max_points < rollup.POINTS_PER_BUCKET:
-            raise ValueError(f"max_points must be at least {rollup.POINTS_PER_BUCKET}")
+        """All jobs in two statements on one connection: a request that compares ten jobs makes a handful
+        of round trips, not dozens."""
+        if max_points < rollup_reads.POINTS_PER_BUCKET:
+            raise ValueError(f"max_points must be at least {rollup_reads.POINTS_PER_BUCKET}")
         with self._engine.connect() as connection:
             row_ids = self._job_row_ids_of(connection, job_ids)
-            name_id = rollup.known_name_ids(connection, self._metric_name_ids, [name]).get(name)
-            series: dict[rollup.SeriesKey, list[rollup.Point]] = {}
+            name_id = rollup_reads.known_name_ids(connection, self._metric_name_ids, [name]).get(name)
+            series: dict[rollup_reads.SeriesKey, list[rollup_reads.Point]] = {}
             crossings: dict[int, Crossing] = {}
             if name_id is not None:
-                series = rollup.downsampled_series(
+                series = rollup_reads.downsampled_series(
                     connection, self.is_postgres, list(row_ids.values()), [name_id], max_points
                 )
                 if target is not None:
-                    crossings = rollup.first_steps_meeting(
+                    crossings = rollup_reads.first_steps_meeting(
                         connection,
                         self.is_postgres,
                         list(row_ids.values()),
@@ -79,7 +65,7 @@ class TargetStore(StoreBase):
         read: dict[str, SeriesWithCrossing] = {}
         for job_id, row_id in row_ids.items():
             points = series.get((row_id, name_id), []) if name_id is not None else []
-            steps, values = rollup.as_lists(points)
+            steps, values = rollup_reads.as_lists(points)
             read[job_id] = SeriesWithCrossing(steps, values, crossings.get(row_id))
         return read
 

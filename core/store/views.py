@@ -178,3 +178,62 @@ class LandscapeView:
 
 
 MetricSeries = dict[str, tuple[list[int], list[float | None]]]
+Crossing = tuple[int, float]  # (step, value) where a series first met a target
+
+
+@dataclass(frozen=True)
+class SeriesWithCrossing:
+    """One job's series of one metric as `read_metrics` returns it, and the (step, value) where it first
+    met the target at full resolution (None: it never did, or no target was given)."""
+
+    steps: list[int]
+    values: list[float | None]
+    crossing: Crossing | None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One step of a job's lifecycle: `seq` counts from 1 (queued)."""
+
+    seq: int
+    status: str
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobEventState:
+    """What an event stream needs to know about a job at one moment."""
+
+    id: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: Progress | None
+    summary: Summary | None
+    error: str | None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def has_started(self) -> bool:
+        return self.started_at is not None
+
+    def status_history(self) -> list[StatusChange]:
+        """queued, then running once a worker took it, then the final status once it has one."""
+        changes: list[tuple[str, datetime | None]] = [("queued", self.created_at)]
+        if self.started_at is not None:
+            changes.append(("running", self.started_at))
+        if self.is_terminal:
+            changes.append((self.status, self.finished_at))
+        return [StatusChange(seq, status, at) for seq, (status, at) in enumerate(changes, start=1)]
+
+
+@dataclass(frozen=True)
+class MetricStep:
+    """Every metric recorded at one evaluation step (None for a value that was not finite)."""
+
+    step: int
+    values: dict[str, float | None]

@@ -2,7 +2,7 @@
 
 The broker is kombu's SQLAlchemy transport on a SQLite file of the test's own: publishing works, nothing
 consumes (the end-to-end tests bring a real worker), and `published_tasks` drains what was published. The
-sweeper is slowed down so that only the tests that want it see it act.
+republisher is slowed down so that only the tests that want it see it act.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def settings_for(database_url: str, broker_url: str, **overrides: Any) -> Settin
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
         broker_url=broker_url,
-        **{"sweep_seconds": 3600.0, "max_body_bytes": SMALL_BODY_LIMIT, **overrides},
+        **{"republish_seconds": 3600.0, "max_body_bytes": SMALL_BODY_LIMIT, **overrides},
     )
 
 

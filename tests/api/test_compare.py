@@ -228,3 +228,69 @@ def test_a_finished_job_reads_the_same_from_the_cache_as_from_the_database(
     assert compare(client, [job], max_points=50) == first
     plot = client.get("/v1/compare/plot", params={"ids": [job], "max_points": 50, "format": "svg"})
     assert plot.status_code == 200
+
+
+# --- arms over matched seeds ------------------------------------------------------------------------
+
+
+def test_two_arms_over_matched_seeds_get_a_paired_difference_speedup_and_verdict(
+    client: TestClient, store: Store
+) -> None:
+    plain = [
+        record_run(store, [*PLAIN[:-1], 0.61 + 0.01 * seed], batch_norm=False, seed=seed) for seed in range(5)
+    ]
+    normalized = [
+        record_run(store, [*NORMALIZED[:-1], 0.97 - 0.01 * seed], batch_norm=True, seed=seed)
+        for seed in range(5)  # five seeds: the fewest a bootstrap interval is given for
+    ]
+    comparison = compare(client, [*plain, *normalized], arm="batch_norm")
+    arms = comparison["arms"]
+    assert arms["arm"] == "batch_norm" and arms["baseline"] is False  # the baseline job's arm
+    baseline_arm, bn_arm = arms["arms"]
+    assert baseline_arm["value"] is False and baseline_arm["job_ids"] == plain
+    assert bn_arm["seeds"] == [0, 1, 2, 3, 4] and bn_arm["final_accuracy"]["n"] == 5
+    assert set(bn_arm["final_accuracy"]) == {"n", "mean", "std", "ci95", "ci_method"}
+    difference = bn_arm["final_accuracy_vs_baseline"]
+    assert difference["difference"]["mean"] == pytest.approx(0.32, abs=1e-9)  # 0.36 - 0.02 per seed
+    low, high = difference["difference"]["ci95"]
+    assert 0 < low < high  # the same ±0.01 per seed in opposite directions: a small spread, far from 0
+    assert difference["verdict"] == "batch_norm=true > batch_norm=false"
+    speedup = bn_arm["speedup_vs_baseline"]
+    assert speedup["is_lower_bound"] is True  # no seed without BN reached 0.9 in its 200 steps
+    assert speedup["estimate"]["value"] == pytest.approx(200 / 30)
+    assert speedup["estimate"]["ci95"] == pytest.approx([200 / 30, 200 / 30])  # every seed alike
+    assert speedup["verdict"] == "batch_norm=true reaches the target in fewer steps than batch_norm=false"
+
+
+def test_arms_whose_interval_covers_zero_get_no_verdict(client: TestClient, store: Store) -> None:
+    first = [
+        record_run(store, [0.1, 0.962], dropout=0.0, seed=0),
+        record_run(store, [0.1, 0.950], dropout=0.0, seed=1),
+    ]
+    second = [
+        record_run(store, [0.1, 0.946], dropout=0.2, seed=0),
+        record_run(store, [0.1, 0.953], dropout=0.2, seed=1),
+    ]
+    arms = compare(client, [*first, *second], arm="dropout")["arms"]
+    other = next(arm for arm in arms["arms"] if arm["value"] == 0.2)
+    assert other["final_accuracy_vs_baseline"]["verdict"] == "no detectable difference at n = 2"
+
+
+def test_arms_that_do_not_fit_the_jobs_are_422_naming_the_parameter(client: TestClient, store: Store) -> None:
+    jobs = [
+        record_run(store, PLAIN, batch_norm=False, seed=0),
+        record_run(store, NORMALIZED, batch_norm=True, seed=0),
+        record_run(store, NORMALIZED, batch_norm=True, seed=1, dropout=0.1),
+    ]
+    for params, field in [
+        ({"arm": "dropout", "ids": jobs[:2]}, "arm"),  # one value: no two arms
+        ({"arm": "batch_norm", "ids": jobs}, "tune"),  # within BN the jobs also differ in dropout
+        ({"arm": "batch_norm", "ids": jobs[:2], "metric": "val_loss"}, "arm"),
+        ({"arm": "Batch Norm", "ids": jobs[:2]}, "arm"),
+        ({"tune": "dropout", "ids": jobs[:2]}, "arm"),
+    ]:
+        response = client.get("/v1/compare", params=params)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", field]
+    assert compare(client, jobs, arm="batch_norm", tune="dropout")["arms"]["tune"] == ["dropout"]
+    assert compare(client, jobs[:2])["arms"] is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.comparisons import FinishedSeriesCache
+from api.compare.loading import FinishedSeriesCache
 from core.compare import Series
 
 

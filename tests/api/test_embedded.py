@@ -2,7 +2,8 @@
 
 A tiny job trains to success; Ctrl-C (SIGINT) stops the API and the worker within seconds even while a
 long job runs; at the next start the finished job and its metrics are still there and the interrupted job
-is taken up again by the sweeper.
+is taken up again by the republisher. Requests leave no line in the log unless asked for, and a port already
+taken is one line of error.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ STOP_LIMIT_SECONDS = 8.0  # "within a few seconds": 5 s of grace at most, plus i
 LONG_SPEC: dict[str, Any] = {**TINY_SPEC, "name": "long", "steps": 100_000, "eval_every": 1000,
                              "telemetry_every": 0, "checkpoint_every": 200}  # fmt: skip
 # Liveness at test speed (DESIGN: heartbeat 0.5 s, lease 3 s, sweep 1 s).
-FAST_LIVENESS = {"BNLAB_HEARTBEAT_SECONDS": "0.5", "BNLAB_LEASE_SECONDS": "3", "BNLAB_SWEEP_SECONDS": "1"}
+FAST_LIVENESS = {"BNLAB_HEARTBEAT_SECONDS": "0.5", "BNLAB_LEASE_SECONDS": "3", "BNLAB_REPUBLISH_SECONDS": "1"}
 
 
 def free_port() -> int:
@@ -48,16 +49,21 @@ class Running:
     log: Path
 
 
-def start_embedded(folder: Path, run: int) -> Running:
-    port = free_port()
+def embedded_environment() -> dict[str, str]:
+    """This environment without bnlab's settings (the embedded defaults apply), at test liveness."""
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("BNLAB_") and "_URL" not in key
     }
-    environment.update({"PYTHONPATH": str(REPOSITORY), **FAST_LIVENESS})
+    return {**environment, "PYTHONPATH": str(REPOSITORY), **FAST_LIVENESS}
+
+
+def start_embedded(folder: Path, run: int, *options: str) -> Running:
+    port = free_port()
+    environment = embedded_environment()
     log = folder / f"embedded-{run}.log"
     with log.open("wb") as output:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "api.embedded", "--port", str(port)],
+            [sys.executable, "-m", "api.embedded", "--port", str(port), *options],
             cwd=folder,
             env=environment,
             stdout=output,
@@ -135,7 +141,7 @@ def test_embedded_mode_trains_stops_on_ctrl_c_and_keeps_everything_across_a_rest
     with httpx.Client(base_url=second.url, timeout=10) as client:
         assert client.get(f"/v1/jobs/{tiny['id']}").json() == finished
         assert client.get(f"/v1/jobs/{tiny['id']}/metrics").json() == metrics_before
-        # The interrupted job's lease goes stale; the sweeper publishes it again and the worker takes over.
+        # The interrupted job's lease goes stale; the republisher publishes it again, the worker takes over.
         resumed = wait_for(client, long["id"], lambda job: job["attempts"] >= 2, 60)
         assert resumed["attempts"] == 2 and resumed["status"] == "running", resumed
         assert client.post(f"/v1/jobs/{long['id']}/cancel").status_code == 202
@@ -143,3 +149,45 @@ def test_embedded_mode_trains_stops_on_ctrl_c_and_keeps_everything_across_a_rest
         assert cancelled["status"] == "cancelled"
     assert interrupt(second) < STOP_LIMIT_SECONDS
     assert not any(process_group_alive(pid) for pid in second.child_pids)
+
+
+def test_a_port_already_taken_is_one_line_and_a_failing_exit_status(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        finished = subprocess.run(
+            [sys.executable, "-m", "api.embedded", "--port", str(port)],
+            cwd=tmp_path,
+            env=embedded_environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert finished.returncode == 1
+    assert finished.stdout == ""
+    assert finished.stderr.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use (is bnlab already running?); "
+        f"choose another: make run PORT={port + 1}"
+    ]
+    assert not (tmp_path / "var").exists()  # it said so before creating or migrating anything
+
+
+@pytest.mark.timeout(180)
+def test_requests_leave_no_line_in_the_log_unless_the_access_log_is_asked_for(folder: Path) -> None:
+    def log_after_requests(run: int, *options: str) -> str:
+        running = start_embedded(folder, run, *options)
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            for _ in range(5):
+                assert client.get("/v1/jobs").status_code == 200
+        assert interrupt(running) < STOP_LIMIT_SECONDS
+        return running.log.read_text(errors="replace")
+
+    quiet = log_after_requests(1)
+    assert "GET /v1/jobs" not in quiet
+    assert "[tasks]" not in quiet and "[queues]" not in quiet  # Celery's banner
+    assert "superuser privileges" not in quiet  # Celery's warning when run as root (containers, CI)
+    assert "bnlab is running at" in quiet
+
+    with_access_log = log_after_requests(2, "--access-log")
+    assert with_access_log.count('"GET /v1/jobs HTTP/1.1" 200') == 5

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.sse import ServerSentEvent
 
-from api.events import StreamPosition, next_events
+from api.events.hub import StreamPosition, next_events
 from core.results import Progress, Summary
-from core.store_events import JobEventState, MetricStep
+from core.store import JobEventState, MetricStep
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """How `/v1/sweeps` executes a sweep, on SQLite and PostgreSQL, without a worker: which jobs form fused
 groups, which tasks reach the broker (one per group, one per job that fuses with no other), what the sweep
-view says, and what the sweeper publishes again for a group."""
+view says, and what the republisher publishes again for a group."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sqlalchemy
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.sweeper import Sweeper
+from api.republisher import Republisher
 from core.queue import TRAIN_GROUP_TASK, TRAIN_TASK, make_celery
 from core.store import Store
 from tests.api.conftest import published_tasks, settings_for
@@ -96,21 +96,21 @@ def test_a_separate_sweep_and_a_single_fusable_job_run_one_task_per_job(
         assert execution["fused_groups"] == [] and execution["separate_job_ids"] == created["job_ids"]
 
 
-def test_the_sweeper_publishes_a_group_again_as_one_group_task(
+def test_the_republisher_publishes_a_group_again_as_one_group_task(
     migrated_database_url: str, broker_url: str, store: Store
 ) -> None:
     with TestClient(create_app(settings_for(migrated_database_url, UNREACHABLE_REDIS))) as client:
         created = submit(client, grid={"learning_rate": [0.1, 1.0]}, seeds=[0, 1])
     settings = settings_for(migrated_database_url, broker_url)
-    sweeper = Sweeper(store, make_celery(settings), settings, unpublished_after_seconds=0)
+    republisher = Republisher(store, make_celery(settings), settings, unpublished_after_seconds=0)
 
-    assert sweeper.sweep_once() == created["job_ids"]  # every job claimed, ...
+    assert republisher.republish_once() == created["job_ids"]  # every job claimed, ...
     assert published_tasks(broker_url) == [(TRAIN_GROUP_TASK, created["job_ids"])]  # ... one task sent
 
     store.acquire_group_lease(created["job_ids"], "dead-worker", lease_seconds=60)
     store.finish_job(created["job_ids"][0], "dead-worker", "cancelled")
     stale = settings_for(migrated_database_url, broker_url, lease_seconds=0.0001)
-    Sweeper(store, make_celery(stale), stale).sweep_once()
+    Republisher(store, make_celery(stale), stale).republish_once()
     # The running jobs' group goes out whole: the worker needs every spec to resume the group.
     assert published_tasks(broker_url) == [(TRAIN_GROUP_TASK, created["job_ids"])]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.schemas import PAPER_DIGITS_SPEC
+from api.jobs.schemas import PAPER_DIGITS_SPEC
 from core.results import METRIC_NAMES, MetricPoint, Summary, TelemetryRecord
 from core.spec import JobSpec
 from core.store import Store

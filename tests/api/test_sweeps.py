@@ -125,14 +125,20 @@ def test_the_sweep_view_aggregates_each_grid_point_over_its_seeds(client: TestCl
     finals = [curve[-1] for curve in bn_curves[:2]]
     assert bn["final_accuracy"]["mean"] == pytest.approx(statistics.fmean(finals))
     assert bn["final_accuracy"]["std"] == pytest.approx(statistics.stdev(finals))
-    assert bn["final_accuracy"]["count"] == 2  # the diverged run has no final accuracy
+    assert bn["final_accuracy"]["n"] == 2  # the diverged run has no final accuracy
+    low, high = bn["final_accuracy"]["ci95"]  # mean ± t(0.975, 1) · std / √2
+    half_width = 12.7062047 * statistics.stdev(finals) / math.sqrt(2)
+    assert (low, high) == pytest.approx(
+        (statistics.fmean(finals) - half_width, statistics.fmean(finals) + half_width)
+    )
+    assert bn["final_accuracy"]["ci_method"] == "t"
     bests = [max(value for value in curve if value == value) for curve in bn_curves]
     assert bn["best_accuracy"]["mean"] == pytest.approx(statistics.fmean(bests))
     steps = [10, 20, 10]  # where each seed's curve first met 0.9
     assert bn["steps_to_target"]["mean"] == pytest.approx(statistics.fmean(steps))
     assert bn["steps_to_target"]["std"] == pytest.approx(statistics.stdev(steps))
     assert (plain["done"], plain["reached_target"], plain["steps_to_target"]["mean"]) == (1, 0, None)
-    assert plain["final_accuracy"] == {"mean": 0.5, "std": None, "count": 1}
+    assert plain["final_accuracy"] == {"n": 1, "mean": 0.5, "std": None, "ci95": None, "ci_method": "t"}
 
 
 def test_sweeps_are_listed_newest_first_with_a_cursor(client: TestClient) -> None:
@@ -237,3 +243,90 @@ def test_the_ics_picture_needs_telemetry_and_known_jobs(client: TestClient, stor
     missing = uuid.uuid4().hex
     response = client.get(f"/v1/jobs/{silent}/plots/ics", params={"compare_with": missing})
     assert response.status_code == 404 and missing in response.json()["detail"]
+
+
+# --- tuned baselines --------------------------------------------------------------------------------
+
+
+def test_the_tuned_view_compares_each_arm_at_its_best_learning_rate(client: TestClient, store: Store) -> None:
+    """BN reaches 0.9 soonest at lr 1.0, no BN at lr 0.1 (never at 0.01): best against best, choices shown."""
+    created = submit_sweep(client, grid={"batch_norm": [True, False], "learning_rate": [0.01, 0.1, 1.0]})
+    jobs = iter(created["job_ids"])  # grid order: batch_norm, then learning rate, seeds innermost
+    curves = {
+        (True, 0.01): [[0.1, 0.5, 0.91], [0.1, 0.6, 0.92]],
+        (True, 0.1): [[0.1, 0.95, 0.96], [0.1, 0.93, 0.95]],
+        (True, 1.0): [[0.92, 0.97, 0.97], [0.91, 0.96, 0.97]],
+        (False, 0.01): [[0.1, 0.2, 0.3], [0.1, 0.2, 0.35]],
+        (False, 0.1): [[0.1, 0.5, 0.92], [0.1, 0.6, 0.91]],
+        (False, 1.0): [[0.1, 0.3, 0.5], [0.1, 0.4, 0.6]],
+    }
+    for point_curves in curves.values():
+        for curve in point_curves:
+            finish(store, next(jobs), curve)
+
+    response = client.get(
+        f"/v1/sweeps/{created['id']}",
+        params={"arm": "batch_norm", "tune": "learning_rate", "baseline": "false"},
+    )
+    assert response.status_code == 200, response.text
+    tuned = response.json()["tuned"]
+    assert tuned["arm"] == "batch_norm" and tuned["tune"] == ["learning_rate"] and tuned["baseline"] is False
+    assert "fewest mean steps to target" in tuned["criterion"] and tuned["provisional"] is False
+    bn, plain = tuned["arms"]
+    assert (bn["value"], bn["chosen"], bn["chosen_by"]) == (True, {"learning_rate": 1.0}, "steps_to_target")
+    assert (plain["chosen"], plain["settings_tried"]) == ({"learning_rate": 0.1}, 3)
+    assert bn["steps_to_target"]["mean"] == 0 and plain["steps_to_target"]["mean"] == 20
+    speedup = bn["speedup_vs_baseline"]
+    assert speedup["estimate"]["value"] == 20.0  # 20 steps against 0 (counted as 1)
+    assert speedup["estimate"]["ci_method"] == "bootstrap" and speedup["is_lower_bound"] is False
+    assert speedup["estimate"]["ci95"] is None  # two seeds are too few to resample
+    assert speedup["verdict"] == "no detectable difference at n = 2"
+    assert plain["speedup_vs_baseline"] is None and plain["final_accuracy_vs_baseline"] is None
+    difference = bn["final_accuracy_vs_baseline"]
+    assert difference["difference"]["seeds"] == [0, 1]
+    assert difference["difference"]["mean"] == pytest.approx(((0.97 - 0.92) + (0.97 - 0.91)) / 2)
+    assert set(difference["difference"]) >= {"n", "mean", "std", "ci95", "ci_method"}
+    assert response.json()["points"][0]["final_accuracy"]["ci_method"] == "t"
+    assert client.get(f"/v1/sweeps/{created['id']}").json()["tuned"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"arm": "dropout"}, "arm"),
+        ({"arm": "batch_norm"}, "tune"),  # learning_rate is neither the arm nor tuned
+        ({"arm": "batch_norm", "tune": "seed"}, "tune"),
+        ({"arm": "batch_norm", "tune": "learning_rate", "baseline": "maybe"}, "baseline"),
+        ({"arm": "batch_norm", "tune": "learning_rate", "baseline": "0.5"}, "baseline"),
+        ({"tune": "learning_rate"}, "arm"),
+    ],
+)
+def test_a_tuned_view_that_does_not_fit_the_grid_is_a_422_naming_the_parameter(
+    client: TestClient, params: dict[str, str], field: str
+) -> None:
+    created = submit_sweep(client)
+    response = client.get(f"/v1/sweeps/{created['id']}", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_the_curves_are_a_mean_with_a_95_percent_band_per_grid_point(
+    client: TestClient, store: Store
+) -> None:
+    created = submit_sweep(client, grid={"batch_norm": [True, False]}, seeds=[0, 1, 2])
+    bn_curves = [[0.1, 0.5, 0.9], [0.2, 0.6, 0.95], [0.1, 0.7, math.nan]]
+    for job_id, curve in zip(created["job_ids"][:3], bn_curves, strict=True):
+        finish(store, job_id, curve)
+    finish(store, created["job_ids"][3], [0.1, 0.2, 0.3])
+
+    response = client.get(f"/v1/sweeps/{created['id']}/curves", params={"metric": "val_accuracy"})
+    assert response.status_code == 200, response.text
+    bn, plain = response.json()["points"]
+    assert bn["point"] == {"batch_norm": True} and bn["job_ids"] == created["job_ids"][:3]
+    assert bn["steps"] == [0, 10, 20] and bn["n"] == [3, 3, 2]  # the NaN is no value
+    assert bn["mean"][1] == pytest.approx(0.6)
+    half_width = 4.3026527 * statistics.stdev([0.5, 0.6, 0.7]) / math.sqrt(3)
+    assert [bn["ci95_low"][1], bn["ci95_high"][1]] == pytest.approx([0.6 - half_width, 0.6 + half_width])
+    assert plain["n"] == [1, 1, 1] and plain["ci95_low"] == [None, None, None]  # one seed: no band
+    assert client.get(f"/v1/sweeps/{uuid.uuid4().hex}/curves").status_code == 404
+    assert client.get(f"/v1/sweeps/{created['id']}/curves", params={"max_points": 3}).status_code == 422

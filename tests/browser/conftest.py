@@ -1,9 +1,10 @@
 """Headless Chromium for the dashboard's browser tests, driven by Playwright.
 
-The browser is Debian's `chromium` at /usr/bin/chromium (no browser download): a test skips locally when
-it is missing and fails when CI=true. Each test gets a fresh page (its own context: no shared cookies or
-session storage); a script error on the page fails the test. Screenshots go to a temporary folder, or to
-`BNLAB_SCREENSHOTS_DIR` when set (`make screenshots` points it at docs/screenshots/).
+The browser is Debian's `chromium` at /usr/bin/chromium (no browser download; `make test` installs it when
+it is missing and the user may): a test skips locally when it is missing and fails when CI=true. Each test
+gets a fresh page (its own context: no shared cookies or session storage); a script error on the page fails
+the test. Screenshots go to a temporary folder, or to `BNLAB_SCREENSHOTS_DIR` when set (`make screenshots`
+points it at docs/screenshots/).
 """
 
 from __future__ import annotations

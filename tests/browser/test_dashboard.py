@@ -231,11 +231,22 @@ def test_a_sweep_shows_its_heatmap_its_grid_points_its_fused_groups_and_its_jobs
         sqlite_service.wait_until_finished(job_id)
     done_cells = page.locator("#sweep-points tbody tr td:nth-child(4)")
     expect(done_cells).to_have_text(["1 / 1"] * 4)
-    heatmap = page.locator("#sweep-heatmap img")
-    expect(heatmap).to_have_attribute("src", re.compile(r"^blob:"))
-    page.wait_for_function("() => document.querySelector('#sweep-heatmap img')?.naturalWidth > 0")
-
     sweep = httpx.get(f"{sqlite_service.url}/v1/sweeps/{sweep_id}", timeout=10).json()
+    # The heatmap: learning rate across, batch norm down; each cell's tooltip says what its mean is over.
+    cells = page.locator("#sweep-heatmap td.heatmap-cell")
+    expect(cells).to_have_count(4)
+    first = sweep["points"][0]
+    tooltip = cells.first.get_attribute("title") or ""
+    assert tooltip.startswith("learning_rate=0.1, batch_norm=true: final accuracy n = 1")
+    assert ("no interval below 2 seeds" in tooltip) == (first["final_accuracy"]["ci95"] is None)
+    # The curves: one mean line per grid point (one seed each: no band to shade).
+    expect(page.locator("#sweep-curves path.curve")).to_have_count(4)
+    expect(page.locator("#sweep-curves path.band")).to_have_count(0)
+    # The arms: batch_norm by default, against the arm without it, each at its best learning rate.
+    arms = page.locator("#sweep-arms tbody tr")
+    expect(arms).to_have_count(2)
+    expect(arms.nth(1).locator("td").first).to_have_text("batch_norm=false (baseline)")
+    expect(page.locator("#sweep-arms .verdicts li").first).to_contain_text("batch_norm=true")
     shown = page.locator("#sweep-points tbody tr")
     for index, point in enumerate(sweep["points"]):
         final_text = shown.nth(index).locator("td:nth-child(7)").inner_text()  # after 2 axes and 4 counts

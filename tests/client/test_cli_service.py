@@ -336,8 +336,23 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
     answer = httpx.get(f"{service.url}/v1/sweeps/{sweep_id}").json()
     for point in answer["points"]:
         final = point["final_accuracy"]
-        assert f"{final['mean']:.3g} ± {final['std']:.2g}" in shown.stdout
+        low, high = final["ci95"]  # the mean, and its interval on the line below
+        assert re.search(rf"{final['mean']:.3g} .*\n.*\[{low:.3g}, {high:.3g}\]", shown.stdout), shown.stdout
     assert "batch_norm=true" in shown.stdout and "batch_norm=false" in shown.stdout
+    arms = bnlab(service, "sweep", "show", sweep_id, "--arm", "batch_norm", "--baseline", "false")
+    assert arms.exit_code == 0, arms.output
+    tuned = httpx.get(
+        f"{service.url}/v1/sweeps/{sweep_id}", params={"arm": "batch_norm", "baseline": "false"}
+    ).json()["tuned"]
+    assert "batch_norm arms · baseline false" in arms.stdout
+    assert tuned["criterion"] in " ".join(arms.stdout.split())
+    difference = tuned["arms"][0]["final_accuracy_vs_baseline"]
+    assert f"batch_norm=true, final: {difference['verdict']}" in arms.stdout
+    # The same jobs compared as arms: the first id (BN on) is the baseline, so its arm is too.
+    compared = bnlab(service, "compare", *answer["job_ids"], "--arm", "batch_norm")
+    assert compared.exit_code == 0, compared.output
+    assert "batch_norm arms · baseline true" in compared.stdout
+    assert "batch_norm=false, final: " in compared.stdout
     # The default execution is fused: BN on and BN off train as two groups of two.
     groups = answer["execution"]["fused_groups"]
     assert [group["size"] for group in groups] == [2, 2]

@@ -230,9 +230,16 @@ def test_aggregation_groups_seeds_of_a_grid_point_in_first_seen_order() -> None:
 
 def test_aggregation_gives_mean_and_sample_std_and_counts() -> None:
     bn = aggregate(OUTCOMES, ["learning_rate", "batch_norm"])[0]
-    assert bn.final_accuracy == Stat(statistics.fmean([0.95, 0.93]), statistics.stdev([0.95, 0.93]), 2)
+    assert bn.final_accuracy.n == 2  # the diverged run has no final accuracy: left out, not a zero
+    assert bn.final_accuracy.mean == pytest.approx(statistics.fmean([0.95, 0.93]))
+    assert bn.final_accuracy.std == pytest.approx(statistics.stdev([0.95, 0.93]))
+    # two seeds: mean ± t(0.975, 1) · std / √2, with t(0.975, 1) = 12.706
+    half_width = 12.7062047 * statistics.stdev([0.95, 0.93]) / math.sqrt(2)
+    assert bn.final_accuracy.ci95 == pytest.approx((0.94 - half_width, 0.94 + half_width))
+    assert bn.final_accuracy.ci_method == "t"
     assert bn.best_accuracy.mean == pytest.approx(statistics.fmean([0.96, 0.97, 0.5]))
-    assert bn.steps_to_target == Stat(75.0, statistics.stdev([70.0, 80.0]), 2)
+    assert (bn.steps_to_target.n, bn.steps_to_target.mean) == (2, 75.0)
+    assert bn.steps_to_target.std == pytest.approx(statistics.stdev([70.0, 80.0]))
     assert (bn.done, bn.diverged, bn.reached_target) == (3, 1, 2)
     assert bn.status_counts["succeeded"] == 2 and bn.status_counts["diverged"] == 1
 
@@ -241,8 +248,8 @@ def test_aggregation_of_unfinished_or_single_jobs_leaves_what_is_unknown_empty()
     summaries = aggregate(OUTCOMES, ["learning_rate", "batch_norm"])
     no_bn, high_lr = summaries[1], summaries[2]
     assert no_bn.done == 1 and no_bn.status_counts["running"] == 1
-    assert no_bn.steps_to_target == Stat(None, None, 0)
-    assert high_lr.final_accuracy == Stat(0.9, None, 1)  # one seed: no spread to report
+    assert no_bn.steps_to_target == Stat(0, None, None, None)
+    assert high_lr.final_accuracy == Stat(1, 0.9, None, None)  # one seed: no spread, no interval
 
 
 def test_status_counts_list_every_status() -> None:

@@ -22,6 +22,8 @@ TINY_STUDY: dict[str, Any] = {
         "claim": "BN helps.",
         "heatmap": {"x": "batch_norm"},
         "compare": {"by": "batch_norm", "baseline": False, "target": 0.5, "metric": "val_accuracy"},
+        "tuned": {"arm": "batch_norm", "tune": ["learning_rate"], "baseline": False},
+        "arms": {"arm": "batch_norm", "by": "learning_rate", "baseline": False},
         "ics": {"by": "batch_norm"},
     },
     "sweep": {
@@ -40,7 +42,7 @@ TINY_STUDY: dict[str, Any] = {
             "telemetry_every": 10,
             "device": "cpu",
         },
-        "grid": {"batch_norm": [False, True]},
+        "grid": {"batch_norm": [False, True], "learning_rate": [0.1]},
         "seeds": [0],
     },
 }
@@ -66,9 +68,13 @@ def test_the_script_runs_a_study_and_writes_its_report(
 
     report = (output / "REPORT.md").read_text()
     assert "## Tiny BN check" in report and "**Claim.** BN helps." in report
-    assert "| batch_norm | jobs | diverged |" in report
-    assert "| off | 1 |" in report and "| on | 1 |" in report
+    assert "| batch_norm | learning_rate | jobs | diverged |" in report
+    assert "| off | 0.1 | 1 |" in report and "| on | 0.1 | 1 |" in report
     assert "| 0 | batch_norm=on |" in report  # the seed-by-seed comparison against the no-BN run
+    # The arms at their tuned best, and per learning rate (one seed: no verdict).
+    assert "against `batch_norm=off`" in report and "| batch_norm=on | learning_rate=0.1 (by " in report
+    assert "- batch_norm=on, final accuracy: no detectable difference at n = 1." in report
+    assert "At `learning_rate=0.1`, each `batch_norm` against `batch_norm=off`, seed by seed:" in report
     figures = sorted(path.name for path in (output / "figures").iterdir())
     assert figures == ["1-tiny-curves.png", "1-tiny-heatmap.png", "1-tiny-ics.png"]
     for name in figures:

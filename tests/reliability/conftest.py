@@ -2,7 +2,7 @@
 front of a session worker, and ways to kill and restart a worker.
 
 Everything runs against real processes: the session workers of `tests.fixtures.worker` (PostgreSQL +
-private Redis, SQLite + SQLite broker) and the app's own sweeper thread.
+private Redis, SQLite + SQLite broker) and the app's own republisher thread.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def uninterrupted_metrics(spec: dict[str, Any]) -> MetricSeries:
 
 @contextlib.contextmanager
 def api_with(settings: Settings) -> Iterator[TestClient]:
-    """A client of the API built from `settings`, its sweeper thread running while the client is open."""
+    """A client of the API built from `settings`, its republisher thread running while the client is open."""
     app = create_app(settings)
     try:
         with TestClient(app) as client:

@@ -44,7 +44,7 @@ def keyed_settings(sqlite_url: str, tmp_path: Path) -> Settings:
         _env_file=None,
         database_url=sqlite_url,
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        sweep_seconds=3600.0,
+        republish_seconds=3600.0,
         api_keys=f" {FULL_KEY} ,, {OTHER_FULL_KEY}",  # spaces and empty entries are ignored
         read_only_api_keys=READ_ONLY_KEY_VALUE,
     )
@@ -123,7 +123,7 @@ def test_without_keys_the_api_is_open(sqlite_url: str, tmp_path: Path) -> None:
         _env_file=None,
         database_url=sqlite_url,
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        sweep_seconds=3600.0,
+        republish_seconds=3600.0,
         api_keys="",
         read_only_api_keys="",
     )

@@ -58,7 +58,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
             _env_file=None,
             database_url=database_url,
             broker_url=f"sqla+sqlite:///{folder / 'broker.db'}",
-            sweep_seconds=3600.0,
+            republish_seconds=3600.0,
             max_body_bytes=BODY_LIMIT,
             max_sweep_size=SWEEP_SIZE_CAP,
         )

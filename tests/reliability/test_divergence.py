@@ -57,7 +57,7 @@ def test_a_diverged_job_ends_diverged_at_its_step_is_not_retried_and_its_nans_re
             worker.log,
         )
         # Long enough for a lost job to be found and delivered again: a diverged one must not be.
-        time.sleep(worker.settings.lease_seconds + 2 * worker.settings.sweep_seconds)
+        time.sleep(worker.settings.lease_seconds + 2 * worker.settings.republish_seconds)
         diverged = client.get(f"/v1/jobs/{diverged_id}").json()
         val_loss = client.get(f"/v1/jobs/{diverged_id}/metrics", params={"name": "val_loss"}).json()
         squeezed = client.get(f"/v1/jobs/{diverged_id}/metrics", params={"name": "val_loss", "max_points": 4})

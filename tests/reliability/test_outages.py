@@ -17,7 +17,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from api.errors import DATABASE_UNAVAILABLE
-from api.sweeper import Sweeper
+from api.republisher import Republisher
 from core.db.engine import ANSWER_GRACE_SECONDS, POSTGRES_CONNECT_TIMEOUT_SECONDS
 from core.db.migrate import upgrade_database
 from core.queue import make_celery
@@ -37,7 +37,7 @@ from tests.reliability.conftest import (
 
 pytestmark = pytest.mark.service
 
-# How long the sweeper leaves a new job to the submit path's own publish before it steps in (5 s in
+# How long the republisher leaves a new job to the submit path's own publish before it steps in (5 s in
 # service; shorter here, so that the outage below lasts a few seconds).
 UNPUBLISHED_AFTER_SECONDS = 1.0
 # The API's statement timeout in the silent-database test (30 s in service).
@@ -55,15 +55,15 @@ def test_a_job_submitted_while_the_broker_is_down_is_kept_and_runs_once_it_is_ba
 ) -> None:
     worker = postgres_redis_worker
     with api_for(worker) as client:
-        client.app.state.sweeper.unpublished_after_seconds = UNPUBLISHED_AFTER_SECONDS  # type: ignore[attr-defined]
+        client.app.state.republisher.unpublished_after_seconds = UNPUBLISHED_AFTER_SECONDS  # type: ignore[attr-defined]
         private_redis.stop()
         try:
             started = time.monotonic()
             submitted = client.post("/v1/jobs", json=TINY_SPEC)
             submit_seconds = time.monotonic() - started
             ready = client.get("/readyz")
-            # Past the submit path's grace: the sweeper has found the job and must leave it alone.
-            time.sleep(UNPUBLISHED_AFTER_SECONDS + 2 * worker.settings.sweep_seconds)
+            # Past the submit path's grace: the republisher has found the job and must leave it alone.
+            time.sleep(UNPUBLISHED_AFTER_SECONDS + 2 * worker.settings.republish_seconds)
             job_id = submitted.json()["id"]
             while_down = job_of(worker, job_id)
         finally:
@@ -77,26 +77,26 @@ def test_a_job_submitted_while_the_broker_is_down_is_kept_and_runs_once_it_is_ba
     assert (while_down.status, while_down.enqueued_at, while_down.attempts) == ("queued", None, 0)
 
 
-def test_a_sweeper_whose_publish_fails_releases_the_job_for_its_next_round(
+def test_a_republisher_whose_publish_fails_releases_the_job_for_its_next_round(
     postgres_redis_worker: RunningWorker, private_redis: RedisServer
 ) -> None:
     worker = postgres_redis_worker
     job = worker.store.create_job(JobSpec.model_validate(TINY_SPEC))  # stored, never published
     celery_app = make_celery(worker.settings)
-    sweeper = Sweeper(worker.store, celery_app, worker.settings, unpublished_after_seconds=0)
+    republisher = Republisher(worker.store, celery_app, worker.settings, unpublished_after_seconds=0)
     broker = redis.Redis.from_url(private_redis.url)
     # The broker answers (it is reachable) but refuses every write, as a Redis out of memory does.
     broker.config_set("maxmemory-policy", "noeviction")
     broker.config_set("maxmemory", 1)
     try:
         assert broker.ping()
-        assert sweeper.sweep_once() == []
+        assert republisher.republish_once() == []
         refused = job_of(worker, job.id)
     finally:
         broker.config_set("maxmemory", 0)
     try:
         assert (refused.status, refused.enqueued_at) == ("queued", None)  # found again by the next round
-        assert sweeper.sweep_once() == [job.id]
+        assert republisher.republish_once() == [job.id]
         assert_ran_exactly_once(worker, job.id)
     finally:
         celery_app.close()
@@ -115,12 +115,12 @@ def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, CuttableProxy]]:
 
 
 def api_settings(database_url: str, tmp_path: Path, **changes: Any) -> Settings:
-    """An API's settings on `database_url`, a broker file of its own and no sweeper round during the test."""
+    """An API's settings on `database_url`, a broker file of its own, no republisher round in the test."""
     return Settings(
         _env_file=None,
         database_url=database_url,
         broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        sweep_seconds=3600.0,
+        republish_seconds=3600.0,
         **changes,
     )
 

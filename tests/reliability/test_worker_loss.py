@@ -1,9 +1,9 @@
-"""A worker killed mid-training costs nobody their results: the sweeper finds the job's stale lease, the
+"""A worker killed mid-training costs nobody their results: the republisher finds the job's stale lease, the
 job is delivered again, resumes from its last checkpoint and ends with exactly the metrics of a run that
 was never interrupted. A job that keeps losing its worker ends failed instead of looping.
 
 Both modes (PostgreSQL + Redis, SQLite + SQLite broker), SIGKILL of the pool child that trains and of
-the worker's main process (whose pool child the kernel then kills too), the API's own sweeper thread
+the worker's main process (whose pool child the kernel then kills too), the API's own republisher thread
 doing the recovery.
 """
 
@@ -134,7 +134,7 @@ def test_a_worker_that_dies_before_its_first_heartbeat_is_found_though_its_publi
 ) -> None:
     """Found by the test above when the job was quick: on Redis a worker often takes the lease before the
     submit path records the publication, so the publication time is later than the lease's only
-    heartbeat. The sweeper took that for a republication and left the dead job running for an hour."""
+    heartbeat. The republisher took that for a republication and left the dead job running for an hour."""
     lease_seconds = 0.5
     job = store.create_job(JobSpec.model_validate(TINY_SPEC))
     assert store.acquire_lease(job.id, "fast-worker", lease_seconds).acquired  # the worker got it first

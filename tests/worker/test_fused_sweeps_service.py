@@ -1,4 +1,4 @@
-"""Fused sweeps through the running service — the API (with its sweeper) under uvicorn and a real Celery
+"""Fused sweeps through the running service — the API (with its republisher) under uvicorn and a real Celery
 worker, on SQLite + SQLite broker and on PostgreSQL + Redis: groups train as one task each and every job
 ends as its separate run would; a cancel stops one model of a running group; a group whose pool child is
 killed resumes from the group's checkpoint and ends with the metrics of an uninterrupted run."""

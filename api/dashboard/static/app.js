@@ -14,7 +14,7 @@ const ROUTES = [
   { pattern: new RegExp(`^/jobs/${ID}$`), section: "jobs", title: "Job", show: (root, match, query, life) => jobPage(root, match[1], life) },
   { pattern: /^\/jobs$/, section: "jobs", title: "Jobs", show: (root, match, query, life) => jobsPage(root, query, life) },
   { pattern: /^\/compare$/, section: "compare", title: "Compare", show: (root, match, query, life) => comparePage(root, query, life) },
-  { pattern: new RegExp(`^/sweeps/${ID}$`), section: "sweeps", title: "Sweep", show: (root, match, query, life) => sweepPage(root, match[1], life) },
+  { pattern: new RegExp(`^/sweeps/${ID}$`), section: "sweeps", title: "Sweep", show: (root, match, query, life) => sweepPage(root, match[1], query, life) },
   { pattern: /^\/sweeps$/, section: "sweeps", title: "Sweeps", show: (root, match, query, life) => sweepsPage(root, query, life) },
   { pattern: /^\/submit$/, section: "submit", title: "Submit", show: (root, match, query, life) => submitPage(root, query, life) },
 ];

@@ -1,6 +1,7 @@
 // bnlab's own SVG charts: line charts (learning curves, overlaid comparisons, with horizontal guides such
-// as the target accuracy) and band charts (the 15th–85th percentile band and the median of a
-// nonlinearity's input over training, the paper's Fig. 1(b,c)).
+// as the target accuracy), mean curves over shaded 95% bands (a sweep's grid points over seeds) and band
+// charts (the 15th–85th percentile band and the median of a nonlinearity's input over training, the
+// paper's Fig. 1(b,c)).
 //
 // Each chart is a <figure> holding an <svg> with a fixed viewBox that scales to its container. Every
 // drawn series is one <path class="curve"> whose `d` holds its points; a null value (NaN or inf in the
@@ -243,4 +244,58 @@ export function bandChart({ id = null, title, steps, lower, middle, upper, color
   ];
   const note = kept.length ? null : h("p", { class: "muted chart-note" }, "No telemetry yet.");
   return figure(id, title, chart.svg, legendItems, note);
+}
+
+/** Runs of consecutive points where both bounds are numbers: one shaded polygon each. */
+function bandSegments(steps, low, high) {
+  const segments = [];
+  let current = [];
+  steps.forEach((step, index) => {
+    if (isFiniteNumber(low[index]) && isFiniteNumber(high[index])) {
+      current.push({ step, low: low[index], high: high[index] });
+    } else {
+      if (current.length > 1) segments.push(current);
+      current = [];
+    }
+  });
+  if (current.length > 1) segments.push(current);
+  return segments;
+}
+
+/**
+ * Curves each drawn as a mean line over a shaded band, its 95% interval (a sweep's grid points over their
+ * seeds); where a curve has no bounds (fewer than two seeds at a step) only its line is drawn. With a
+ * `yDomain` (an accuracy's [0, 1]) the bands are cut to it: an interval of the mean may reach past what
+ * the metric can be.
+ */
+export function meanBandChart({ id = null, title, curves, xLabel = "step", yLabel = "", yDomain = null }) {
+  const clamp = (value) => (yDomain && isFiniteNumber(value) ? Math.min(Math.max(value, yDomain[0]), yDomain[1]) : value);
+  curves = curves.map((curve) => ({ ...curve, low: curve.low.map(clamp), high: curve.high.map(clamp) }));
+  const steps = curves.flatMap((curve) => curve.steps);
+  const values = curves.flatMap((curve) => [...curve.mean, ...curve.low, ...curve.high]);
+  const xDomain = extent(steps, [0, 1]);
+  if (xDomain[0] > 0) xDomain[0] = 0;
+  const chart = frame({ xDomain, yDomain: yDomain ?? extent(values, [0, 1]), xLabel, yLabel });
+  const legendItems = [];
+  curves.forEach((curve, index) => {
+    const color = PALETTE[index % PALETTE.length];
+    for (const segment of bandSegments(curve.steps, curve.low, curve.high)) {
+      const upper = segment.map((point) => `${chart.x(point.step).toFixed(1)},${chart.y(point.high).toFixed(1)}`);
+      const lower = segment.slice().reverse().map((point) => `${chart.x(point.step).toFixed(1)},${chart.y(point.low).toFixed(1)}`);
+      chart.svg.append(s("path", { d: `M${upper.join(" L")} L${lower.join(" L")} Z`, class: "band", fill: color, "data-label": curve.label }));
+    }
+    const line = s("path", {
+      d: linePath(curve.steps, curve.mean, chart.x, chart.y),
+      class: "curve",
+      stroke: color,
+      "data-label": curve.label,
+      "data-points": curve.mean.filter(isFiniteNumber).length,
+    });
+    line.append(s("title", {}, curve.label));
+    chart.svg.append(line);
+    legendItems.push({ label: curve.label, color });
+  });
+  if (curves.length) legendItems.push({ label: "95% interval of the mean over seeds", color: "#777", band: true });
+  const empty = !values.some(isFiniteNumber);
+  return figure(id, title, chart.svg, legendItems, empty ? h("p", { class: "muted chart-note" }, "No points yet.") : null);
 }

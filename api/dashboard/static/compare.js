@@ -1,8 +1,10 @@
 // Comparison (`#/compare?ids=A,B&metric=…&target=…&baseline=…`): pick jobs, then see their curves
 // overlaid with the target line, and the table of what differs, final and best values, steps to the
-// target and the speedup against the baseline (a lower bound, "≥", when the baseline never got there).
+// target and the speedup against the baseline (a lower bound, "≥", when the baseline never got there);
+// with `arm=…`, the arms over matched seeds with their intervals and verdicts.
 
 import { getJson } from "./api.js";
+import { armsTable } from "./arms.js";
 import { lineChart } from "./charts.js";
 import {
   TERMINAL_STATUSES,
@@ -21,12 +23,13 @@ const CANDIDATES = 100;
 const MAX_POINTS = 500;
 const LIVE_REFRESH_MS = 2000;
 
-function compareHash(ids, metric, target, baseline) {
+function compareHash(ids, metric, target, baseline, arm) {
   const query = new URLSearchParams();
   if (ids.length) query.set("ids", ids.join(","));
   if (metric && metric !== METRICS[0]) query.set("metric", metric);
   if (target !== "") query.set("target", target);
   if (baseline && ids.includes(baseline)) query.set("baseline", baseline);
+  if (arm) query.set("arm", arm);
   return `#/compare?${query}`.replace(/\?$/, "");
 }
 
@@ -132,6 +135,7 @@ function picker(candidates, state) {
     h("option", { value: "" }, "first picked"),
     state.ids.map((id) => h("option", { value: id }, labelOf(id))),
   );
+  const arm = h("input", { id: "compare-arm", type: "text", value: state.arm, placeholder: "e.g. batch_norm", size: 14, title: "a spec field whose values split the jobs into arms, compared over matched seeds" });
   const form = h(
     "form",
     { class: "compare-form", id: "compare-form" },
@@ -139,6 +143,7 @@ function picker(candidates, state) {
       h("label", {}, "Metric ", metric),
       h("label", {}, "Target ", target),
       h("label", {}, "Baseline ", baseline),
+      h("label", {}, "Arms by ", arm),
       h("button", { type: "submit", class: "primary", id: "compare-submit" }, "Compare"),
     ),
     candidates.length || state.ids.length ? list : h("p", { class: "muted" }, "No jobs to compare yet."),
@@ -146,7 +151,7 @@ function picker(candidates, state) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const ids = [...form.querySelectorAll(".pick-job:checked")].map((input) => input.value);
-    location.hash = compareHash(ids, metric.value, target.value.trim(), baseline.value);
+    location.hash = compareHash(ids, metric.value, target.value.trim(), baseline.value, arm.value.trim());
   });
   return form;
 }
@@ -157,6 +162,7 @@ export function comparePage(root, query, life) {
     metric: query.get("metric") ?? METRICS[0],
     target: query.get("target") ?? "",
     baseline: query.get("baseline") ?? "",
+    arm: query.get("arm") ?? "",
   };
   const messages = h("div", { class: "messages" });
   const pickerHolder = h("details", { class: "picker", open: state.ids.length < 1 }, h("summary", {}, "Jobs to compare"));
@@ -175,6 +181,7 @@ export function comparePage(root, query, life) {
   state.ids.forEach((id) => parameters.append("ids", id));
   if (state.target) parameters.set("target", state.target);
   if (state.baseline) parameters.set("baseline", state.baseline);
+  if (state.arm) parameters.set("arm", state.arm);
   life.loop(
     async () => {
       const comparison = await getJson(`/v1/compare?${parameters}`, { signal: life.signal });
@@ -183,6 +190,7 @@ export function comparePage(root, query, life) {
         comparisonChart(comparison),
         comparisonTable(comparison),
         h("p", { class: "muted" }, "Speedup: the baseline's steps to the target ÷ this job's, each resolved to its own eval_every. ≥ marks a lower bound: the baseline never reached the target, so its whole step budget was used."),
+        ...(comparison.arms ? [h("section", {}, h("h2", {}, `Arms by ${comparison.arms.arm}, over matched seeds`), armsTable(comparison.arms, "compare-arms"))] : []),
       );
       return comparison.jobs.some((row) => !TERMINAL_STATUSES.has(row.status));
     },

@@ -53,11 +53,23 @@ export function formatNumber(value, digits = 3) {
   return value.toFixed(digits);
 }
 
-/** Mean ± standard deviation over seeds, as the sweep API reports it. */
+/**
+ * An aggregate over seeds as the API reports it ({n, mean, std, ci95, ci_method}): `mean [low, high]`, the
+ * 95% interval; the mean alone where there is none (one seed).
+ */
 export function formatStat(stat, digits = 3) {
   if (!stat || !isFiniteNumber(stat.mean)) return "—";
-  const spread = isFiniteNumber(stat.std) ? ` ± ${formatNumber(stat.std, digits)}` : "";
-  return `${formatNumber(stat.mean, digits)}${spread}`;
+  if (!Array.isArray(stat.ci95)) return formatNumber(stat.mean, digits);
+  return `${formatNumber(stat.mean, digits)} [${formatNumber(stat.ci95[0], digits)}, ${formatNumber(stat.ci95[1], digits)}]`;
+}
+
+/** What an aggregate is, for a cell's tooltip: n, mean, std and how the interval was computed. */
+export function describeStat(stat) {
+  if (!stat || !isFiniteNumber(stat.mean)) return "no value yet";
+  const method = stat.ci_method === "bootstrap" ? "percentile bootstrap" : "Student t";
+  const interval = Array.isArray(stat.ci95) ? `95% CI [${formatNumber(stat.ci95[0], 4)}, ${formatNumber(stat.ci95[1], 4)}] (${method})` : "no interval below 2 seeds";
+  const spread = isFiniteNumber(stat.std) ? `, std ${formatNumber(stat.std, 4)}` : "";
+  return `n = ${stat.n}, mean ${formatNumber(stat.mean, 4)}${spread}; ${interval}`;
 }
 
 export function formatDuration(seconds) {

@@ -1,9 +1,13 @@
-// Sweeps: the list (`#/sweeps`) and one sweep (`#/sweeps/<id>`) with its progress, the heatmap of mean
-// final accuracy (an image fetched with the API key and shown from a blob URL), one row per grid point
-// aggregated over seeds, and one row per fused group (plus one for the jobs run alone) with its jobs' statuses.
+// Sweeps: the list (`#/sweeps`) and one sweep (`#/sweeps/<id>?arm=…&baseline=…`) with its progress, the
+// heatmap of mean final accuracy (cells' tooltips give n and the 95% interval), the learning curves as a
+// mean with a shaded 95% band per grid point, one row per grid point aggregated over seeds, the arms
+// compared at their tuned best, and one row per fused group (plus one for the jobs run alone).
 
-import { ApiError, fetchBlobUrl, getJson, postJson } from "./api.js";
+import { getJson, postJson } from "./api.js";
+import { armsTable } from "./arms.js";
+import { meanBandChart } from "./charts.js";
 import {
+  describeStat,
   errorBox,
   formatStat,
   formatStatusCounts,
@@ -13,9 +17,10 @@ import {
   progressBar,
   shortId,
 } from "./dom.js";
+import { heatmapGrid } from "./heatmap.js";
 
 const LIVE_REFRESH_MS = 2000;
-const HEATMAP_REFRESH_MS = 10000; // drawing is server work: redraw at most this often while jobs finish
+const CURVES_REFRESH_MS = 10000; // reading every job's series: at most this often while jobs finish
 const MAX_COMPARED_JOBS = 50;
 
 export function sweepsPage(root, query, life) {
@@ -73,9 +78,9 @@ function pointTable(sweep) {
           h("td", { class: "number" }, `${point.done} / ${point.job_ids.length}`),
           h("td", { class: "number" }, point.diverged),
           h("td", { class: "number" }, point.reached_target),
-          h("td", { class: "number" }, formatStat(point.final_accuracy)),
-          h("td", { class: "number" }, formatStat(point.best_accuracy)),
-          h("td", { class: "number" }, formatStat(point.steps_to_target, 1)),
+          h("td", { class: "number", title: describeStat(point.final_accuracy) }, formatStat(point.final_accuracy)),
+          h("td", { class: "number", title: describeStat(point.best_accuracy) }, formatStat(point.best_accuracy)),
+          h("td", { class: "number", title: describeStat(point.steps_to_target) }, formatStat(point.steps_to_target, 1)),
           h("td", {}, h("a", { href: `#/compare?ids=${point.job_ids.join(",")}` }, "compare seeds")),
         ),
       ),
@@ -117,36 +122,73 @@ function executionTable(sweep) {
   );
 }
 
-export function sweepPage(root, sweepId, life) {
+/** The arm chooser: which grid axis splits the sweep into arms, and which arm is the baseline. Every other
+ * axis is tuned (each arm takes its best value of it), as the API asks. */
+function armForm(sweep, state) {
+  const axes = Object.keys(sweep.grid);
+  const arm = h("select", { id: "sweep-arm", value: state.arm ?? "" }, h("option", { value: "" }, "none"), axes.map((axis) => h("option", { value: axis }, axis)));
+  const values = state.arm ? sweep.grid[state.arm] ?? [] : [];
+  const baseline = h("select", { id: "sweep-arm-baseline", value: state.baseline ?? "" }, values.map((value) => h("option", { value: JSON.stringify(value) }, JSON.stringify(value))));
+  const go = () => {
+    const query = new URLSearchParams({ arm: arm.value }); // an empty arm: none, not the default
+    if (arm.value && arm.value === state.arm && baseline.value) query.set("baseline", baseline.value);
+    location.hash = `#/sweeps/${sweep.id}?${query}`;
+  };
+  arm.addEventListener("change", go);
+  baseline.addEventListener("change", go);
+  const tuned = axes.filter((axis) => axis !== state.arm);
+  return h(
+    "div",
+    { class: "filters" },
+    h("label", {}, "Arms: ", arm),
+    state.arm ? h("label", {}, "baseline ", baseline) : null,
+    state.arm ? h("span", { class: "muted" }, tuned.length ? `each arm at its best ${tuned.join(", ")}` : "no axis to tune") : null,
+  );
+}
+
+function armParameters(grid, state) {
+  if (!state.arm || !(state.arm in grid)) return "";
+  const query = new URLSearchParams({ arm: state.arm });
+  Object.keys(grid).filter((axis) => axis !== state.arm).forEach((axis) => query.append("tune", axis));
+  if (state.baseline) query.set("baseline", state.baseline);
+  return `?${query}`;
+}
+
+function curvesChart(curves) {
+  return meanBandChart({
+    id: "sweep-curves",
+    title: `${curves.metric} over steps: mean over seeds with its 95% interval`,
+    yLabel: curves.metric,
+    yDomain: curves.metric.endsWith("accuracy") ? [0, 1] : null,
+    curves: curves.points.map((point) => ({
+      label: Object.entries(point.point).map(([axis, value]) => `${axis}=${JSON.stringify(value)}`).join(", ") || "all jobs",
+      steps: point.steps,
+      mean: point.mean,
+      low: point.ci95_low,
+      high: point.ci95_high,
+    })),
+  });
+}
+
+export function sweepPage(root, sweepId, query, life) {
+  const state = { arm: query.get("arm"), baseline: query.get("baseline") };
   const messages = h("div", { class: "messages" });
   const header = h("div");
-  const heatmapHolder = h("figure", { class: "heatmap", id: "sweep-heatmap" }, h("p", { class: "muted" }, "Drawing the heatmap…"));
+  const heatmapHolder = h("figure", { class: "heatmap", id: "sweep-heatmap" });
+  const curvesHolder = h("div", { id: "sweep-curves-holder" }, h("p", { class: "muted" }, "Reading the curves…"));
   const tableHolder = h("div");
+  const armsHolder = h("div", { id: "sweep-arms-holder" });
   const executionHolder = h("div");
-  let imageUrl = null;
-  let heatmapDrawnAt = -Infinity;
-  let heatmapDone = -1;
-  life.signal.addEventListener("abort", () => imageUrl && URL.revokeObjectURL(imageUrl));
+  let curvesReadAt = -Infinity;
+  let curvesDone = -1;
 
-  async function drawHeatmap(sweep) {
-    if (sweep.done === heatmapDone) return;
-    if (sweep.done < sweep.size && performance.now() - heatmapDrawnAt < HEATMAP_REFRESH_MS) return;
-    heatmapDrawnAt = performance.now();
-    heatmapDone = sweep.done;
-    try {
-      const url = await fetchBlobUrl(`/v1/sweeps/${sweepId}/plots/heatmap?format=png`, { signal: life.signal });
-      if (imageUrl) URL.revokeObjectURL(imageUrl);
-      imageUrl = url;
-      heatmapHolder.replaceChildren(
-        h("img", { src: url, alt: `heatmap of mean final accuracy over ${Object.keys(sweep.grid).join(" × ")}` }),
-      );
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 409) {
-        heatmapHolder.replaceChildren(h("p", { class: "muted" }, error.detail)); // a sweep without a grid axis
-      } else {
-        throw error;
-      }
-    }
+  async function drawCurves(sweep) {
+    if (sweep.done === curvesDone) return;
+    if (sweep.done < sweep.size && performance.now() - curvesReadAt < CURVES_REFRESH_MS) return;
+    curvesReadAt = performance.now();
+    curvesDone = sweep.done;
+    const curves = await getJson(`/v1/sweeps/${sweepId}/curves?max_points=200`, { signal: life.signal });
+    curvesHolder.replaceChildren(curvesChart(curves));
   }
 
   function renderHeader(sweep) {
@@ -176,23 +218,41 @@ export function sweepPage(root, sweepId, life) {
     );
   }
 
+  function renderArms(sweep) {
+    const parts = [armForm(sweep, state)];
+    if (sweep.tuned) parts.push(armsTable(sweep.tuned, "sweep-arms"));
+    armsHolder.replaceChildren(...parts);
+  }
+
   root.append(
     header,
     messages,
-    h("section", {}, h("h2", {}, "Mean final accuracy"), heatmapHolder),
-    h("section", {}, h("h2", {}, "Per grid point (mean ± std over seeds)"), tableHolder),
+    h("section", {}, h("h2", {}, "Mean final accuracy"), heatmapHolder, h("p", { class: "muted" }, "Hover a cell for n, the 95% interval and divergences.")),
+    h("section", {}, h("h2", {}, "Learning curves (mean and 95% band over seeds)"), curvesHolder),
+    h("section", {}, h("h2", {}, "Per grid point (mean [95% confidence interval] over seeds)"), tableHolder),
+    h("section", {}, h("h2", {}, "Arms at their tuned best"), armsHolder),
     h("section", {}, h("h2", {}, "How its jobs were executed"), executionHolder),
   );
+  let grid = null; // the sweep's axes (they never change), read once: they shape the arm query
   life.loop(
     async () => {
-      const sweep = await getJson(`/v1/sweeps/${sweepId}`, { signal: life.signal });
+      if (!grid) {
+        grid = (await getJson(`/v1/sweeps/${sweepId}`, { signal: life.signal })).grid;
+        if (state.arm === null && "batch_norm" in grid) {
+          state.arm = "batch_norm"; // the claim bnlab exists to test, against the arm without it
+          if (state.baseline === null && grid.batch_norm.includes(false)) state.baseline = "false";
+        }
+      }
+      const sweep = await getJson(`/v1/sweeps/${sweepId}${armParameters(grid, state)}`, { signal: life.signal });
       renderHeader(sweep);
+      heatmapHolder.replaceChildren(heatmapGrid(sweep));
       tableHolder.replaceChildren(pointTable(sweep));
+      renderArms(sweep);
       executionHolder.replaceChildren(executionTable(sweep));
-      await drawHeatmap(sweep);
+      await drawCurves(sweep);
       return sweep;
     },
-    (sweep) => (sweep.done < sweep.size || sweep.done !== heatmapDone ? LIVE_REFRESH_MS : null),
+    (sweep) => (sweep.done < sweep.size || sweep.done !== curvesDone ? LIVE_REFRESH_MS : null),
     (error) => messages.replaceChildren(errorBox(error)),
   );
 }

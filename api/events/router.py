@@ -1,8 +1,8 @@
 """`GET /v1/jobs/{id}/events`: a job's progress, metrics and status changes as Server-Sent Events.
 
 The route is `async def`: an open stream costs the event loop nothing while it waits, and never a
-database connection (the process's one `EventHub` reads for every stream). Its 404 and 422 come from
-dependencies, before the stream starts.
+database connection (the process's one `EventHub`, in `api.events.hub`, reads for every stream). Its 404
+and 422 come from dependencies, before the stream starts.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.dependencies import JobDep, SettingsDep
+from api.dependencies import JOB_NOT_FOUND, JobDep, SettingsDep
 from api.errors import DATABASE_DOWN
-from api.events import LAST_EVENT_ID_PATTERN, EventHub, StreamPosition
-from api.routes.jobs import NOT_FOUND
+from api.events.hub import LAST_EVENT_ID_PATTERN, EventHub, StreamPosition
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 
@@ -61,7 +60,7 @@ PositionDep = Annotated[StreamPosition, Depends(stream_position)]
     response_class=EventSourceResponse,
     summary="Follow a job live: progress, metrics and status changes",
     description=EVENTS_DESCRIPTION,
-    responses={**NOT_FOUND, **DATABASE_DOWN},
+    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
 )
 async def stream_job_events(
     job: JobDep, position: PositionDep, hub: EventHubDep, settings: SettingsDep

@@ -1,43 +1,41 @@
-"""`/v1/jobs`: submit a training job, list and read jobs, their metrics and telemetry, cancel one.
+"""`/v1/jobs`: submit a training job, list and read jobs, their metrics, telemetry and loss-landscape probes,
+cancel one. A job's event stream is in `api.events`, its pictures in `api.plots`; the landscape probes are
+taken by the training core every `landscape_every` steps (see `core.ml.landscape`).
 
 Routes are plain `def`: the store is synchronous, so FastAPI runs them in its thread pool.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import StringConstraints
 
-from api.dependencies import CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
+from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
 from api.errors import DATABASE_DOWN, query_error
-from api.limits import BODY_REFUSED
-from api.schemas import (
+from api.jobs.schemas import (
     PAPER_DIGITS_SPEC,
-    ErrorOut,
     JobOut,
     JobPage,
     JobStatus,
+    LandscapeOut,
+    LandscapeProbeOut,
     MetricsOut,
-    Series,
     TelemetryLayerOut,
     TelemetryOut,
 )
-from core.queue import publish_job
+from api.limits import BODY_REFUSED
+from api.publishing import publish_stored
+from api.schemas import ErrorOut, Series
 from core.results import METRIC_NAMES
 from core.spec import JobSpec
 from core.store import InvalidCursor
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MAX_POINTS = 10_000
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no job with this id"}}
 
 SPEC_EXAMPLES: dict[str, Any] = {
     "paper_digits_bn": {
@@ -78,13 +76,9 @@ def submit_job(
     celery_app: CeleryDep,
 ) -> JobOut:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
-    `queued` and the sweeper publishes it once the broker answers again."""
+    `queued` and the republisher publishes it once the broker answers again."""
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
-    try:
-        publish_job(celery_app, job.id, spec.device)
-        store.mark_enqueued(job.id)
-    except Exception as error:  # whatever the transport raised, the sweeper retries; the answer stays 201
-        logger.warning("job %s stored but not yet published (the sweeper retries): %s", job.id, error)
+    publish_stored(store, celery_app, [job.id], spec.device)
     return JobOut.model_validate(job)
 
 
@@ -116,7 +110,7 @@ def list_jobs(
     status_code=status.HTTP_200_OK,
     response_model=JobOut,
     summary="Read one job: status, progress and summary",
-    responses={**NOT_FOUND, **DATABASE_DOWN},
+    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
 )
 def read_job(job: JobDep) -> JobOut:
     return JobOut.model_validate(job)
@@ -127,7 +121,7 @@ def read_job(job: JobDep) -> JobOut:
     status_code=status.HTTP_200_OK,
     response_model=MetricsOut,
     summary="Metric series, downsampled to at most max_points per series",
-    responses={**NOT_FOUND, **DATABASE_DOWN},
+    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
 )
 def read_metrics(
     job: JobDep,
@@ -155,11 +149,28 @@ def read_metrics(
     status_code=status.HTTP_200_OK,
     response_model=TelemetryOut,
     summary="Per-layer statistics of each nonlinearity's input over training (paper Fig. 1)",
-    responses={**NOT_FOUND, **DATABASE_DOWN},
+    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
 )
 def read_telemetry(job: JobDep, store: StoreDep) -> TelemetryOut:
     return TelemetryOut(
         layers=[TelemetryLayerOut.model_validate(layer) for layer in store.read_telemetry(job.id)]
+    )
+
+
+@router.get(
+    "/{job_id}/landscape",
+    status_code=status.HTTP_200_OK,
+    response_model=LandscapeOut,
+    summary="Loss landscape along the gradient at each probe step (Santurkar et al. 2018, Fig. 4)",
+    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
+)
+def read_landscape(job: JobDep, store: StoreDep) -> LandscapeOut:
+    """Per probe step: the loss at each step size η along the gradient, their range, gradient
+    predictiveness, effective β-smoothness, ‖g‖ and the relative gradient change. Lower is smoother.
+    Empty for a job run with `landscape_every` = 0 (or not probed yet)."""
+    return LandscapeOut(
+        job_id=job.id,
+        probes=[LandscapeProbeOut.model_validate(probe) for probe in store.read_landscape(job.id)],
     )
 
 
@@ -169,7 +180,7 @@ def read_telemetry(job: JobDep, store: StoreDep) -> TelemetryOut:
     response_model=JobOut,
     summary="Cancel a job: a queued one never starts, a running one stops within a few seconds",
     responses={
-        **NOT_FOUND,
+        **JOB_NOT_FOUND,
         409: {"model": ErrorOut, "description": "the job has already finished"},
         **DATABASE_DOWN,
     },

@@ -12,24 +12,23 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from core.db.tables import FusedCheckpoint
-from core.store.base import fused_group_job_table, fused_group_table, job_table, leased_to
+from core.store.base import (
+    fused_checkpoint_table,
+    fused_group_job_table,
+    fused_group_table,
+    job_table,
+    leased_to,
+)
+from core.store.interface import FusedGroupStoreInterface
 from core.store.leases import LeaseStore
 from core.store.views import GroupLease, JobNotFound
 
-fused_checkpoint_table: sa.Table = FusedCheckpoint.__table__  # type: ignore[assignment]
 
-
-class FusedGroupStore(LeaseStore):
+class FusedGroupStore(LeaseStore, FusedGroupStoreInterface):
     def acquire_group_lease(
         self, job_ids: Sequence[str], owner: str, lease_seconds: float, max_lease_losses: int = 3
     ) -> GroupLease:
-        """Take the lease of each of `job_ids` for `owner` as `acquire_lease` takes one, in one transaction.
-
-        All or nothing: when another worker holds a fresh lease on any of them (a duplicate delivery of a
-        group that is training), nothing changes and the result is `held_elsewhere`. Finished jobs are
-        reported as such and left alone; the others are all taken (or failed, on their last lease loss).
-        """
+        """Each lease is taken as `acquire_lease` takes one; the first fresh lease rolls all back."""
         with self._engine.connect() as connection:
             transaction = connection.begin()
             leases = []
@@ -43,8 +42,7 @@ class FusedGroupStore(LeaseStore):
         return GroupLease(leases)
 
     def heartbeat_jobs(self, job_ids: Sequence[str], owner: str) -> int:
-        """Renew `owner`'s lease on each of `job_ids` in one statement; how many were still `owner`'s and
-        running (fewer than asked: another worker took some over)."""
+        """One UPDATE for all of them, so they go stale together."""
         job = job_table.c
         with self._engine.begin() as connection:
             renewed = connection.execute(
@@ -55,7 +53,6 @@ class FusedGroupStore(LeaseStore):
         return renewed.rowcount
 
     def cancel_requested_among(self, job_ids: Sequence[str]) -> set[str]:
-        """Which of `job_ids` a user asked to cancel."""
         job = job_table.c
         with self._engine.connect() as connection:
             return set(
@@ -65,7 +62,6 @@ class FusedGroupStore(LeaseStore):
             )
 
     def fused_group_job_ids(self, group_id: str) -> list[str]:
-        """The jobs of fused group `group_id` in the order the group trains them (job creation order)."""
         member = fused_group_job_table.c
         query = (
             sa.select(job_table.c.public_id)
@@ -82,7 +78,6 @@ class FusedGroupStore(LeaseStore):
 
     # -- the group's checkpoint --------------------------------------------------------------------------
     def save_group_checkpoint(self, group_id: str, step: int, blob: bytes) -> None:
-        """Keep `blob` as the fused group's latest checkpoint (replacing the previous one)."""
         with self._engine.begin() as connection:
             row = {"group_id": self._group_row_id(connection, group_id), "step": step, "blob": blob}
             self._upsert(
@@ -94,7 +89,6 @@ class FusedGroupStore(LeaseStore):
             )
 
     def load_group_checkpoint(self, group_id: str) -> tuple[int, bytes] | None:
-        """(step, blob) of the fused group's latest checkpoint, or None."""
         checkpoint = fused_checkpoint_table.c
         with self._engine.connect() as connection:
             row = connection.execute(

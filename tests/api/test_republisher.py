@@ -1,14 +1,15 @@
-"""The sweeper publishes jobs the broker never got or lost, once, and leaves the rest alone."""
+"""The republisher publishes jobs the broker never got or lost, once, and leaves the rest alone."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.sweeper import Sweeper
+from api.republisher import Republisher
 from core.queue import make_celery
 from core.settings import Settings
 from core.spec import JobSpec
@@ -35,14 +36,14 @@ def test_a_job_never_published_is_published_once_the_broker_answers(
 ) -> None:
     job_id = submit_while_the_broker_is_down(migrated_database_url)
     down = settings_for(migrated_database_url, UNREACHABLE_REDIS)
-    assert Sweeper(store, make_celery(down), down, unpublished_after_seconds=0).sweep_once() == []
+    assert Republisher(store, make_celery(down), down, unpublished_after_seconds=0).republish_once() == []
     job = store.get_job(job_id)
     assert job is not None and job.enqueued_at is None  # still waiting for a broker
 
     up = settings_for(migrated_database_url, broker_url)
-    sweeper = Sweeper(store, make_celery(up), up, unpublished_after_seconds=0)
-    assert sweeper.sweep_once() == [job_id]
-    assert sweeper.sweep_once() == []  # claimed: not published twice
+    republisher = Republisher(store, make_celery(up), up, unpublished_after_seconds=0)
+    assert republisher.republish_once() == [job_id]
+    assert republisher.republish_once() == []  # claimed: not published twice
     job = store.get_job(job_id)
     assert job is not None and job.enqueued_at is not None
     assert published_job_ids(broker_url, "cpu") == [job_id]
@@ -53,7 +54,7 @@ def test_a_just_submitted_job_is_left_to_the_submit_path(
 ) -> None:
     job = store.create_job(JobSpec.model_validate(TINY_SPEC))  # stored, its publish still under way
     up = settings_for(migrated_database_url, broker_url)
-    assert Sweeper(store, make_celery(up), up).sweep_once() == []  # not yet 5 s old
+    assert Republisher(store, make_celery(up), up).republish_once() == []  # not yet 5 s old
     assert published_job_ids(broker_url, "cpu") == []
     stored = store.get_job(job.id)
     assert stored is not None and stored.enqueued_at is None
@@ -67,19 +68,19 @@ def test_a_running_job_with_a_stale_lease_is_published_again(
         job_id = client.post("/v1/jobs", json=TINY_SPEC).json()["id"]
     published_job_ids(broker_url, "cpu")  # the submit's own message
     assert store.acquire_lease(job_id, f"dead-worker-{uuid.uuid4().hex[:6]}", lease_seconds=0.5).acquired
-    sweeper = Sweeper(store, make_celery(settings), settings)
-    assert sweeper.sweep_once() == []  # the lease is fresh
+    republisher = Republisher(store, make_celery(settings), settings)
+    assert republisher.republish_once() == []  # the lease is fresh
     time.sleep(1.0)
-    assert sweeper.sweep_once() == [job_id]
-    assert sweeper.sweep_once() == []
+    assert republisher.republish_once() == [job_id]
+    assert republisher.republish_once() == []
     assert published_job_ids(broker_url, "cpu") == [job_id]
 
 
-def test_the_apps_own_sweeper_thread_publishes_a_stranded_job(
+def test_the_apps_own_republisher_thread_publishes_a_stranded_job(
     migrated_database_url: str, broker_url: str, store: Store
 ) -> None:
     job_id = submit_while_the_broker_is_down(migrated_database_url)
-    with TestClient(create_app(settings_for(migrated_database_url, broker_url, sweep_seconds=0.3))):
+    with TestClient(create_app(settings_for(migrated_database_url, broker_url, republish_seconds=0.3))):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             job = store.get_job(job_id)
@@ -87,3 +88,12 @@ def test_the_apps_own_sweeper_thread_publishes_a_stranded_job(
                 break
             time.sleep(0.2)
     assert published_job_ids(broker_url, "cpu") == [job_id]
+
+
+def test_the_interval_is_read_under_its_name_and_under_its_name_of_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BNLAB_SWEEP_SECONDS", "7")  # an .env written before the republisher had its name
+    assert Settings(_env_file=None).republish_seconds == 7.0  # type: ignore[call-arg]
+    monkeypatch.setenv("BNLAB_REPUBLISH_SECONDS", "2")
+    assert Settings(_env_file=None).republish_seconds == 2.0  # type: ignore[call-arg]

@@ -1,13 +1,14 @@
-"""The sweeper: a thread in every API process that publishes again the jobs the broker lost.
+"""The republisher: a thread in every API process that publishes again the jobs the broker lost.
 
-Liveness lives in the job table, not in the broker. Every `settings.sweep_seconds` the sweeper publishes
+Liveness lives in the job table, not in the broker. Every `settings.republish_seconds` the republisher
+publishes
 - queued jobs never published `UNPUBLISHED_AFTER_SECONDS` after they were stored (the broker was down when
   they were submitted), or published longer than `REQUEUE_AFTER` ago and still waiting (the message was
   lost);
 - running jobs whose lease went stale (their worker died); the next worker takes the lease over and
   resumes from the last checkpoint.
 Each job is claimed with a conditional write first (`Store.claim_republish`), so several API replicas can
-sweep at once and only one of them publishes a given job; a duplicate delivery is dropped by the lease.
+republish at once and only one of them publishes a given job; a duplicate delivery is dropped by the lease.
 A job of a fused group is published as its group's task (once per round for the whole group), so a group
 whose worker died resumes together from the group's checkpoint.
 """
@@ -22,7 +23,7 @@ from celery import Celery
 from api.probes import broker_reachable
 from core.queue import publish_group, publish_job
 from core.settings import Settings
-from core.store import RepublishCandidate, Store
+from core.store import RepublishCandidate, StoreInterface
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +31,13 @@ UNPUBLISHED_AFTER_SECONDS = 5.0  # the submit path publishes at once; only a fai
 STOP_TIMEOUT_SECONDS = 5.0
 
 
-class Sweeper:
-    """Runs `sweep_once` every `settings.sweep_seconds` on a daemon thread between `start` and `stop`."""
+class Republisher:
+    """Runs `republish_once` every `settings.republish_seconds` on a daemon thread between `start` and
+    `stop`."""
 
     def __init__(
         self,
-        store: Store,
+        store: StoreInterface,
         celery_app: Celery,
         settings: Settings,
         unpublished_after_seconds: float = UNPUBLISHED_AFTER_SECONDS,
@@ -49,7 +51,7 @@ class Sweeper:
 
     def start(self) -> None:
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="bnlab-sweeper", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="bnlab-republisher", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -61,10 +63,10 @@ class Sweeper:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                self.sweep_once()
+                self.republish_once()
             except Exception:  # a database or broker outage must not end the thread: try again next round
-                logger.exception("sweep failed; retrying in %.1f s", self.settings.sweep_seconds)
-            self._stopping.wait(self.settings.sweep_seconds)
+                logger.exception("republishing failed; retrying in %.1f s", self.settings.republish_seconds)
+            self._stopping.wait(self.settings.republish_seconds)
 
     def candidates(self) -> list[RepublishCandidate]:
         requeue_after = self.settings.requeue_after_seconds
@@ -73,7 +75,7 @@ class Sweeper:
             *self.store.stale_running_jobs(self.settings.lease_seconds, requeue_after),
         ]
 
-    def sweep_once(self) -> list[str]:
+    def republish_once(self) -> list[str]:
         """Publish every job that needs it; returns the ids this process published."""
         candidates = self.candidates()
         # A claim marks the job as published: claiming while the broker is down would leave the job
@@ -84,12 +86,12 @@ class Sweeper:
         groups_published: set[str] = set()
         for candidate in candidates:
             if not self.store.claim_republish(candidate):
-                continue  # another sweeper (or the submit path) got there first
+                continue  # another republisher (or the submit path) got there first
             try:
                 self._publish(candidate, groups_published)
             except Exception as error:  # whatever the transport raised, the broker is not taking jobs
                 # The claim marked the job as published; left in place it would hide the job from the
-                # sweeper until REQUEUE_AFTER. Undo it (should the message have got through after all, the
+                # republisher until REQUEUE_AFTER. Undo it (should the message have got through after all, the
                 # second copy is dropped by the lease) and leave the rest of the round to the next one.
                 self.store.release_republish(candidate)
                 logger.warning("could not publish job %s (retrying next round): %s", candidate.job_id, error)

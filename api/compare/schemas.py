@@ -1,29 +1,20 @@
-"""Response schemas of comparisons and sweeps (`/v1/compare`, `/v1/sweeps`), shaped as DESIGN.md shows them.
-
-Kept apart from `api.schemas` (jobs, health) so each resource's shapes sit together; the shared pieces
-(`FiniteFloat`, `Series`, `JobStatus`) come from there. NaN and inf never reach JSON: they become null.
+"""Response schemas of `/v1/compare`, shaped as DESIGN.md shows them. NaN and inf never reach JSON: they
+become null.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import FiniteFloat, JobStatus, Series
-from core.spec import JobSpec
-from core.sweeps import Execution, ExecutionUsed
+from api.jobs.schemas import JobStatus
+from api.schemas import FiniteFloat, ResponseModel, Series
+from api.statistics_schemas import TunedOut
 
 
-class _Response(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class LandscapeRatioOut(BaseModel):
+class LandscapeRatioOut(ResponseModel):
     """One loss-landscape quantity of a job against the baseline's, over their shared probe steps."""
-
-    model_config = ConfigDict(from_attributes=True)
 
     geometric_mean_ratio: FiniteFloat = Field(
         description="exp(mean(log(job / baseline))) over the paired probe steps; below 1: smoother"
@@ -32,7 +23,7 @@ class LandscapeRatioOut(BaseModel):
     probes: int = Field(description="paired probe steps (both values finite and positive)")
 
 
-class CompareRowOut(BaseModel):
+class CompareRowOut(ResponseModel):
     """One compared job: what sets it apart and how far it got."""
 
     id: str
@@ -103,84 +94,8 @@ class CompareOut(BaseModel):
     series: dict[str, Series] = Field(
         description="per job, the metric over steps, downsampled keeping ends, extremes, the target crossing"
     )
-
-
-class SweepCreatedOut(BaseModel):
-    id: str
-    size: int
-    job_ids: list[str]
-
-
-class StatOut(_Response):
-    """Mean ± sample standard deviation over the `count` seeds that have the figure."""
-
-    mean: FiniteFloat
-    std: FiniteFloat
-    count: int
-
-
-class GridPointOut(_Response):
-    """One grid point aggregated over its seeds."""
-
-    point: dict[str, Any]
-    job_ids: list[str]
-    seeds: list[int]
-    status_counts: dict[str, int]
-    done: int = Field(description="jobs that finished, whatever the outcome")
-    diverged: int
-    reached_target: int = Field(description="jobs that met their spec's target_accuracy")
-    final_accuracy: StatOut
-    best_accuracy: StatOut
-    steps_to_target: StatOut
-
-
-class FusedGroupOut(BaseModel):
-    """Jobs that one task trains together as stacked models (and reports, each, as its own job)."""
-
-    id: str
-    size: int
-    job_ids: list[str] = Field(description="in the order the group trains them")
-    status_counts: dict[str, int] = Field(
-        description="the group's jobs by status (every status, zero included)"
+    arms: TunedOut | None = Field(
+        None,
+        description="with `arm` in the query: the jobs grouped by that field, each arm compared with the "
+        "baseline job's over matched seeds (its final value as `final_accuracy`); null otherwise",
     )
-
-
-class ExecutionOut(BaseModel):
-    """How the sweep asked its jobs to run, and how each of them does."""
-
-    requested: Execution
-    used: ExecutionUsed = Field(
-        description="fused: every job is in a fused group; separate: every job is a task of its own; "
-        "mixed: fused groups plus jobs that fuse with no other"
-    )
-    note: str
-    fused_groups: list[FusedGroupOut] = Field(description="one Celery task each")
-    separate_job_ids: list[str] = Field(description="jobs that run one task each")
-    separate_status_counts: dict[str, int] = Field(
-        description="those jobs by status (every status, zero included)"
-    )
-
-
-class SweepSummaryOut(BaseModel):
-    id: str
-    name: str
-    created_at: datetime
-    size: int
-    base: JobSpec
-    grid: dict[str, list[Any]]
-    seeds: list[int]
-    execution: ExecutionOut
-    status_counts: dict[str, int] = Field(
-        description="the sweep's jobs by status (every status, zero included)"
-    )
-
-
-class SweepOut(SweepSummaryOut):
-    job_ids: list[str] = Field(description="in grid order, seeds innermost")
-    done: int
-    points: list[GridPointOut]
-
-
-class SweepPage(BaseModel):
-    items: list[SweepSummaryOut]
-    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last")

@@ -1,6 +1,8 @@
-"""Loading a comparison from the store: the jobs, their downsampled series and exact target crossings.
+"""The comparison a query asks for: its query parameters, and loading it from the store — the jobs, their
+downsampled series and exact target crossings.
 
-Shared by `GET /v1/compare` and `GET /v1/compare/plot`, so the table and the picture always agree.
+Shared by `GET /v1/compare` and `GET /v1/compare/plot` (`ComparisonDep`), so the table and the picture
+always agree.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import HTTPException, status
+from fastapi import Depends, HTTPException, Query, status
 
-from api.dependencies import normalize_job_id
+from api.dependencies import StoreDep, normalize_job_id
 from api.errors import query_error
 from core.compare import (
     LANDSCAPE_QUANTITIES,
@@ -25,12 +28,34 @@ from core.compare import (
     downsample,
     higher_is_better,
 )
-from core.store import JobView, Store
+from core.store import JobView, StoreInterface
+from core.sweeps import JobOutcome
 
 READ_GROUPS = 2  # the jobs to read are split into this many groups, read at once on their own connections
 CACHED_SERIES = 256  # ≤ 1,000 points each at the default limits: a few MB at most
 
 Crossing = tuple[int, float] | None
+
+MAX_COMPARED_JOBS = 50
+MIN_POINTS = 10  # room for the always-kept points (ends, target crossing, divergence) and some shape
+MAX_POINTS = 10_000
+METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+JobIds = Annotated[
+    list[Annotated[str, Query(max_length=64)]],
+    Query(min_length=1, max_length=MAX_COMPARED_JOBS, description="1 to 50 job ids; repeat `ids=`"),
+]
+Metric = Annotated[str, Query(pattern=METRIC_PATTERN, description="the series compared")]
+Target = Annotated[
+    float | None,
+    Query(
+        allow_inf_nan=False,
+        description="count steps to this value (≥ for accuracies, ≤ for losses); default: the baseline's "
+        "target_accuracy for an accuracy metric",
+    ),
+]
+Baseline = Annotated[str | None, Query(max_length=64, description="one of `ids` (default: the first)")]
+MaxPoints = Annotated[int, Query(ge=MIN_POINTS, le=MAX_POINTS, description="per series")]
 
 
 class FinishedSeriesCache:
@@ -68,9 +93,10 @@ class Comparison:
     baseline: str
     rows: list[ComparisonRow]
     series: dict[str, Series]
+    outcomes: list[JobOutcome]  # each job's final value and steps to target, for arms compared over seeds
 
 
-def load_jobs(store: Store, raw_ids: Sequence[str]) -> list[JobView]:
+def load_jobs(store: StoreInterface, raw_ids: Sequence[str]) -> list[JobView]:
     """The jobs in the order asked for (duplicates dropped), read in one query; 404 naming every id that
     is unknown."""
     requested = {raw_id: normalize_job_id(raw_id) for raw_id in dict.fromkeys(raw_ids)}
@@ -97,7 +123,7 @@ def default_target(baseline: JobView, metric: str) -> float | None:
 
 
 def load_comparison(
-    store: Store,
+    store: StoreInterface,
     raw_ids: Sequence[str],
     metric: str,
     target: float | None,
@@ -121,11 +147,29 @@ def load_comparison(
         for job in compared
     }
     rows = compare(compared, metric, baseline.id)
-    return Comparison(metric, target, baseline.id, rows, downsampled)
+    return Comparison(metric, target, baseline.id, rows, downsampled, _outcomes(compared, rows))
+
+
+def _outcomes(compared: Sequence[ComparedJob], rows: Sequence[ComparisonRow]) -> list[JobOutcome]:
+    """The compared jobs, in the order asked for, as arms are compared: the metric's final and best
+    value, its steps to the target, and the steps each job ran."""
+    row_of = {row.id: row for row in rows}
+    return [
+        JobOutcome(
+            job_id=job.id,
+            status=job.status,
+            spec=job.spec,
+            final_accuracy=row_of[job.id].final,
+            best_accuracy=row_of[job.id].best,
+            steps_to_target=job.steps_to_target,
+            steps_run=job.steps_run,
+        )
+        for job in compared
+    ]
 
 
 def _read_series(
-    store: Store, jobs: Sequence[JobView], metric: str, target: float | None, max_points: int
+    store: StoreInterface, jobs: Sequence[JobView], metric: str, target: float | None, max_points: int
 ) -> dict[str, tuple[Series, Crossing]]:
     """Each job's series as the store downsamples it, with its exact first target crossing (kept in it).
     Finished jobs read before come from the cache; the others are read in a few store calls at once."""
@@ -158,7 +202,7 @@ def _read_series(
     return entries
 
 
-def _compared_job(store: Store, job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
+def _compared_job(store: StoreInterface, job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
     """One job's part of a comparison: its record, its series, its exact target crossing and its landscape
     probes."""
     summary = job.summary
@@ -178,7 +222,7 @@ def _compared_job(store: Store, job: JobView, series: Series, crossing: Crossing
     )
 
 
-def _landscape(store: Store, job: JobView) -> LandscapeProbes | None:
+def _landscape(store: StoreInterface, job: JobView) -> LandscapeProbes | None:
     """The job's probes by step, for a job run with landscape probes (most comparisons have none)."""
     if not job.spec.get("landscape_every"):
         return None
@@ -196,3 +240,18 @@ def _with_point(series: Series, step: int, value: float | None) -> Series:
         [*zip(series.steps, series.values, strict=True), (step, value)], key=lambda point: point[0]
     )
     return Series([point[0] for point in points], [point[1] for point in points])
+
+
+def get_comparison(
+    store: StoreDep,
+    ids: JobIds,
+    metric: Metric = "val_accuracy",
+    target: Target = None,
+    baseline: Baseline = None,
+    max_points: MaxPoints = 500,
+) -> Comparison:
+    """The comparison the query asks for; the table and its plot take the same parameters through it."""
+    return load_comparison(store, ids, metric, target, baseline, max_points)
+
+
+ComparisonDep = Annotated[Comparison, Depends(get_comparison)]

@@ -33,9 +33,8 @@ from typing import Any
 
 from fastapi.sse import ServerSentEvent
 
-from core.store import Store
+from core.store import MAX_METRIC_STEPS_PER_READ, JobEventState, MetricStep, StatusChange, StoreInterface
 from core.store.notifications import JobChangeListener
-from core.store_events import MAX_METRIC_STEPS_PER_READ, JobEventState, MetricStep, StatusChange
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +157,7 @@ class EventHub:
     """
 
     def __init__(
-        self, store: Store, poll_seconds: float, max_metric_steps: int = MAX_METRIC_STEPS_PER_READ
+        self, store: StoreInterface, poll_seconds: float, max_metric_steps: int = MAX_METRIC_STEPS_PER_READ
     ) -> None:
         self._store = store
         self._poll_seconds = poll_seconds

@@ -1,5 +1,6 @@
 """Pictures, each as PNG or SVG (`format=`): compared learning curves with the target line, a job's
-internal-covariate-shift bands (paper Fig. 1(b,c)), and a sweep's heatmap of mean final accuracy.
+internal-covariate-shift bands (paper Fig. 1(b,c)) and loss landscape (Santurkar et al. 2018, Fig. 4), and
+a sweep's heatmap of mean final accuracy.
 
 Drawing is CPU work in a plain `def` route, so it runs in FastAPI's thread pool and never blocks the loop.
 """
@@ -10,14 +11,22 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from api.comparisons import load_jobs
+from api.compare.loading import ComparisonDep, load_jobs
 from api.dependencies import JobDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
-from api.routes.compare import ComparisonDep
-from api.routes.sweeps import get_sweep_or_404, sweep_outcomes
 from api.schemas import ErrorOut
-from core.plots import CONTENT_TYPES, Curve, IcsPanel, compare_curves, ics_bands, sweep_heatmap
-from core.store import JobView, Store
+from api.sweeps.service import get_sweep_or_404, sweep_outcomes
+from core.plots import (
+    CONTENT_TYPES,
+    Curve,
+    IcsPanel,
+    LandscapeSeries,
+    compare_curves,
+    ics_bands,
+    landscape_panels,
+    sweep_heatmap,
+)
+from core.store import JobView, LandscapeView, StoreInterface
 from core.sweeps import heatmap
 
 router = APIRouter(prefix="/v1", tags=["plots"])
@@ -33,7 +42,7 @@ IMAGE: dict[int | str, dict[str, Any]] = {
 LABEL_LENGTH = 60
 
 
-def no_bn_first(store: Store, job: JobView, compare_with: str | None) -> list[JobView]:
+def no_bn_first(store: StoreInterface, job: JobView, compare_with: str | None) -> list[JobView]:
     """The job, and the one to draw beside it if asked for, the one without BN first (as the paper does)."""
     jobs = [job] if compare_with is None else load_jobs(store, [job.id, compare_with])
     if len(jobs) == 2 and jobs[0].spec.get("batch_norm") and not jobs[1].spec.get("batch_norm"):
@@ -94,7 +103,7 @@ def ics_plot(
     return image_response(ics_bands([_ics_panel(store, shown) for shown in jobs], image_format), image_format)
 
 
-def _ics_panel(store: Store, job: JobView) -> IcsPanel:
+def _ics_panel(store: StoreInterface, job: JobView) -> IcsPanel:
     layers = store.read_telemetry(job.id)
     if not layers:
         raise nothing_recorded(job, "telemetry", "telemetry_every")
@@ -102,6 +111,67 @@ def _ics_panel(store: Store, job: JobView) -> IcsPanel:
     normalization = "with BN" if job.spec.get("batch_norm") else "without BN"
     title = _shorten(f"{normalization}: {job.name or job.id[:8]}, layer {last.layer}")
     return IcsPanel(title, last.steps, last.unit_p15, last.unit_p50, last.unit_p85)
+
+
+@router.get(
+    "/jobs/{job_id}/plots/landscape",
+    response_class=Response,
+    summary="Loss landscape, gradient predictiveness and β-smoothness over training (Santurkar Fig. 4)",
+    responses={
+        **IMAGE,
+        404: {"model": ErrorOut, "description": "no such job, or it recorded no landscape probes"},
+    },
+)
+def landscape_plot(
+    job: JobDep,
+    store: StoreDep,
+    compare_with: Annotated[
+        str | None,
+        Query(max_length=64, description="a second job drawn in the same panels (no BN first, then BN)"),
+    ] = None,
+    image_format: ImageFormatQuery = "png",
+) -> Response:
+    """Three panels side by side, as in Santurkar et al.'s Fig. 4: (a) the band of losses over the step
+    sizes probed along the gradient at each probe step, (b) gradient predictiveness, (c) effective
+    β-smoothness; lower is smoother. Needs jobs run with `landscape_every` > 0."""
+    series = [_landscape_series(store, shown) for shown in no_bn_first(store, job, compare_with)]
+    return image_response(landscape_panels(series, image_format), image_format)
+
+
+def _landscape_series(store: StoreInterface, job: JobView) -> LandscapeSeries:
+    probes = store.read_landscape(job.id)
+    if not probes:
+        raise nothing_recorded(job, "landscape probes", "landscape_every")
+    return LandscapeSeries(
+        label=_label(job),
+        steps=[probe.step for probe in probes],
+        lowest_loss=[_lowest(probe) for probe in probes],
+        highest_loss=[_highest(probe) for probe in probes],
+        gradient_predictiveness=[probe.gradient_predictiveness for probe in probes],
+        beta_smoothness=[probe.beta_smoothness for probe in probes],
+    )
+
+
+def _label(job: JobView) -> str:
+    """What sets a job apart in these pictures: BN, activation, learning rate, seed; its name when short."""
+    spec = job.spec
+    label = (
+        f"{'BN' if spec.get('batch_norm') else 'no BN'}, {spec['architecture']['activation']}, "
+        f"lr {spec['learning_rate']:g}, seed {spec['seed']}"
+    )
+    return f"{label}: {job.name}" if job.name and len(label) + len(job.name) + 2 <= LABEL_LENGTH else label
+
+
+def _lowest(probe: LandscapeView) -> float | None:
+    finite = [loss for loss in probe.losses if loss is not None]
+    return min(finite) if finite else None
+
+
+def _highest(probe: LandscapeView) -> float | None:
+    """None when a loss along the way was not finite: the band has no top there."""
+    if not probe.losses or any(loss is None for loss in probe.losses):
+        return None
+    return max(loss for loss in probe.losses if loss is not None)
 
 
 @router.get(

@@ -1,0 +1,1 @@
+"""`/v1/compare`: jobs side by side, against a baseline."""

@@ -1,0 +1,1 @@
+"""Liveness and readiness: the process answers; the database and the broker are reachable."""

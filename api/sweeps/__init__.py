@@ -1,0 +1,1 @@
+"""`/v1/sweeps`: grids of specs × seeds, each point a job, read back aggregated over seeds."""

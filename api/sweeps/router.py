@@ -1,0 +1,163 @@
+"""`/v1/sweeps`: submit a grid of specs × seeds, list sweeps, read one aggregated per grid point, cancel one.
+
+What the routes do behind HTTP (expand, store, publish; aggregate) is `api.sweeps.service`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep
+from api.errors import DATABASE_DOWN, query_error
+from api.limits import BODY_REFUSED
+from api.schemas import ErrorOut
+from api.statistics_schemas import SweepCurvesOut
+from api.sweeps.schemas import SweepCreatedOut, SweepOut, SweepPage
+from api.sweeps.service import create_and_publish, get_sweep_or_404, summary_out, sweep_curves, sweep_out
+from core.store import InvalidCursor
+from core.sweeps import SweepRequest
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+
+SweepId = Annotated[str, Path(max_length=64, description="the sweep's id (UUID hex)")]
+Arm = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="a grid axis whose values are the arms compared at their tuned best (e.g. batch_norm)",
+    ),
+]
+Tune = Annotated[
+    list[Annotated[str, Query(max_length=64)]],
+    Query(
+        max_length=8,
+        description="grid axes each arm takes its best value of (repeat `tune=`); with `arm`, every other "
+        "grid axis must be tuned",
+    ),
+]
+ArmBaseline = Annotated[
+    str | None,
+    Query(
+        max_length=256,
+        description="the arm (a JSON value of `arm`, e.g. `false`) speedups are taken against; default: the "
+        "grid's first value",
+    ),
+]
+CurveMetric = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="the series")]
+CurvePoints = Annotated[int, Query(ge=10, le=2000, description="steps per grid point at most")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no sweep with this id"}
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepCreatedOut,
+    summary="Submit a sweep: every grid point × every seed becomes a job",
+    responses={
+        **BODY_REFUSED,
+        **DATABASE_DOWN,
+    },
+)
+def submit_sweep(
+    sweep: SweepRequest, store: StoreDep, celery_app: CeleryDep, settings: SettingsDep
+) -> SweepCreatedOut:
+    """422 names the grid point and field of every invalid point, or the size over the cap
+    (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
+    are split into fused groups (`max_fused_group_size` at most), each published as one task; every other
+    job is published as its own task. A broker that is down loses none of them (the republisher publishes
+    them once it answers)."""
+    created = create_and_publish(sweep, store, celery_app, settings)
+    return SweepCreatedOut(id=created.id, size=created.size, job_ids=created.job_ids)
+
+
+@router.get(
+    "",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepPage,
+    summary="List sweeps, newest first",
+    responses=DATABASE_DOWN,
+)
+def list_sweeps(
+    store: StoreDep,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+) -> SweepPage:
+    try:
+        sweeps, next_cursor = store.list_sweeps(limit=limit, cursor=cursor)
+    except InvalidCursor as error:
+        raise query_error("cursor", cursor, str(error)) from error
+    return SweepPage(
+        items=[summary_out(sweep, sweep.job_statuses) for sweep in sweeps], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{sweep_id}",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepOut,
+    summary="Read a sweep: status counts and one row per grid point aggregated over seeds",
+    responses={**NOT_FOUND, **DATABASE_DOWN},
+)
+def read_sweep(
+    sweep_id: SweepId,
+    store: StoreDep,
+    arm: Arm = None,
+    tune: Tune = [],  # noqa: B006 (FastAPI copies a query default; it is never mutated)
+    baseline: ArmBaseline = None,
+) -> SweepOut:
+    """Per grid point: n, mean, sample std and the mean's 95% Student t interval over seeds of final and
+    best validation accuracy and of steps to the spec's target (over the seeds that have the figure), and
+    how many jobs are done, diverged, and met the target.
+
+    With `arm` (e.g. `arm=batch_norm&tune=learning_rate&baseline=false`), `tuned` compares the arms best
+    against best: each at the setting of the tuned axes with the fewest mean steps to target among those
+    where every seed reached it (else the best mean final accuracy), the choice shown; the speedup against
+    the baseline arm is a ratio of mean steps with a bootstrap interval over paired seeds (none below five
+    seeds; marked as a lower bound where a baseline seed never got there), the final accuracy a paired
+    difference with its t interval, each with a verdict only where the interval excludes no difference."""
+    return sweep_out(store, get_sweep_or_404(store, sweep_id), arm, tune, baseline)
+
+
+@router.get(
+    "/{sweep_id}/curves",
+    status_code=status.HTTP_200_OK,
+    response_model=SweepCurvesOut,
+    summary="A sweep's learning curves: per grid point the mean over seeds with its 95% band",
+    responses={**NOT_FOUND, **DATABASE_DOWN},
+)
+def read_sweep_curves(
+    sweep_id: SweepId,
+    store: StoreDep,
+    metric: CurveMetric = "val_accuracy",
+    max_points: CurvePoints = 200,
+) -> SweepCurvesOut:
+    """Per grid point, step by step: how many seeds have a value, their mean, and the mean's 95% Student t
+    interval. Seeds whose points fall on different steps (runs stopped at their target at different steps)
+    are binned over equal step ranges; a seed that diverged or already stopped is not counted at a step."""
+    return sweep_curves(store, get_sweep_or_404(store, sweep_id), metric, max_points)
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SweepOut,
+    summary="Cancel every job of the sweep that has not finished",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorOut, "description": "every job of the sweep has already finished"},
+        **DATABASE_DOWN,
+    },
+)
+def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
+    """Queued jobs never start; running ones stop within a few seconds (cooperatively, like a job cancel)."""
+    sweep = get_sweep_or_404(store, sweep_id)
+    unfinished = [job for job in store.sweep_jobs(sweep.id) if not job.is_terminal]
+    if not unfinished:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"every job of sweep {sweep.id} has finished")
+    for job in unfinished:
+        store.request_cancel(job.id)
+    return sweep_out(store, sweep)

@@ -1,0 +1,93 @@
+"""Response schemas of `/v1/sweeps`, shaped as DESIGN.md shows them. NaN and inf never reach JSON: they
+become null.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from api.schemas import ResponseModel
+from api.statistics_schemas import StatOut, TunedOut
+from core.spec import JobSpec
+from core.sweeps import Execution, ExecutionUsed
+
+
+class SweepCreatedOut(BaseModel):
+    id: str
+    size: int
+    job_ids: list[str]
+
+
+class GridPointOut(ResponseModel):
+    """One grid point aggregated over its seeds."""
+
+    point: dict[str, Any]
+    job_ids: list[str]
+    seeds: list[int]
+    status_counts: dict[str, int]
+    done: int = Field(description="jobs that finished, whatever the outcome")
+    diverged: int
+    reached_target: int = Field(description="jobs that met their spec's target_accuracy")
+    final_accuracy: StatOut
+    best_accuracy: StatOut
+    steps_to_target: StatOut
+
+
+class FusedGroupOut(BaseModel):
+    """Jobs that one task trains together as stacked models (and reports, each, as its own job)."""
+
+    id: str
+    size: int
+    job_ids: list[str] = Field(description="in the order the group trains them")
+    status_counts: dict[str, int] = Field(
+        description="the group's jobs by status (every status, zero included)"
+    )
+
+
+class ExecutionOut(BaseModel):
+    """How the sweep asked its jobs to run, and how each of them does."""
+
+    requested: Execution
+    used: ExecutionUsed = Field(
+        description="fused: every job is in a fused group; separate: every job is a task of its own; "
+        "mixed: fused groups plus jobs that fuse with no other"
+    )
+    note: str
+    fused_groups: list[FusedGroupOut] = Field(description="one Celery task each")
+    separate_job_ids: list[str] = Field(description="jobs that run one task each")
+    separate_status_counts: dict[str, int] = Field(
+        description="those jobs by status (every status, zero included)"
+    )
+
+
+class SweepSummaryOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    size: int
+    base: JobSpec
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    execution: ExecutionOut
+    status_counts: dict[str, int] = Field(
+        description="the sweep's jobs by status (every status, zero included)"
+    )
+
+
+class SweepOut(SweepSummaryOut):
+    job_ids: list[str] = Field(description="in grid order, seeds innermost")
+    done: int
+    points: list[GridPointOut]
+    tuned: TunedOut | None = Field(
+        None,
+        description="with `arm` (and `tune`) in the query: each arm at its best setting of the tuned axes, "
+        "compared with the baseline arm's best; null otherwise",
+    )
+
+
+class SweepPage(BaseModel):
+    items: list[SweepSummaryOut]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last")
