@@ -33,13 +33,12 @@ tensors in one call each: the probe's cost is mostly per-operation overhead on n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.ml.fused_model import StackedMLP
 from core.results import LandscapeRecord
 from core.spec import JobSpec
 
@@ -149,37 +148,46 @@ def _global_norm(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
     return torch.stack(torch._foreach_norm(tensors)).norm()
 
 
+LossAndGradient = Callable[[], tuple[Tensor, list[Tensor]]]
+
+
 def stacked_landscape(
-    model: StackedMLP, inputs: Tensor, labels: Tensor, learning_rates: Sequence[float], step: int
+    parameters: Sequence[Tensor],
+    buffers: Sequence[Tensor],
+    loss_and_gradient: LossAndGradient,
+    learning_rates: Sequence[float],
+    step: int,
 ) -> list[LandscapeRecord]:
-    """The probe of every model of an MLP stack at once, on its probe batch (inputs [M, B, features], labels
-    [M·B]), step sizes × its learning rate ([M]): the same figures as `LandscapeProbe`, each model's norms
-    over its own parameters, ONE read for the stack. Parameters and BN averages are put back bit for bit."""
-    buffers = model.running_means + model.running_vars
-    saved_parameters = [parameter.clone() for parameter in model.parameters]
+    """The probe of every model of a stack at once: `parameters` and BN `buffers` are the stacks [M, ...],
+    `loss_and_gradient()` each model's loss [M] on its probe batch (BN in training mode, no dropout) and the
+    gradient of their sum, step sizes × each model's learning rate. The same figures as `LandscapeProbe`,
+    each model's norms over its own parameters, ONE read for the stack; parameters and BN averages are put
+    back bit for bit."""
+    parameters, buffers = list(parameters), list(buffers)
+    saved_parameters = [parameter.detach().clone() for parameter in parameters]
     saved_buffers = [buffer.clone() for buffer in buffers]
-    shapes = [(-1,) + (1,) * (parameter.dim() - 1) for parameter in model.parameters]
+    shapes = [(-1,) + (1,) * (parameter.dim() - 1) for parameter in parameters]
     step_sizes = torch.tensor(  # [M, step sizes], in double as the lone probe's Python floats
         [[multiple * rate for multiple in STEP_SIZE_MULTIPLES] for rate in learning_rates],
         dtype=torch.float64,
-        device=inputs.device,
+        device=parameters[0].device,
     )
     try:
-        _, _, gradient = model.loss_and_gradients(inputs, labels, None, dropout=False)
+        _, gradient = loss_and_gradient()
         gradient_norm = _norms_per_model(gradient)
         losses: list[Tensor] = []
         changes: list[Tensor] = []
         for column in range(len(STEP_SIZE_MULTIPLES)):
-            negative = (-step_sizes[:, column]).to(model.parameters[0].dtype)
+            negative = (-step_sizes[:, column]).to(parameters[0].dtype)
             with torch.no_grad():  # w − ηg, written into the stacks
-                torch._foreach_copy_(model.parameters, saved_parameters)
-                torch._foreach_addcmul_(model.parameters, gradient, [negative.view(s) for s in shapes])
-            loss, _, gradient_ahead = model.loss_and_gradients(inputs, labels, None, dropout=False)
+                torch._foreach_copy_(parameters, saved_parameters)
+                torch._foreach_addcmul_(parameters, gradient, [negative.view(s) for s in shapes])
+            loss, gradient_ahead = loss_and_gradient()
             losses.append(loss)
             changes.append(_norms_per_model(torch._foreach_sub(gradient_ahead, gradient)))
     finally:
         with torch.no_grad():
-            torch._foreach_copy_(model.parameters, saved_parameters)
+            torch._foreach_copy_(parameters, saved_parameters)
             if buffers:
                 torch._foreach_copy_(buffers, saved_buffers)
     loss_at, change = torch.stack(losses, dim=1), torch.stack(changes, dim=1)  # [M, step sizes]

@@ -73,9 +73,10 @@ class StackedNet:
         training: bool,
         generator: torch.Generator | None,
         captured: list[Tensor] | None = None,
+        dropout: bool = True,
     ) -> Tensor:
         """Logits [M, B, classes] of inputs [M, B, ...] (each model's own examples); with `captured`, each
-        nonlinearity's input is appended to it and there is no dropout (a probe's pass)."""
+        nonlinearity's input is appended to it. Dropout only in training, with `dropout` and no `captured`."""
         models, batch = inputs.shape[0], inputs.shape[1]
         values = inputs
         parameters = iter(self.parameters)
@@ -114,7 +115,7 @@ class StackedNet:
                     captured.append(values)
                 values = module(values)
             elif isinstance(module, nn.Dropout):
-                if training and captured is None:
+                if training and dropout and captured is None:
                     values = values * self._dropout_scale(values, generator)
             elif isinstance(module, nn.MaxPool2d):
                 values = F.max_pool2d(values, module.kernel_size)
@@ -234,16 +235,6 @@ class StackedNet:
     def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
         """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""
         return [gradients[index].flatten(1).norm(dim=1) for index in self._hidden_weights]
-
-    def bind(self, nets: Sequence[Net]) -> None:
-        """Make `nets[m]`'s parameters and BN buffers views of model m's slices (nets in stack order)."""
-        for slot, net in enumerate(nets):
-            for parameter, stacked in zip(net.parameters(), self.parameters, strict=True):
-                parameter.data = stacked.detach()[slot]
-            norms = [module for module in net.layers if isinstance(module, NORMS)]
-            for norm, means, variances in zip(norms, self.running_means, self.running_vars, strict=True):
-                norm.running_mean = means[slot]
-                norm.running_var = variances[slot]
 
     def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
         """Draw dropout masks for a stack of `population` models, model m taking row `rows[m]` of them."""

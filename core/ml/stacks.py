@@ -22,8 +22,8 @@ from torch import Tensor
 
 from core.ml.fused_model import StackedMLP
 from core.ml.fused_optim import MOMENTUM, StackedOptimizer
-from core.ml.landscape import LandscapeProbe, stacked_landscape
-from core.ml.nets import Net, build_model
+from core.ml.landscape import stacked_landscape
+from core.ml.nets import build_model
 from core.ml.stack_data import StackData
 from core.ml.stacked_net import StackedNet
 from core.ml.telemetry import stacked_telemetry
@@ -135,7 +135,14 @@ class MLPStack:
 
     def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
         """Every model's probe at once: one forward and backward pass per point for the stack, one read."""
-        return stacked_landscape(self.model, inputs, labels.reshape(-1), self.learning_rates, step)
+        model, flat_labels = self.model, labels.reshape(-1)
+
+        def loss_and_gradient() -> tuple[Tensor, list[Tensor]]:
+            losses, _, gradients = model.loss_and_gradients(inputs, flat_labels, None, dropout=False)
+            return losses, gradients
+
+        buffers = model.running_means + model.running_vars
+        return stacked_landscape(model.parameters, buffers, loss_and_gradient, self.learning_rates, step)
 
     def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""
@@ -186,9 +193,9 @@ class NetStack:
     graphable = False  # autograd's engine and its allocations are left uncaptured
 
     def __init__(self, specs: Sequence[JobSpec], data: StackData, device: torch.device) -> None:
-        self.nets = [build_model(spec, data.input_shape, data.num_classes).to(device) for spec in specs]
-        self.model = StackedNet(self.nets, specs, device)
-        self.model.bind(self.nets)
+        nets = [build_model(spec, data.input_shape, data.num_classes) for spec in specs]
+        self.activation = nets[0].activation
+        self.model = StackedNet(nets, specs, device)
         self.optimizer = StackedOptimizer(
             specs[0].optimizer, [spec.learning_rate for spec in specs], self.model.parameters
         )
@@ -196,29 +203,29 @@ class NetStack:
         if any(spec.dropout > 0 for spec in specs):
             self.dropout_generator = torch.Generator(device=device).manual_seed(specs[0].seed)
         self.input_shape = data.input_shape
-        self.specs = list(specs)
+        self.learning_rates = [spec.learning_rate for spec in specs]
         self.last_gradients: list[Tensor] = []
-        self.landscape_probes: list[
-            LandscapeProbe
-        ] = []  # per net, built at first use (they hold its buffers)
 
     @property
     def size(self) -> int:
         return self.model.size
 
-    def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def _losses_and_gradients(
+        self, inputs: Tensor, labels: Tensor, dropout: bool
+    ) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Each model's mean loss [M], the gradients of their sum (each its own loss's), the logits."""
         models, batch = inputs.shape[0], inputs.shape[1]
         with torch.enable_grad():
-            logits = self.model.forward(
-                inputs.view(models, batch, *self.input_shape), True, self.dropout_generator
-            )
-            losses = (
-                F.cross_entropy(logits.flatten(0, 1), labels, reduction="none")
-                .view(models, batch)
-                .mean(dim=1)
-            )
-            # The sum of the models' mean losses: each model's gradient is its own loss's.
+            generator = self.dropout_generator if dropout else None
+            logits = self.model.forward(inputs, True, generator, dropout=dropout)
+            per_example = F.cross_entropy(logits.flatten(0, 1), labels, reduction="none")
+            losses = per_example.view(models, batch).mean(dim=1)
             gradients = list(torch.autograd.grad(losses.sum(), self.model.parameters))
+        return losses.detach(), gradients, logits.detach()
+
+    def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        shaped = inputs.view(*inputs.shape[:2], *self.input_shape)
+        losses, gradients, logits = self._losses_and_gradients(shaped, labels, dropout=True)
         with torch.no_grad():
             self.optimizer.step([parameter.detach() for parameter in self.model.parameters], gradients)
         self.last_gradients = gradients
@@ -232,33 +239,24 @@ class NetStack:
     def models_between(self, first: int, last: int) -> NetStack:
         return self  # evaluation passes are bounded by rows, the stack's nets are small
 
-    def _probe_nets(self) -> list[Net]:
-        """Each model's `Net`, bound to its slices, with its latest gradients (what the probes read)."""
-        for slot, net in enumerate(self.nets):
-            for parameter, gradient in zip(net.parameters(), self.last_gradients, strict=False):
-                parameter.grad = gradient[slot]
-        return self.nets
-
     def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
-        """Net by net, each by its own `LandscapeProbe` (autograd through the bound net)."""
-        nets = self._probe_nets()
-        if not self.landscape_probes:
-            self.landscape_probes = [
-                LandscapeProbe(
-                    net, model_inputs.view(-1, *self.input_shape), model_labels, spec.learning_rate
-                )
-                for net, model_inputs, model_labels, spec in zip(
-                    nets, inputs, labels, self.specs, strict=True
-                )
-            ]
-        return [probe(step) for probe in self.landscape_probes]
+        """Every model's probe at once: one forward and backward pass per point for the stack, one read."""
+        model, flat_labels = self.model, labels.reshape(-1)
+        shaped = inputs.view(*inputs.shape[:2], *self.input_shape)
+
+        def loss_and_gradient() -> tuple[Tensor, list[Tensor]]:
+            losses, gradients, _ = self._losses_and_gradients(shaped, flat_labels, dropout=False)
+            return losses, gradients
+
+        buffers = model.running_means + model.running_vars
+        return stacked_landscape(model.parameters, buffers, loss_and_gradient, self.learning_rates, step)
 
     def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""
         views = self.model.nonlinearity_inputs(inputs.view(*inputs.shape[:2], *self.input_shape))
         norms = self.model.weight_gradient_norms(self.last_gradients)
         by_unit, everything = [view[0] for view in views], [view[1] for view in views]
-        return stacked_telemetry(by_unit, everything, norms, self.nets[0].activation, step)
+        return stacked_telemetry(by_unit, everything, norms, self.activation, step)
 
     def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
         self.model.draw_dropout_as(rows, population)
@@ -268,11 +266,8 @@ class NetStack:
 
     def keep(self, slots: Sequence[int]) -> None:
         index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
-        self.nets = [self.nets[slot] for slot in slots]
-        self.specs = [self.specs[slot] for slot in slots]
-        self.landscape_probes = []  # they hold the nets' old BN buffers
+        self.learning_rates = [self.learning_rates[slot] for slot in slots]
         self.model.keep(slots)
-        self.model.bind(self.nets)
         self.optimizer.keep(slots)
         self.last_gradients = [gradient.index_select(0, index) for gradient in self.last_gradients]
 

@@ -271,3 +271,26 @@ def test_a_model_s_dropout_masks_do_not_depend_on_when_others_leave_the_stack(
             [(r.summary.final_val_loss, r.summary.final_train_loss) for r in (results[0], results[2])]
         )
     assert figures[0] == figures[1] == figures[2]
+
+
+@pytest.mark.parametrize(
+    "net",
+    [CNN, {**CNN, "bn_implementation": "bnlab"}, {"bn_implementation": "bnlab"}, {}],
+    ids=["cnn", "cnn-paper-bn", "mlp-paper-bn", "mlp"],
+)
+def test_landscape_probes_in_a_stack_are_those_of_the_lone_runs(net: dict[str, Any]) -> None:
+    specs = [
+        make_spec(**net, learning_rate=0.05 * (1 + seed), seed=seed, steps=20, landscape_every=10)
+        for seed in range(3)
+    ]
+    together: list[list[Any]] = [[] for _ in specs]
+    train_stack(specs, [Callbacks(on_landscape=records.extend) for records in together], settings=Settings())
+    for spec, stacked in zip(specs, together, strict=True):
+        alone: list[Any] = []
+        train_stack([spec], [Callbacks(on_landscape=alone.extend)], settings=Settings())
+        assert [record.step for record in stacked] == [record.step for record in alone] == [10, 20]
+        for mine, theirs in zip(stacked, alone, strict=True):
+            assert mine.step_sizes == theirs.step_sizes
+            assert mine.losses == pytest.approx(theirs.losses, rel=1e-4)
+            assert mine.grad_norm == pytest.approx(theirs.grad_norm, rel=1e-4)
+            assert mine.beta_smoothness == pytest.approx(theirs.beta_smoothness, rel=1e-3)
