@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     )
     fashion_mnist_mirror: str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
     torch_threads: int = Field(1, ge=1, le=256, description="tiny nets on shared cores run fastest on one")
+    cuda_graphs: bool = Field(
+        True,
+        description="on CUDA, replay a stack's training step as one captured graph (eager if capture fails)",
+    )
 
     # Liveness (DESIGN: heartbeat 10 s, lease 60 s, lost jobs looked for every 15 s).
     heartbeat_seconds: float = Field(10.0, gt=0)
