@@ -1,8 +1,8 @@
 """Fused training: `run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)
 -> list[Result]`.
 
-M jobs that `core.fused_groups.can_fuse` pairs (one MLP architecture, one optimizer kind, one schedule) train as
-ONE stack (`core.ml.trainer`, the trainer every job goes through): one batched kernel per layer, one
+M jobs that `core.fused_groups.can_fuse` pairs (one MLP architecture, one optimizer kind, one schedule)
+train as ONE stack (`core.ml.trainer`, the trainer every job goes through): one batched kernel per layer, one
 optimizer update for all of them. Each model stays the job it was: it starts from its own seeded
 parameters, draws its own batches (the same as alone, `core.ml.sampling`), reports through its own
 `Callbacks`, and on the CPU at one thread follows its separate run to the bit without dropout (with
@@ -39,12 +39,14 @@ def run_fused(
 ) -> list[Result]:
     """Train `specs` as one fused group; one result per spec, in order. Resume from a group `checkpoint`.
 
-    Raises ValueError when the specs cannot be fused (see `core.fused_groups.fusion_key`), when `callbacks` does
-    not hold one entry per spec, for a device this machine does not have, and for a checkpoint of another
+    Raises ValueError when the specs cannot be fused (see `core.fused_groups.fusion_key`), when `callbacks`
+    does not hold one entry per spec, for a device this machine does not have, and for a checkpoint of another
     group (other specs or another order).
     """
     if not specs or len(callbacks) != len(specs):
         raise ValueError("run_fused needs at least one spec and exactly one Callbacks per spec")
     if fusion_key(specs[0]) is None or not all(can_fuse(specs[0], spec) for spec in specs):
-        raise ValueError("these specs cannot be trained as one fused group (see core.fused_groups.fusion_key)")
+        raise ValueError(
+            "these specs cannot be trained as one fused group (see core.fused_groups.fusion_key)"
+        )
     return train_stack(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)

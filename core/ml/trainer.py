@@ -1,8 +1,8 @@
 """The one trainer: `train_stack(specs, callbacks, ...) -> list[Result]` trains M ≥ 1 jobs as one stack.
 
 Every job trains through here: `core.ml.run` is a stack of one, `core.ml.fused.run_fused` a stack of the
-jobs `core.fused_groups` groups. The trainer knows nothing of storage, queues or HTTP; each job reports through
-its own `Callbacks`: progress at step 0 and at every sync point, its four metrics at each evaluation,
+jobs `core.fused_groups` groups. The trainer knows nothing of storage, queues or HTTP; each job reports
+through its own `Callbacks`: progress at step 0 and at every sync point, its four metrics at each evaluation,
 telemetry, loss-landscape probes, its result the moment it ends (`on_model_result`).
 
 The loop runs in stretches of steps between *sync points*, the only places where the host waits for the
