@@ -1,5 +1,5 @@
 """The `bnlab` console script: submit, watch, list, show, cancel, compare and export jobs; submit, list,
-show and cancel sweeps.
+show and cancel sweeps; list the workers.
 
     bnlab submit spec.yaml --set learning_rate=1.0 --watch
     bnlab compare A B --target 0.9 --plot curves.png
@@ -38,6 +38,7 @@ from client.render import (
     tuned_details,
 )
 from client.watch import print_events, show_events, show_sweep_progress
+from client.workers import waiting_line, workers_table
 
 EXIT_ERROR = 1
 EXIT_DETACHED = 130  # what a shell reports for a program left with Ctrl-C
@@ -185,6 +186,8 @@ def submit(
             print_json(job)
         else:
             typer.echo(f"Submitted job {job['id']} ({job.get('status', 'queued')}).")
+            if (waiting := waiting_line(job)) is not None:
+                typer.echo(waiting)
         if watch:
             follow_job(client, job["id"], as_json)
 
@@ -232,6 +235,21 @@ def show(
         print_json(job)
     else:
         Console().print(job_details(job))
+
+
+@app.command()
+def workers(
+    context: typer.Context,
+    include_gone: Annotated[
+        bool, typer.Option("--all", help="Also the workers that stopped or went silent (the last day).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List the workers: their queues, device, what they train and when they were last seen."""
+    with connected(context) as client:
+        page = client.get("/v1/workers", {"include": "gone" if include_gone else None})
+    when_empty = "No workers." if include_gone else "No live workers (bnlab workers --all lists gone ones)."
+    print_page(page, as_json, workers_table, when_empty, "bnlab workers")
 
 
 @app.command()

@@ -123,6 +123,8 @@ def job_details(job: dict[str, Any]) -> RenderableType:
     facts.add_row("id", str(job.get("id")))
     facts.add_row("name", job_name(job) or MISSING)
     facts.add_row("status", status_text(job.get("status")))
+    if job.get("waiting_for"):
+        facts.add_row("waiting for", Text(str(job["waiting_for"]), style="yellow"))
     if job.get("error"):
         facts.add_row("error", Text(str(job["error"]), style="red"))
     facts.add_row("progress", progress_text(job.get("progress")))

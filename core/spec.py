@@ -127,7 +127,19 @@ class JobSpec(_Strict):
         500, ge=0, le=MAX_STEPS, description="steps between checkpoints a resumed job starts from; 0 = none"
     )
     seed: int = Field(
-        0, ge=0, le=2**31 - 1, description="initialization, batches, dropout, the digits split, spirals"
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="initialization, batches, dropout; the digits split and spirals unless split_seed is set",
+    )
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="draws the train/validation split (digits, spirals) apart from seed; null: the seed does",
+    )
+    stop_at_target: bool = Field(
+        False, description="end the run, succeeded, at the first evaluation at or above target_accuracy"
     )
     device: str = Field(
         "auto", max_length=16, description="auto (the worker's: a GPU if it has one), cpu, cuda or cuda:N"
@@ -163,6 +175,13 @@ class JobSpec(_Strict):
         steps = info.data.get("steps")
         if steps is not None and value > steps:
             raise ValueError(f"eval_every ({value}) must not exceed steps ({steps})")
+        return value
+
+    @field_validator("stop_at_target")
+    @classmethod
+    def _stopping_needs_a_target(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("target_accuracy") is None:
+            raise ValueError("stop_at_target needs a target_accuracy to stop at")
         return value
 
 

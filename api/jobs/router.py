@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints
 
-from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
+from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
 from api.exports import FormatQuery, csv_answer, csv_response, metric_lines, wants_csv
 from api.jobs.schemas import (
@@ -27,6 +27,7 @@ from api.jobs.schemas import (
     TelemetryLayerOut,
     TelemetryOut,
 )
+from api.jobs.waiting import job_out_with_waiting_for, jobs_out_with_waiting_for
 from api.limits import BODY_REFUSED
 from api.publishing import publish_stored
 from api.schemas import ErrorOut, Series
@@ -76,12 +77,13 @@ def submit_job(
     spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     store: StoreDep,
     celery_app: CeleryDep,
+    settings: SettingsDep,
 ) -> JobOut:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
     `queued` and the republisher publishes it once the broker answers again."""
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
     publish_stored(store, celery_app, [job.id], spec.device)
-    return JobOut.model_validate(job)
+    return job_out_with_waiting_for(job, store, settings)
 
 
 @router.get(
@@ -93,6 +95,7 @@ def submit_job(
 )
 def list_jobs(
     store: StoreDep,
+    settings: SettingsDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     sweep_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: PageLimit = 50,
@@ -104,7 +107,7 @@ def list_jobs(
         )
     except InvalidCursor as error:
         raise query_error("cursor", cursor, str(error)) from error
-    return JobPage(items=[JobOut.model_validate(job) for job in jobs], next_cursor=next_cursor)
+    return JobPage(items=jobs_out_with_waiting_for(jobs, store, settings), next_cursor=next_cursor)
 
 
 @router.get(
@@ -114,8 +117,9 @@ def list_jobs(
     summary="Read one job: status, progress and summary",
     responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
 )
-def read_job(job: JobDep) -> JobOut:
-    return JobOut.model_validate(job)
+def read_job(job: JobDep, store: StoreDep, settings: SettingsDep) -> JobOut:
+    """`waiting_for` says why a queued job does not start when no live worker consumes its queue."""
+    return job_out_with_waiting_for(job, store, settings)
 
 
 @router.get(

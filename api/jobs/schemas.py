@@ -90,6 +90,7 @@ class JobOut(ResponseModel):
                     "error": None,
                     "sweep_id": None,
                     "execution": {"mode": "separate", "group_id": None, "group_size": None},
+                    "waiting_for": None,
                 }
             ]
         },
@@ -109,6 +110,11 @@ class JobOut(ResponseModel):
     sweep_id: str | None = None
     # A stored job spells it out in `execution_details` (its own `execution` is the sweep's word for it).
     execution: JobExecutionOut = Field(validation_alias=AliasChoices("execution_details", "execution"))
+    waiting_for: str | None = Field(
+        None,
+        description="why a queued job does not start: no live worker consumes its queue (one sentence "
+        "saying how to start one); null otherwise",
+    )
 
 
 class JobPage(BaseModel):

@@ -67,7 +67,9 @@ def submit_sweep(
 ) -> SweepCreatedOut:
     """422 names the grid point and field of every invalid point, or the size over the cap
     (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
-    are split into fused groups (`max_fused_group_size` at most), each published as one task; every other
+    are split into fused groups, each published as one task — of `max_fused_group_size` at most, or
+    `max_fused_gpu_group_size` for specs that a GPU will train (`cuda`, or `auto` while a live worker on
+    the default queue has a GPU) and no more than fit its memory (`core.group_sizes`); every other
     job is published as its own task. A broker that is down loses none of them (the republisher publishes
     them once it answers)."""
     created = create_and_publish(sweep, store, celery_app, settings)

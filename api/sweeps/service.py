@@ -20,6 +20,7 @@ from api.publishing import publish_stored
 from api.statistics_schemas import SeedBandOut, SweepCurvesOut, TunedOut
 from api.sweeps.schemas import ExecutionOut, FusedGroupOut, GridPointOut, SweepOut, SweepSummaryOut
 from core.compare import higher_is_better
+from core.group_sizes import group_sizing
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import StoreInterface, SweepView
@@ -51,7 +52,8 @@ def create_and_publish(
     sweep: SweepRequest, store: StoreInterface, celery_app: Celery, settings: Settings
 ) -> SweepView:
     """Expand the sweep (a 422 for every invalid point, or the size over `max_sweep_size`), store it with
-    its jobs and fused groups, then publish each group as one task and every other job as its own."""
+    its jobs and fused groups, then publish each group as one task and every other job as its own. Groups
+    are sized for the device that will train them, as the live workers say it (`core.group_sizes`)."""
     try:
         jobs = expand_sweep(sweep, settings.max_sweep_size)
     except SweepValidationError as invalid:
@@ -65,7 +67,10 @@ def create_and_publish(
         sweep.execution,
         specs,
         fused_groups(
-            specs, sweep.execution, settings.max_fused_group_size, settings.max_fused_gpu_group_size
+            specs,
+            sweep.execution,
+            settings.max_fused_group_size,
+            limit_for=group_sizing(settings, store.live_worker_devices(settings.lease_seconds)).limit_for,
         ),
     )
     device_of = {job_id: spec.device for job_id, spec in zip(created.job_ids, specs, strict=True)}

@@ -260,3 +260,23 @@ class FusedCheckpoint(Base):
     step: Mapped[int]
     blob: Mapped[bytes] = mapped_column(sa.LargeBinary())
     saved_at: Mapped[datetime]
+
+
+class Worker(Base):
+    """A worker process as it last reported itself: refreshed with its heartbeat, alive while `last_seen` is
+    within the lease time and it has not stopped (`core.store.workers`)."""
+
+    __tablename__ = "worker"
+    __table_args__ = (sa.Index(None, "last_seen"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(sa.String(PUBLIC_ID_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))  # Celery's node name, as its logs say it
+    host: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    pid: Mapped[int]
+    queues: Mapped[list[Any]]
+    device: Mapped[dict[str, Any]]
+    training: Mapped[dict[str, Any] | None]
+    started_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]

@@ -5,9 +5,9 @@ job = store.create_job(spec); store.mark_enqueued(job.id)
 
 What it promises is `StoreInterface` (`interface.py`, one Protocol per part); code that uses a store
 depends on that, and only the code that creates one names `Store`. Each part lives in a module of its own
-(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`; the metric rollup in
-`rollup` and `rollup_reads`; PostgreSQL change notifications in `notifications`), the records it hands
-out in `views`, and the conversions between rows and records in `conversions`.
+(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`, `workers`; the
+metric rollup in `rollup` and `rollup_reads`; PostgreSQL change notifications in `notifications`), the
+records it hands out in `views`, and the conversions between rows and records in `conversions`.
 """
 
 from core.store.interface import MAX_METRIC_STEPS_PER_READ, StoreInterface
@@ -31,6 +31,8 @@ from core.store.views import (
     SeriesWithCrossing,
     StatusChange,
     SweepView,
+    WorkerTraining,
+    WorkerView,
 )
 
 __all__ = [
@@ -55,4 +57,6 @@ __all__ = [
     "Store",
     "StoreInterface",
     "SweepView",
+    "WorkerTraining",
+    "WorkerView",
 ]

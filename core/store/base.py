@@ -26,6 +26,7 @@ from core.db.tables import (
     MetricRollup,
     Sweep,
     Telemetry,
+    Worker,
 )
 from core.db.types import UtcDateTime
 from core.store.conversions import job_view
@@ -44,6 +45,7 @@ metric_name_table: sa.Table = MetricName.__table__  # type: ignore[assignment]
 rollup_table: sa.Table = MetricRollup.__table__  # type: ignore[assignment]
 telemetry_table: sa.Table = Telemetry.__table__  # type: ignore[assignment]
 landscape_table: sa.Table = Landscape.__table__  # type: ignore[assignment]
+worker_table: sa.Table = Worker.__table__  # type: ignore[assignment]
 
 _CURSOR_PREFIX = "r1:"
 

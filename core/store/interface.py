@@ -28,6 +28,8 @@ from core.store.views import (
     RepublishCandidate,
     SeriesWithCrossing,
     SweepView,
+    WorkerTraining,
+    WorkerView,
 )
 
 MAX_METRIC_STEPS_PER_READ = 2000  # evaluation steps per job and read; a long replay takes a few reads
@@ -321,6 +323,34 @@ class EventStoreInterface(Protocol):
         ...
 
 
+class WorkerStoreInterface(Protocol):
+    """The worker registry: each worker process's row, written by the worker's main process at start and
+    with each heartbeat; alive while it has not stopped and was seen within `alive_seconds` (the lease
+    time)."""
+
+    def register_worker(
+        self, worker_id: str, name: str, host: str, pid: int, queues: list[str], device: dict[str, Any]
+    ) -> None:
+        """Write (or rewrite) the worker's row as started now; forget workers gone for a day."""
+        ...
+
+    def worker_heartbeat(self, worker_id: str, training: WorkerTraining | None) -> bool:
+        """Mark the worker seen now, training `training`; False when its row is gone (register again)."""
+        ...
+
+    def worker_stopped(self, worker_id: str) -> None:
+        """The worker shut down cleanly: it is gone at once, without waiting to age out."""
+        ...
+
+    def list_workers(self, alive_seconds: float, include_gone: bool = False) -> list[WorkerView]:
+        """Live workers, then — with `include_gone` — the others, each by host, then start."""
+        ...
+
+    def live_worker_devices(self, alive_seconds: float) -> list[tuple[list[str], dict[str, Any]]]:
+        """(queues, device) of each live worker: who can take a job of which queue, on what hardware."""
+        ...
+
+
 class StoreInterface(
     DatabaseInterface,
     JobStoreInterface,
@@ -331,6 +361,7 @@ class StoreInterface(
     SeriesStoreInterface,
     TargetStoreInterface,
     EventStoreInterface,
+    WorkerStoreInterface,
     Protocol,
 ):
     """The whole store: what the API and the worker may ask of it."""

@@ -1,6 +1,6 @@
 """`Store`: the one object that issues SQL, assembled from its parts, one module each: jobs, sweeps, fused
 groups, leases (the worker's side of a job), re-publication of lost jobs, per-step series, target
-crossings, and the reads behind job event streams. Each part implements its Protocol in
+crossings, the reads behind job event streams, and the worker registry. Each part implements its Protocol in
 `core.store.interface`, where the docstrings say what every method promises."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from core.store.republish import RepublishStore
 from core.store.series import SeriesStore
 from core.store.sweeps import SweepStore
 from core.store.targets import TargetStore
+from core.store.workers import WorkerStore
 
 
 class Store(
@@ -28,6 +29,7 @@ class Store(
     SeriesStore,
     TargetStore,
     EventStore,
+    WorkerStore,
 ):
     """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
     new one: pooled connections must not cross processes). Every method returns plain records."""

@@ -237,3 +237,30 @@ class MetricStep:
 
     step: int
     values: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class WorkerTraining:
+    """What a worker's pool is training: one job, or the jobs of one fused group (`group_id`)."""
+
+    job_ids: list[str]
+    group_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"job_ids": list(self.job_ids), "group_id": self.group_id}
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """A worker process as it last reported itself (`core.store.workers`)."""
+
+    id: str
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    device: dict[str, Any]
+    training: WorkerTraining | None
+    started_at: datetime
+    last_seen: datetime
+    alive: bool

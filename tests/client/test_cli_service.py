@@ -76,7 +76,12 @@ def test_submit_sends_the_file_with_its_overrides(service: RunningService, tmp_p
         service, "submit", str(spec_file), "--set", "learning_rate=1.0", "--set", "architecture.hidden=[8, 4]"
     )
     job_id = submitted_id(result)
-    assert result.stdout.splitlines() == [f"Submitted job {job_id} (queued)."]
+    # No worker consumes the gpu queue here: the answer says why the job waits, and so does `show`.
+    waiting_for = service.job(job_id)["waiting_for"]
+    assert "no live worker consumes the gpu queue" in waiting_for
+    assert result.stdout.splitlines() == [f"Submitted job {job_id} (queued).", f"Waiting: {waiting_for}."]
+    shown = bnlab(service, "show", job_id)
+    assert re.search(r"^waiting for +no live worker consumes the gpu queue", shown.stdout, re.MULTILINE)
     spec = service.job(job_id)["spec"]
     assert spec["learning_rate"] == 1.0
     assert spec["architecture"]["hidden"] == [8, 4]

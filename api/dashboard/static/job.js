@@ -23,6 +23,7 @@ import {
 const METRIC_NAMES = ["train_loss", "val_loss", "train_accuracy", "val_accuracy"];
 const MAX_POINTS = 1000;
 const TELEMETRY_REFRESH_MS = 3000;
+const WAITING_REFRESH_MS = 3000; // while queued: has a worker for its queue come?
 
 /** A metric series that grows from the stream: steps only ever increase. */
 class GrowingSeries {
@@ -156,6 +157,7 @@ async function load(root, jobId, life, messages) {
   const statusHolder = h("span", { id: "job-status" });
   const cancelButton = h("button", { type: "button", id: "cancel-job", class: "danger" }, "Cancel");
   const progressHolder = h("div", { class: "job-progress", id: "job-progress" });
+  const waitingHolder = h("p", { class: "error", id: "job-waiting", role: "status", hidden: true });
   const summaryHolder = h("div");
   const curvesHolder = h("div", { class: "chart-grid", id: "job-curves" });
   const telemetryHolder = h("div", { id: "job-telemetry" });
@@ -171,6 +173,9 @@ async function load(root, jobId, life, messages) {
     statusHolder.replaceChildren(statusBadge(job.status));
     cancelButton.hidden = TERMINAL_STATUSES.has(job.status);
     progressHolder.replaceChildren(progressBar(progress, job.status), progressLine(progress, job.status, job.summary));
+    // Why a queued job does not start (no live worker consumes its queue), as the API says it.
+    waitingHolder.hidden = !(job.status === "queued" && job.waiting_for);
+    waitingHolder.textContent = waitingHolder.hidden ? "" : `Waiting: ${job.waiting_for}.`;
     summaryHolder.replaceChildren(summaryRows(job));
   };
   let drawPending = false;
@@ -223,6 +228,7 @@ async function load(root, jobId, life, messages) {
   root.append(
     h("div", { class: "title-row" }, heading, h("div", { class: "actions" }, statusHolder, cancelButton)),
     progressHolder,
+    waitingHolder,
     h("section", {}, h("h2", {}, "Summary"), summaryHolder),
     h("section", {}, h("h2", {}, "Curves"), curvesHolder),
     h(
@@ -250,6 +256,15 @@ async function load(root, jobId, life, messages) {
   await Promise.all([readStored(), readTelemetry()]);
   if (TERMINAL_STATUSES.has(job.status)) return;
 
+  // While it is queued, a worker may come (or go): re-read whether anyone can take it.
+  const readWaiting = async () => {
+    if (job.status !== "queued") return null;
+    const fresh = await getJson(`/v1/jobs/${jobId}`, { signal });
+    if (job.status === "queued") job = { ...job, waiting_for: fresh.waiting_for };
+    renderHeader();
+    return job.status;
+  };
+  life.loop(readWaiting, (status) => (status === "queued" ? WAITING_REFRESH_MS : null), () => {});
   // Live: the stream resumes after the last stored step, so every later evaluation arrives exactly once.
   life.loop(readTelemetry, () => (TERMINAL_STATUSES.has(job.status) ? null : TELEMETRY_REFRESH_MS), () => {});
   const lastStep = series.val_accuracy.lastStep ?? series.train_loss.lastStep;
