@@ -26,12 +26,13 @@ from client.cli import app
 from core.spec import JobSpec
 from tests.fixtures.service import NEVER_STARTS_SPEC, SLOW_SPEC, TINY_SPEC, RunningService
 
-# A relu net without BN at a learning rate of 100 overflows within a few steps.
+# A relu net without BN at a learning rate of 100 overflows within a hundred steps (at step 71 for seed 0).
 DIVERGING_SPEC: dict[str, Any] = {
     **TINY_SPEC,
     "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
     "batch_norm": False,
     "learning_rate": 100.0,
+    "steps": 100,
 }
 
 
