@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from client.documents import DocumentError, apply_assignments, load_document
-from client.http import DEFAULT_URL, TERMINAL_STATUSES, BnlabClient, ServiceError
+from client.http import DEFAULT_URL, BnlabClient, ServiceError
 from client.render import (
     compare_table,
     job_details,
@@ -49,7 +49,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 sweep_app = typer.Typer(
-    help="Grids of jobs: submit one, list them, show one's aggregated results, cancel one.",
+    help="Grids of jobs: submit one, watch it, list them, show one's aggregated results, cancel one.",
     no_args_is_help=True,
 )
 app.add_typer(sweep_app, name="sweep")
@@ -141,6 +141,18 @@ def follow_job(client: BnlabClient, job_id: str, as_json: bool) -> None:
     except KeyboardInterrupt:
         typer.echo(
             f"Detached; job {job_id} keeps running (bnlab watch {job_id} to follow it again).", err=True
+        )
+        raise typer.Exit(EXIT_DETACHED) from None
+    raise typer.Exit(exit_status)
+
+
+def follow_sweep(client: BnlabClient, sweep_id: str) -> None:
+    """Draws a sweep's progress to its end and exits with its outcome; Ctrl-C detaches (never cancels)."""
+    try:
+        exit_status = show_sweep_progress(client, sweep_id, Console())
+    except KeyboardInterrupt:
+        typer.echo(
+            f"Detached; sweep {sweep_id} goes on (bnlab sweep watch {sweep_id} to follow it again).", err=True
         )
         raise typer.Exit(EXIT_DETACHED) from None
     raise typer.Exit(exit_status)
@@ -319,7 +331,16 @@ def sweep_submit(
         else:
             typer.echo(f"Submitted sweep {sweep['id']} ({sweep['size']} jobs).")
         if watch:
-            raise typer.Exit(show_sweep_progress(client, sweep["id"], Console()))
+            follow_sweep(client, sweep["id"])
+
+
+@sweep_app.command("watch")
+def sweep_watch(context: typer.Context, sweep_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Follow a sweep until every job has finished: training steps done of all, model-steps per second,
+    the time left and the jobs' statuses. Ctrl-C stops watching; the sweep goes on. Exits 3 when a job
+    failed."""
+    with connected(context) as client:
+        follow_sweep(client, sweep_id)
 
 
 @sweep_app.command("list")
@@ -341,9 +362,9 @@ def sweep_cancel(context: typer.Context, sweep_id: Annotated[str, typer.Argument
     seconds (a fused group trains on with the jobs that are left)."""
     with connected(context) as client:
         sweep = client.post(f"/v1/sweeps/{sweep_id}/cancel")
-    counts = sweep.get("status_counts") or {}
-    unfinished = sum(count for status, count in counts.items() if status not in TERMINAL_STATUSES)
-    typer.echo(f"Cancel requested for the {unfinished} unfinished jobs of sweep {sweep_id}.")
+    # Counted by the service before it cancelled: the status counts it answers with already show the
+    # queued jobs cancelled, and only the running ones (a fused group's, say) still unfinished.
+    typer.echo(f"Cancel requested for the {sweep['cancel_requested']} unfinished jobs of sweep {sweep_id}.")
 
 
 @sweep_app.command("show")

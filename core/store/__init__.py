@@ -5,9 +5,9 @@ job = store.create_job(spec); store.mark_enqueued(job.id)
 
 What it promises is `StoreInterface` (`interface.py`, one Protocol per part); code that uses a store
 depends on that, and only the code that creates one names `Store`. Each part lives in a module of its own
-(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`; the metric rollup in
-`rollup` and `rollup_reads`; PostgreSQL change notifications in `notifications`), the records it hands
-out in `views`, and the conversions between rows and records in `conversions`.
+(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`, `operations`;
+the metric rollup in `rollup` and `rollup_reads`; PostgreSQL change notifications in `notifications`), the
+records it hands out in `views`, and the conversions between rows and records in `conversions`.
 """
 
 from core.store.interface import MAX_METRIC_STEPS_PER_READ, StoreInterface
@@ -17,6 +17,7 @@ from core.store.views import (
     FusedGroupView,
     GroupLease,
     InvalidCursor,
+    JobCount,
     JobEventState,
     JobExecution,
     JobNotFound,
@@ -30,6 +31,7 @@ from core.store.views import (
     RepublishCandidate,
     SeriesWithCrossing,
     StatusChange,
+    SweepProgress,
     SweepView,
 )
 
@@ -39,6 +41,7 @@ __all__ = [
     "FusedGroupView",
     "GroupLease",
     "InvalidCursor",
+    "JobCount",
     "JobEventState",
     "JobExecution",
     "JobNotFound",
@@ -54,5 +57,6 @@ __all__ = [
     "StatusChange",
     "Store",
     "StoreInterface",
+    "SweepProgress",
     "SweepView",
 ]

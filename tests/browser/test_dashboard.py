@@ -231,6 +231,10 @@ def test_a_sweep_shows_its_heatmap_its_grid_points_its_fused_groups_and_its_jobs
         sqlite_service.wait_until_finished(job_id)
     done_cells = page.locator("#sweep-points tbody tr td:nth-child(4)")
     expect(done_cells).to_have_text(["1 / 1"] * 4)
+    # The progress bar counts the training steps of all jobs, then says every job is done.
+    total = 4 * TINY_SPEC["steps"]
+    expect(page.locator("#sweep-progress .progress-text")).to_have_text(f"{total} / {total}")
+    expect(page.locator("#sweep-rate")).to_have_text("4 / 4 jobs done")
     sweep = httpx.get(f"{sqlite_service.url}/v1/sweeps/{sweep_id}", timeout=10).json()
     # The heatmap: learning rate across, batch norm down; each cell's tooltip says what its mean is over.
     cells = page.locator("#sweep-heatmap td.heatmap-cell")
