@@ -85,12 +85,28 @@ def describe_validation_errors(detail: object) -> str:
     return "; ".join(problems)
 
 
+MAX_DETAIL_CHARACTERS = 200
+
+
+def not_bnlab(response: httpx.Response) -> str:
+    """What to say of an answer that is not JSON: likely another server on that address."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    origin = f"{response.request.url.scheme}://{response.request.url.netloc.decode()}"
+    return f"{origin} answered with {content_type}, not bnlab's JSON: is it a bnlab service?"
+
+
 def _detail_of(response: httpx.Response) -> object:
-    """The `detail` of an error answer, or its text when it is not FastAPI's JSON error shape."""
+    """The `detail` of an error answer; for an answer that is not JSON, its text when it is one short line
+    (a proxy's "Bad Gateway"), else a sentence saying it does not look like bnlab (never a whole page)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip() or response.reason_phrase
+        text = response.text.strip()
+        if "html" in response.headers.get("content-type", "") or text.startswith("<"):
+            return not_bnlab(response)
+        if "\n" in text or len(text) > MAX_DETAIL_CHARACTERS:
+            return f"{text.splitlines()[0][:MAX_DETAIL_CHARACTERS]}… ({not_bnlab(response)})"
+        return text or response.reason_phrase
     if isinstance(body, Mapping) and "detail" in body:
         return body["detail"]
     return body
@@ -155,15 +171,17 @@ class BnlabClient:
 
     def get_bytes(self, path: str, params: QueryParams | None = None) -> bytes:
         """GET a binary answer (a PNG or SVG plot)."""
-        return self._request("GET", path, params=params).content
+        return self._request("GET", path, expect_json=False, params=params).content
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, expect_json: bool = True, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **_without_none(kwargs))
         except httpx.TransportError as error:
             raise self._unreachable(error) from None
         if response.is_error:
             raise error_for_response(response)
+        if expect_json and response.content and "json" not in response.headers.get("content-type", ""):
+            raise ServiceError(not_bnlab(response))
         if "json" in response.headers.get("content-type", "") and response.content:
             try:
                 response.json()
