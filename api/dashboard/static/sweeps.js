@@ -208,6 +208,8 @@ export function sweepPage(root, sweepId, query, life) {
   function renderHeader(sweep) {
     const cancel = h("button", { type: "button", class: "danger", id: "cancel-sweep", hidden: sweep.done >= sweep.size }, "Cancel sweep");
     cancel.addEventListener("click", async () => {
+      const unfinished = sweep.size - sweep.done;
+      if (!window.confirm(`Cancel the ${unfinished} unfinished jobs of sweep ${sweep.name || shortId(sweep.id)}? Finished ones keep their results.`)) return;
       cancel.disabled = true;
       try {
         await postJson(`/v1/sweeps/${sweepId}/cancel`, undefined, { signal: life.signal });
