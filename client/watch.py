@@ -145,15 +145,17 @@ def print_events(events: Iterable[JobEvent]) -> int:
 
 
 def sweep_details(sweep: dict[str, Any]) -> str:
-    """The bar's text: model-steps per second, the time left at that rate, jobs finished and statuses."""
+    """The bar's text: model-steps per second and the time left at that rate (while jobs are unfinished),
+    jobs finished and their statuses."""
     progress = sweep.get("progress") or {}
     counts: dict[str, int] = sweep.get("status_counts") or {}
     finished = sum(count for status, count in counts.items() if status in TERMINAL_STATUSES)
     listed = " ".join(f"{status} {count}" for status, count in counts.items() if count)
-    return (
-        f"{number(progress.get('model_steps_per_second'))} model-steps/s  "
-        f"ETA {duration(progress.get('eta_seconds'))}  jobs {finished}/{sum(counts.values())}  {listed}"
-    )
+    jobs = f"jobs {finished}/{sum(counts.values())}  {listed}"
+    if counts and finished == sum(counts.values()):
+        return jobs  # nothing trains any more: no rate, no time left
+    rate = number(progress.get("model_steps_per_second"))
+    return f"{rate} model-steps/s  ETA {duration(progress.get('eta_seconds'))}  {jobs}"
 
 
 def show_sweep_progress(client: BnlabClient, sweep_id: str, console: Console) -> int:

@@ -359,7 +359,7 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
     assert result.stdout.splitlines()[-1] == f"Sweep {sweep_id} finished: succeeded 4."
     total = 4 * TINY_SPEC["steps"]
     assert f"{total}/{total} steps" in result.stdout, "the bar counts the training steps of all jobs"
-    assert "model-steps/s" in result.stdout and "jobs 4/4" in result.stdout
+    assert "jobs 4/4" in result.stdout
 
     shown = bnlab(service, "sweep", "show", sweep_id)
     assert shown.exit_code == 0, shown.output
