@@ -1,4 +1,4 @@
-"""API keys: when any are configured, every `/v1` route needs `Authorization: Bearer <key>`.
+"""API keys: when any are configured, every `/v1` route and `/metrics` need `Authorization: Bearer <key>`.
 
 Keys come from settings, comma-separated: `api_keys` may do anything, `read_only_api_keys` may only read
 (GET and HEAD). No keys at all leaves the API open, as the embedded mode on one's own machine wants it.

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,9 +27,10 @@ from bnlab.exports import export_metrics
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperArgument, TyperOption
 
-from client.documents import DocumentError, apply_assignments, load_document
-from client.http import DEFAULT_URL, TERMINAL_STATUSES, BnlabClient, ServiceError
+from client.documents import DocumentError, apply_assignments, load_document, refuse_other_kind
+from client.http import DEFAULT_URL, BnlabClient, ServiceError
 from client.render import (
     compare_table,
     job_details,
@@ -40,31 +42,52 @@ from client.render import (
 from client.watch import print_events, show_events, show_sweep_progress
 from client.workers import waiting_line, workers_table
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+def _placeholder(param: TyperArgument | TyperOption, ctx: object) -> str | None:
+    """What help shows after a parameter: its metavar (ACCURACY, FILE, ID) or nothing, never a Python type
+    such as `<str>` or `<bool>` (an argument is already named by its metavar; a flag takes no value)."""
+    if isinstance(param, TyperArgument) or getattr(param, "is_flag", False):
+        return None
+    return param.metavar
+
+
+for _parameter_class in (TyperArgument, TyperOption):
+    setattr(_parameter_class, "display_type_rich", _placeholder)  # noqa: B010 (a method of typer's)
 EXIT_ERROR = 1
 EXIT_DETACHED = 130  # what a shell reports for a program left with Ctrl-C
 PLOT_FORMATS = {".png": "png", ".svg": "svg"}
 
 app = typer.Typer(
     help="Train and compare batch-normalization experiments on a bnlab service.",
+    context_settings=HELP_OPTIONS,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 sweep_app = typer.Typer(
-    help="Grids of jobs: submit one, list them, show one's aggregated results, cancel one.",
+    help="Grids of jobs: submit one, watch it, list them, show one's aggregated results, cancel one.",
+    context_settings=HELP_OPTIONS,
     no_args_is_help=True,
 )
 app.add_typer(sweep_app, name="sweep")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer, for scripts.")]
 ArmOption = Annotated[
-    str | None, typer.Option(help="A spec field whose values are arms compared over seeds (e.g. batch_norm).")
+    str | None,
+    typer.Option(
+        metavar="FIELD", help="A spec field whose values are arms compared over seeds (e.g. batch_norm)."
+    ),
 ]
 TuneOption = Annotated[
-    list[str] | None, typer.Option(help="With --arm: a field each arm takes its best value of (repeatable).")
+    list[str] | None,
+    typer.Option(metavar="FIELD", help="With --arm: a field each arm takes its best value of (repeatable)."),
 ]
 WatchOption = Annotated[bool, typer.Option("--watch", help="Then follow it live until it finishes.")]
-CursorOption = Annotated[str | None, typer.Option(help="The page after this cursor (printed below a page).")]
+CursorOption = Annotated[
+    str | None, typer.Option(metavar="CURSOR", help="The page after this cursor (printed below a page).")
+]
 
 
 class Execution(enum.StrEnum):
@@ -82,18 +105,47 @@ class Service:
     api_key: str | None
 
 
+def show_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"bnlab {package_version('bnlab')}")
+        raise typer.Exit()
+
+
+def service_url(url: str) -> str:
+    """`127.0.0.1:8000` means http://127.0.0.1:8000; a scheme other than http(s) is a usage error."""
+    if "://" not in url:
+        return f"http://{url}"
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in {"http", "https"}:
+        raise typer.BadParameter(f"{url} must be an http:// or https:// URL.", param_hint="--url")
+    return url
+
+
 @app.callback()
 def main(
     context: typer.Context,
     url: Annotated[
-        str, typer.Option("--url", envvar="BNLAB_URL", help="The service's base URL.", show_default=True)
+        str,
+        typer.Option(
+            "--url",
+            envvar="BNLAB_URL",
+            metavar="URL",
+            help="The service's base URL (http:// when it names no scheme).",
+            show_default=True,
+        ),
     ] = DEFAULT_URL,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print bnlab's version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Train and compare batch-normalization experiments on a bnlab service.
 
     BNLAB_API_KEY (an environment variable, so it stays out of the shell history) is sent as a bearer token.
     """
-    context.obj = Service(url=url, api_key=os.environ.get("BNLAB_API_KEY") or None)
+    context.obj = Service(url=service_url(url), api_key=os.environ.get("BNLAB_API_KEY") or None)
 
 
 @contextmanager
@@ -148,6 +200,18 @@ def follow_job(client: BnlabClient, job_id: str, as_json: bool) -> None:
     raise typer.Exit(exit_status)
 
 
+def follow_sweep(client: BnlabClient, sweep_id: str) -> None:
+    """Draws a sweep's progress to its end and exits with its outcome; Ctrl-C detaches (never cancels)."""
+    try:
+        exit_status = show_sweep_progress(client, sweep_id, Console())
+    except KeyboardInterrupt:
+        typer.echo(
+            f"Detached; sweep {sweep_id} goes on (bnlab sweep watch {sweep_id} to follow it again).", err=True
+        )
+        raise typer.Exit(EXIT_DETACHED) from None
+    raise typer.Exit(exit_status)
+
+
 def plot_format(path: Path) -> str:
     try:
         return PLOT_FORMATS[path.suffix.lower()]
@@ -180,7 +244,9 @@ def submit(
 ) -> None:
     """Submit a job spec (YAML or JSON) for training."""
     with connected(context) as client:
-        spec = apply_assignments(load_document(spec_file), assignments or [])
+        spec = apply_assignments(
+            refuse_other_kind(load_document(spec_file), spec_file, "job"), assignments or []
+        )
         job = client.post("/v1/jobs", spec)
         if as_json:
             print_json(job)
@@ -211,10 +277,11 @@ def watch(
 def jobs(
     context: typer.Context,
     status: Annotated[
-        str | None, typer.Option(help="Only jobs in this status (queued, running, succeeded, ...).")
+        str | None,
+        typer.Option(metavar="STATUS", help="Only jobs in this status (queued, running, succeeded, ...)."),
     ] = None,
-    sweep: Annotated[str | None, typer.Option(help="Only the jobs of this sweep.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="How many jobs per page.")] = 20,
+    sweep: Annotated[str | None, typer.Option(metavar="ID", help="Only the jobs of this sweep.")] = None,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many jobs per page.")] = 20,
     cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -264,18 +331,24 @@ def cancel(context: typer.Context, job_id: Annotated[str, typer.Argument(metavar
 def compare(
     context: typer.Context,
     job_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Two or more jobs.")],
-    target: Annotated[float | None, typer.Option(help="Accuracy that counts as reached.")] = None,
-    baseline: Annotated[
-        str | None, typer.Option(help="The job speedups are relative to (default: the first).")
+    target: Annotated[
+        float | None, typer.Option(metavar="ACCURACY", help="Accuracy that counts as reached.")
     ] = None,
-    metric: Annotated[str, typer.Option(help="The metric to compare.")] = "val_accuracy",
-    plot: Annotated[Path | None, typer.Option(help="Also save the curves to this .png or .svg.")] = None,
+    baseline: Annotated[
+        str | None, typer.Option(metavar="ID", help="The job speedups are relative to (default: the first).")
+    ] = None,
+    metric: Annotated[str, typer.Option(metavar="NAME", help="The metric to compare.")] = "val_accuracy",
+    plot: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Also save the curves to this .png or .svg.")
+    ] = None,
     arm: ArmOption = None,
     tune: TuneOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Compare jobs side by side: final and best values, steps to target and speedups; with --arm, the arms
     over matched seeds with 95% intervals and verdicts."""
+    if len(job_ids) < 2:
+        raise fail("compare needs two or more job ids (bnlab show ID shows one job).")
     params = {"ids": job_ids, "metric": metric, "target": target, "baseline": baseline}
     picture_format = plot_format(plot) if plot else None
     with connected(context) as client:
@@ -297,7 +370,10 @@ def plot_job(
     job_id: Annotated[str, typer.Argument(metavar="ID")],
     ics: Annotated[
         Path,
-        typer.Option(help="Save the 15/50/85th percentiles of a unit's input over training (.png or .svg)."),
+        typer.Option(
+            metavar="FILE",
+            help="Save the 15/50/85th percentiles of a unit's input over training (.png or .svg).",
+        ),
     ],
     compare_with: Annotated[
         str | None, typer.Option("--compare-with", metavar="ID", help="A second job drawn beside it.")
@@ -349,8 +425,9 @@ def sweep_submit(
     execution: Annotated[
         Execution | None,
         typer.Option(
+            metavar="fused|separate",
             help="fused: train each group of alike jobs as one stacked model (the service's default); "
-            "separate: a task per job. Overrides the file's `execution`."
+            "separate: a task per job. Overrides the file's `execution`.",
         ),
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Then follow the sweep's overall progress.")] = False,
@@ -358,7 +435,7 @@ def sweep_submit(
 ) -> None:
     """Submit a sweep: every combination of the grid's values, for each seed."""
     with connected(context) as client:
-        document = load_document(sweep_file)
+        document = refuse_other_kind(load_document(sweep_file), sweep_file, "sweep")
         if execution is not None:
             document = {**document, "execution": execution.value}
         sweep = client.post("/v1/sweeps", document)
@@ -367,13 +444,22 @@ def sweep_submit(
         else:
             typer.echo(f"Submitted sweep {sweep['id']} ({sweep['size']} jobs).")
         if watch:
-            raise typer.Exit(show_sweep_progress(client, sweep["id"], Console()))
+            follow_sweep(client, sweep["id"])
+
+
+@sweep_app.command("watch")
+def sweep_watch(context: typer.Context, sweep_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Follow a sweep until every job has finished: training steps done of all, model-steps per second,
+    the time left and the jobs' statuses. Ctrl-C stops watching; the sweep goes on. Exits 3 when a job
+    failed."""
+    with connected(context) as client:
+        follow_sweep(client, sweep_id)
 
 
 @sweep_app.command("list")
 def sweep_list(
     context: typer.Context,
-    limit: Annotated[int, typer.Option(min=1, help="How many sweeps per page.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many sweeps per page.")] = 20,
     cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -389,9 +475,9 @@ def sweep_cancel(context: typer.Context, sweep_id: Annotated[str, typer.Argument
     seconds (a fused group trains on with the jobs that are left)."""
     with connected(context) as client:
         sweep = client.post(f"/v1/sweeps/{sweep_id}/cancel")
-    counts = sweep.get("status_counts") or {}
-    unfinished = sum(count for status, count in counts.items() if status not in TERMINAL_STATUSES)
-    typer.echo(f"Cancel requested for the {unfinished} unfinished jobs of sweep {sweep_id}.")
+    # Counted by the service before it cancelled: the status counts it answers with already show the
+    # queued jobs cancelled, and only the running ones (a fused group's, say) still unfinished.
+    typer.echo(f"Cancel requested for the {sweep['cancel_requested']} unfinished jobs of sweep {sweep_id}.")
 
 
 @sweep_app.command("show")
@@ -401,7 +487,8 @@ def sweep_show(
     arm: ArmOption = None,
     tune: TuneOption = None,
     baseline: Annotated[
-        str | None, typer.Option(help="With --arm: the baseline arm, a JSON value (e.g. false).")
+        str | None,
+        typer.Option(metavar="VALUE", help="With --arm: the baseline arm, a JSON value (e.g. false)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

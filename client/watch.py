@@ -144,30 +144,51 @@ def print_events(events: Iterable[JobEvent]) -> int:
     return EXIT_BY_STATUS.get(str(final_status), 1)
 
 
+def sweep_details(sweep: dict[str, Any]) -> str:
+    """The bar's text: model-steps per second and the time left at that rate (while jobs are unfinished),
+    jobs finished and their statuses."""
+    progress = sweep.get("progress") or {}
+    counts: dict[str, int] = sweep.get("status_counts") or {}
+    finished = sum(count for status, count in counts.items() if status in TERMINAL_STATUSES)
+    listed = " ".join(f"{status} {count}" for status, count in counts.items() if count)
+    jobs = f"jobs {finished}/{sum(counts.values())}  {listed}"
+    if counts and finished == sum(counts.values()):
+        return jobs  # nothing trains any more: no rate, no time left
+    rate = number(progress.get("model_steps_per_second"))
+    return f"{rate} model-steps/s  ETA {duration(progress.get('eta_seconds'))}  {jobs}"
+
+
 def show_sweep_progress(client: BnlabClient, sweep_id: str, console: Console) -> int:
-    """Polls a sweep until every job has finished, as one bar; exits 3 when any job failed.
+    """Polls a sweep until every job has finished, as one bar of training steps; exits 3 when any job
+    failed.
 
     Sweeps have no event stream, so this polls once a second. Diverged and cancelled jobs are results of
-    a sweep (a learning rate that was too high), not errors of the command.
+    a sweep (a learning rate that was too high), not errors of the command. Ctrl-C is the caller's
+    business: watching never cancels a sweep.
     """
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
+        TextColumn("steps  {task.fields[details]}"),
         console=console,
     )
     with progress:
-        task = progress.add_task(f"sweep {sweep_id[:8]}", total=None, counts="")
+        task = progress.add_task(f"sweep {sweep_id[:8]}", total=None, details="")
         while True:
-            counts: dict[str, int] = client.get(f"/v1/sweeps/{sweep_id}").get("status_counts") or {}
+            sweep = client.get(f"/v1/sweeps/{sweep_id}")
+            counts: dict[str, int] = sweep.get("status_counts") or {}
+            steps = sweep.get("progress") or {}
+            progress.update(
+                task,
+                total=steps.get("steps_total"),
+                completed=steps.get("steps_done") or 0,
+                details=sweep_details(sweep),
+            )
             finished = sum(count for status, count in counts.items() if status in TERMINAL_STATUSES)
-            total = sum(counts.values())
-            listed = " ".join(f"{status} {count}" for status, count in counts.items() if count)
-            progress.update(task, total=total, completed=finished, counts=listed)
-            if total and finished == total:
+            if counts and finished == sum(counts.values()):
                 break
             time.sleep(SWEEP_POLL_SECONDS)
-    failed = counts.get("failed", 0)
+    listed = " ".join(f"{status} {count}" for status, count in counts.items() if count)
     console.print(f"Sweep {sweep_id} finished: {listed}.", highlight=False)
-    return EXIT_BY_STATUS["failed"] if failed else 0
+    return EXIT_BY_STATUS["failed"] if counts.get("failed", 0) else 0

@@ -14,7 +14,7 @@ from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from api.statistics_schemas import SweepCurvesOut
-from api.sweeps.schemas import SweepCreatedOut, SweepOut, SweepPage
+from api.sweeps.schemas import SweepCancelledOut, SweepCreatedOut, SweepOut, SweepPage
 from api.sweeps.service import create_and_publish, get_sweep_or_404, summary_out, sweep_curves, sweep_out
 from core.store import InvalidCursor
 from core.sweeps import SweepRequest
@@ -146,7 +146,7 @@ def read_sweep_curves(
 @router.post(
     "/{sweep_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=SweepOut,
+    response_model=SweepCancelledOut,
     summary="Cancel every job of the sweep that has not finished",
     responses={
         **NOT_FOUND,
@@ -154,12 +154,14 @@ def read_sweep_curves(
         **DATABASE_DOWN,
     },
 )
-def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
-    """Queued jobs never start; running ones stop within a few seconds (cooperatively, like a job cancel)."""
+def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepCancelledOut:
+    """Queued jobs never start; running ones stop within a few seconds (cooperatively, like a job cancel).
+    `cancel_requested` counts the jobs asked to stop: the status counts that follow already show the
+    queued ones cancelled."""
     sweep = get_sweep_or_404(store, sweep_id)
     unfinished = [job for job in store.sweep_jobs(sweep.id) if not job.is_terminal]
     if not unfinished:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"every job of sweep {sweep.id} has finished")
     for job in unfinished:
         store.request_cancel(job.id)
-    return sweep_out(store, sweep)
+    return SweepCancelledOut(**sweep_out(store, sweep).model_dump(), cancel_requested=len(unfinished))

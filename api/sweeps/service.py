@@ -18,7 +18,14 @@ from api.dependencies import normalize_job_id
 from api.errors import query_error
 from api.publishing import publish_stored
 from api.statistics_schemas import SeedBandOut, SweepCurvesOut, TunedOut
-from api.sweeps.schemas import ExecutionOut, FusedGroupOut, GridPointOut, SweepOut, SweepSummaryOut
+from api.sweeps.schemas import (
+    ExecutionOut,
+    FusedGroupOut,
+    GridPointOut,
+    SweepOut,
+    SweepProgressOut,
+    SweepSummaryOut,
+)
 from core.compare import higher_is_better
 from core.group_sizes import group_sizing
 from core.settings import Settings
@@ -188,7 +195,18 @@ def sweep_out(
         job_ids=sweep.job_ids,
         done=sum(outcome.status in TERMINAL_STATUSES for outcome in outcomes),
         points=[GridPointOut.model_validate(point) for point in points],
+        progress=progress_out(store, sweep.id),
         tuned=tuned,
+    )
+
+
+def progress_out(store: StoreInterface, sweep_id: str) -> SweepProgressOut:
+    progress = store.sweep_progress(sweep_id)
+    return SweepProgressOut(
+        steps_done=progress.steps_done,
+        steps_total=progress.steps_total,
+        model_steps_per_second=progress.model_steps_per_second,
+        eta_seconds=progress.eta_seconds,
     )
 
 

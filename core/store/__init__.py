@@ -5,8 +5,9 @@ job = store.create_job(spec); store.mark_enqueued(job.id)
 
 What it promises is `StoreInterface` (`interface.py`, one Protocol per part); code that uses a store
 depends on that, and only the code that creates one names `Store`. Each part lives in a module of its own
-(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`, `workers`; the
-metric rollup in `rollup` and `rollup_reads`; PostgreSQL change notifications in `notifications`), the
+(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`, `workers`,
+`operations`; the metric rollup in `rollup` and `rollup_reads`; PostgreSQL change notifications in
+`notifications`), the
 records it hands out in `views`, and the conversions between rows and records in `conversions`.
 """
 
@@ -17,6 +18,7 @@ from core.store.views import (
     FusedGroupView,
     GroupLease,
     InvalidCursor,
+    JobCount,
     JobEventState,
     JobExecution,
     JobNotFound,
@@ -30,6 +32,7 @@ from core.store.views import (
     RepublishCandidate,
     SeriesWithCrossing,
     StatusChange,
+    SweepProgress,
     SweepView,
     WorkerTraining,
     WorkerView,
@@ -41,6 +44,7 @@ __all__ = [
     "FusedGroupView",
     "GroupLease",
     "InvalidCursor",
+    "JobCount",
     "JobEventState",
     "JobExecution",
     "JobNotFound",
@@ -56,6 +60,7 @@ __all__ = [
     "StatusChange",
     "Store",
     "StoreInterface",
+    "SweepProgress",
     "SweepView",
     "WorkerTraining",
     "WorkerView",

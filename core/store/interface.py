@@ -18,6 +18,7 @@ from core.spec import JobSpec
 from core.store.views import (
     Crossing,
     GroupLease,
+    JobCount,
     JobEventState,
     JobView,
     LandscapeView,
@@ -27,6 +28,7 @@ from core.store.views import (
     MetricStep,
     RepublishCandidate,
     SeriesWithCrossing,
+    SweepProgress,
     SweepView,
     WorkerTraining,
     WorkerView,
@@ -126,6 +128,11 @@ class SweepStoreInterface(Protocol):
 
     def sweep_jobs(self, sweep_id: str) -> list[JobView]:
         """Every job of the sweep in creation order."""
+        ...
+
+    def sweep_progress(self, sweep_id: str) -> SweepProgress:
+        """Steps done and to do and the current training rate over the sweep's jobs, summed in SQL from
+        their progress columns (one query, whatever the sweep's size); zeros for an unknown sweep."""
         ...
 
 
@@ -351,6 +358,18 @@ class WorkerStoreInterface(Protocol):
         ...
 
 
+class OperationsStoreInterface(Protocol):
+    """What `GET /metrics` reports, read with one grouped query each."""
+
+    def job_counts(self) -> list[JobCount]:
+        """Every job counted by status and spec device (one entry per pair that has jobs)."""
+        ...
+
+    def training_model_steps_per_second(self) -> float:
+        """The latest rate of every running job, summed (each model of a fused group counts)."""
+        ...
+
+
 class StoreInterface(
     DatabaseInterface,
     JobStoreInterface,
@@ -362,6 +381,7 @@ class StoreInterface(
     TargetStoreInterface,
     EventStoreInterface,
     WorkerStoreInterface,
+    OperationsStoreInterface,
     Protocol,
 ):
     """The whole store: what the API and the worker may ask of it."""

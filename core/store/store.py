@@ -1,7 +1,8 @@
 """`Store`: the one object that issues SQL, assembled from its parts, one module each: jobs, sweeps, fused
 groups, leases (the worker's side of a job), re-publication of lost jobs, per-step series, target
-crossings, the reads behind job event streams, and the worker registry. Each part implements its Protocol in
-`core.store.interface`, where the docstrings say what every method promises."""
+crossings, the reads behind job event streams, the worker registry and the counts operators scrape. Each
+part implements its Protocol in `core.store.interface`, where the docstrings say what every method
+promises."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from core.store.fused_groups import FusedGroupStore
 from core.store.interface import StoreInterface
 from core.store.jobs import JobStore
 from core.store.leases import LeaseStore
+from core.store.operations import OperationsStore
 from core.store.republish import RepublishStore
 from core.store.series import SeriesStore
 from core.store.sweeps import SweepStore
@@ -30,6 +32,7 @@ class Store(
     TargetStore,
     EventStore,
     WorkerStore,
+    OperationsStore,
 ):
     """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
     new one: pooled connections must not cross processes). Every method returns plain records."""

@@ -33,6 +33,34 @@ class JobExecution:
 
 
 @dataclass(frozen=True)
+class JobCount:
+    """How many jobs are in `status` with the spec's `device` (which picks their queue)."""
+
+    status: str
+    device: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """How far a sweep's training has got, summed over its jobs. A finished job counts its whole step budget
+    as done (it has no steps left to run, whether it met its target, diverged or was cancelled);
+    `model_steps_per_second` sums the latest rate of every running job (a fused group's models each count)."""
+
+    steps_done: int
+    steps_total: int
+    model_steps_per_second: float
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """The time left at the current rate; None while nothing trains (and 0 once nothing is left)."""
+        remaining = self.steps_total - self.steps_done
+        if remaining <= 0:
+            return 0.0
+        return remaining / self.model_steps_per_second if self.model_steps_per_second > 0 else None
+
+
+@dataclass(frozen=True)
 class JobView:
     """A job as stored. `id` is the public UUID4 hex; `spec` is the validated spec as JSON."""
 

@@ -206,6 +206,33 @@ def test_ctrl_c_detaches_from_watch_without_cancelling(service: RunningService) 
     httpx.post(f"{service.url}/v1/jobs/{job_id}/cancel").raise_for_status()
 
 
+def test_ctrl_c_detaches_from_a_sweep_watch_without_cancelling(service: RunningService) -> None:
+    sweep = {"name": "never starts", "base": NEVER_STARTS_SPEC, "grid": {"learning_rate": [0.05, 0.1]}}
+    answer = httpx.post(f"{service.url}/v1/sweeps", json=sweep).json()
+    environment = {**os.environ, "BNLAB_URL": service.url, "BNLAB_API_KEY": ""}
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", "from client.cli import app; app()", "sweep", "watch", answer["id"]],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)  # polling a sweep that does not move
+        assert watcher.poll() is None, watcher.communicate()
+        watcher.send_signal(signal.SIGINT)
+        _, stderr = watcher.communicate(timeout=10)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 130
+    assert stderr.splitlines() == [
+        f"Detached; sweep {answer['id']} goes on (bnlab sweep watch {answer['id']} to follow it again)."
+    ]
+    assert {service.job(job_id)["status"] for job_id in answer["job_ids"]} == {"queued"}
+    httpx.post(f"{service.url}/v1/sweeps/{answer['id']}/cancel").raise_for_status()
+
+
 def test_watch_of_an_unknown_job_is_one_line(service: RunningService) -> None:
     unknown = uuid.uuid4().hex
     assert (
@@ -336,6 +363,9 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
     assert first.startswith("Submitted sweep ") and first.endswith(" (4 jobs).")
     sweep_id = first.removeprefix("Submitted sweep ").split()[0]
     assert result.stdout.splitlines()[-1] == f"Sweep {sweep_id} finished: succeeded 4."
+    total = 4 * TINY_SPEC["steps"]
+    assert f"{total}/{total} steps" in result.stdout, "the bar counts the training steps of all jobs"
+    assert "jobs 4/4" in result.stdout
 
     shown = bnlab(service, "sweep", "show", sweep_id)
     assert shown.exit_code == 0, shown.output
@@ -418,7 +448,15 @@ def test_sweep_list_shows_each_sweep_with_its_execution_and_statuses(
 def test_sweep_cancel_stops_its_unfinished_jobs_and_a_finished_sweep_is_a_conflict(
     service: RunningService,
 ) -> None:
-    sweep = {"name": "to cancel", "base": SLOW_SPEC, "grid": {"learning_rate": [0.05, 0.1]}, "seeds": [0, 1]}
+    # Separate jobs on one worker: one runs, three are queued (and cancelled at once, so the sweep the
+    # service answers with counts them as finished already: the count must be the one before the cancel).
+    sweep = {
+        "name": "to cancel",
+        "base": SLOW_SPEC,
+        "grid": {"learning_rate": [0.05, 0.1]},
+        "seeds": [0, 1],
+        "execution": "separate",
+    }
     answer = httpx.post(f"{service.url}/v1/sweeps", json=sweep).json()
     service.wait_for(answer["job_ids"][0], frozenset({"running"}))
 

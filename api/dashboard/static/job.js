@@ -43,21 +43,74 @@ class GrowingSeries {
   }
 }
 
-function summaryRows(job) {
+/** The last value of a series before `beforeStep` (all of it when null) that is a number, with its step. */
+function lastFinite(series, beforeStep = null) {
+  for (let index = series.steps.length - 1; index >= 0; index -= 1) {
+    if (beforeStep !== null && series.steps[index] >= beforeStep) continue;
+    if (isFiniteNumber(series.values[index])) return { step: series.steps[index], value: series.values[index] };
+  }
+  return null;
+}
+
+function bestFinite(series, beforeStep = null) {
+  const values = series.values.filter((value, index) => isFiniteNumber(value) && (beforeStep === null || series.steps[index] < beforeStep));
+  return values.length ? Math.max(...values) : null;
+}
+
+/**
+ * Steps to the target as far as it can be said: a number once reached; "not reached" only for a run that
+ * had its whole chance (succeeded or diverged); "not yet" while it trains; "—" for a run cut short (failed
+ * or cancelled, maybe before it started).
+ */
+function stepsToTarget(job) {
+  if (!job.spec.target_accuracy) return "no target set";
+  const steps = job.summary?.steps_to_target;
+  if (steps !== null && steps !== undefined) return steps;
+  if (job.status === "succeeded" || job.status === "diverged") return "not reached";
+  return job.status === "running" ? "not yet" : "—";
+}
+
+/** The accuracy rows: what is known so far while it trains; before its divergence for a diverged run. */
+function accuracyRows(job, progress, series) {
   const summary = job.summary ?? {};
-  const target = job.spec.target_accuracy;
-  const rows = [
+  if (!TERMINAL_STATUSES.has(job.status)) {
+    const latest = lastFinite(series.val_accuracy);
+    return [
+      ["Step", progress?.steps ? `${progress.step} of ${progress.steps}` : "—"],
+      ["Latest val. accuracy", latest ? `${formatNumber(latest.value)} (step ${latest.step})` : "—"],
+      ["Best val. accuracy so far", formatNumber(bestFinite(series.val_accuracy))],
+      ["Latest train loss", formatNumber(lastFinite(series.train_loss)?.value, 4)],
+    ];
+  }
+  if (job.status === "diverged") {
+    const divergedAt = summary.diverged_at_step ?? null;
+    const before = lastFinite(series.val_accuracy, divergedAt);
+    return [
+      ["Val. accuracy before divergence", before ? `${formatNumber(before.value)} (step ${before.step})` : "—"],
+      ["Best val. accuracy before divergence", formatNumber(bestFinite(series.val_accuracy, divergedAt))],
+      ["Final train loss", "— (diverged)"],
+    ];
+  }
+  return [
     ["Final val. accuracy", formatNumber(summary.final_val_accuracy)],
     ["Best val. accuracy", formatNumber(summary.best_val_accuracy)],
     ["Final train loss", formatNumber(summary.final_train_loss, 4)],
-    [
-      target ? `Steps to ${target}` : "Steps to target",
-      target ? (summary.steps_to_target ?? (TERMINAL_STATUSES.has(job.status) ? "never" : "—")) : "no target set",
-    ],
+  ];
+}
+
+function summaryRows(job, progress, series) {
+  const summary = job.summary ?? {};
+  const target = job.spec.target_accuracy;
+  const running = !TERMINAL_STATUSES.has(job.status);
+  const speed = running ? progress?.steps_per_second : summary.steps_per_second;
+  const rows = [
+    ...accuracyRows(job, progress, series),
+    [target ? `Steps to ${target}` : "Steps to target", stepsToTarget(job)],
     ["Seconds to target", formatNumber(summary.seconds_to_target, 2)],
     ["Diverged at step", summary.diverged_at_step ?? "—"],
-    ["Steps per second", formatNumber(summary.steps_per_second, 1)],
-    ["Device", job.device ?? "—"],
+    ["Steps per second", formatNumber(speed, 1)],
+    // The device is stored when the run ends; while it runs, the spec says what was asked for.
+    ["Device", job.device ?? (running ? `${job.spec.device} (as requested)` : "—")],
     ["Attempts", job.attempts],
     ["Created", formatTime(job.created_at)],
     ["Started", formatTime(job.started_at)],
@@ -176,7 +229,7 @@ async function load(root, jobId, life, messages) {
     // Why a queued job does not start (no live worker consumes its queue), as the API says it.
     waitingHolder.hidden = !(job.status === "queued" && job.waiting_for);
     waitingHolder.textContent = waitingHolder.hidden ? "" : `Waiting: ${job.waiting_for}.`;
-    summaryHolder.replaceChildren(summaryRows(job));
+    summaryHolder.replaceChildren(summaryRows(job, progress, series));
   };
   let drawPending = false;
   const drawCurves = () => {
@@ -185,6 +238,7 @@ async function load(root, jobId, life, messages) {
     requestAnimationFrame(() => {
       drawPending = false;
       curvesHolder.replaceChildren(...curveCharts(series, job.spec.target_accuracy));
+      summaryHolder.replaceChildren(summaryRows(job, progress, series)); // the latest accuracy too
     });
   };
   const drawTelemetry = () => {
@@ -212,6 +266,8 @@ async function load(root, jobId, life, messages) {
   };
 
   cancelButton.addEventListener("click", async () => {
+    const what = job.status === "running" ? "It stops within a few seconds; its results so far are kept." : "It will not start.";
+    if (!window.confirm(`Cancel job ${jobLabel(job)}? ${what}`)) return;
     cancelButton.disabled = true;
     try {
       // A queued job is cancelled at once; a running one stops within seconds and the stream says so.

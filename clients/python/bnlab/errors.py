@@ -103,12 +103,28 @@ def describe_validation_errors(detail: object) -> str:
     )
 
 
+MAX_DETAIL_CHARACTERS = 200
+
+
+def not_bnlab(response: httpx.Response) -> str:
+    """What to say of an answer that is not JSON: likely another server on that address."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    origin = f"{response.request.url.scheme}://{response.request.url.netloc.decode()}"
+    return f"{origin} answered with {content_type}, not bnlab's JSON: is it a bnlab service?"
+
+
 def _detail_of(response: httpx.Response) -> object:
-    """The `detail` of an error answer, or its text when it is not FastAPI's JSON error shape."""
+    """The `detail` of an error answer; for an answer that is not JSON, its text when it is one short line
+    (a proxy's "Bad Gateway"), else a sentence saying it does not look like bnlab (never a whole page)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip() or response.reason_phrase
+        text = response.text.strip()
+        if "html" in response.headers.get("content-type", "") or text.startswith("<"):
+            return not_bnlab(response)
+        if "\n" in text or len(text) > MAX_DETAIL_CHARACTERS:
+            return f"{text.splitlines()[0][:MAX_DETAIL_CHARACTERS]}… ({not_bnlab(response)})"
+        return text or response.reason_phrase
     if isinstance(body, Mapping) and "detail" in body:
         return body["detail"]
     return body

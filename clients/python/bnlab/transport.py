@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from bnlab.errors import BnlabError, ConnectionFailed, error_for_response
+from bnlab.errors import BnlabError, ConnectionFailed, error_for_response, not_bnlab
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -53,7 +53,7 @@ class Transport:
 
     def get_bytes(self, path: str, params: QueryParams | None = None) -> bytes:
         """GET a binary answer (a PNG or SVG plot)."""
-        return self._request("GET", path, params=params).content
+        return self._request("GET", path, expect_json=False, params=params).content
 
     @contextmanager
     def stream(
@@ -73,7 +73,7 @@ class Transport:
         finally:
             response.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, expect_json: bool = True, **kwargs: Any) -> httpx.Response:
         if "params" in kwargs:
             kwargs["params"] = _given(kwargs["params"])
         try:
@@ -82,6 +82,8 @@ class Transport:
             raise self.unreachable(error) from None
         if response.is_error:
             raise error_for_response(response)
+        if expect_json and response.content and "json" not in response.headers.get("content-type", ""):
+            raise BnlabError(not_bnlab(response))
         if "json" in response.headers.get("content-type", "") and response.content:
             try:
                 response.json()
