@@ -7,6 +7,7 @@ database at scrape time, one grouped query each, so every API replica reports th
 - `bnlab_queue_depth{queue}`: the queued jobs of each queue;
 - `bnlab_training_model_steps_per_second`: the latest rate of every running job, summed (each model of
   a fused group counts);
+- `bnlab_workers_live{device}`: the live workers of the registry by device kind (`cpu`, `cuda`);
 - `bnlab_event_streams_open`: the job event streams this API process is serving;
 - `bnlab_http_request_duration_seconds{method, route, status}`: a histogram of the time to each
   answer's first byte (a stream counts until it starts, not while it stays open), by route template
@@ -31,9 +32,12 @@ from core.store import StoreInterface
 class StoreCollector(Collector):
     """Reads the job counts and the training rate from the store at each scrape."""
 
-    def __init__(self, store: StoreInterface, open_streams: Callable[[], int]) -> None:
+    def __init__(
+        self, store: StoreInterface, open_streams: Callable[[], int], worker_alive_seconds: float
+    ) -> None:
         self._store = store
         self._open_streams = open_streams
+        self._worker_alive_seconds = worker_alive_seconds
 
     def collect(self) -> Iterator[Metric]:
         by_status_and_queue: dict[tuple[str, str], int] = {}
@@ -53,6 +57,14 @@ class StoreCollector(Collector):
             "Training steps per second summed over the running jobs (each model of a fused group counts).",
             value=self._store.training_model_steps_per_second(),
         )
+        workers = GaugeMetricFamily("bnlab_workers_live", "Live workers by device kind.", labels=["device"])
+        by_device = {"cpu": 0, "cuda": 0}
+        for _, device in self._store.live_worker_devices(self._worker_alive_seconds):
+            kind = str(device.get("kind", "cpu"))
+            by_device[kind] = by_device.get(kind, 0) + 1
+        for kind, count in sorted(by_device.items()):
+            workers.add_metric([kind], count)
+        yield workers
         yield GaugeMetricFamily(
             "bnlab_event_streams_open",
             "Job event streams this API process is serving.",

@@ -1,6 +1,6 @@
 """`GET /metrics` scraped from a running service (uvicorn, worker, embedded mode) and read with Prometheus'
-own parser: jobs by status and queue, queue depth, training rate, open event streams, request latency; and
-behind the API keys when keys are configured."""
+own parser: jobs by status and queue, queue depth, training rate, live workers, open event streams, request
+latency; and behind the API keys when keys are configured."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def test_a_scrape_counts_jobs_queues_streams_and_request_latency(sqlite_service:
         dict(labels)["queue"] for name, labels in after if name == "bnlab_queue_depth"
     }
     assert value(after, "bnlab_event_streams_open") >= 1
+    assert value(after, "bnlab_workers_live", device="cpu") >= 1  # the embedded worker, on this CPU machine
     assert ("bnlab_training_model_steps_per_second", ()) in after
     # The job reads counted by route template (ids do not make series of their own), with their status.
     reads = value(
