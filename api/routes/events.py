@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.dependencies import JobDep, SettingsDep
@@ -49,7 +50,21 @@ def stream_position(
         ),
     ] = None,
 ) -> StreamPosition:
-    return StreamPosition.after(last_event_id)
+    """Where the stream resumes. An id beyond any a stream sends (a number past the 32-bit columns) is a
+    422 naming the header: a browser only sends back ids it received, so such an id is a client's bug."""
+    try:
+        return StreamPosition.after(last_event_id)
+    except ValueError as error:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("header", "last-event-id"),
+                    "msg": str(error),
+                    "type": "value_error",
+                    "input": last_event_id,
+                }
+            ]
+        ) from error
 
 
 EventHubDep = Annotated[EventHub, Depends(get_event_hub)]
