@@ -1,5 +1,6 @@
 """Exception handlers: a database that cannot be reached is a 503 with a clear message, never a 500; the
-503 every route that reads the store documents; and the 422 of a query parameter judged in the route.
+503 every route that reads the store documents; the 422 of a query parameter judged in the route; and the
+one 422 answer of every invalid request, which encodes whatever input it echoes.
 
 The message never repeats the driver's text, which can carry the connection string.
 """
@@ -7,6 +8,8 @@ The message never repeats the driver's text, which can carry the connection stri
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -35,9 +38,41 @@ def database_unavailable(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+def json_safe(value: Any) -> Any:
+    """`value` as strict JSON can carry it: a non-finite float becomes its name ("NaN", "Infinity",
+    "-Infinity"), a string's lone surrogates become `\\udXXX` escapes, anything else unknown its text."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return (
+            value
+            if math.isfinite(value)
+            else {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN")
+        )
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, Mapping):
+        return {str(json_safe(key)): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(item) for item in value]
+    return json_safe(str(value))
+
+
+def invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422 (`detail`: a list of `loc`, `msg`, `type`, `input`, `ctx`), made JSON-safe: the
+    default handler fails with a 500 on an input of NaN, 1e999 or a lone surrogate."""
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": json_safe(error.errors())}
+    )
+
+
 def install_exception_handlers(app: FastAPI) -> None:
     for error_type in (OperationalError, PoolTimeoutError):
         app.add_exception_handler(error_type, database_unavailable)
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
 
 def query_error(name: str, value: Any, message: str) -> RequestValidationError:

@@ -17,11 +17,11 @@ from copy import deepcopy
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from core.fusion import fusion_groups
 from core.results import finite_or_none
-from core.spec import MAX_NAME_LENGTH, JobSpec
+from core.spec import MAX_NAME_LENGTH, JobSpec, StrictModel
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "diverged", "cancelled"})
@@ -36,7 +36,7 @@ AxisName = Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)?$", ma
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
-class SweepRequest(BaseModel):
+class SweepRequest(StrictModel):
     """What a user submits: every grid point × every seed becomes one job."""
 
     model_config = ConfigDict(

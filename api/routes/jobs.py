@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import StringConstraints
 
-from api.dependencies import CeleryDep, JobDep, PageCursor, PageLimit, StoreDep
+from api.dependencies import CeleryDep, JobDep, PageCursor, PageLimit, StoreDep, normalize_job_id
 from api.errors import DATABASE_DOWN, query_error
 from api.limits import BODY_REFUSED
 from api.schemas import (
@@ -98,14 +98,17 @@ def submit_job(
 def list_jobs(
     store: StoreDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    sweep_id: Annotated[str | None, Query(max_length=64)] = None,
+    sweep_id: Annotated[str | None, Query(max_length=64, description="a sweep's id (UUID hex)")] = None,
     limit: PageLimit = 50,
     cursor: PageCursor = None,
 ) -> JobPage:
+    sweep = None
+    if sweep_id is not None:
+        sweep = normalize_job_id(sweep_id)  # sweep ids are UUID hex like job ids
+        if sweep is None:
+            raise query_error("sweep_id", sweep_id, "not a sweep id (UUID hex)")
     try:
-        jobs, next_cursor = store.list_jobs(
-            status=status_filter, sweep_id=sweep_id, limit=limit, cursor=cursor
-        )
+        jobs, next_cursor = store.list_jobs(status=status_filter, sweep_id=sweep, limit=limit, cursor=cursor)
     except InvalidCursor as error:
         raise query_error("cursor", cursor, str(error)) from error
     return JobPage(items=[JobOut.model_validate(job) for job in jobs], next_cursor=next_cursor)

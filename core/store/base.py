@@ -27,6 +27,7 @@ fused_group_job_table: sa.Table = FusedGroupJob.__table__  # type: ignore[assign
 
 _SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(Summary))
 _CURSOR_PREFIX = "r1:"
+_MAX_ROW_ID = 2**63 - 1  # row ids are bigints
 
 
 def leased_to(owner: str) -> sa.ColumnElement[bool]:
@@ -67,9 +68,14 @@ def decode_cursor(cursor: str) -> int:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise InvalidCursor("invalid cursor") from error
-    if not decoded.startswith(_CURSOR_PREFIX) or not decoded[len(_CURSOR_PREFIX) :].isdigit():
+    digits = decoded[len(_CURSOR_PREFIX) :]
+    # ASCII digits only ("²" is a digit to isdigit(), not to int()), and a row id a bigint column holds.
+    if not decoded.startswith(_CURSOR_PREFIX) or not (digits.isascii() and digits.isdigit()):
         raise InvalidCursor("invalid cursor")
-    return int(decoded[len(_CURSOR_PREFIX) :])
+    row_id = int(digits)
+    if row_id > _MAX_ROW_ID:
+        raise InvalidCursor("invalid cursor")
+    return row_id
 
 
 class StoreBase:
