@@ -22,12 +22,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from client.documents import DocumentError, apply_assignments, load_document
 from client.http import DEFAULT_URL, TERMINAL_STATUSES, BnlabClient, ServiceError
-from client.render import compare_table, job_details, jobs_table, sweep_details, sweeps_table
+from client.render import (
+    compare_table,
+    job_details,
+    jobs_table,
+    sweep_details,
+    sweeps_table,
+    terminal,
+    visible,
+)
 from client.watch import print_events, show_events, show_sweep_progress
 
 EXIT_ERROR = 1
@@ -88,12 +95,12 @@ def connected(context: typer.Context) -> Iterator[BnlabClient]:
         with BnlabClient(service.url, service.api_key) as client:
             yield client
     except (ServiceError, DocumentError) as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {visible(str(error))}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
 
 
 def fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {visible(message)}", err=True)
     return typer.Exit(EXIT_ERROR)
 
 
@@ -114,7 +121,7 @@ def print_page(
     elif not page["items"]:
         typer.echo(when_empty)
     else:
-        Console().print(table(page["items"]))
+        terminal().print(table(page["items"]))
         if page.get("next_cursor"):
             typer.echo(f"More: {command} --cursor {page['next_cursor']}")
 
@@ -123,7 +130,7 @@ def follow_job(client: BnlabClient, job_id: str, as_json: bool) -> None:
     """Follows a job's stream to its end and exits with its outcome; Ctrl-C detaches (never cancels)."""
     events = client.job_events(job_id)
     try:
-        exit_status = print_events(events) if as_json else show_events(job_id, events, Console())
+        exit_status = print_events(events) if as_json else show_events(job_id, events, terminal())
     except KeyboardInterrupt:
         typer.echo(
             f"Detached; job {job_id} keeps running (bnlab watch {job_id} to follow it again).", err=True
@@ -216,7 +223,7 @@ def show(
     if as_json:
         print_json(job)
     else:
-        Console().print(job_details(job))
+        terminal().print(job_details(job))
 
 
 @app.command()
@@ -248,7 +255,7 @@ def compare(
     if as_json:
         print_json(comparison)
     else:
-        Console().print(compare_table(comparison))
+        terminal().print(compare_table(comparison))
     if plot and picture is not None:
         save_plot(plot, picture)
 
@@ -300,7 +307,7 @@ def sweep_submit(
         else:
             typer.echo(f"Submitted sweep {sweep['id']} ({sweep['size']} jobs).")
         if watch:
-            raise typer.Exit(show_sweep_progress(client, sweep["id"], Console()))
+            raise typer.Exit(show_sweep_progress(client, sweep["id"], terminal()))
 
 
 @sweep_app.command("list")
@@ -339,4 +346,4 @@ def sweep_show(
     if as_json:
         print_json(sweep)
         return
-    Console().print(sweep_details(sweep))
+    terminal().print(sweep_details(sweep))
