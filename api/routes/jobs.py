@@ -8,11 +8,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+from celery import Celery
 from fastapi import APIRouter, Body, HTTPException, Query, status
-from pydantic import StringConstraints
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, StringConstraints
 
 from api.dependencies import CeleryDep, JobDep, PageCursor, PageLimit, StoreDep, normalize_job_id
 from api.errors import DATABASE_DOWN, query_error
+from api.idempotency import IDEMPOTENCY_CONFLICT, IdempotencyKey, answer_once
 from api.limits import BODY_REFUSED
 from api.schemas import (
     PAPER_DIGITS_SPEC,
@@ -28,7 +31,7 @@ from api.schemas import (
 from core.queue import publish_job
 from core.results import METRIC_NAMES
 from core.spec import JobSpec
-from core.store import InvalidCursor
+from core.store import InvalidCursor, Store
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ SPEC_EXAMPLES: dict[str, Any] = {
     summary="Submit a training job",
     responses={
         **BODY_REFUSED,
+        **IDEMPOTENCY_CONFLICT,
         **DATABASE_DOWN,
     },
 )
@@ -76,9 +80,17 @@ def submit_job(
     spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     store: StoreDep,
     celery_app: CeleryDep,
-) -> JobOut:
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | JSONResponse:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
-    `queued` and the sweeper publishes it once the broker answers again."""
+    `queued` and the sweeper publishes it once the broker answers again. A retry with the same
+    `Idempotency-Key` and body within 24 h answers the first answer (the same job) and creates nothing."""
+    return answer_once(
+        store, "jobs", idempotency_key, spec, lambda: create_and_publish(spec, store, celery_app)
+    )
+
+
+def create_and_publish(spec: JobSpec, store: Store, celery_app: Celery) -> JobOut:
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
     try:
         publish_job(celery_app, job.id, spec.device)

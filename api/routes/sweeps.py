@@ -10,8 +10,11 @@ import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+from celery import Celery
 from fastapi import APIRouter, HTTPException, Path, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.comparison_schemas import (
     ExecutionOut,
@@ -24,9 +27,11 @@ from api.comparison_schemas import (
 )
 from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep, normalize_job_id
 from api.errors import DATABASE_DOWN, query_error
+from api.idempotency import IDEMPOTENCY_CONFLICT, IdempotencyKey, answer_once
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from core.queue import publish_group, publish_job
+from core.settings import Settings
 from core.spec import JobSpec
 from core.store import InvalidCursor, Store, SweepView
 from core.sweeps import (
@@ -135,17 +140,35 @@ def _sweep_out(store: Store, sweep: SweepView) -> SweepOut:
     summary="Submit a sweep: every grid point × every seed becomes a job",
     responses={
         **BODY_REFUSED,
+        **IDEMPOTENCY_CONFLICT,
         **DATABASE_DOWN,
     },
 )
 def submit_sweep(
-    sweep: SweepRequest, store: StoreDep, celery_app: CeleryDep, settings: SettingsDep
-) -> SweepCreatedOut:
+    sweep: SweepRequest,
+    store: StoreDep,
+    celery_app: CeleryDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | JSONResponse:
     """422 names the grid point and field of every invalid point, or the size over the cap
     (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
     are split into fused groups (`max_fused_group_size` at most), each published as one task; every other
     job is published as its own task. A broker that is down loses none of them (the sweeper publishes
-    them once it answers)."""
+    them once it answers). A retry with the same `Idempotency-Key` and body within 24 h answers the first
+    answer (the same sweep) and creates nothing."""
+    return answer_once(
+        store,
+        "sweeps",
+        idempotency_key,
+        sweep,
+        lambda: create_and_publish(sweep, store, celery_app, settings),
+    )
+
+
+def create_and_publish(
+    sweep: SweepRequest, store: Store, celery_app: Celery, settings: Settings
+) -> SweepCreatedOut:
     try:
         jobs = expand_sweep(sweep, settings.max_sweep_size)
     except SweepValidationError as invalid:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from core.settings import Settings
 from core.store.groups import FusedGroupStore
+from core.store.idempotency import IdempotencyStore
 from core.store.jobs import SweepStore
 from core.store.leases import LeaseStore
 from core.store.series import SeriesStore
@@ -12,7 +13,7 @@ from core.store.targets import TargetStore
 from core.store_events import EventStore
 
 
-class Store(SweepStore, FusedGroupStore, LeaseStore, SeriesStore, TargetStore, EventStore):
+class Store(SweepStore, FusedGroupStore, LeaseStore, SeriesStore, TargetStore, EventStore, IdempotencyStore):
     """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
     new one: pooled connections must not cross processes). Every method returns plain records."""
 
