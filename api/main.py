@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from api import dashboard
 from api.auth import ApiKeys
 from api.errors import install_exception_handlers
+from api.hosts import TrustedHosts
 from api.limits import BodySizeLimit
 from api.routes import api_router
 from api.sweeper import Sweeper
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sweeper = sweeper
     app.state.api_keys = ApiKeys.from_settings(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TrustedHosts, trusted=settings.trusted_hosts.split(","))  # outermost: checked first
     install_exception_handlers(app)
     app.include_router(api_router)
     app.include_router(dashboard.router)  # the pages at `/`, open: the API key guards /v1 only

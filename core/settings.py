@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     events_poll_seconds: float = Field(0.25, gt=0, le=60)
     events_keepalive_seconds: float = Field(15.0, gt=0, le=300, description="comment sent on a quiet stream")
 
+    # Host headers the API answers (api.hosts: a web page must not reach a local API through DNS
+    # rebinding). Comma-separated names or addresses; `*.example.com` for subdomains, `*` for any.
+    trusted_hosts: str = Field("localhost,127.0.0.1,[::1]")
+
     # Auth: comma-separated keys; empty = open. Read-only keys may only GET.
     api_keys: str = Field("", repr=False)
     read_only_api_keys: str = Field("", repr=False)
