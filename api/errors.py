@@ -1,4 +1,5 @@
-"""Exception handlers: a database that cannot be reached is a 503 with a clear message, never a 500; the
+"""Exception handlers: a database that cannot be reached is a 503 with a clear message, never a 500 (and
+one the migrations never ran on a 503 that says to run them); the
 503 every route that reads the store documents; the 422 of a query parameter judged in the route; and the
 one 422 answer of every invalid request, which encodes whatever input it echoes.
 
@@ -15,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.schemas import ErrorOut
@@ -23,13 +24,45 @@ from api.schemas import ErrorOut
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "database unavailable: the job store cannot be reached right now; retry shortly"
+SCHEMA_MISSING = (
+    "database not migrated: its tables are missing or older than this API; run the migrations "
+    "(`alembic upgrade head`, or `make migrate`)"
+)
+# PostgreSQL's undefined_table and undefined_column; SQLite says it in words.
+SCHEMA_MISSING_SQLSTATES = frozenset({"42P01", "42703"})
+SCHEMA_MISSING_MESSAGES = ("no such table", "no such column")
 RETRY_AFTER_SECONDS = "5"
 DATABASE_DOWN: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "the database cannot be reached"}
 }
 
 
+def schema_missing(error: BaseException) -> bool:
+    """Whether a database error says a table or column is not there: the migrations have not run."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if getattr(error.orig, "sqlstate", None) in SCHEMA_MISSING_SQLSTATES:
+        return True
+    return isinstance(error, OperationalError) and any(
+        text in str(error.orig) for text in SCHEMA_MISSING_MESSAGES
+    )
+
+
 def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    if schema_missing(error):
+        logger.error(
+            "database not migrated (%s %s): %s", request.method, request.url.path, error.__cause__ or error
+        )
+        return JSONResponse(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content={"detail": SCHEMA_MISSING},
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if isinstance(error, ProgrammingError):  # any other: a bug of ours, not the client's input
+        logger.error("database error during %s %s", request.method, request.url.path, exc_info=error)
+        return JSONResponse(
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR, content={"detail": "internal error"}
+        )
     logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, error)
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -70,7 +103,7 @@ def invalid_request(request: Request, error: Exception) -> JSONResponse:
 
 
 def install_exception_handlers(app: FastAPI) -> None:
-    for error_type in (OperationalError, PoolTimeoutError):
+    for error_type in (OperationalError, PoolTimeoutError, ProgrammingError):
         app.add_exception_handler(error_type, database_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_request)
 

@@ -180,7 +180,7 @@ class HealthOut(BaseModel):
 
 class ReadinessOut(BaseModel):
     status: Literal["ready", "unavailable"]
-    database: Literal["ok", "unavailable"]
+    database: Literal["ok", "unavailable", "not migrated"]
     broker: Literal["ok", "unavailable"]
 
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import APIRouter, Response, status
 
 from api.dependencies import CeleryDep, StoreDep
-from api.probes import broker_reachable, database_reachable
+from api.probes import broker_reachable, database_state
 from api.schemas import HealthOut, ReadinessOut
 
 router = APIRouter(tags=["health"])
 
 READY_WITHIN_SECONDS = 3.0
+Answer = TypeVar("Answer")
 
 
 @router.get("/healthz", status_code=status.HTTP_200_OK, response_model=HealthOut, summary="Liveness")
@@ -27,12 +29,12 @@ async def healthz() -> HealthOut:
     return HealthOut()
 
 
-async def answered_true(probe: Callable[[], bool]) -> bool:
-    """The probe's answer, run outside the request pool; False when it takes longer than the bound."""
+async def answered(probe: Callable[[], Answer], too_slow: Answer) -> Answer:
+    """The probe's answer, run outside the request pool; `too_slow` when it takes longer than the bound."""
     try:
         return await asyncio.wait_for(asyncio.to_thread(probe), READY_WITHIN_SECONDS)
     except TimeoutError:
-        return False
+        return too_slow
 
 
 @router.get(
@@ -43,14 +45,15 @@ async def answered_true(probe: Callable[[], bool]) -> bool:
     responses={503: {"model": ReadinessOut, "description": "the database or the broker is unreachable"}},
 )
 async def readyz(store: StoreDep, celery_app: CeleryDep, response: Response) -> ReadinessOut:
-    database_ok, broker_ok = await asyncio.gather(
-        answered_true(lambda: database_reachable(store)), answered_true(lambda: broker_reachable(celery_app))
+    database, broker_ok = await asyncio.gather(
+        answered(lambda: database_state(store), "unavailable"),
+        answered(lambda: broker_reachable(celery_app), False),
     )
-    ready = database_ok and broker_ok
+    ready = database == "ok" and broker_ok
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return ReadinessOut(
         status="ready" if ready else "unavailable",
-        database="ok" if database_ok else "unavailable",
+        database=database,
         broker="ok" if broker_ok else "unavailable",
     )
