@@ -125,7 +125,11 @@ class JobSpec(StrictModel):
     landscape_every: int = Field(0, ge=0, le=MAX_STEPS, description="0 = off")
     checkpoint_every: int = Field(500, ge=0, le=MAX_STEPS, description="0 = never checkpoint")
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    device: str = Field("auto", max_length=16, description="auto | cpu | cuda | cuda:N")
+    device: str = Field(
+        "auto",
+        max_length=16,
+        description="auto | cpu | cuda | cuda:N (N from 0 to 99); a job for a GPU no worker has waits queued",
+    )
 
     @field_validator("device")
     @classmethod

@@ -27,7 +27,8 @@ Server-Sent Events, in this order: `status` (id `status:<seq>`: 1 queued, 2 runn
 status), `metrics` at each evaluation step (id `metrics:<step>`, data `{"step", "values": {name: value}}`),
 and `progress` (`{"step", "steps", "steps_per_second"}`, the latest only, no id) whenever it changes.
 The stream ends after the final status. Reconnect with `Last-Event-ID` to receive every `status` and
-`metrics` event after that one, without gaps or repeats. A comment is sent while nothing happens.
+`metrics` event after that one, without gaps or repeats (an id no stream sends, a number beyond 2147483647,
+is a 422). A comment is sent while nothing happens.
 """
 
 
