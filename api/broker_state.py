@@ -1,8 +1,8 @@
 """What the re-publisher asks the broker to find messages it lost: how many messages each queue holds, and
 how long a Redis broker has been up (a restarted Redis without persistence has lost every message it held).
 
-Both answer None when the broker cannot tell (another transport, or it cannot be reached): the caller then
-falls back on `REQUEUE_AFTER`.
+Both answer None when the broker cannot tell (another transport, or it cannot be reached: the reachability
+probe reports that, so these only log at debug level): the caller then falls back on `REQUEUE_AFTER`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def queue_sizes(celery_app: Celery, queues: Collection[str]) -> dict[str, int | 
                 except ChannelError:  # Redis keeps no key for an empty queue: "no such queue" is empty
                     sizes[queue] = 0
     except Exception as error:  # whatever the transport raised, the sizes are unknown this round
-        logger.warning("could not read the broker's queue sizes: %s", error)
+        logger.debug("could not read the broker's queue sizes: %s", error)  # the probe says it is down
         return dict.fromkeys(queues)
     return sizes
 
@@ -55,5 +55,5 @@ def broker_uptime_seconds(celery_app: Celery) -> int | None:
             redis_client = _connected(connection).default_channel.client  # type: ignore[attr-defined]
             return int(redis_client.info("server")["uptime_in_seconds"])
     except Exception as error:  # unknown this round
-        logger.warning("could not read the broker's uptime: %s", error)
+        logger.debug("could not read the broker's uptime: %s", error)
         return None

@@ -183,7 +183,7 @@ class EventHub:
             else None
         )
         self._listener_task: asyncio.Task[None] | None = None
-        self._database_down = False  # logged once per outage, not at every poll
+        self._reads_failing = False  # logged once per outage, not at every poll
         self.polls = 0  # how many polls ran, for tests and diagnostics
         self.wakeups = 0  # how many change notifications woke the poller, likewise
 
@@ -228,14 +228,18 @@ class EventHub:
             self._wake.clear()
             try:
                 await self._poll()
-            except DATABASE_UNREACHABLE as error:  # briefly down: every stream waits for it, none ends
-                if not self._database_down:
-                    logger.warning("reading job events failed, retrying every poll: %s", error)
-                self._database_down = True
+            except Exception as error:  # the shared read failed (the database briefly down): all wait
+                if not self._reads_failing:
+                    logger.warning(
+                        "reading job events failed, retrying every poll: %s",
+                        error,
+                        exc_info=not isinstance(error, DATABASE_UNREACHABLE),  # a bug deserves its traceback
+                    )
+                self._reads_failing = True
             else:
-                if self._database_down:
+                if self._reads_failing:
                     logger.warning("reading job events works again")
-                self._database_down = False
+                self._reads_failing = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
 

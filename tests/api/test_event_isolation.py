@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.events import Batch, EventHub, StreamPosition, Subscription
@@ -15,6 +16,7 @@ from core.results import MetricPoint
 from core.spec import JobSpec
 from core.store import Store
 from tests.api.conftest import TINY_SPEC, submit
+from tests.fixtures.proxy import CuttableProxy
 
 OWNER = "test-owner"
 BEYOND_INT32 = 2**31
@@ -93,3 +95,44 @@ def test_a_last_event_id_beyond_its_columns_range_is_a_422_naming_the_header(
     response = client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": last_event_id})
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["header", "last-event-id"]
+
+
+def test_a_database_outage_is_logged_once_and_the_streams_resume_after_it(
+    postgres_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the database is down the poller retries every poll and says so once (it used to log a long
+    traceback 4 times a second); once it is back the stream gets the events written meanwhile."""
+    job_id = running_job_with_metrics(postgres_store, [10])
+    proxy = CuttableProxy(sa.engine.make_url(postgres_store.url).port or 5432)
+    proxied = Store(
+        sa.engine.make_url(postgres_store.url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    )
+
+    async def scenario() -> tuple[list[Batch], list[Batch], int]:
+        hub = EventHub(proxied, poll_seconds=0.05)
+        try:
+            subscription = hub.subscribe(job_id, StreamPosition())
+            before = await batches_until_quiet(subscription)
+            proxy.go_down()
+            polls = hub.polls
+            await asyncio.sleep(1.5)  # some thirty polls fail meanwhile
+            await asyncio.to_thread(
+                postgres_store.write_metrics, job_id, [MetricPoint("val_accuracy", 20, 0.6)]
+            )
+            proxy.come_back()
+            after = await batches_until_quiet(subscription, quiet_seconds=3)
+            return before, after, hub.polls - polls
+        finally:
+            await hub.close()
+
+    try:
+        before, after, polls_while_down = asyncio.run(scenario())
+    finally:
+        proxied.dispose()
+        proxy.close()
+    assert metric_ids(before) == ["metrics:10"]
+    assert metric_ids(after) == ["metrics:20"]
+    records = [record for record in caplog.records if "reading job events" in record.getMessage()]
+    assert len(records) == 2, [record.getMessage() for record in records]  # "failed, retrying", "works again"
+    assert not any(record.exc_info for record in records), "an outage is no bug: no traceback"
+    assert polls_while_down >= 1
