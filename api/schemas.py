@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
-from core.spec import JobSpec
+from core.spec import JobSpec, with_unstorable_text_replaced
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "diverged", "cancelled"]
 
@@ -113,7 +113,8 @@ class JobOut(_Response):
 
     id: str = Field(description="UUID4 hex")
     status: JobStatus
-    spec: JobSpec
+    # A spec stored before NUL was refused (SQLite kept it) reads back with U+FFFD instead of failing.
+    spec: Annotated[JobSpec, BeforeValidator(with_unstorable_text_replaced)]
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

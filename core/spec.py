@@ -51,6 +51,26 @@ def unstorable_text(value: object) -> str | None:
     return None
 
 
+def with_unstorable_text_replaced(value: object) -> object:
+    """`value` with NUL and lone surrogates replaced by U+FFFD in every string inside it: how a spec stored
+    before such text was refused (SQLite kept NUL) is read back without failing validation."""
+    if isinstance(value, str):
+        if unstorable_text(value) is None:
+            return value
+        return "".join(
+            "\ufffd" if character == "\x00" or "\ud800" <= character <= "\udfff" else character
+            for character in value
+        )
+    if isinstance(value, dict):
+        return {
+            with_unstorable_text_replaced(key): with_unstorable_text_replaced(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [with_unstorable_text_replaced(item) for item in value]
+    return value
+
+
 class StrictModel(BaseModel):
     """What every submitted document shares. Unknown fields are errors: a typo like `learning_rat` must not
     silently train with the default. Numbers are finite (NaN, Infinity and 1e999 are 422s, not values a

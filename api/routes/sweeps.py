@@ -32,7 +32,7 @@ from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from core.queue import publish_group, publish_job
 from core.settings import Settings
-from core.spec import JobSpec
+from core.spec import JobSpec, with_unstorable_text_replaced
 from core.store import InvalidCursor, Store, SweepView
 from core.sweeps import (
     TERMINAL_STATUSES,
@@ -88,7 +88,7 @@ def _summary_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> SweepSumm
         name=sweep.name,
         created_at=sweep.created_at,
         size=sweep.size,
-        base=JobSpec.model_validate(sweep.base),
+        base=JobSpec.model_validate(with_unstorable_text_replaced(sweep.base)),
         grid=sweep.grid,
         seeds=sweep.seeds,
         execution=_execution_out(sweep, job_statuses),

@@ -9,9 +9,12 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import TINY_SPEC, published_tasks, submit
+from api.main import create_app
+from core.db.migrate import upgrade_database
+from tests.api.conftest import TINY_SPEC, published_tasks, settings_for, submit
 
 NUMBER_FIELDS = ["learning_rate", "dropout", "init_std", "target_accuracy"]
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999"]
@@ -131,3 +134,30 @@ def test_a_gpu_index_no_worker_has_is_accepted_and_queued_for_the_gpus(
     job = submit(client, device="cuda:99")
     assert job["status"] == "queued"
     assert published_tasks(broker_url, queue="gpu") == [("bnlab.train_job", job["id"])]
+
+
+def test_a_name_with_nul_stored_before_it_was_refused_reads_back_replaced(
+    sqlite_url: str, broker_url: str
+) -> None:
+    """SQLite kept NUL before it was refused: such a job and sweep still list and read (U+FFFD in its
+    place) instead of failing the answer's validation."""
+    upgrade_database(sqlite_url)
+    app = create_app(settings_for(sqlite_url, broker_url))
+    with TestClient(app) as client:
+        job = submit(client)
+        sweep = client.post("/v1/sweeps", json={"name": "s", "base": TINY_SPEC}).json()
+        with app.state.store.engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE job SET name = :name, spec = json_set(spec, '$.name', :name)"),
+                {"name": "a\x00b"},
+            )
+            connection.execute(
+                sa.text("UPDATE sweep SET base = json_set(base, '$.name', :name)"), {"name": "a\x00b"}
+            )
+        listed = client.get("/v1/jobs")
+        read = client.get(f"/v1/jobs/{job['id']}")
+        sweep_read = client.get(f"/v1/sweeps/{sweep['id']}")
+    app.state.store.dispose()
+    assert listed.status_code == read.status_code == sweep_read.status_code == 200
+    assert read.json()["spec"]["name"] == "a\ufffdb"
+    assert sweep_read.json()["base"]["name"] == "a\ufffdb"
