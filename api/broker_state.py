@@ -18,8 +18,6 @@ from api.probes import BROKER_CHECK_SECONDS
 
 logger = logging.getLogger(__name__)
 
-ATTEMPTS = 2
-
 
 def _connected(connection: Connection) -> Connection:
     """The connection, connected within the probes' bound (kombu would otherwise retry for long)."""
@@ -49,17 +47,13 @@ def queue_sizes(celery_app: Celery, queues: Collection[str]) -> dict[str, int | 
 
 
 def broker_uptime_seconds(celery_app: Celery) -> int | None:
-    """Whole seconds since a Redis broker started (`INFO server`); None for another transport.
-
-    Asked twice at most: right after a restart, the pooled connection the first attempt gets is the dead
-    one to the old server, and that is exactly when the answer matters."""
-    for attempt in range(ATTEMPTS):
-        try:
-            with celery_app.connection_for_read() as connection:
-                if connection.transport.driver_type != "redis":
-                    return None
-                redis_client = _connected(connection).default_channel.client  # type: ignore[attr-defined]
-                return int(redis_client.info("server")["uptime_in_seconds"])
-        except Exception as error:  # unknown this round
-            logger.debug("could not read the broker's uptime (attempt %d): %s", attempt + 1, error)
-    return None
+    """Whole seconds since a Redis broker started (`INFO server`); None for another transport."""
+    try:
+        with celery_app.connection_for_read() as connection:
+            if connection.transport.driver_type != "redis":
+                return None
+            redis_client = _connected(connection).default_channel.client  # type: ignore[attr-defined]
+            return int(redis_client.info("server")["uptime_in_seconds"])
+    except Exception as error:  # unknown this round
+        logger.debug("could not read the broker's uptime: %s", error)
+        return None

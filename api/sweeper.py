@@ -96,9 +96,10 @@ class Sweeper:
         uptime = broker_uptime_seconds(self.celery_app)
         before_restart: list[RepublishCandidate] = []
         if uptime is not None and uptime < self.settings.requeue_after_seconds:
-            # `INFO` floors the uptime, so this reaches back to the start at least: a job published in the
-            # second after it may be published twice, and its second delivery is dropped by the lease.
-            before_restart = self._published_before(uptime)
+            # Redis counts its uptime between whole seconds of its clock, so it may be up to a second more
+            # or less than the time since the start: one second less reaches back to the start at least.
+            # A job published in the two seconds after it may be published twice; the lease drops the copy.
+            before_restart = self._published_before(max(uptime - 1, 0))
         waiting = self._published_before(self.lost_message_grace_seconds)
         sizes = queue_sizes(self.celery_app, {queue_for_device(candidate.device) for candidate in waiting})
         in_empty_queues = [
