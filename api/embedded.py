@@ -116,6 +116,13 @@ def die_with_parent(death_signal: signal.Signals) -> Callable[[], None]:
     return hook
 
 
+def trusted_hosts_with(trusted_hosts: str, bind_host: str) -> str:
+    """The trusted hosts setting with the address the API binds added: the URL this launcher prints works."""
+    listed = [host.strip() for host in trusted_hosts.split(",") if host.strip()]
+    bound = f"[{bind_host}]" if ":" in bind_host and not bind_host.startswith("[") else bind_host
+    return ",".join(listed if bound.lower() in (host.lower() for host in listed) else [*listed, bound])
+
+
 class EmbeddedService:
     """The two child processes, each in a session of its own (a terminal's Ctrl-C reaches only the
     launcher, which decides how each child stops)."""
@@ -129,6 +136,7 @@ class EmbeddedService:
         self.api = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port),
              *uvicorn_logging],
+            env={**os.environ, "BNLAB_TRUSTED_HOSTS": trusted_hosts_with(get_settings().trusted_hosts, host)},
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGTERM),
         )  # fmt: skip

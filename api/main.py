@@ -17,6 +17,7 @@ from api import dashboard
 from api.auth import ApiKeys
 from api.docs import install_docs
 from api.errors import install_exception_handlers
+from api.hosts import TrustedHosts
 from api.limits import BodySizeLimit
 from api.metrics.instruments import RequestDurations, StoreCollector, request_duration_histogram
 from api.metrics.router import router as metrics_router
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     collector = StoreCollector(store, lambda: _open_streams(app), settings.lease_seconds)
     app.state.metrics_registry.register(collector)
     app.add_middleware(RequestDurations, histogram=request_duration_histogram(app.state.metrics_registry))
+    app.add_middleware(TrustedHosts, trusted=settings.trusted_hosts.split(","))  # outermost: checked first
     install_exception_handlers(app)
     app.include_router(api_router)
     app.include_router(metrics_router)  # /metrics, behind the API keys like /v1

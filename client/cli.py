@@ -24,7 +24,6 @@ from typing import Annotated, Any
 
 import typer
 from bnlab.exports import export_metrics
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperArgument, TyperOption
@@ -37,7 +36,9 @@ from client.render import (
     jobs_table,
     sweep_details,
     sweeps_table,
+    terminal,
     tuned_details,
+    visible,
 )
 from client.watch import print_events, show_events, show_sweep_progress
 from client.workers import waiting_line, workers_table
@@ -156,12 +157,12 @@ def connected(context: typer.Context) -> Iterator[BnlabClient]:
         with BnlabClient(service.url, service.api_key) as client:
             yield client
     except (ServiceError, DocumentError) as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {visible(str(error))}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
 
 
 def fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {visible(message)}", err=True)
     return typer.Exit(EXIT_ERROR)
 
 
@@ -182,7 +183,7 @@ def print_page(
     elif not page["items"]:
         typer.echo(when_empty)
     else:
-        Console().print(table(page["items"]))
+        terminal().print(table(page["items"]))
         if page.get("next_cursor"):
             typer.echo(f"More: {command} --cursor {page['next_cursor']}")
 
@@ -191,7 +192,7 @@ def follow_job(client: BnlabClient, job_id: str, as_json: bool) -> None:
     """Follows a job's stream to its end and exits with its outcome; Ctrl-C detaches (never cancels)."""
     events = client.job_events(job_id)
     try:
-        exit_status = print_events(events) if as_json else show_events(job_id, events, Console())
+        exit_status = print_events(events) if as_json else show_events(job_id, events, terminal())
     except KeyboardInterrupt:
         typer.echo(
             f"Detached; job {job_id} keeps running (bnlab watch {job_id} to follow it again).", err=True
@@ -203,7 +204,7 @@ def follow_job(client: BnlabClient, job_id: str, as_json: bool) -> None:
 def follow_sweep(client: BnlabClient, sweep_id: str) -> None:
     """Draws a sweep's progress to its end and exits with its outcome; Ctrl-C detaches (never cancels)."""
     try:
-        exit_status = show_sweep_progress(client, sweep_id, Console())
+        exit_status = show_sweep_progress(client, sweep_id, terminal())
     except KeyboardInterrupt:
         typer.echo(
             f"Detached; sweep {sweep_id} goes on (bnlab sweep watch {sweep_id} to follow it again).", err=True
@@ -301,7 +302,7 @@ def show(
     if as_json:
         print_json(job)
     else:
-        Console().print(job_details(job))
+        terminal().print(job_details(job))
 
 
 @app.command()
@@ -357,9 +358,9 @@ def compare(
     if as_json:
         print_json(comparison)
     else:
-        Console().print(compare_table(comparison))
+        terminal().print(compare_table(comparison))
         if comparison.get("arms"):
-            Console().print(Text(), tuned_details(comparison["arms"]))
+            terminal().print(Text(), tuned_details(comparison["arms"]))
     if plot and picture is not None:
         save_plot(plot, picture)
 
@@ -500,6 +501,6 @@ def sweep_show(
     if as_json:
         print_json(sweep)
         return
-    Console().print(sweep_details(sweep))
+    terminal().print(sweep_details(sweep))
     if sweep.get("tuned"):
-        Console().print(Text(), tuned_details(sweep["tuned"]))
+        terminal().print(Text(), tuned_details(sweep["tuned"]))

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from client.http import TERMINAL_STATUSES, BnlabClient, JobEvent
-from client.render import MISSING, number
+from client.render import MISSING, number, visible
 
 # Exit statuses of `watch` (and `submit --watch`), so scripts can tell outcomes apart. 1 is taken by
 # errors talking to the service and 2 by usage errors.
@@ -47,10 +47,10 @@ class JobProgressBar:
         self.val_accuracy: float | None = None
         self.final: dict[str, Any] = {}
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[details]}"),
+            TextColumn("{task.fields[details]}", markup=False),
             console=console,
         )
         self._task: TaskID | None = None
@@ -75,7 +75,7 @@ class JobProgressBar:
             if values.get("val_accuracy") is not None:
                 self.val_accuracy = values["val_accuracy"]
         elif event.kind == "status":
-            self.status = str(data.get("status"))
+            self.status = visible(str(data.get("status")))
             if event.is_terminal:
                 self.final = data
                 self.step = int(data.get("step") or self.step)
@@ -118,7 +118,7 @@ class JobProgressBar:
         if self.status == "diverged":
             return f"Job {self.job_id} diverged at step {number(summary.get('diverged_at_step'))}."
         if self.status == "failed":
-            return f"Job {self.job_id} failed: {self.final.get('error') or 'no reason given'}."
+            return f"Job {self.job_id} failed: {visible(str(self.final.get('error') or 'no reason given'))}."
         return f"Job {self.job_id} was cancelled at step {self.step:,}."
 
 
@@ -129,7 +129,12 @@ def show_events(job_id: str, events: Iterable[JobEvent], console: Console) -> in
     with JobProgressBar(job_id, console) as bar:
         for event in itertools.chain([first] if first else [], stream):
             bar.handle(event)
-    console.print(bar.outcome_line(), style="green" if bar.status == "succeeded" else "red", highlight=False)
+    console.print(
+        bar.outcome_line(),
+        style="green" if bar.status == "succeeded" else "red",
+        highlight=False,
+        markup=False,
+    )
     return EXIT_BY_STATUS.get(bar.status, 1)
 
 
@@ -167,10 +172,10 @@ def show_sweep_progress(client: BnlabClient, sweep_id: str, console: Console) ->
     business: watching never cancels a sweep.
     """
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("steps  {task.fields[details]}"),
+        TextColumn("steps  {task.fields[details]}", markup=False),
         console=console,
     )
     with progress:
@@ -190,5 +195,5 @@ def show_sweep_progress(client: BnlabClient, sweep_id: str, console: Console) ->
                 break
             time.sleep(SWEEP_POLL_SECONDS)
     listed = " ".join(f"{status} {count}" for status, count in counts.items() if count)
-    console.print(f"Sweep {sweep_id} finished: {listed}.", highlight=False)
+    console.print(f"Sweep {sweep_id} finished: {listed}.", highlight=False, markup=False)
     return EXIT_BY_STATUS["failed"] if counts.get("failed", 0) else 0

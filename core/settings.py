@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="embedded mode: uvicorn logs one line per HTTP request (the dashboard polls)"
     )
+    # Host headers the API answers (api.hosts: a web page must not reach a local API through DNS
+    # rebinding). Comma-separated names or addresses; `*.example.com` for subdomains, `*` for any.
+    trusted_hosts: str = Field("localhost,127.0.0.1,[::1]")
 
     # Auth: comma-separated keys; empty = open. Read-only keys may only GET.
     api_keys: str = Field("", repr=False)

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from celery import Celery
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
-from fastapi.responses import StreamingResponse
-from pydantic import StringConstraints
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, StringConstraints
 
-from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, SettingsDep, StoreDep
+from api.dependencies import (
+    JOB_NOT_FOUND,
+    CeleryDep,
+    JobDep,
+    PageCursor,
+    PageLimit,
+    SettingsDep,
+    StoreDep,
+    normalize_job_id,
+)
 from api.errors import DATABASE_DOWN, query_error
 from api.exports import FormatQuery, csv_answer, csv_response, metric_lines, wants_csv
+from api.idempotency import IDEMPOTENCY_CONFLICT, IdempotencyKey, answer_once
 from api.jobs.schemas import (
     PAPER_DIGITS_SPEC,
     JobOut,
@@ -32,8 +43,9 @@ from api.limits import BODY_REFUSED
 from api.publishing import publish_stored
 from api.schemas import ErrorOut, Series
 from core.results import METRIC_NAMES
+from core.settings import Settings
 from core.spec import JobSpec
-from core.store import InvalidCursor
+from core.store import InvalidCursor, StoreInterface
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -70,6 +82,7 @@ SPEC_EXAMPLES: dict[str, Any] = {
     summary="Submit a training job",
     responses={
         **BODY_REFUSED,
+        **IDEMPOTENCY_CONFLICT,
         **DATABASE_DOWN,
     },
 )
@@ -78,9 +91,19 @@ def submit_job(
     store: StoreDep,
     celery_app: CeleryDep,
     settings: SettingsDep,
-) -> JobOut:
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | JSONResponse:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
-    `queued` and the republisher publishes it once the broker answers again."""
+    `queued` and the republisher publishes it once the broker answers again. A retry with the same
+    `Idempotency-Key` and body within 24 h answers the first answer (the same job) and creates nothing."""
+    return answer_once(
+        store, "jobs", idempotency_key, spec, lambda: create_and_publish(spec, store, celery_app, settings)
+    )
+
+
+def create_and_publish(
+    spec: JobSpec, store: StoreInterface, celery_app: Celery, settings: Settings
+) -> JobOut:
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
     publish_stored(store, celery_app, [job.id], spec.device)
     return job_out_with_waiting_for(job, store, settings)
@@ -97,14 +120,17 @@ def list_jobs(
     store: StoreDep,
     settings: SettingsDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    sweep_id: Annotated[str | None, Query(max_length=64)] = None,
+    sweep_id: Annotated[str | None, Query(max_length=64, description="a sweep's id (UUID hex)")] = None,
     limit: PageLimit = 50,
     cursor: PageCursor = None,
 ) -> JobPage:
+    sweep = None
+    if sweep_id is not None:
+        sweep = normalize_job_id(sweep_id)  # sweep ids are UUID hex like job ids
+        if sweep is None:
+            raise query_error("sweep_id", sweep_id, "not a sweep id (UUID hex)")
     try:
-        jobs, next_cursor = store.list_jobs(
-            status=status_filter, sweep_id=sweep_id, limit=limit, cursor=cursor
-        )
+        jobs, next_cursor = store.list_jobs(status=status_filter, sweep_id=sweep, limit=limit, cursor=cursor)
     except InvalidCursor as error:
         raise query_error("cursor", cursor, str(error)) from error
     return JobPage(items=jobs_out_with_waiting_for(jobs, store, settings), next_cursor=next_cursor)

@@ -8,9 +8,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
+from api.idempotency import IDEMPOTENCY_CONFLICT, IdempotencyKey, answer_once
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from api.statistics_schemas import SweepCurvesOut
@@ -59,21 +62,31 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     summary="Submit a sweep: every grid point × every seed becomes a job",
     responses={
         **BODY_REFUSED,
+        **IDEMPOTENCY_CONFLICT,
         **DATABASE_DOWN,
     },
 )
 def submit_sweep(
-    sweep: SweepRequest, store: StoreDep, celery_app: CeleryDep, settings: SettingsDep
-) -> SweepCreatedOut:
+    sweep: SweepRequest,
+    store: StoreDep,
+    celery_app: CeleryDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | JSONResponse:
     """422 names the grid point and field of every invalid point, or the size over the cap
     (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
     are split into fused groups, each published as one task — of `max_fused_group_size` at most, or
     `max_fused_gpu_group_size` for specs that a GPU will train (`cuda`, or `auto` while a live worker on
     the default queue has a GPU) and no more than fit its memory (`core.group_sizes`); every other
     job is published as its own task. A broker that is down loses none of them (the republisher publishes
-    them once it answers)."""
-    created = create_and_publish(sweep, store, celery_app, settings)
-    return SweepCreatedOut(id=created.id, size=created.size, job_ids=created.job_ids)
+    them once it answers). A retry with the same `Idempotency-Key` and body within 24 h answers the first
+    answer (the same sweep) and creates nothing."""
+
+    def create() -> SweepCreatedOut:
+        created = create_and_publish(sweep, store, celery_app, settings)
+        return SweepCreatedOut(id=created.id, size=created.size, job_ids=created.job_ids)
+
+    return answer_once(store, "sweeps", idempotency_key, sweep, create)
 
 
 @router.get(

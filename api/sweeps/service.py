@@ -29,7 +29,7 @@ from api.sweeps.schemas import (
 from core.compare import higher_is_better
 from core.group_sizes import group_sizing
 from core.settings import Settings
-from core.spec import JobSpec
+from core.spec import JobSpec, with_unstorable_text_replaced
 from core.store import StoreInterface, SweepView
 from core.sweeps import (
     TERMINAL_STATUSES,
@@ -115,7 +115,7 @@ def summary_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> SweepSumma
         name=sweep.name,
         created_at=sweep.created_at,
         size=sweep.size,
-        base=JobSpec.model_validate(sweep.base),
+        base=JobSpec.model_validate(with_unstorable_text_replaced(sweep.base)),
         grid=sweep.grid,
         seeds=sweep.seeds,
         execution=_execution_out(sweep, job_statuses),

@@ -28,6 +28,7 @@ from core.store.views import (
     MetricStep,
     RepublishCandidate,
     SeriesWithCrossing,
+    StoredAnswer,
     SweepProgress,
     SweepView,
     WorkerTraining,
@@ -370,6 +371,28 @@ class OperationsStoreInterface(Protocol):
         ...
 
 
+class IdempotencyStoreInterface(Protocol):
+    """`Idempotency-Key`s of POST requests: one claim per (route, key), the answer stored once given."""
+
+    def claim_idempotency_key(
+        self, route: str, key: str, request_sha256: str, window_seconds: float, abandoned_after_seconds: float
+    ) -> StoredAnswer | None:
+        """None when this caller now holds the key (it must complete or release it); otherwise what the
+        earlier request with this key stored. Claims older than `window_seconds`, and unanswered ones older
+        than `abandoned_after_seconds`, are forgotten first."""
+        ...
+
+    def complete_idempotency_key(
+        self, route: str, key: str, status_code: int, response: dict[str, Any]
+    ) -> None:
+        """Store the answer of the request that holds the key."""
+        ...
+
+    def release_idempotency_key(self, route: str, key: str) -> None:
+        """Give up an unanswered claim (its request failed), so a retry with the key starts afresh."""
+        ...
+
+
 class StoreInterface(
     DatabaseInterface,
     JobStoreInterface,
@@ -382,6 +405,7 @@ class StoreInterface(
     EventStoreInterface,
     WorkerStoreInterface,
     OperationsStoreInterface,
+    IdempotencyStoreInterface,
     Protocol,
 ):
     """The whole store: what the API and the worker may ask of it."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from core.settings import Settings
 from core.store.events import EventStore
 from core.store.fused_groups import FusedGroupStore
+from core.store.idempotency import IdempotencyStore
 from core.store.interface import StoreInterface
 from core.store.jobs import JobStore
 from core.store.leases import LeaseStore
@@ -33,6 +34,7 @@ class Store(
     EventStore,
     WorkerStore,
     OperationsStore,
+    IdempotencyStore,
 ):
     """bnlab's storage on PostgreSQL or SQLite. Thread-safe; create one per process (after a fork, make a
     new one: pooled connections must not cross processes). Every method returns plain records."""

@@ -292,3 +292,13 @@ class WorkerView:
     started_at: datetime
     last_seen: datetime
     alive: bool
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """What an earlier request with the same key left: its body's digest and, once answered, the answer
+    (`status_code` None while that request is still being answered)."""
+
+    request_sha256: str
+    status_code: int | None
+    response: dict[str, Any] | None

@@ -21,6 +21,7 @@ from tests.core.test_store_series import _reference_downsample
 SCHEMA_TABLES = {
     *("job", "sweep", "metric_name", "metric", "metric_rollup", "telemetry", "landscape", "checkpoint"),
     *("fused_group", "fused_group_job", "fused_checkpoint", "worker"),
+    "idempotent_request",
 }
 ROLLUP_REVISION = "ab00b6f69d79"
 
