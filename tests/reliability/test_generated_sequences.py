@@ -30,7 +30,7 @@ from core.db.tables import Base
 from tests.api.conftest import settings_for
 from tests.reliability.test_bad_input import STREAMING_PATHS, documented_operations, every_4xx_says_why
 
-pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.fuzz, pytest.mark.service, pytest.mark.timeout(900)]
 
 EXAMPLES_PER_OPERATION = 500
 SEQUENCES = 500
