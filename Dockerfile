@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 RUN groupadd --system bnlab \
     && useradd --system --gid bnlab --create-home --home-dir /home/bnlab bnlab \
-    && mkdir -p /data/datasets \
+    && mkdir -p /data/datasets /data/gpu-slots \
     && chown -R bnlab:bnlab /data
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./

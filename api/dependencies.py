@@ -18,17 +18,19 @@ from core.settings import Settings
 from core.store import JobView, StoreInterface
 
 
-def get_settings_of_app(request: Request) -> Settings:
+# These three only read `app.state`: `async def` runs them on the event loop, where a sync dependency would
+# wait for a thread of the request pool (and `/readyz` must never wait for one).
+async def get_settings_of_app(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> StoreInterface:
+async def get_store(request: Request) -> StoreInterface:
     store: StoreInterface = request.app.state.store
     return store
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:
     celery_app: Celery = request.app.state.celery
     return celery_app
 

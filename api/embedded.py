@@ -1,7 +1,9 @@
 """The embedded mode, one command on a machine with nothing but Python: `python -m api.embedded`.
 
 It creates ./var, migrates the SQLite database, starts the API (uvicorn) and one Celery worker as child
-processes, prints the URL, and on Ctrl-C or SIGTERM stops both within a few seconds. It never waits for a
+processes, prints the URL, and on Ctrl-C or SIGTERM stops both within a few seconds. The worker consumes
+`default` and `cpu`, or `default` and `gpu` on a machine with CUDA (`core.devices.detect_device`, which
+BNLAB_WORKER_DEVICE_KIND=cpu|cuda overrides), so a `cuda` job trains on the GPU it has. It never waits for a
 long job: the worker is shut down cold, and a job it was running is found by the republisher (its lease goes
 stale) at the next start and resumes from its last checkpoint.
 
@@ -33,6 +35,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from core.db.migrate import upgrade_database
+from core.devices import detect_device, queues_for
 from core.settings import VAR_DIR, Settings, get_settings
 
 logger = logging.getLogger("bnlab.embedded")
@@ -42,7 +45,6 @@ READY_TIMEOUT_SECONDS = 60.0
 # ~6 s (it first finishes a broker poll), so the worker is killed after this grace: its state is in the
 # database, and the republisher re-publishes a job it was running once that job's lease goes stale.
 STOP_GRACE_SECONDS = 3.0
-WORKER_QUEUES = "default,cpu"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 # Celery warns at every start when the worker runs as root (containers, CI); the embedded worker runs as
 # whoever started it on purpose. A warnings filter cannot hold a colon, so the message is cut before its own.
@@ -114,11 +116,18 @@ def die_with_parent(death_signal: signal.Signals) -> Callable[[], None]:
     return hook
 
 
+def trusted_hosts_with(trusted_hosts: str, bind_host: str) -> str:
+    """The trusted hosts setting with the address the API binds added: the URL this launcher prints works."""
+    listed = [host.strip() for host in trusted_hosts.split(",") if host.strip()]
+    bound = f"[{bind_host}]" if ":" in bind_host and not bind_host.startswith("[") else bind_host
+    return ",".join(listed if bound.lower() in (host.lower() for host in listed) else [*listed, bound])
+
+
 class EmbeddedService:
     """The two child processes, each in a session of its own (a terminal's Ctrl-C reaches only the
     launcher, which decides how each child stops)."""
 
-    def __init__(self, host: str, port: int, access_log: bool) -> None:
+    def __init__(self, host: str, port: int, access_log: bool, worker_queues: str) -> None:
         self.url = f"http://{host}:{port}"
         # uvicorn's own start-up lines are INFO too: at WARNING only its errors remain, and the launcher
         # says where the service is. The access log's lines are INFO, so asking for them lowers the level.
@@ -127,17 +136,23 @@ class EmbeddedService:
         self.api = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port),
              *uvicorn_logging],
+            env={**os.environ, "BNLAB_TRUSTED_HOSTS": trusted_hosts_with(get_settings().trusted_hosts, host)},
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGTERM),
         )  # fmt: skip
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "--quiet", "-A", "worker.app", "worker", "--pool=prefork",
-             "--concurrency=1", "-Q", WORKER_QUEUES, "--loglevel=INFO"],
+             "--concurrency=1", "-Q", worker_queues, "--loglevel=INFO"],
             env=with_warning_filter(dict(os.environ), ROOT_WARNING_FILTER),
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGKILL),
         )  # fmt: skip
-        logger.info("started the API (pid %d) and a worker (pid %d)", self.api.pid, self.worker.pid)
+        logger.info(
+            "started the API (pid %d) and a worker (pid %d) consuming %s",
+            self.api.pid,
+            self.worker.pid,
+            worker_queues,
+        )
 
     def children(self) -> list[subprocess.Popen[bytes]]:
         return [self.api, self.worker]
@@ -174,6 +189,11 @@ class EmbeddedService:
             child.wait()
 
 
+def worker_queues(settings: Settings) -> str:
+    """The queues of the embedded worker: `default` plus `gpu` when it trains on CUDA, else `cpu`."""
+    return ",".join(queues_for(detect_device(settings)))
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m api.embedded", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address the API listens on")
@@ -197,12 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         return CANNOT_LISTEN_EXIT_STATUS
     settings = get_settings()
     prepare_state(settings)
+    queues = worker_queues(settings)
 
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda _signum, _frame: stop.set())
 
-    service = EmbeddedService(arguments.host, arguments.port, arguments.access_log or settings.access_log)
+    service = EmbeddedService(
+        arguments.host, arguments.port, arguments.access_log or settings.access_log, queues
+    )
     try:
         if service.wait_until_ready(stop):
             logger.info(

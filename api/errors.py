@@ -1,5 +1,7 @@
-"""Exception handlers: a database that cannot be reached is a 503 with a clear message, never a 500; the
-503 every route that reads the store documents; and the 422 of a query parameter judged in the route.
+"""Exception handlers: a database that cannot be reached is a 503 with a clear message, never a 500 (and
+one the migrations never ran on a 503 that says to run them); the
+503 every route that reads the store documents; the 422 of a query parameter judged in the route; and the
+one 422 answer of every invalid request, which encodes whatever input it echoes.
 
 The message never repeats the driver's text, which can carry the connection string.
 """
@@ -7,12 +9,14 @@ The message never repeats the driver's text, which can carry the connection stri
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.schemas import ErrorOut
@@ -20,13 +24,45 @@ from api.schemas import ErrorOut
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "database unavailable: the job store cannot be reached right now; retry shortly"
+SCHEMA_MISSING = (
+    "database not migrated: its tables are missing or older than this API; run the migrations "
+    "(`alembic upgrade head`, or `make migrate`)"
+)
+# PostgreSQL's undefined_table and undefined_column; SQLite says it in words.
+SCHEMA_MISSING_SQLSTATES = frozenset({"42P01", "42703"})
+SCHEMA_MISSING_MESSAGES = ("no such table", "no such column")
 RETRY_AFTER_SECONDS = "5"
 DATABASE_DOWN: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "the database cannot be reached"}
 }
 
 
+def schema_missing(error: BaseException) -> bool:
+    """Whether a database error says a table or column is not there: the migrations have not run."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if getattr(error.orig, "sqlstate", None) in SCHEMA_MISSING_SQLSTATES:
+        return True
+    return isinstance(error, OperationalError) and any(
+        text in str(error.orig) for text in SCHEMA_MISSING_MESSAGES
+    )
+
+
 def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    if schema_missing(error):
+        logger.error(
+            "database not migrated (%s %s): %s", request.method, request.url.path, error.__cause__ or error
+        )
+        return JSONResponse(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content={"detail": SCHEMA_MISSING},
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if isinstance(error, ProgrammingError):  # any other: a bug of ours, not the client's input
+        logger.error("database error during %s %s", request.method, request.url.path, exc_info=error)
+        return JSONResponse(
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR, content={"detail": "internal error"}
+        )
     logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, error)
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -35,9 +71,41 @@ def database_unavailable(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+def json_safe(value: Any) -> Any:
+    """`value` as strict JSON can carry it: a non-finite float becomes its name ("NaN", "Infinity",
+    "-Infinity"), a string's lone surrogates become `\\udXXX` escapes, anything else unknown its text."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return (
+            value
+            if math.isfinite(value)
+            else {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN")
+        )
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, Mapping):
+        return {str(json_safe(key)): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(item) for item in value]
+    return json_safe(str(value))
+
+
+def invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422 (`detail`: a list of `loc`, `msg`, `type`, `input`, `ctx`), made JSON-safe: the
+    default handler fails with a 500 on an input of NaN, 1e999 or a lone surrogate."""
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": json_safe(error.errors())}
+    )
+
+
 def install_exception_handlers(app: FastAPI) -> None:
-    for error_type in (OperationalError, PoolTimeoutError):
+    for error_type in (OperationalError, PoolTimeoutError, ProgrammingError):
         app.add_exception_handler(error_type, database_unavailable)
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
 
 def query_error(name: str, value: Any, message: str) -> RequestValidationError:

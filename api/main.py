@@ -2,7 +2,7 @@
 
 The app owns one store and one Celery client (publishing only, by task name); its lifespan runs the
 republisher thread that re-publishes jobs the broker lost. With API keys in the settings, `/v1` needs one
-(`api.auth`).
+(`api.auth`), and so does `/metrics`, what Prometheus scrapes (`api.metrics`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from api import dashboard
 from api.auth import ApiKeys
 from api.docs import install_docs
 from api.errors import install_exception_handlers
+from api.hosts import TrustedHosts
 from api.limits import UPLOAD_FRAMING_BYTES, BodySizeLimit
+from api.metrics.instruments import RequestDurations, StoreCollector, request_duration_histogram
+from api.metrics.router import router as metrics_router
 from api.republisher import Republisher
 from api.routes import api_router
 from core.queue import make_celery
@@ -70,11 +74,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, upload_paths={"/v1/datasets": upload_limit}
     )
+    app.state.metrics_registry = CollectorRegistry()
+    collector = StoreCollector(store, lambda: _open_streams(app), settings.lease_seconds)
+    app.state.metrics_registry.register(collector)
+    app.add_middleware(RequestDurations, histogram=request_duration_histogram(app.state.metrics_registry))
+    app.add_middleware(TrustedHosts, trusted=settings.trusted_hosts.split(","))  # outermost: checked first
     install_exception_handlers(app)
     app.include_router(api_router)
+    app.include_router(metrics_router)  # /metrics, behind the API keys like /v1
     app.include_router(dashboard.router)  # the pages at `/`, open: the API key guards /v1 only
     install_docs(app)
     return app
+
+
+def _open_streams(app: FastAPI) -> int:
+    """The event streams the app serves (the hub exists once the first stream opened)."""
+    event_hub = getattr(app.state, "event_hub", None)
+    return event_hub.open_streams if event_hub is not None else 0
 
 
 app = create_app()

@@ -1,4 +1,5 @@
-"""Reachability probes of the database and the broker, for `/readyz` and the sweeper.
+"""Reachability probes of the database and the broker, for `/readyz` and the republisher (which also tells a
+database without bnlab's tables from one it cannot reach).
 
 Both answer within a few seconds even when the server hangs, and report a failure instead of raising.
 """
@@ -9,6 +10,7 @@ import logging
 
 from celery import Celery
 
+from api.errors import schema_missing
 from core.store import StoreInterface
 
 logger = logging.getLogger(__name__)
@@ -28,10 +30,14 @@ def broker_reachable(celery_app: Celery) -> bool:
     return True
 
 
-def database_reachable(store: StoreInterface) -> bool:
+def database_state(store: StoreInterface) -> str:
+    """ "ok", "not migrated" (reachable, but without bnlab's tables) or "unavailable"."""
     try:
         store.ping()
     except Exception as error:  # idem for the database driver
+        if schema_missing(error):
+            logger.warning("database not migrated: run the migrations")
+            return "not migrated"
         logger.warning("database unreachable: %s", error)
-        return False
-    return True
+        return "unavailable"
+    return "ok"

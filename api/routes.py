@@ -16,6 +16,7 @@ from api.health.router import router as health_router
 from api.jobs.router import router as jobs_router
 from api.plots.router import router as plots_router
 from api.sweeps.router import router as sweeps_router
+from api.workers.router import router as workers_router
 
 v1_router = APIRouter(dependencies=[Depends(require_api_key)], responses=AUTH_RESPONSES)
 v1_router.include_router(jobs_router)
@@ -24,6 +25,7 @@ v1_router.include_router(compare_router)
 v1_router.include_router(sweeps_router)
 v1_router.include_router(plots_router)
 v1_router.include_router(datasets_router)
+v1_router.include_router(workers_router)
 
 api_router = APIRouter()
 api_router.include_router(health_router)

@@ -44,5 +44,5 @@ class HealthOut(BaseModel):
 
 class ReadinessOut(BaseModel):
     status: Literal["ready", "unavailable"]
-    database: Literal["ok", "unavailable"]
+    database: Literal["ok", "unavailable", "not migrated"]
     broker: Literal["ok", "unavailable"]

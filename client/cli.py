@@ -1,5 +1,5 @@
-"""The `bnlab` console script: submit, watch, list, show, cancel and compare jobs; submit, list, show and
-cancel sweeps; tag, archive and delete either; upload, list and delete datasets.
+"""The `bnlab` console script: submit, watch, list, show, cancel, compare and export jobs; submit, list,
+show and cancel sweeps; tag, archive and delete either; upload, list and delete datasets; list the workers.
 
     bnlab submit spec.yaml --set learning_rate=1.0 --watch
     bnlab compare A B --target 0.9 --plot curves.png
@@ -18,16 +18,18 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from bnlab.exports import export_metrics
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperArgument, TyperOption
 
-from client.documents import DocumentError, apply_assignments, load_document
-from client.http import DEFAULT_URL, TERMINAL_STATUSES, BnlabClient, ServiceError
+from client.documents import DocumentError, apply_assignments, load_document, refuse_other_kind
+from client.http import DEFAULT_URL, BnlabClient, ServiceError
 from client.render import (
     compare_table,
     datasets_table,
@@ -35,41 +37,67 @@ from client.render import (
     jobs_table,
     sweep_details,
     sweeps_table,
+    terminal,
     tuned_details,
+    visible,
+    visible_strings,
 )
 from client.watch import print_events, show_events, show_sweep_progress
+from client.workers import waiting_line, workers_table
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+def _placeholder(param: TyperArgument | TyperOption, ctx: object) -> str | None:
+    """What help shows after a parameter: its metavar (ACCURACY, FILE, ID) or nothing, never a Python type
+    such as `<str>` or `<bool>` (an argument is already named by its metavar; a flag takes no value)."""
+    if isinstance(param, TyperArgument) or getattr(param, "is_flag", False):
+        return None
+    return param.metavar
+
+
+for _parameter_class in (TyperArgument, TyperOption):
+    setattr(_parameter_class, "display_type_rich", _placeholder)  # noqa: B010 (a method of typer's)
 EXIT_ERROR = 1
 EXIT_DETACHED = 130  # what a shell reports for a program left with Ctrl-C
 PLOT_FORMATS = {".png": "png", ".svg": "svg"}
 
 app = typer.Typer(
     help="Train and compare batch-normalization experiments on a bnlab service.",
+    context_settings=HELP_OPTIONS,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 sweep_app = typer.Typer(
-    help="Grids of jobs: submit one, list them, show one's aggregated results, cancel one.",
+    help="Grids of jobs: submit one, watch it, list them, show one's aggregated results, cancel one.",
+    context_settings=HELP_OPTIONS,
     no_args_is_help=True,
 )
 app.add_typer(sweep_app, name="sweep")
 dataset_app = typer.Typer(
     help="Datasets of your own: upload an NPZ (x, y) or a CSV with a label column, list them, delete one.",
+    context_settings=HELP_OPTIONS,
     no_args_is_help=True,
 )
 app.add_typer(dataset_app, name="dataset")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer, for scripts.")]
 ArmOption = Annotated[
-    str | None, typer.Option(help="A spec field whose values are arms compared over seeds (e.g. batch_norm).")
+    str | None,
+    typer.Option(
+        metavar="FIELD", help="A spec field whose values are arms compared over seeds (e.g. batch_norm)."
+    ),
 ]
 TuneOption = Annotated[
-    list[str] | None, typer.Option(help="With --arm: a field each arm takes its best value of (repeatable).")
+    list[str] | None,
+    typer.Option(metavar="FIELD", help="With --arm: a field each arm takes its best value of (repeatable)."),
 ]
 WatchOption = Annotated[bool, typer.Option("--watch", help="Then follow it live until it finishes.")]
-CursorOption = Annotated[str | None, typer.Option(help="The page after this cursor (printed below a page).")]
-TagOption = Annotated[str | None, typer.Option(help="Only those carrying this tag.")]
+CursorOption = Annotated[
+    str | None, typer.Option(metavar="CURSOR", help="The page after this cursor (printed below a page).")
+]
+TagOption = Annotated[str | None, typer.Option(metavar="TAG", help="Only those carrying this tag.")]
 SweepsOption = Annotated[bool, typer.Option("--sweep", help="The ids are sweeps (with all their jobs).")]
 # A running job's delete waits for its worker to stop (the service's delete_wait_seconds, 30 s by default).
 DELETE_TIMEOUT_SECONDS = 120.0
@@ -84,7 +112,8 @@ class Archived(enum.StrEnum):
 
 
 ArchivedOption = Annotated[
-    Archived, typer.Option(help="false: leave archived out; true: only archived; all.")
+    Archived,
+    typer.Option(metavar="false|true|all", help="false: leave archived out; true: only archived; all."),
 ]
 
 
@@ -103,18 +132,47 @@ class Service:
     api_key: str | None
 
 
+def show_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"bnlab {package_version('bnlab')}")
+        raise typer.Exit()
+
+
+def service_url(url: str) -> str:
+    """`127.0.0.1:8000` means http://127.0.0.1:8000; a scheme other than http(s) is a usage error."""
+    if "://" not in url:
+        return f"http://{url}"
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in {"http", "https"}:
+        raise typer.BadParameter(f"{url} must be an http:// or https:// URL.", param_hint="--url")
+    return url
+
+
 @app.callback()
 def main(
     context: typer.Context,
     url: Annotated[
-        str, typer.Option("--url", envvar="BNLAB_URL", help="The service's base URL.", show_default=True)
+        str,
+        typer.Option(
+            "--url",
+            envvar="BNLAB_URL",
+            metavar="URL",
+            help="The service's base URL (http:// when it names no scheme).",
+            show_default=True,
+        ),
     ] = DEFAULT_URL,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print bnlab's version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Train and compare batch-normalization experiments on a bnlab service.
 
     BNLAB_API_KEY (an environment variable, so it stays out of the shell history) is sent as a bearer token.
     """
-    context.obj = Service(url=url, api_key=os.environ.get("BNLAB_API_KEY") or None)
+    context.obj = Service(url=service_url(url), api_key=os.environ.get("BNLAB_API_KEY") or None)
 
 
 @contextmanager
@@ -125,12 +183,12 @@ def connected(context: typer.Context) -> Iterator[BnlabClient]:
         with BnlabClient(service.url, service.api_key) as client:
             yield client
     except (ServiceError, DocumentError) as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {visible(str(error))}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
 
 
 def fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {visible(message)}", err=True)
     return typer.Exit(EXIT_ERROR)
 
 
@@ -151,7 +209,7 @@ def print_page(
     elif not page["items"]:
         typer.echo(when_empty)
     else:
-        Console().print(table(page["items"]))
+        terminal().print(table(page["items"]))
         if page.get("next_cursor"):
             typer.echo(f"More: {command} --cursor {page['next_cursor']}")
 
@@ -160,10 +218,22 @@ def follow_job(client: BnlabClient, job_id: str, as_json: bool) -> None:
     """Follows a job's stream to its end and exits with its outcome; Ctrl-C detaches (never cancels)."""
     events = client.job_events(job_id)
     try:
-        exit_status = print_events(events) if as_json else show_events(job_id, events, Console())
+        exit_status = print_events(events) if as_json else show_events(job_id, events, terminal())
     except KeyboardInterrupt:
         typer.echo(
             f"Detached; job {job_id} keeps running (bnlab watch {job_id} to follow it again).", err=True
+        )
+        raise typer.Exit(EXIT_DETACHED) from None
+    raise typer.Exit(exit_status)
+
+
+def follow_sweep(client: BnlabClient, sweep_id: str) -> None:
+    """Draws a sweep's progress to its end and exits with its outcome; Ctrl-C detaches (never cancels)."""
+    try:
+        exit_status = show_sweep_progress(client, sweep_id, terminal())
+    except KeyboardInterrupt:
+        typer.echo(
+            f"Detached; sweep {sweep_id} goes on (bnlab sweep watch {sweep_id} to follow it again).", err=True
         )
         raise typer.Exit(EXIT_DETACHED) from None
     raise typer.Exit(exit_status)
@@ -201,12 +271,16 @@ def submit(
 ) -> None:
     """Submit a job spec (YAML or JSON) for training."""
     with connected(context) as client:
-        spec = apply_assignments(load_document(spec_file), assignments or [])
+        spec = apply_assignments(
+            refuse_other_kind(load_document(spec_file), spec_file, "job"), assignments or []
+        )
         job = client.post("/v1/jobs", spec)
         if as_json:
             print_json(job)
         else:
             typer.echo(f"Submitted job {job['id']} ({job.get('status', 'queued')}).")
+            if (waiting := waiting_line(job)) is not None:
+                typer.echo(waiting)
         if watch:
             follow_job(client, job["id"], as_json)
 
@@ -230,15 +304,19 @@ def watch(
 def jobs(
     context: typer.Context,
     status: Annotated[
-        str | None, typer.Option(help="Only jobs in this status (queued, running, succeeded, ...).")
+        str | None,
+        typer.Option(metavar="STATUS", help="Only jobs in this status (queued, running, succeeded, ...)."),
     ] = None,
-    sweep: Annotated[str | None, typer.Option(help="Only the jobs of this sweep.")] = None,
+    sweep: Annotated[str | None, typer.Option(metavar="ID", help="Only the jobs of this sweep.")] = None,
     tag: TagOption = None,
     archived: Annotated[
         Archived | None,
-        typer.Option(help="false: leave archived out (default; all with --sweep); true: only archived; all."),
+        typer.Option(
+            metavar="false|true|all",
+            help="false: leave archived out (default; all with --sweep); true: only archived; all.",
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="How many jobs per page.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many jobs per page.")] = 20,
     cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -259,7 +337,22 @@ def show(
     if as_json:
         print_json(job)
     else:
-        Console().print(job_details(job))
+        terminal().print(job_details(job))
+
+
+@app.command()
+def workers(
+    context: typer.Context,
+    include_gone: Annotated[
+        bool, typer.Option("--all", help="Also the workers that stopped or went silent (the last day).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List the workers: their queues, device, what they train and when they were last seen."""
+    with connected(context) as client:
+        page = client.get("/v1/workers", {"include": "gone" if include_gone else None})
+    when_empty = "No workers." if include_gone else "No live workers (bnlab workers --all lists gone ones)."
+    print_page(page, as_json, workers_table, when_empty, "bnlab workers")
 
 
 @app.command()
@@ -285,12 +378,12 @@ def delete(
     checkpoints. A running job is cancelled first; the delete waits for it to stop."""
     kind = "sweep" if sweeps else "job"
     if not yes:
-        listed = ", ".join(ids)
+        listed = visible(", ".join(ids))
         typer.confirm(f"Delete {kind}(s) {listed} and all their data? This cannot be undone", abort=True)
     with connected(context) as client:
         for item_id in ids:
             client.delete(resource_path(item_id, sweeps), timeout=DELETE_TIMEOUT_SECONDS)
-            typer.echo(f"Deleted {kind} {item_id}.")
+            typer.echo(f"Deleted {kind} {visible(item_id)}.")
 
 
 @app.command()
@@ -299,9 +392,9 @@ def tag(
     item_id: Annotated[str, typer.Argument(metavar="ID", help="A job (or a sweep, with --sweep).")],
     tags: Annotated[list[str] | None, typer.Argument(metavar="TAG...", help="Tags to add.")] = None,
     remove: Annotated[
-        list[str] | None, typer.Option("--remove", help="A tag to take off (repeatable).")
+        list[str] | None, typer.Option("--remove", metavar="TAG", help="A tag to take off (repeatable).")
     ] = None,
-    note: Annotated[str | None, typer.Option(help="Replace the free-text note.")] = None,
+    note: Annotated[str | None, typer.Option(metavar="TEXT", help="Replace the free-text note.")] = None,
     sweeps: SweepsOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -315,7 +408,8 @@ def tag(
     if as_json:
         print_json(after)
     else:
-        typer.echo(f"Tags of {item_id}: {' '.join(after.get('tags') or []) or '(none)'}.")
+        tags_shown = " ".join(visible(str(name)) for name in after.get("tags") or []) or "(none)"
+        typer.echo(f"Tags of {visible(item_id)}: {tags_shown}.")
 
 
 @app.command()
@@ -329,25 +423,31 @@ def archive(
     with connected(context) as client:
         for item_id in ids:
             client.patch(resource_path(item_id, sweeps), {"archived": not undo})
-            typer.echo(f"{'Unarchived' if undo else 'Archived'} {item_id}.")
+            typer.echo(f"{'Unarchived' if undo else 'Archived'} {visible(item_id)}.")
 
 
 @app.command()
 def compare(
     context: typer.Context,
     job_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Two or more jobs.")],
-    target: Annotated[float | None, typer.Option(help="Accuracy that counts as reached.")] = None,
-    baseline: Annotated[
-        str | None, typer.Option(help="The job speedups are relative to (default: the first).")
+    target: Annotated[
+        float | None, typer.Option(metavar="ACCURACY", help="Accuracy that counts as reached.")
     ] = None,
-    metric: Annotated[str, typer.Option(help="The metric to compare.")] = "val_accuracy",
-    plot: Annotated[Path | None, typer.Option(help="Also save the curves to this .png or .svg.")] = None,
+    baseline: Annotated[
+        str | None, typer.Option(metavar="ID", help="The job speedups are relative to (default: the first).")
+    ] = None,
+    metric: Annotated[str, typer.Option(metavar="NAME", help="The metric to compare.")] = "val_accuracy",
+    plot: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Also save the curves to this .png or .svg.")
+    ] = None,
     arm: ArmOption = None,
     tune: TuneOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Compare jobs side by side: final and best values, steps to target and speedups; with --arm, the arms
     over matched seeds with 95% intervals and verdicts."""
+    if len(job_ids) < 2:
+        raise fail("compare needs two or more job ids (bnlab show ID shows one job).")
     params = {"ids": job_ids, "metric": metric, "target": target, "baseline": baseline}
     picture_format = plot_format(plot) if plot else None
     with connected(context) as client:
@@ -356,9 +456,9 @@ def compare(
     if as_json:
         print_json(comparison)
     else:
-        Console().print(compare_table(comparison))
+        terminal().print(compare_table(comparison))
         if comparison.get("arms"):
-            Console().print(Text(), tuned_details(comparison["arms"]))
+            terminal().print(Text(), tuned_details(comparison["arms"]))
     if plot and picture is not None:
         save_plot(plot, picture)
 
@@ -369,7 +469,10 @@ def plot_job(
     job_id: Annotated[str, typer.Argument(metavar="ID")],
     ics: Annotated[
         Path,
-        typer.Option(help="Save the 15/50/85th percentiles of a unit's input over training (.png or .svg)."),
+        typer.Option(
+            metavar="FILE",
+            help="Save the 15/50/85th percentiles of a unit's input over training (.png or .svg).",
+        ),
     ],
     compare_with: Annotated[
         str | None, typer.Option("--compare-with", metavar="ID", help="A second job drawn beside it.")
@@ -383,6 +486,35 @@ def plot_job(
     save_plot(ics, picture)
 
 
+class ExportFormat(enum.StrEnum):
+    """The file `bnlab export` writes."""
+
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command()
+def export(
+    context: typer.Context,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
+    job_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID...]", help="Jobs to export.")] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(metavar="ID", help="Every job of this sweep, with its grid values as columns."),
+    ] = None,
+    file_format: Annotated[
+        ExportFormat, typer.Option("--format", help="parquet needs pyarrow installed.")
+    ] = ExportFormat.csv,
+    name: Annotated[
+        list[str] | None, typer.Option(help="Only this series (repeatable); every series by default.")
+    ] = None,
+) -> None:
+    """Write every metric point of jobs (or of a sweep) to one file: job_id, name, step, value."""
+    with connected(context) as client:
+        points = export_metrics(client, output, job_ids or [], sweep, file_format.value, name)
+    typer.echo(f"Wrote {points} points to {output}.")
+
+
 @sweep_app.command("submit")
 def sweep_submit(
     context: typer.Context,
@@ -392,8 +524,9 @@ def sweep_submit(
     execution: Annotated[
         Execution | None,
         typer.Option(
+            metavar="fused|separate",
             help="fused: train each group of alike jobs as one stacked model (the service's default); "
-            "separate: a task per job. Overrides the file's `execution`."
+            "separate: a task per job. Overrides the file's `execution`.",
         ),
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Then follow the sweep's overall progress.")] = False,
@@ -401,7 +534,7 @@ def sweep_submit(
 ) -> None:
     """Submit a sweep: every combination of the grid's values, for each seed."""
     with connected(context) as client:
-        document = load_document(sweep_file)
+        document = refuse_other_kind(load_document(sweep_file), sweep_file, "sweep")
         if execution is not None:
             document = {**document, "execution": execution.value}
         sweep = client.post("/v1/sweeps", document)
@@ -410,13 +543,22 @@ def sweep_submit(
         else:
             typer.echo(f"Submitted sweep {sweep['id']} ({sweep['size']} jobs).")
         if watch:
-            raise typer.Exit(show_sweep_progress(client, sweep["id"], Console()))
+            follow_sweep(client, sweep["id"])
+
+
+@sweep_app.command("watch")
+def sweep_watch(context: typer.Context, sweep_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Follow a sweep until every job has finished: training steps done of all, model-steps per second,
+    the time left and the jobs' statuses. Ctrl-C stops watching; the sweep goes on. Exits 3 when a job
+    failed."""
+    with connected(context) as client:
+        follow_sweep(client, sweep_id)
 
 
 @sweep_app.command("list")
 def sweep_list(
     context: typer.Context,
-    limit: Annotated[int, typer.Option(min=1, help="How many sweeps per page.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many sweeps per page.")] = 20,
     cursor: CursorOption = None,
     tag: TagOption = None,
     archived: ArchivedOption = Archived.false,
@@ -435,9 +577,9 @@ def sweep_cancel(context: typer.Context, sweep_id: Annotated[str, typer.Argument
     seconds (a fused group trains on with the jobs that are left)."""
     with connected(context) as client:
         sweep = client.post(f"/v1/sweeps/{sweep_id}/cancel")
-    counts = sweep.get("status_counts") or {}
-    unfinished = sum(count for status, count in counts.items() if status not in TERMINAL_STATUSES)
-    typer.echo(f"Cancel requested for the {unfinished} unfinished jobs of sweep {sweep_id}.")
+    # Counted by the service before it cancelled: the status counts it answers with already show the
+    # queued jobs cancelled, and only the running ones (a fused group's, say) still unfinished.
+    typer.echo(f"Cancel requested for the {sweep['cancel_requested']} unfinished jobs of sweep {sweep_id}.")
 
 
 @sweep_app.command("show")
@@ -447,7 +589,8 @@ def sweep_show(
     arm: ArmOption = None,
     tune: TuneOption = None,
     baseline: Annotated[
-        str | None, typer.Option(help="With --arm: the baseline arm, a JSON value (e.g. false).")
+        str | None,
+        typer.Option(metavar="VALUE", help="With --arm: the baseline arm, a JSON value (e.g. false)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -459,9 +602,9 @@ def sweep_show(
     if as_json:
         print_json(sweep)
         return
-    Console().print(sweep_details(sweep))
+    terminal().print(sweep_details(sweep))
     if sweep.get("tuned"):
-        Console().print(Text(), tuned_details(sweep["tuned"]))
+        terminal().print(Text(), tuned_details(sweep["tuned"]))
 
 
 def read_file(path: Path) -> tuple[str, bytes]:
@@ -474,13 +617,17 @@ def read_file(path: Path) -> tuple[str, bytes]:
 @dataset_app.command("upload")
 def dataset_upload(
     context: typer.Context,
-    name: Annotated[str, typer.Argument(help='Its name: specs train on it with dataset: "user:NAME".')],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help='Its name: specs train on it with dataset: "user:NAME".')
+    ],
     data_file: Annotated[Path, typer.Argument(metavar="FILE.npz|csv", help="x and y arrays, or a CSV.")],
     validation: Annotated[
         Path | None,
-        typer.Option(help="The validation split, a file of the same kind (else 20% is held out)."),
+        typer.Option(
+            metavar="FILE", help="The validation split, a file of the same kind (else 20% is held out)."
+        ),
     ] = None,
-    label_column: Annotated[str, typer.Option(help="The CSV's label column.")] = "label",
+    label_column: Annotated[str, typer.Option(metavar="COLUMN", help="The CSV's label column.")] = "label",
     as_json: JsonOption = False,
 ) -> None:
     """Upload a dataset: NPZ with x (N, features) or (N, [C,] H, W) and y (labels 0..K-1), or a CSV."""
@@ -492,6 +639,7 @@ def dataset_upload(
     if as_json:
         print_json(dataset)
         return
+    dataset = visible_strings(dataset)
     shape = "x".join(str(size) for size in dataset["input_shape"])
     typer.echo(
         f"Uploaded {dataset['name']}: {dataset['train_size']} training and {dataset['val_size']} validation "
@@ -510,14 +658,14 @@ def dataset_list(context: typer.Context, as_json: JsonOption = False) -> None:
     elif not page["items"]:
         typer.echo("No datasets. Upload one with bnlab dataset upload NAME FILE.")
     else:
-        Console().print(datasets_table(page["items"]))
+        terminal().print(datasets_table(page["items"]))
 
 
 @dataset_app.command("delete")
 def dataset_delete(
-    context: typer.Context, name: Annotated[str, typer.Argument(help="The dataset's name.")]
+    context: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="The dataset's name.")]
 ) -> None:
     """Delete an uploaded dataset (refused while a queued or running job trains on it)."""
     with connected(context) as client:
         client.delete(f"/v1/datasets/{name}")
-    typer.echo(f"Deleted dataset {name}.")
+    typer.echo(f"Deleted dataset {visible(name)}.")

@@ -39,6 +39,18 @@ def load_document(path: Path) -> dict[str, Any]:
     return document
 
 
+def refuse_other_kind(document: dict[str, Any], path: Path, wanted: str) -> dict[str, Any]:
+    """`document` when it is a `wanted` ("job" or "sweep") file; a sweep file given where a job spec is
+    wanted (or the other way round) is a DocumentError naming the command that takes it, rather than the
+    service's wall of field errors."""
+    is_sweep = "base" in document and "architecture" not in document
+    if wanted == "job" and is_sweep:
+        raise DocumentError(f"{path} is a sweep file (base, grid, seeds): use `bnlab sweep submit {path}`.")
+    if wanted == "sweep" and not is_sweep and "architecture" in document:
+        raise DocumentError(f"{path} is a job spec file: use `bnlab submit {path}`.")
+    return document
+
+
 def parse_assignment(assignment: str) -> tuple[list[str], Any]:
     """`architecture.hidden=[50, 50]` → (["architecture", "hidden"], [50, 50])."""
     key, separator, raw_value = assignment.partition("=")

@@ -2,16 +2,21 @@
 
 Missing values (a job that never reached its target, a metric that was not finite) show as `—`.
 Scripts should use `--json` instead of parsing these tables.
+
+What the service answers is data anyone with a write key may have stored, so it is printed as text: every
+string of an answer has its control characters made visible (`visible_strings`, ESC as `\x1b`) before it is
+laid out, and the console interprets no markup (`terminal()`), so `[bold red]` in a name is shown as typed.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -34,6 +39,39 @@ SUMMARY_FIELDS = (
     ("diverged_at_step", "diverged at step"),
     ("steps_per_second", "steps per second"),
 )
+
+
+# Control characters (C0, DEL, C1), invisible format characters (bidi overrides, zero widths), line and
+# paragraph separators, surrogates: each one could move the cursor, retitle the terminal or hide text.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def terminal() -> Console:
+    """The console every human-readable answer is printed on: markup in a string is text, not style."""
+    return Console(markup=False, emoji=False, highlight=False)
+
+
+def visible(text: str) -> str:
+    """`text` with every character that would act on a terminal or hide itself written as an escape."""
+    if text.isprintable():
+        return text
+    return "".join(
+        (f"\\x{ord(character):02x}" if ord(character) < 0x100 else f"\\u{ord(character):04x}")
+        if unicodedata.category(character) in INVISIBLE_CATEGORIES
+        else character
+        for character in text
+    )
+
+
+def visible_strings(value: Any) -> Any:
+    """A service answer with `visible` applied to every string in it (keys too)."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, Mapping):
+        return {visible_strings(key): visible_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [visible_strings(item) for item in value]
+    return value
 
 
 def number(value: object, digits: int = 3) -> str:
@@ -87,6 +125,7 @@ def job_name(job: Mapping[str, Any]) -> str:
 
 
 def jobs_table(items: list[dict[str, Any]]) -> Table:
+    items = visible_strings(items)
     table = Table(show_edge=False, header_style="bold")
     table.add_column("id", no_wrap=True, min_width=32)
     table.add_column("name", overflow="fold")
@@ -125,12 +164,15 @@ def execution_text(execution: object) -> str:
 
 def job_details(job: dict[str, Any]) -> RenderableType:
     """Everything about one job: its lifecycle, its summary, and its spec."""
+    job = visible_strings(job)
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
     facts.add_column(overflow="fold")
     facts.add_row("id", str(job.get("id")))
     facts.add_row("name", job_name(job) or MISSING)
     facts.add_row("status", status_text(job.get("status")))
+    if job.get("waiting_for"):
+        facts.add_row("waiting for", Text(str(job["waiting_for"]), style="yellow"))
     if job.get("error"):
         facts.add_row("error", Text(str(job["error"]), style="red"))
     facts.add_row("progress", progress_text(job.get("progress")))
@@ -171,6 +213,7 @@ def compare_table(comparison: dict[str, Any]) -> Table:
     Two-line headers, a job column that may wrap, and a "diverged at" column only when a job diverged
     keep the table within a 110-column terminal.
     """
+    comparison = visible_strings(comparison)
     baseline = comparison.get("baseline")
     rows = comparison.get("jobs", [])
     any_diverged = any(row.get("diverged_at_step") is not None for row in rows)
@@ -281,6 +324,7 @@ def status_counts_text(counts: Mapping[str, int]) -> Text:
 
 def sweep_details(sweep: dict[str, Any]) -> RenderableType:
     """A sweep's status, one row per grid point aggregated over its seeds, and how its jobs are executed."""
+    sweep = visible_strings(sweep)
     execution = sweep.get("execution") or {}
     heading = Text(f"sweep {sweep.get('id')} {sweep.get('name') or ''}".rstrip(), style="bold")
     facts = Text(
@@ -318,6 +362,7 @@ def sweep_details(sweep: dict[str, Any]) -> RenderableType:
 
 def sweeps_table(items: list[dict[str, Any]]) -> Table:
     """One row per sweep of a `GET /v1/sweeps` page: its size, how it is executed and its jobs' statuses."""
+    items = visible_strings(items)
     table = Table(show_edge=False, header_style="bold")
     table.add_column("id", no_wrap=True, min_width=32)
     table.add_column("name", overflow="fold")
@@ -365,6 +410,7 @@ def execution_table(execution: Mapping[str, Any]) -> Table:
 
 def datasets_table(items: list[dict[str, Any]]) -> Table:
     """One row per uploaded dataset: its sizes, an example's shape, its classes and digest."""
+    items = visible_strings(items)
     table = Table(show_edge=False, header_style="bold")
     table.add_column("name", overflow="fold")
     table.add_column("train", justify="right", no_wrap=True)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from client.http import TERMINAL_STATUSES, BnlabClient, JobEvent
-from client.render import MISSING, number
+from client.render import MISSING, number, visible
 
 # Exit statuses of `watch` (and `submit --watch`), so scripts can tell outcomes apart. 1 is taken by
 # errors talking to the service and 2 by usage errors.
@@ -47,10 +47,10 @@ class JobProgressBar:
         self.val_accuracy: float | None = None
         self.final: dict[str, Any] = {}
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[details]}"),
+            TextColumn("{task.fields[details]}", markup=False),
             console=console,
         )
         self._task: TaskID | None = None
@@ -75,7 +75,7 @@ class JobProgressBar:
             if values.get("val_accuracy") is not None:
                 self.val_accuracy = values["val_accuracy"]
         elif event.kind == "status":
-            self.status = str(data.get("status"))
+            self.status = visible(str(data.get("status")))
             if event.is_terminal:
                 self.final = data
                 self.step = int(data.get("step") or self.step)
@@ -118,7 +118,7 @@ class JobProgressBar:
         if self.status == "diverged":
             return f"Job {self.job_id} diverged at step {number(summary.get('diverged_at_step'))}."
         if self.status == "failed":
-            return f"Job {self.job_id} failed: {self.final.get('error') or 'no reason given'}."
+            return f"Job {self.job_id} failed: {visible(str(self.final.get('error') or 'no reason given'))}."
         return f"Job {self.job_id} was cancelled at step {self.step:,}."
 
 
@@ -129,7 +129,12 @@ def show_events(job_id: str, events: Iterable[JobEvent], console: Console) -> in
     with JobProgressBar(job_id, console) as bar:
         for event in itertools.chain([first] if first else [], stream):
             bar.handle(event)
-    console.print(bar.outcome_line(), style="green" if bar.status == "succeeded" else "red", highlight=False)
+    console.print(
+        bar.outcome_line(),
+        style="green" if bar.status == "succeeded" else "red",
+        highlight=False,
+        markup=False,
+    )
     return EXIT_BY_STATUS.get(bar.status, 1)
 
 
@@ -144,30 +149,51 @@ def print_events(events: Iterable[JobEvent]) -> int:
     return EXIT_BY_STATUS.get(str(final_status), 1)
 
 
+def sweep_details(sweep: dict[str, Any]) -> str:
+    """The bar's text: model-steps per second and the time left at that rate (while jobs are unfinished),
+    jobs finished and their statuses."""
+    progress = sweep.get("progress") or {}
+    counts: dict[str, int] = sweep.get("status_counts") or {}
+    finished = sum(count for status, count in counts.items() if status in TERMINAL_STATUSES)
+    listed = " ".join(f"{status} {count}" for status, count in counts.items() if count)
+    jobs = f"jobs {finished}/{sum(counts.values())}  {listed}"
+    if counts and finished == sum(counts.values()):
+        return jobs  # nothing trains any more: no rate, no time left
+    rate = number(progress.get("model_steps_per_second"))
+    return f"{rate} model-steps/s  ETA {duration(progress.get('eta_seconds'))}  {jobs}"
+
+
 def show_sweep_progress(client: BnlabClient, sweep_id: str, console: Console) -> int:
-    """Polls a sweep until every job has finished, as one bar; exits 3 when any job failed.
+    """Polls a sweep until every job has finished, as one bar of training steps; exits 3 when any job
+    failed.
 
     Sweeps have no event stream, so this polls once a second. Diverged and cancelled jobs are results of
-    a sweep (a learning rate that was too high), not errors of the command.
+    a sweep (a learning rate that was too high), not errors of the command. Ctrl-C is the caller's
+    business: watching never cancels a sweep.
     """
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
+        TextColumn("steps  {task.fields[details]}", markup=False),
         console=console,
     )
     with progress:
-        task = progress.add_task(f"sweep {sweep_id[:8]}", total=None, counts="")
+        task = progress.add_task(f"sweep {sweep_id[:8]}", total=None, details="")
         while True:
-            counts: dict[str, int] = client.get(f"/v1/sweeps/{sweep_id}").get("status_counts") or {}
+            sweep = client.get(f"/v1/sweeps/{sweep_id}")
+            counts: dict[str, int] = sweep.get("status_counts") or {}
+            steps = sweep.get("progress") or {}
+            progress.update(
+                task,
+                total=steps.get("steps_total"),
+                completed=steps.get("steps_done") or 0,
+                details=sweep_details(sweep),
+            )
             finished = sum(count for status, count in counts.items() if status in TERMINAL_STATUSES)
-            total = sum(counts.values())
-            listed = " ".join(f"{status} {count}" for status, count in counts.items() if count)
-            progress.update(task, total=total, completed=finished, counts=listed)
-            if total and finished == total:
+            if counts and finished == sum(counts.values()):
                 break
             time.sleep(SWEEP_POLL_SECONDS)
-    failed = counts.get("failed", 0)
-    console.print(f"Sweep {sweep_id} finished: {listed}.", highlight=False)
-    return EXIT_BY_STATUS["failed"] if failed else 0
+    listed = " ".join(f"{status} {count}" for status, count in counts.items() if count)
+    console.print(f"Sweep {sweep_id} finished: {listed}.", highlight=False, markup=False)
+    return EXIT_BY_STATUS["failed"] if counts.get("failed", 0) else 0

@@ -13,7 +13,7 @@ Torch-free on purpose: the API splits a sweep into groups without importing the 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from core.spec import JobSpec, MLPArchitecture
@@ -69,7 +69,10 @@ def can_fuse(first: JobSpec, second: JobSpec) -> bool:
 
 
 def split_into_fused_groups(
-    specs: Sequence[JobSpec], max_group_size: int, max_gpu_group_size: int | None = None
+    specs: Sequence[JobSpec],
+    max_group_size: int,
+    max_gpu_group_size: int | None = None,
+    limit_for: Callable[[JobSpec], int] | None = None,
 ) -> list[list[int]]:
     """Split `specs` into groups of indices to train together, in the order the groups first appear.
 
@@ -77,8 +80,9 @@ def split_into_fused_groups(
     fewest groups of at most that size, of sizes as even as possible (20 at most 16 → 10 + 10, not 16 + 4).
     A group of specs asking for a GPU (`cuda…`) is cut at `max_gpu_group_size` instead, where given: a GPU
     runs hundreds of small models at once, a CPU core fastest per model at about 16 (larger stacks
-    outgrow its caches; `benchmarks/fused_sweep.py`). A spec that cannot be fused is a group of its own:
-    train it with `core.ml.run`.
+    outgrow its caches; `benchmarks/fused_sweep.py`). `limit_for`, where given, decides a group's limit
+    from its first spec instead (`core.group_sizes.GroupSizing.limit_for`: by the live workers' devices and
+    the GPU's memory). A spec that cannot be fused is a group of its own: train it with `core.ml.run`.
     """
     if max_group_size < 1 or (max_gpu_group_size is not None and max_gpu_group_size < 1):
         raise ValueError("max_group_size must be at least 1")
@@ -96,7 +100,9 @@ def split_into_fused_groups(
     split: list[list[int]] = []
     for group in groups:
         limit = max_group_size
-        if max_gpu_group_size is not None and specs[group[0]].device.startswith("cuda"):
+        if limit_for is not None:
+            limit = limit_for(specs[group[0]])
+        elif max_gpu_group_size is not None and specs[group[0]].device.startswith("cuda"):
             limit = max_gpu_group_size
         parts = math.ceil(len(group) / limit)
         size, larger = divmod(len(group), parts)

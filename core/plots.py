@@ -110,12 +110,24 @@ class LandscapeSeries:
 LANDSCAPE_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple")
 
 
+LANDSCAPE_LEGEND_COLUMNS = 2  # job names can be long: two to a row keeps the legend within the figure
+LEGEND_ROW_FRACTION = 0.055  # of the landscape figure's height, per row of legend entries
+
+
 def landscape_panels(jobs: Sequence[LandscapeSeries], image_format: ImageFormat) -> bytes:
     """Santurkar et al.'s Fig. 4 in three panels side by side — (a) the band of losses over the step sizes
     probed along the gradient, (b) gradient predictiveness, (c) effective β-smoothness — with every job
     drawn in each (no BN and BN in the order given). Lower is smoother; the y axes are logarithmic,
     because BN and no-BN figures often lie orders of magnitude apart."""
+    return _render(landscape_figure(jobs), image_format, laid_out=True)
+
+
+def landscape_figure(jobs: Sequence[LandscapeSeries]) -> Figure:
+    """The three panels of `landscape_panels`, laid out. The legend is the figure's, below the panels, with
+    its rows left free by the layout: a legend inside an axes counts in that axes' size, and long job names
+    squeezed its panel."""
     figure = Figure(figsize=(15, 4.8), dpi=DPI)
+    FigureCanvasAgg(figure)
     loss_axes, predictiveness_axes, beta_axes = (figure.add_subplot(1, 3, index + 1) for index in range(3))
     for job, color in zip(jobs, itertools.cycle(LANDSCAPE_COLORS)):
         low, high = _as_array(job.lowest_loss), _as_array(job.highest_loss)
@@ -138,10 +150,15 @@ def landscape_panels(jobs: Sequence[LandscapeSeries], image_format: ImageFormat)
         axes.grid(alpha=0.3)
         if _has_positive_values(axes):
             axes.set_yscale("log")
+    legend_rows = 0
     if jobs:
         # Below the panels: inside them it would hide a band wherever it sat.
-        loss_axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.16), ncols=len(jobs))
-    return _render(figure, image_format)
+        columns = min(len(jobs), LANDSCAPE_LEGEND_COLUMNS)
+        handles, labels = loss_axes.get_legend_handles_labels()
+        figure.legend(handles, labels, fontsize="small", loc="lower center", ncols=columns, frameon=False)
+        legend_rows = math.ceil(len(jobs) / columns)
+    figure.tight_layout(rect=(0.0, LEGEND_ROW_FRACTION * legend_rows, 1.0, 1.0))
+    return figure
 
 
 def _has_positive_values(axes: Axes) -> bool:
@@ -210,9 +227,11 @@ def _as_array(values: Sequence[float | None]) -> np.ndarray:
     return np.array([math.nan if value is None else value for value in values], dtype=float)
 
 
-def _render(figure: Figure, image_format: ImageFormat) -> bytes:
-    FigureCanvasAgg(figure)
-    figure.tight_layout()
+def _render(figure: Figure, image_format: ImageFormat, laid_out: bool = False) -> bytes:
+    """The figure's bytes; laid out tightly first unless `laid_out` says it already is."""
+    if not laid_out:
+        FigureCanvasAgg(figure)
+        figure.tight_layout()
     buffer = io.BytesIO()
     # No creation date or software stamp in the file: the same data gives the same PNG bytes.
     metadata = {"Date": None} if image_format == "svg" else {"Software": None}

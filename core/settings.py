@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,10 @@ class Settings(BaseSettings):
     )
     fashion_mnist_mirror: str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
     torch_threads: int = Field(1, ge=1, le=256, description="tiny nets on shared cores run fastest on one")
+    cuda_graphs: bool = Field(
+        True,
+        description="on CUDA, replay a stack's training step as one captured graph (eager if capture fails)",
+    )
 
     # Liveness (DESIGN: heartbeat 10 s, lease 60 s, lost jobs looked for every 15 s).
     heartbeat_seconds: float = Field(10.0, gt=0)
@@ -51,6 +56,19 @@ class Settings(BaseSettings):
         3600.0, gt=0, validation_alias=AliasChoices("REQUEUE_AFTER", "BNLAB_REQUEUE_AFTER_SECONDS")
     )
     max_lease_losses: int = Field(3, ge=1)
+    worker_device_kind: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="what a worker (and the embedded launcher choosing its queues) believes it trains on: "
+        "auto probes CUDA through core.ml; cpu or cuda is taken as said, without probing (tests, or a node "
+        "whose GPU is known)",
+    )
+    gpu_slots_dir: str = Field(
+        "",
+        description="a folder shared by the workers of one node (docker compose: a volume): each worker "
+        "claims a slot there by a file lock and trains on that slot's GPU alone (CUDA_VISIBLE_DEVICES), so "
+        "N workers on one node spread over its GPUs instead of crowding the first; empty = no pinning",
+    )
+    workers_per_gpu: int = Field(1, ge=1, le=64, description="slots per GPU in gpu_slots_dir")
     database_statement_timeout_seconds: float = Field(
         30.0,
         ge=0,
@@ -114,6 +132,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="embedded mode: uvicorn logs one line per HTTP request (the dashboard polls)"
     )
+    # Host headers the API answers (api.hosts: a web page must not reach a local API through DNS
+    # rebinding). Comma-separated names or addresses; `*.example.com` for subdomains, `*` for any.
+    trusted_hosts: str = Field("localhost,127.0.0.1,[::1]")
 
     # Auth: comma-separated keys; empty = open. Read-only keys may only GET.
     api_keys: str = Field("", repr=False)

@@ -25,19 +25,71 @@ BUILT_IN_DATASETS = ("digits", "spirals", "mnist", "fashion_mnist")
 # An uploaded dataset (`POST /v1/datasets`); whether it exists is checked where the spec is submitted.
 USER_DATASET_PATTERN = re.compile(r"^user:[a-z0-9][a-z0-9_.-]{0,63}$")
 IMAGE_DATASETS: frozenset[str] = frozenset({"digits", "mnist", "fashion_mnist"})
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
+# Matched whole (fullmatch): `$` would let "cpu\n" through. A GPU index is 0-99 without leading zeros;
+# whether a worker has that GPU only the workers know (the job waits on the gpu queue until one takes it).
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:(0|[1-9][0-9]?))?")
 
 Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
 
 
-class _Strict(BaseModel):
-    """Unknown fields are errors: a typo like `learning_rat` must not silently train with the default."""
+def unstorable_text(value: object) -> str | None:
+    """Why `value` (or a string anywhere inside it) cannot be stored, or None when it can. PostgreSQL
+    refuses NUL in text and no database (nor JSON encoder) takes a lone UTF-16 surrogate: refused up
+    front, both modes answer the same 422 instead of a 500 on one and a stored NUL on the other."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "text must not contain NUL (\\u0000)"
+        if not value.isascii() and any("\ud800" <= character <= "\udfff" for character in value):
+            return "text must not contain a lone surrogate (\\ud800-\\udfff)"
+        return None
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list | tuple):
+        for item in value:
+            reason = unstorable_text(item)
+            if reason is not None:
+                return reason
+    return None
 
-    model_config = ConfigDict(extra="forbid")
+
+def with_unstorable_text_replaced(value: object) -> object:
+    """`value` with NUL and lone surrogates replaced by U+FFFD in every string inside it: how a spec stored
+    before such text was refused (SQLite kept NUL) is read back without failing validation."""
+    if isinstance(value, str):
+        if unstorable_text(value) is None:
+            return value
+        return "".join(
+            "\ufffd" if character == "\x00" or "\ud800" <= character <= "\udfff" else character
+            for character in value
+        )
+    if isinstance(value, dict):
+        return {
+            with_unstorable_text_replaced(key): with_unstorable_text_replaced(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [with_unstorable_text_replaced(item) for item in value]
+    return value
 
 
-class MLPArchitecture(_Strict):
+class StrictModel(BaseModel):
+    """What every submitted document shares. Unknown fields are errors: a typo like `learning_rat` must not
+    silently train with the default. Numbers are finite (NaN, Infinity and 1e999 are 422s, not values a
+    worker trains with or a JSON answer cannot carry), and text is storable (`unstorable_text`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        reason = unstorable_text(value)
+        if reason is not None:
+            raise ValueError(reason)
+        return value
+
+
+class MLPArchitecture(StrictModel):
     """Fully connected net: input → hidden widths → 10-way (or 2-way) linear head."""
 
     kind: Literal["mlp"] = "mlp"
@@ -50,7 +102,7 @@ class MLPArchitecture(_Strict):
     activation: Activation = Field("sigmoid", description="the paper's Fig. 1 uses sigmoid")
 
 
-class CNNArchitecture(_Strict):
+class CNNArchitecture(StrictModel):
     """Conv blocks (3x3 conv → BN → activation → 2x2 max-pool) and a linear head, for image datasets."""
 
     kind: Literal["cnn"] = "cnn"
@@ -66,7 +118,7 @@ class CNNArchitecture(_Strict):
 Architecture = Annotated[MLPArchitecture | CNNArchitecture, Field(discriminator="kind")]
 
 
-class JobSpec(_Strict):
+class JobSpec(StrictModel):
     """One training run. The first four fields are required; the rest default to the paper's digits setup."""
 
     architecture: Architecture
@@ -132,16 +184,31 @@ class JobSpec(_Strict):
         500, ge=0, le=MAX_STEPS, description="steps between checkpoints a resumed job starts from; 0 = none"
     )
     seed: int = Field(
-        0, ge=0, le=2**31 - 1, description="initialization, batches, dropout, the digits split, spirals"
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="initialization, batches, dropout; the digits split and spirals unless split_seed is set",
+    )
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="draws the train/validation split (digits, spirals) apart from seed; null: the seed does",
+    )
+    stop_at_target: bool = Field(
+        False, description="end the run, succeeded, at the first evaluation at or above target_accuracy"
     )
     device: str = Field(
-        "auto", max_length=16, description="auto (the worker's: a GPU if it has one), cpu, cuda or cuda:N"
+        "auto",
+        max_length=16,
+        description="auto (the worker's: a GPU if it has one), cpu, cuda or cuda:N (N from 0 to 99); a job "
+        "for a GPU no worker has waits queued",
     )
 
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not DEVICE_PATTERN.match(value):
+        if not DEVICE_PATTERN.fullmatch(value):
             raise ValueError("device must be auto, cpu, cuda or cuda:N")
         return value
 
@@ -150,7 +217,7 @@ class JobSpec(_Strict):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        if value not in BUILT_IN_DATASETS and not USER_DATASET_PATTERN.match(value):
+        if value not in BUILT_IN_DATASETS and not USER_DATASET_PATTERN.fullmatch(value):
             raise ValueError(
                 f"dataset must be one of {', '.join(BUILT_IN_DATASETS)} or user:<name> (uploaded)"
             )
@@ -183,6 +250,13 @@ class JobSpec(_Strict):
         steps = info.data.get("steps")
         if steps is not None and value > steps:
             raise ValueError(f"eval_every ({value}) must not exceed steps ({steps})")
+        return value
+
+    @field_validator("stop_at_target")
+    @classmethod
+    def _stopping_needs_a_target(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("target_accuracy") is None:
+            raise ValueError("stop_at_target needs a target_accuracy to stop at")
         return value
 
 

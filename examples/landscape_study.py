@@ -1,5 +1,7 @@
 """Run the loss-landscape study (`examples/landscape_study.yaml`) through bnlab's HTTP API and write
-`examples/LANDSCAPE_REPORT.md` with its tables and Fig. 4-style figures.
+`LANDSCAPE_REPORT.md` with its tables and Fig. 4-style figures into `--output-dir` (by default a new folder
+under `var/reports/`; `--output-dir examples` regenerates the tracked `examples/LANDSCAPE_REPORT.md`). While
+the sweep trains it prints a line whenever it moves on; a service that is not there is one line.
 
 Santurkar et al. (2018) claim that batch normalization makes the loss landscape smoother. The study trains
 every setting with and without BN on the same seeds; each BN job is compared with the no-BN job of the same
@@ -32,8 +34,9 @@ from core.statistics import describe, verdict
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 STUDY_PATH = EXAMPLES_DIR / "landscape_study.yaml"
-FIGURES_DIR = EXAMPLES_DIR / "figures"
-REPORT_PATH = EXAMPLES_DIR / "LANDSCAPE_REPORT.md"
+FIGURES = "figures"  # next to the report
+REPORT = "LANDSCAPE_REPORT.md"
+EXIT_SERVICE_ERROR = 1
 TERMINAL_STATUSES = ("succeeded", "failed", "diverged", "cancelled")
 POLL_SECONDS = 2.0
 QUANTITIES = {
@@ -44,7 +47,7 @@ QUANTITIES = {
 }
 EARLY_STEPS = 500  # "early in training": where a no-BN sigmoid net is still on its plateau
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a line stays one line in a log
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,44 @@ def run_sweep(client: httpx.Client, sweep: dict[str, Any], timeout_seconds: floa
     created = response.json()
     console.print(f"submitted sweep {created['id']}: {created['size']} jobs")
     deadline = time.monotonic() + timeout_seconds
+    printed = ""
     with console.status("training") as status:
         while True:
             view = get(client, f"/v1/sweeps/{created['id']}")
             counts = view["status_counts"]
             done = sum(counts.get(name, 0) for name in TERMINAL_STATUSES)
-            status.update(f"{done}/{created['size']} jobs done ({counts})")
+            line = progress_line(created["size"], done, view.get("progress"))
+            status.update(line)
+            if line != printed:  # a line when it moves on, readable in a log too (the spinner is not)
+                console.print(line, highlight=False)
+                printed = line
             if done >= created["size"]:
                 return list(created["job_ids"])
             if time.monotonic() > deadline:
                 raise SystemExit(f"gave up after {timeout_seconds:.0f} s with {done}/{created['size']} done")
             time.sleep(POLL_SECONDS)
+
+
+def progress_line(size: int, done: int, progress: dict[str, Any] | None) -> str:
+    """`12/36 jobs done, 41% of the steps, about 12 s left` (from the sweep's `progress`)."""
+    line = f"{done}/{size} jobs done"
+    if progress and progress.get("steps_total"):
+        line += f", {100 * progress['steps_done'] // progress['steps_total']}% of the steps"
+        if progress.get("eta_seconds") and done < size:
+            line += f", about {progress['eta_seconds']:.0f} s left"
+    return line
+
+
+def unreachable(url: str, error: httpx.TransportError) -> str:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return (
+        f"error: cannot reach the bnlab service at {url} ({reason}); start it with `make run`, or pass --url"
+    )
+
+
+def default_output_dir() -> Path:
+    """A new folder per run under var/reports/ (relative to where the script runs)."""
+    return Path("var") / "reports" / f"landscape-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def load_job(client: httpx.Client, job_id: str) -> Job:
@@ -343,9 +373,10 @@ def tally(pairs: dict[Setting, list[Pair]]) -> list[str]:
     return lines
 
 
-def figures(client: httpx.Client, pairs: dict[Setting, list[Pair]]) -> list[str]:
+def figures(client: httpx.Client, pairs: dict[Setting, list[Pair]], output_dir: Path) -> list[str]:
     """One Fig. 4-style picture per setting (seed 0): no BN and BN in the same panels."""
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    figures_dir = output_dir / FIGURES
+    figures_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     for setting, setting_pairs in pairs.items():
         pair = setting_pairs[0]
@@ -355,15 +386,19 @@ def figures(client: httpx.Client, pairs: dict[Setting, list[Pair]]) -> list[str]
         )
         response.raise_for_status()
         name = f"landscape-{setting.slug}.png"
-        (FIGURES_DIR / name).write_bytes(response.content)
+        (figures_dir / name).write_bytes(response.content)
         lines += [f"**{setting.activation}, lr {setting.learning_rate:g}** (seed {pair.seed})", ""]
-        lines += [f"![landscape, {setting.activation}, lr {setting.learning_rate:g}](figures/{name})", ""]
+        lines += [f"![landscape, {setting.activation}, lr {setting.learning_rate:g}]({FIGURES}/{name})", ""]
     return lines
 
 
 def write_report(
-    client: httpx.Client, study: dict[str, Any], pairs: dict[Setting, list[Pair]], seconds: float
-) -> None:
+    client: httpx.Client,
+    study: dict[str, Any],
+    pairs: dict[Setting, list[Pair]],
+    seconds: float,
+    output_dir: Path,
+) -> Path:
     base = study["sweep"]["base"]
     job_count = 2 * sum(len(setting_pairs) for setting_pairs in pairs.values())
     lines = [
@@ -424,10 +459,12 @@ def write_report(
         "(a) the band of losses over the four step sizes at each probe step, (b) gradient predictiveness, "
         "(c) effective β-smoothness; no BN in red, BN in blue; logarithmic axes.",
         "",
-        *figures(client, pairs),
+        *figures(client, pairs, output_dir),
     ]
-    REPORT_PATH.write_text("\n".join(lines))
-    console.print(f"wrote {REPORT_PATH}")
+    report = output_dir / REPORT
+    report.write_text("\n".join(lines))
+    console.print(f"wrote {report}")
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -437,16 +474,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the bnlab API")
     parser.add_argument("--api-key", default=None, help="sent as a bearer token when the API requires one")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the sweep")
+    parser.add_argument("--study", type=Path, default=STUDY_PATH, help="the study file")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help=f"where {REPORT} and figures/ are written (default: a new folder under var/reports/; "
+        "`examples` regenerates the tracked report)",
+    )
     arguments = parser.parse_args(argv)
 
-    study = yaml.safe_load(STUDY_PATH.read_text())
+    study = yaml.safe_load(arguments.study.read_text())
     headers = {"Authorization": f"Bearer {arguments.api_key}"} if arguments.api_key else {}
+    output_dir = arguments.output_dir or default_output_dir()
     started = time.monotonic()
-    with httpx.Client(base_url=arguments.url, headers=headers, timeout=60.0) as client:
-        job_ids = run_sweep(client, study["sweep"], arguments.timeout)
-        seconds = time.monotonic() - started
-        jobs = [load_job(client, job_id) for job_id in job_ids]
-        write_report(client, study, pair_up(client, jobs), seconds)
+    try:
+        with httpx.Client(base_url=arguments.url, headers=headers, timeout=60.0) as client:
+            job_ids = run_sweep(client, study["sweep"], arguments.timeout)
+            seconds = time.monotonic() - started
+            jobs = [load_job(client, job_id) for job_id in job_ids]
+            output_dir.mkdir(parents=True, exist_ok=True)
+            write_report(client, study, pair_up(client, jobs), seconds, output_dir)
+    except httpx.TransportError as error:
+        console.print(unreachable(arguments.url, error), highlight=False)
+        return EXIT_SERVICE_ERROR
+    except httpx.HTTPStatusError as error:
+        console.print(
+            f"error: {error.request.method} {error.request.url.path} answered "
+            f"{error.response.status_code}: {error.response.text[:200]}",
+            highlight=False,
+        )
+        return EXIT_SERVICE_ERROR
     return 0
 
 

@@ -2,11 +2,14 @@
 
 Each study file holds `about` (title, the claim under test, which axes to plot) and `sweep` (the body of
 `POST /v1/sweeps`). The script submits every study, waits with a progress bar per study, then writes
-`examples/REPORT.md` (or into `--output-dir`) with one table per study (grid points aggregated over
-seeds) and PNG figures fetched from the plot endpoints into `figures/` beside it.
+`REPORT.md` into `--output-dir` (by default a new folder under `var/reports/`, so the tracked
+`examples/REPORT.md` changes only when asked: `--output-dir examples`) with one table per study (grid points
+aggregated over seeds) and PNG figures fetched from the plot endpoints into `figures/` beside it. While it
+waits it prints a line whenever a study moves on; a service that is not there is one line, not a traceback.
 
     python examples/run_studies.py --url http://127.0.0.1:8000            # all four studies
     python examples/run_studies.py --study 1-bn-vs-no-bn --study 3-dropout  # a subset
+    python examples/run_studies.py --output-dir examples                  # regenerate examples/REPORT.md
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ REPORT = "REPORT.md"
 FIGURES = "figures"  # next to the report
 TERMINAL_STATUSES = ("succeeded", "failed", "diverged", "cancelled")
 POLL_SECONDS = 2.0
+EXIT_SERVICE_ERROR = 1
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a line stays one line in a log
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ def wait_for(client: httpx.Client, submitted: list[Submitted], timeout_seconds: 
             for item in submitted
         }
         pending = list(submitted)
+        printed: dict[str, str] = {}
         while pending:
             for item in list(pending):
                 item.view = _get(client, f"/v1/sweeps/{item.sweep_id}")
@@ -104,12 +109,38 @@ def wait_for(client: httpx.Client, submitted: list[Submitted], timeout_seconds: 
                 done = sum(counts.get(status, 0) for status in TERMINAL_STATUSES)
                 states = " ".join(f"{status} {count}" for status, count in counts.items() if count)
                 progress.update(bars[item.sweep_id], completed=done, states=states)
+                line = progress_line(item.study.slug, item.size, done, item.view.get("progress"))
+                if line != printed.get(item.sweep_id):  # a line when it moves on, readable in a log too
+                    progress.console.print(line, highlight=False)
+                    printed[item.sweep_id] = line
                 if done >= item.size:
                     pending.remove(item)
             if pending and time.monotonic() > deadline:
                 raise SystemExit(f"gave up after {timeout_seconds:.0f} s; still running: {_slugs(pending)}")
             if pending:
                 time.sleep(POLL_SECONDS)
+
+
+def progress_line(slug: str, size: int, done: int, progress: dict[str, Any] | None) -> str:
+    """`1-bn-vs-no-bn: 2/6 jobs done, 41% of the steps, about 12 s left` (the sweep's `progress`)."""
+    line = f"{slug}: {done}/{size} jobs done"
+    if progress and progress.get("steps_total"):
+        line += f", {100 * progress['steps_done'] // progress['steps_total']}% of the steps"
+        if progress.get("eta_seconds") and done < size:
+            line += f", about {progress['eta_seconds']:.0f} s left"
+    return line
+
+
+def unreachable(url: str, error: httpx.TransportError) -> str:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return (
+        f"error: cannot reach the bnlab service at {url} ({reason}); start it with `make run`, or pass --url"
+    )
+
+
+def default_output_dir() -> Path:
+    """A new folder per run under var/reports/ (relative to where the script runs)."""
+    return Path("var") / "reports" / f"studies-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _slugs(items: list[Submitted]) -> str:
@@ -398,19 +429,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-key", default=None, help="sent as a bearer token when the API requires one")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for all studies")
     parser.add_argument("--studies-dir", type=Path, default=STUDIES_DIR, help="where the study files are")
-    parser.add_argument("--output-dir", type=Path, default=EXAMPLES_DIR, help=f"where {REPORT} is written")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help=f"where {REPORT} and figures/ are written (default: a new folder under var/reports/; "
+        "`examples` regenerates the tracked report)",
+    )
     arguments = parser.parse_args(argv)
 
     headers = {"Authorization": f"Bearer {arguments.api_key}"} if arguments.api_key else {}
     studies = load_studies(arguments.studies_dir, arguments.study)
+    output_dir = arguments.output_dir or default_output_dir()
     started = time.monotonic()
-    with httpx.Client(base_url=arguments.url, headers=headers, timeout=60.0) as client:
-        submitted = [submit(client, study) for study in studies]
-        for item in submitted:
-            console.print(f"submitted {item.study.slug}: sweep {item.sweep_id}, {item.size} jobs")
-        wait_for(client, submitted, arguments.timeout)
-        service = Service(client, arguments.output_dir)
-        write_report(service, submitted, arguments.url, time.monotonic() - started)
+    try:
+        with httpx.Client(base_url=arguments.url, headers=headers, timeout=60.0) as client:
+            submitted = [submit(client, study) for study in studies]
+            for item in submitted:
+                console.print(f"submitted {item.study.slug}: sweep {item.sweep_id}, {item.size} jobs")
+            wait_for(client, submitted, arguments.timeout)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            write_report(Service(client, output_dir), submitted, arguments.url, time.monotonic() - started)
+    except httpx.TransportError as error:
+        console.print(unreachable(arguments.url, error), highlight=False)
+        return EXIT_SERVICE_ERROR
+    except httpx.HTTPStatusError as error:
+        console.print(
+            f"error: {error.request.method} {error.request.url.path} answered "
+            f"{error.response.status_code}: {error.response.text[:200]}",
+            highlight=False,
+        )
+        return EXIT_SERVICE_ERROR
     return 0
 
 

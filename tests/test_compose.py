@@ -1,20 +1,32 @@
 """The deployment files hang together: no Docker engine runs here, so the compose file is parsed and every
-service, healthcheck, dependency, GPU reservation and command it names is checked against the project."""
+service, healthcheck, dependency, GPU reservation and command it names is checked against the project, and
+the GPU worker's command is started here with compose's environment."""
 
 from __future__ import annotations
 
 import configparser
 import importlib
 import importlib.util
+import os
 import re
 import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from core.db.migrate import upgrade_database
 from core.settings import Settings
+from core.store import Store
+from tests.fixtures.databases import create_postgres_database, drop_postgres_database, postgres_available
+from tests.fixtures.requirements import require
+from tests.fixtures.worker import LIVENESS_ENVIRONMENT, RedisServer
+from worker.gpu_slots import claim_slot
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -93,11 +105,35 @@ def test_api_healthcheck_probes_a_route_the_app_serves() -> None:
     assert "get" in app.openapi()["paths"][path.group(1)]
 
 
-def test_gpu_worker_reserves_an_nvidia_gpu_and_consumes_the_gpu_queue() -> None:
+def test_gpu_worker_reserves_the_nodes_gpus_and_consumes_the_gpu_queue() -> None:
     devices = SERVICES["worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any(device["driver"] == "nvidia" and "gpu" in device["capabilities"] for device in devices)
+    assert any(
+        device["driver"] == "nvidia" and "gpu" in device["capabilities"] and device["count"] == "all"
+        for device in devices
+    )
     assert queues_of("worker") == {"default", "gpu"}
     assert "profiles" not in SERVICES["worker"]
+
+
+def test_a_further_nodes_workers_reach_the_first_nodes_services_by_two_host_variables() -> None:
+    environment = SERVICES["worker"]["environment"]
+    assert "@${POSTGRES_HOST:-postgres}:5432/" in environment["DATABASE_URL"]
+    assert environment["BROKER_URL"].startswith("redis://${REDIS_HOST:-redis}:")
+    assert environment["DATABASE_URL"] == SERVICES["api"]["environment"]["DATABASE_URL"]
+
+
+def test_scaled_gpu_workers_share_a_slots_volume_that_the_image_lets_them_write() -> None:
+    """`--scale worker=N`: every replica sees every GPU and pins itself to one through the slots folder,
+    which must be one named volume for all of them, at a path the image creates for its user."""
+    slots_dir = SERVICES["worker"]["environment"]["BNLAB_GPU_SLOTS_DIR"]
+    mounts = dict(reversed(volume.split(":")[:2]) for volume in SERVICES["worker"]["volumes"])
+    assert mounts[slots_dir] in COMPOSE["volumes"], (
+        "the slots folder is a named volume shared by the replicas"
+    )
+    assert "container_name" not in SERVICES["worker"], "a fixed container name cannot be scaled"
+    base = dockerfile_stages()["base"]
+    assert re.search(rf"mkdir -p [^\n]*{re.escape(slots_dir)}", base) and "chown -R bnlab:bnlab /data" in base
+    assert slots_dir.startswith("/data/")
 
 
 def test_cpu_worker_is_an_opt_in_profile_consuming_the_cpu_queue() -> None:
@@ -166,3 +202,59 @@ def test_env_example_copied_as_is_changes_no_setting(monkeypatch: pytest.MonkeyP
     from_example = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
     assert from_example.model_dump() == defaults.model_dump()
+
+
+@pytest.mark.service
+def test_the_gpu_worker_command_starts_with_composes_environment_registers_and_claims_a_gpu_slot(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Compose's worker command and environment, run here against this machine's PostgreSQL and a private
+    Redis (the hosts `postgres` and `redis` exist only in compose), believing in a GPU as a GPU node's
+    probe would find one."""
+    require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
+    name, url = create_postgres_database()
+    slots = tmp_path / "gpu-slots"
+    worker_environment = SERVICES["worker"]["environment"]
+    environment = {
+        **os.environ,
+        **{key: str(value) for key, value in worker_environment.items()},
+        **LIVENESS_ENVIRONMENT,
+        "DATABASE_URL": url,
+        "BROKER_URL": private_redis.url.rsplit("/", 1)[0] + "/9",
+        "BNLAB_GPU_SLOTS_DIR": str(slots),
+        "BNLAB_WORKER_DEVICE_KIND": "cuda",
+        "PYTHONPATH": str(ROOT),
+    }
+    environment.pop("CUDA_VISIBLE_DEVICES", None)
+    store: Store | None = None
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        upgrade_database(url)
+        store = Store(url)
+        with (tmp_path / "worker.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", *command_of("worker")],
+                cwd=ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 90
+        while not (workers := store.list_workers(alive_seconds=3)):
+            assert process.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "worker.log"
+            ).read_text()
+            time.sleep(0.2)
+        [worker] = workers
+        assert (worker.queues, worker.device["kind"]) == (["default", "gpu"], "cuda")
+        taken = claim_slot(slots, 2)  # the worker holds slot 0: the next claim gets slot 1
+        assert taken is not None and taken[0] == 1
+        taken[1].close()
+    finally:
+        if process is not None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if store is not None:
+            store.dispose()
+        drop_postgres_database(name)

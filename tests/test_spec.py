@@ -53,6 +53,8 @@ def test_paper_spec_gets_documented_defaults() -> None:
         ({"bn_implementation": "keras"}, "bn_implementation"),
         ({"device": "tpu"}, "device"),
         ({"target_accuracy": 1.5}, "target_accuracy"),
+        ({"stop_at_target": True}, "stop_at_target"),
+        ({"split_seed": -1}, "split_seed"),
         ({"learning_rat": 0.1}, "learning_rat"),
     ],
 )

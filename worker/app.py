@@ -7,11 +7,13 @@ warms up) the training core before it takes a job.
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from core.queue import make_celery
 from core.settings import get_settings
+from worker.gpu_slots import pin_to_a_gpu
 from worker.memory import limit_address_space
+from worker.registry import connect_registry
 from worker.tasks import register_tasks
 from worker.training_core import warm_up_training_core
 
@@ -23,6 +25,7 @@ settings = get_settings()
 app = make_celery(settings)
 app.conf.worker_proc_alive_timeout = POOL_PROCESS_START_SECONDS
 register_tasks(app, settings)
+connect_registry(settings)
 
 
 @worker_process_init.connect
@@ -31,3 +34,9 @@ def _prepare_pool_process(**_signal: object) -> None:
     # the parent never loads torch. The core is loaded within the memory limit, as a job would load it.
     limit_address_space(settings.worker_memory_limit_mb)
     warm_up_training_core(settings)
+
+
+@worker_init.connect
+def _pin_to_a_gpu(**_signal: object) -> None:
+    # In the main process, before the pool starts: its processes inherit CUDA_VISIBLE_DEVICES.
+    pin_to_a_gpu(settings)

@@ -7,13 +7,16 @@ Plain `def` routes: the store is synchronous, so FastAPI runs them in its thread
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import StreamingResponse
 
 from api.compare.loading import Comparison, ComparisonDep
 from api.compare.schemas import CompareOut, CompareRowOut
 from api.errors import DATABASE_DOWN, query_error
+from api.exports import FormatQuery, csv_answer, csv_response, flat_fields, table_lines, wants_csv
 from api.schemas import ErrorOut, Series
 from api.statistics_schemas import TunedOut
 from core.compare import higher_is_better
@@ -47,13 +50,18 @@ JOBS_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status_code=status.HTTP_200_OK,
     response_model=CompareOut,
     summary="Compare jobs: spec differences, final/best, steps to target, speedup, aligned series",
-    responses=JOBS_NOT_FOUND,
+    responses={
+        **csv_answer("the comparison as JSON, or with `format=csv` (or `Accept: text/csv`) its jobs table"),
+        **JOBS_NOT_FOUND,
+    },
 )
 def compare_jobs(
     comparison: ComparisonDep,
+    request: Request,
     arm: Arm = None,
     tune: Tune = [],  # noqa: B006 (FastAPI copies a query default; it is never mutated)
-) -> CompareOut:
+    answer_format: Annotated[FormatQuery, Query(alias="format")] = None,
+) -> CompareOut | StreamingResponse:
     """Finished jobs come first, then running, cancelled, diverged and failed ones; within a group the
     fewest steps to target, then the best final value. The speedup is the baseline's steps to target ÷
     this job's; when the baseline never got there its step budget is used and the speedup is flagged as
@@ -64,7 +72,12 @@ def compare_jobs(
     interval, the speedup as a ratio of mean steps to target with a bootstrap interval (none below five
     seeds), and a verdict only where the interval excludes no difference. Within an arm the jobs may differ
     only in seed and in the `tune` fields, of which each arm takes its best setting (fewest mean steps to
-    target where every seed got there, else best mean final value)."""
+    target where every seed got there, else best mean final value).
+
+    As CSV (`format=csv` or `Accept: text/csv`): one line per job with the columns of `jobs` and each
+    differing spec field as a `spec.<field>` column; the series and arms are JSON only."""
+    if wants_csv(request, answer_format):
+        return csv_response(_jobs_table(comparison), "comparison.csv")
     return CompareOut(
         metric=comparison.metric,
         target=comparison.target,
@@ -76,6 +89,17 @@ def compare_jobs(
         },
         arms=_arms(comparison, arm, tune),
     )
+
+
+def _jobs_table(comparison: Comparison) -> Iterator[str]:
+    rows = []
+    for row in comparison.rows:
+        answer = CompareRowOut.model_validate(row).model_dump(exclude={"landscape"})
+        spec_diff = answer.pop("spec_diff")
+        answer.update({f"spec.{field}": value for field, value in flat_fields(spec_diff).items()})
+        rows.append(answer)
+    columns = list(dict.fromkeys(column for answer in rows for column in answer))
+    return table_lines(rows, columns)
 
 
 def _arms(comparison: Comparison, arm: str | None, tune: list[str]) -> TunedOut | None:

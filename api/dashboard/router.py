@@ -59,6 +59,6 @@ def dashboard_asset(file_name: Annotated[str, PathParameter(max_length=64)]) -> 
     # Only plain names of files in static/ (a name cannot hold "/" and may not start with "."), so no
     # request can reach outside it.
     path = STATIC_DIR / file_name
-    if not ASSET_NAME.match(file_name) or not path.is_file():
+    if not ASSET_NAME.fullmatch(file_name) or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no dashboard file {file_name}")
     return _file_response(path)

@@ -32,13 +32,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.sse import ServerSentEvent
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from core.store import MAX_METRIC_STEPS_PER_READ, JobEventState, MetricStep, StatusChange, StoreInterface
 from core.store.notifications import JobChangeListener
 
 logger = logging.getLogger(__name__)
 
+DATABASE_UNREACHABLE = (OperationalError, PoolTimeoutError)  # the database, not one stream's read
+
 LAST_EVENT_ID_PATTERN = r"^(metrics|status):\d{1,10}$"
+MAX_EVENT_NUMBER = 2**31 - 1  # steps and sequence numbers are 32-bit integer columns
 RUNNING_SEQ = 2  # metric steps come after status:1 (queued) and status:2 (running)
 ProgressKey = tuple[int, int, float | None]
 
@@ -57,12 +62,17 @@ class StreamPosition:
         """Where a stream resumes after the event with this id (from the start when None)."""
         if last_event_id is None:
             return cls()
-        if not re.match(LAST_EVENT_ID_PATTERN, last_event_id):
+        if not re.fullmatch(LAST_EVENT_ID_PATTERN, last_event_id):
             raise ValueError(f"not an event id of this stream: {last_event_id!r}")
-        kind, _, number = last_event_id.partition(":")
+        kind, _, digits = last_event_id.partition(":")
+        number = int(digits)
+        if number > MAX_EVENT_NUMBER:
+            raise ValueError(
+                f"{kind} number {number} is beyond any event of a stream (at most {MAX_EVENT_NUMBER})"
+            )
         if kind == "metrics":
-            return cls(statuses_sent=RUNNING_SEQ, metric_step=int(number))
-        return cls(statuses_sent=int(number))
+            return cls(statuses_sent=RUNNING_SEQ, metric_step=number)
+        return cls(statuses_sent=number)
 
 
 def status_event(change: StatusChange, state: JobEventState) -> ServerSentEvent:
@@ -146,6 +156,7 @@ class Snapshot:
     states: dict[str, JobEventState]
     metric_steps: dict[str, list[MetricStep]]
     metrics_complete: dict[str, bool]
+    failed_reads: dict[str, Exception]  # by job: the metric read past its cursor failed
 
 
 class EventHub:
@@ -171,6 +182,7 @@ class EventHub:
             else None
         )
         self._listener_task: asyncio.Task[None] | None = None
+        self._reads_failing = False  # logged once per outage, not at every poll
         self.polls = 0  # how many polls ran, for tests and diagnostics
         self.wakeups = 0  # how many change notifications woke the poller, likewise
 
@@ -215,8 +227,18 @@ class EventHub:
             self._wake.clear()
             try:
                 await self._poll()
-            except Exception:  # a database that is briefly down must not end every stream
-                logger.exception("reading job events failed; retrying")
+            except Exception as error:  # the shared read failed (the database briefly down): all wait
+                if not self._reads_failing:
+                    logger.warning(
+                        "reading job events failed, retrying every poll: %s",
+                        error,
+                        exc_info=not isinstance(error, DATABASE_UNREACHABLE),  # a bug deserves its traceback
+                    )
+                self._reads_failing = True
+            else:
+                if self._reads_failing:
+                    logger.warning("reading job events works again")
+                self._reads_failing = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
 
@@ -229,22 +251,45 @@ class EventHub:
         snapshot = await asyncio.to_thread(self._read, cursors)
         self.polls += 1
         for subscription in subscriptions:
-            state = snapshot.states.get(subscription.job_id)
-            if state is None:  # the job is gone: nothing more will come
+            try:
+                self._serve(subscription, snapshot, cursors)
+            except Exception:  # one stream's bad data ends that stream, never the poller
+                logger.exception(
+                    "ending the event stream of job %s: its events cannot be made", subscription.job_id
+                )
                 self._finish(subscription, [])
-                continue
-            events = next_events(
-                state,
-                snapshot.metric_steps.get(subscription.job_id, []),
-                snapshot.metrics_complete.get(subscription.job_id, True),
-                subscription.position,
-            )
-            if subscription.position.finished:
-                self._finish(subscription, events)
-            elif events:
-                subscription.batches.put_nowait(Batch(events, finished=False))
-        if not all(snapshot.metrics_complete.values()):
-            self._wake.set()  # the rest of a long replay follows without waiting a tick
+        if snapshot.failed_reads or not all(snapshot.metrics_complete.values()):
+            # The rest of a long replay, or the streams that waited behind a failed read, follow at once.
+            self._wake.set()
+
+    def _serve(self, subscription: Subscription, snapshot: Snapshot, cursors: dict[str, int]) -> None:
+        """Hands one stream its next events from the snapshot (or ends it)."""
+        job_id = subscription.job_id
+        state = snapshot.states.get(job_id)
+        if state is None:  # the job is gone: nothing more will come
+            self._finish(subscription, [])
+            return
+        failure = snapshot.failed_reads.get(job_id)
+        if failure is not None:
+            if subscription.position.metric_step == cursors[job_id]:  # its own cursor failed: it ends
+                logger.error(
+                    "ending the event stream of job %s after metric step %d: reading it failed: %s",
+                    job_id,
+                    subscription.position.metric_step,
+                    failure,
+                )
+                self._finish(subscription, [])
+            return  # another stream's cursor failed: this one is served at the next poll
+        events = next_events(
+            state,
+            snapshot.metric_steps.get(job_id, []),
+            snapshot.metrics_complete.get(job_id, True),
+            subscription.position,
+        )
+        if subscription.position.finished:
+            self._finish(subscription, events)
+        elif events:
+            subscription.batches.put_nowait(Batch(events, finished=False))
 
     def _finish(self, subscription: Subscription, events: list[ServerSentEvent]) -> None:
         subscription.batches.put_nowait(Batch(events, finished=True))
@@ -252,14 +297,24 @@ class EventHub:
 
     def _read(self, cursors: dict[str, int]) -> Snapshot:
         """Runs in a worker thread. Job rows are read before metrics: a final status read here was
-        committed after its job's last metrics, so those are visible to the second read."""
+        committed after its job's last metrics, so those are visible to the second read.
+
+        A database that cannot be reached fails the whole read (every stream waits); any other error
+        in one job's metric read is kept for that job, so it cannot stop the other jobs' streams."""
         states = self._store.job_event_states(list(cursors))
         metric_steps: dict[str, list[MetricStep]] = {}
         complete: dict[str, bool] = {}
+        failed: dict[str, Exception] = {}
         for job_id, state in states.items():
             if not state.has_started:
                 continue
-            steps = self._store.metric_steps_after(job_id, cursors[job_id], self._max_metric_steps)
+            try:
+                steps = self._store.metric_steps_after(job_id, cursors[job_id], self._max_metric_steps)
+            except DATABASE_UNREACHABLE:
+                raise
+            except Exception as error:  # e.g. a cursor the column cannot hold ("integer out of range")
+                failed[job_id] = error
+                continue
             metric_steps[job_id] = steps
             complete[job_id] = len(steps) < self._max_metric_steps
-        return Snapshot(states, metric_steps, complete)
+        return Snapshot(states, metric_steps, complete, failed)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.dependencies import JOB_NOT_FOUND, JobDep, SettingsDep
@@ -25,7 +26,8 @@ Server-Sent Events, in this order: `status` (id `status:<seq>`: 1 queued, 2 runn
 status), `metrics` at each evaluation step (id `metrics:<step>`, data `{"step", "values": {name: value}}`),
 and `progress` (`{"step", "steps", "steps_per_second"}`, the latest only, no id) whenever it changes.
 The stream ends after the final status. Reconnect with `Last-Event-ID` to receive every `status` and
-`metrics` event after that one, without gaps or repeats. A comment is sent while nothing happens.
+`metrics` event after that one, without gaps or repeats (an id no stream sends, a number beyond 2147483647,
+is a 422). A comment is sent while nothing happens.
 """
 
 
@@ -48,7 +50,21 @@ def stream_position(
         ),
     ] = None,
 ) -> StreamPosition:
-    return StreamPosition.after(last_event_id)
+    """Where the stream resumes. An id beyond any a stream sends (a number past the 32-bit columns) is a
+    422 naming the header: a browser only sends back ids it received, so such an id is a client's bug."""
+    try:
+        return StreamPosition.after(last_event_id)
+    except ValueError as error:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("header", "last-event-id"),
+                    "msg": str(error),
+                    "type": "value_error",
+                    "input": last_event_id,
+                }
+            ]
+        ) from error
 
 
 EventHubDep = Annotated[EventHub, Depends(get_event_hub)]

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response, status
-from pydantic import StringConstraints
+from celery import Celery
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, StringConstraints
 
 from api.datasets.checks import check_user_datasets
-from api.dependencies import JOB_NOT_FOUND, CeleryDep, JobDep, PageCursor, PageLimit, SettingsDep, StoreDep
+from api.dependencies import (
+    JOB_NOT_FOUND,
+    CeleryDep,
+    JobDep,
+    PageCursor,
+    PageLimit,
+    SettingsDep,
+    StoreDep,
+    normalize_job_id,
+)
 from api.errors import DATABASE_DOWN, query_error
+from api.exports import FormatQuery, csv_answer, csv_response, metric_lines, wants_csv
 from api.housekeeping import (
     ArchivedFilter,
     LabelsIn,
@@ -23,6 +35,7 @@ from api.housekeeping import (
     archived_choice,
     stop_then_delete,
 )
+from api.idempotency import IDEMPOTENCY_CONFLICT, IdempotencyKey, answer_once
 from api.jobs.schemas import (
     PAPER_DIGITS_SPEC,
     JobOut,
@@ -34,12 +47,14 @@ from api.jobs.schemas import (
     TelemetryLayerOut,
     TelemetryOut,
 )
+from api.jobs.waiting import job_out_with_waiting_for, jobs_out_with_waiting_for
 from api.limits import BODY_REFUSED
 from api.publishing import publish_stored
 from api.schemas import ErrorOut, Series
 from core.results import METRIC_NAMES
+from core.settings import Settings
 from core.spec import JobSpec
-from core.store import InvalidCursor
+from core.store import InvalidCursor, StoreInterface
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -76,6 +91,7 @@ SPEC_EXAMPLES: dict[str, Any] = {
     summary="Submit a training job",
     responses={
         **BODY_REFUSED,
+        **IDEMPOTENCY_CONFLICT,
         **DATABASE_DOWN,
     },
 )
@@ -83,13 +99,24 @@ def submit_job(
     spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     store: StoreDep,
     celery_app: CeleryDep,
-) -> JobOut:
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | JSONResponse:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
-    `queued` and the republisher publishes it once the broker answers again."""
+    `queued` and the republisher publishes it once the broker answers again. A retry with the same
+    `Idempotency-Key` and body within 24 h answers the first answer (the same job) and creates nothing."""
     check_user_datasets(store, [spec], ("body", "dataset"))
+    return answer_once(
+        store, "jobs", idempotency_key, spec, lambda: create_and_publish(spec, store, celery_app, settings)
+    )
+
+
+def create_and_publish(
+    spec: JobSpec, store: StoreInterface, celery_app: Celery, settings: Settings
+) -> JobOut:
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
     publish_stored(store, celery_app, [job.id], spec.device)
-    return JobOut.model_validate(job)
+    return job_out_with_waiting_for(job, store, settings)
 
 
 @router.get(
@@ -101,8 +128,9 @@ def submit_job(
 )
 def list_jobs(
     store: StoreDep,
+    settings: SettingsDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    sweep_id: Annotated[str | None, Query(max_length=64)] = None,
+    sweep_id: Annotated[str | None, Query(max_length=64, description="a sweep's id (UUID hex)")] = None,
     limit: PageLimit = 50,
     cursor: PageCursor = None,
     tag: TagFilter = None,
@@ -114,12 +142,17 @@ def list_jobs(
         ),
     ] = None,
 ) -> JobPage:
+    sweep = None
+    if sweep_id is not None:
+        sweep = normalize_job_id(sweep_id)  # sweep ids are UUID hex like job ids
+        if sweep is None:
+            raise query_error("sweep_id", sweep_id, "not a sweep id (UUID hex)")
     if archived is None:
-        archived = "all" if sweep_id is not None else "false"
+        archived = "all" if sweep is not None else "false"
     try:
         jobs, next_cursor = store.list_jobs(
             status=status_filter,
-            sweep_id=sweep_id,
+            sweep_id=sweep,
             limit=limit,
             cursor=cursor,
             tag=tag,
@@ -127,7 +160,7 @@ def list_jobs(
         )
     except InvalidCursor as error:
         raise query_error("cursor", cursor, str(error)) from error
-    return JobPage(items=[JobOut.model_validate(job) for job in jobs], next_cursor=next_cursor)
+    return JobPage(items=jobs_out_with_waiting_for(jobs, store, settings), next_cursor=next_cursor)
 
 
 @router.get(
@@ -137,26 +170,43 @@ def list_jobs(
     summary="Read one job: status, progress and summary",
     responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
 )
-def read_job(job: JobDep) -> JobOut:
-    return JobOut.model_validate(job)
+def read_job(job: JobDep, store: StoreDep, settings: SettingsDep) -> JobOut:
+    """`waiting_for` says why a queued job does not start when no live worker consumes its queue."""
+    return job_out_with_waiting_for(job, store, settings)
 
 
 @router.get(
     "/{job_id}/metrics",
     status_code=status.HTTP_200_OK,
     response_model=MetricsOut,
-    summary="Metric series, downsampled to at most max_points per series",
-    responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
+    summary="Metric series, downsampled to at most max_points per series; or every point as CSV",
+    responses={
+        **csv_answer(
+            "the series as JSON, or with `format=csv` (or `Accept: text/csv`) every point, streamed"
+        ),
+        **JOB_NOT_FOUND,
+        **DATABASE_DOWN,
+    },
 )
 def read_metrics(
     job: JobDep,
     store: StoreDep,
+    request: Request,
     name: Annotated[
         list[MetricName] | None,
-        Query(max_length=32, description="repeat for several; the four standard series when absent"),
+        Query(
+            max_length=32,
+            description="repeat for several; the four standard series when absent (CSV: every series)",
+        ),
     ] = None,
-    max_points: Annotated[int, Query(ge=4, le=MAX_POINTS, description="at least 4")] = 500,
-) -> MetricsOut:
+    max_points: Annotated[int, Query(ge=4, le=MAX_POINTS, description="at least 4; JSON only")] = 500,
+    answer_format: Annotated[FormatQuery, Query(alias="format")] = None,
+) -> MetricsOut | StreamingResponse:
+    """As CSV (`job_id,name,step,value`, in step order) the answer holds every point at full resolution,
+    however many: it is streamed from the store a chunk of steps at a time."""
+    if wants_csv(request, answer_format):
+        names = list(dict.fromkeys(name)) if name else None
+        return csv_response(metric_lines(store, job.id, names), f"{job.id}-metrics.csv")
     names = list(dict.fromkeys(name)) if name else list(METRIC_NAMES)
     stored = store.read_metrics(job.id, names, max_points)
     # Every requested name is answered, empty when the job has no such points (yet).

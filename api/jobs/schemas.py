@@ -5,12 +5,12 @@ shaped exactly as DESIGN.md shows them. NaN and inf never reach JSON: they becom
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.schemas import FiniteFloat, ResponseModel, Series
-from core.spec import JobSpec
+from core.spec import JobSpec, with_unstorable_text_replaced
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "diverged", "cancelled"]
 
@@ -93,6 +93,7 @@ class JobOut(ResponseModel):
                     "tags": ["paper"],
                     "note": "",
                     "archived": False,
+                    "waiting_for": None,
                 }
             ]
         },
@@ -100,7 +101,8 @@ class JobOut(ResponseModel):
 
     id: str = Field(description="UUID4 hex")
     status: JobStatus
-    spec: JobSpec
+    # A spec stored before NUL was refused (SQLite kept it) reads back with U+FFFD instead of failing.
+    spec: Annotated[JobSpec, BeforeValidator(with_unstorable_text_replaced)]
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -115,6 +117,11 @@ class JobOut(ResponseModel):
     tags: list[str] = Field(default_factory=list, description="set with PATCH; filter lists with `?tag=`")
     note: str = ""
     archived: bool = Field(False, description="archived jobs are left out of lists unless asked for")
+    waiting_for: str | None = Field(
+        None,
+        description="why a queued job does not start: no live worker consumes its queue (one sentence "
+        "saying how to start one); null otherwise",
+    )
 
 
 class JobPage(BaseModel):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep
 from api.errors import DATABASE_DOWN, query_error
@@ -20,10 +22,11 @@ from api.housekeeping import (
     archived_choice,
     stop_then_delete,
 )
+from api.idempotency import IDEMPOTENCY_CONFLICT, IdempotencyKey, answer_once
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from api.statistics_schemas import SweepCurvesOut
-from api.sweeps.schemas import SweepCreatedOut, SweepOut, SweepPage
+from api.sweeps.schemas import SweepCancelledOut, SweepCreatedOut, SweepOut, SweepPage
 from api.sweeps.service import create_and_publish, get_sweep_or_404, summary_out, sweep_curves, sweep_out
 from core.store import InvalidCursor
 from core.sweeps import SweepRequest
@@ -68,19 +71,31 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     summary="Submit a sweep: every grid point × every seed becomes a job",
     responses={
         **BODY_REFUSED,
+        **IDEMPOTENCY_CONFLICT,
         **DATABASE_DOWN,
     },
 )
 def submit_sweep(
-    sweep: SweepRequest, store: StoreDep, celery_app: CeleryDep, settings: SettingsDep
-) -> SweepCreatedOut:
+    sweep: SweepRequest,
+    store: StoreDep,
+    celery_app: CeleryDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | JSONResponse:
     """422 names the grid point and field of every invalid point, or the size over the cap
     (`max_sweep_size`); then nothing is created. With `execution: fused` the jobs that can train together
-    are split into fused groups (`max_fused_group_size` at most), each published as one task; every other
+    are split into fused groups, each published as one task — of `max_fused_group_size` at most, or
+    `max_fused_gpu_group_size` for specs that a GPU will train (`cuda`, or `auto` while a live worker on
+    the default queue has a GPU) and no more than fit its memory (`core.group_sizes`); every other
     job is published as its own task. A broker that is down loses none of them (the republisher publishes
-    them once it answers)."""
-    created = create_and_publish(sweep, store, celery_app, settings)
-    return SweepCreatedOut(id=created.id, size=created.size, job_ids=created.job_ids)
+    them once it answers). A retry with the same `Idempotency-Key` and body within 24 h answers the first
+    answer (the same sweep) and creates nothing."""
+
+    def create() -> SweepCreatedOut:
+        created = create_and_publish(sweep, store, celery_app, settings)
+        return SweepCreatedOut(id=created.id, size=created.size, job_ids=created.job_ids)
+
+    return answer_once(store, "sweeps", idempotency_key, sweep, create)
 
 
 @router.get(
@@ -157,7 +172,7 @@ def read_sweep_curves(
 @router.post(
     "/{sweep_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=SweepOut,
+    response_model=SweepCancelledOut,
     summary="Cancel every job of the sweep that has not finished",
     responses={
         **NOT_FOUND,
@@ -165,15 +180,17 @@ def read_sweep_curves(
         **DATABASE_DOWN,
     },
 )
-def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepOut:
-    """Queued jobs never start; running ones stop within a few seconds (cooperatively, like a job cancel)."""
+def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepCancelledOut:
+    """Queued jobs never start; running ones stop within a few seconds (cooperatively, like a job cancel).
+    `cancel_requested` counts the jobs asked to stop: the status counts that follow already show the
+    queued ones cancelled."""
     sweep = get_sweep_or_404(store, sweep_id)
     unfinished = [job for job in store.sweep_jobs(sweep.id) if not job.is_terminal]
     if not unfinished:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"every job of sweep {sweep.id} has finished")
     for job in unfinished:
         store.request_cancel(job.id)
-    return sweep_out(store, sweep)
+    return SweepCancelledOut(**sweep_out(store, sweep).model_dump(), cancel_requested=len(unfinished))
 
 
 @router.patch(

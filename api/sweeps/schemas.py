@@ -80,14 +80,38 @@ class SweepSummaryOut(BaseModel):
     archived: bool = Field(False, description="archived sweeps (and their jobs) are left out of lists")
 
 
+class SweepProgressOut(BaseModel):
+    """How far the sweep's training has got, over all its jobs."""
+
+    steps_done: int = Field(
+        description="training steps run; a finished job (whatever its outcome) counts its whole budget"
+    )
+    steps_total: int = Field(description="the step budgets of all the sweep's jobs")
+    model_steps_per_second: float = Field(
+        description="the latest training rate summed over the running jobs (each model of a fused group "
+        "counts)"
+    )
+    eta_seconds: float | None = Field(
+        description="steps left at that rate; null while nothing is training, 0 once nothing is left"
+    )
+
+
 class SweepOut(SweepSummaryOut):
     job_ids: list[str] = Field(description="in grid order, seeds innermost")
     done: int
     points: list[GridPointOut]
+    progress: SweepProgressOut
     tuned: TunedOut | None = Field(
         None,
         description="with `arm` (and `tune`) in the query: each arm at its best setting of the tuned axes, "
         "compared with the baseline arm's best; null otherwise",
+    )
+
+
+class SweepCancelledOut(SweepOut):
+    cancel_requested: int = Field(
+        description="the jobs that had not finished and were asked to stop (queued ones are cancelled at "
+        "once, running ones stop within a few seconds)"
     )
 
 

@@ -19,10 +19,18 @@ from api.dependencies import normalize_job_id
 from api.errors import query_error
 from api.publishing import publish_stored
 from api.statistics_schemas import SeedBandOut, SweepCurvesOut, TunedOut
-from api.sweeps.schemas import ExecutionOut, FusedGroupOut, GridPointOut, SweepOut, SweepSummaryOut
+from api.sweeps.schemas import (
+    ExecutionOut,
+    FusedGroupOut,
+    GridPointOut,
+    SweepOut,
+    SweepProgressOut,
+    SweepSummaryOut,
+)
 from core.compare import higher_is_better
+from core.group_sizes import group_sizing
 from core.settings import Settings
-from core.spec import JobSpec
+from core.spec import JobSpec, with_unstorable_text_replaced
 from core.store import StoreInterface, SweepView
 from core.sweeps import (
     TERMINAL_STATUSES,
@@ -52,7 +60,8 @@ def create_and_publish(
     sweep: SweepRequest, store: StoreInterface, celery_app: Celery, settings: Settings
 ) -> SweepView:
     """Expand the sweep (a 422 for every invalid point, or the size over `max_sweep_size`), store it with
-    its jobs and fused groups, then publish each group as one task and every other job as its own."""
+    its jobs and fused groups, then publish each group as one task and every other job as its own. Groups
+    are sized for the device that will train them, as the live workers say it (`core.group_sizes`)."""
     try:
         jobs = expand_sweep(sweep, settings.max_sweep_size)
     except SweepValidationError as invalid:
@@ -68,7 +77,10 @@ def create_and_publish(
         sweep.execution,
         specs,
         fused_groups(
-            specs, sweep.execution, settings.max_fused_group_size, settings.max_fused_gpu_group_size
+            specs,
+            sweep.execution,
+            settings.max_fused_group_size,
+            limit_for=group_sizing(settings, store.live_worker_devices(settings.lease_seconds)).limit_for,
         ),
     )
     device_of = {job_id: spec.device for job_id, spec in zip(created.job_ids, specs, strict=True)}
@@ -106,7 +118,7 @@ def summary_out(sweep: SweepView, job_statuses: Mapping[str, str]) -> SweepSumma
         name=sweep.name,
         created_at=sweep.created_at,
         size=sweep.size,
-        base=JobSpec.model_validate(sweep.base),
+        base=JobSpec.model_validate(with_unstorable_text_replaced(sweep.base)),
         grid=sweep.grid,
         seeds=sweep.seeds,
         execution=_execution_out(sweep, job_statuses),
@@ -189,7 +201,18 @@ def sweep_out(
         job_ids=sweep.job_ids,
         done=sum(outcome.status in TERMINAL_STATUSES for outcome in outcomes),
         points=[GridPointOut.model_validate(point) for point in points],
+        progress=progress_out(store, sweep.id),
         tuned=tuned,
+    )
+
+
+def progress_out(store: StoreInterface, sweep_id: str) -> SweepProgressOut:
+    progress = store.sweep_progress(sweep_id)
+    return SweepProgressOut(
+        steps_done=progress.steps_done,
+        steps_total=progress.steps_total,
+        model_steps_per_second=progress.model_steps_per_second,
+        eta_seconds=progress.eta_seconds,
     )
 
 

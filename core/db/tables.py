@@ -1,6 +1,6 @@
 """The SQL tables: jobs, sweeps, metrics (integer-keyed, names interned) and their rollup, telemetry,
-landscape probes, the latest checkpoint per job, and the fused groups of sweeps (which jobs train
-together, their checkpoint).
+landscape probes, the latest checkpoint per job, the fused groups of sweeps (which jobs train
+together, their checkpoint), and the answers to POSTs sent with an `Idempotency-Key`.
 
 Non-finite floats (NaN, ±inf) are stored as NULL everywhere: SQL and JSON have no portable NaN, and a NULL
 can never sort above a real number. The migrations in `migrations/` create exactly this schema.
@@ -35,6 +35,7 @@ NAME_LENGTH = 200
 # (a tag never holds a comma: `core.housekeeping`).
 TAG_DELIMITER = ","
 METRIC_NAME_LENGTH = 100
+IDEMPOTENCY_KEY_LENGTH = 200
 # Steps per metric rollup block. 16 keeps both halves of a downsampled read small for the long series it
 # exists for (50,000 evaluations cut into 250 buckets: ~3,100 block rows plus ~250 edge blocks of ≤ 16
 # points). The migration that fills the rollup uses the same number; changing it means rebuilding it.
@@ -297,4 +298,41 @@ class UserDataset(Base):
     val_size: Mapped[int]  # 0: no validation split was given; training holds out a seeded 20%
     input_shape: Mapped[list[Any]]
     num_classes: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class Worker(Base):
+    """A worker process as it last reported itself: refreshed with its heartbeat, alive while `last_seen` is
+    within the lease time and it has not stopped (`core.store.workers`)."""
+
+    __tablename__ = "worker"
+    __table_args__ = (sa.Index(None, "last_seen"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(sa.String(PUBLIC_ID_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))  # Celery's node name, as its logs say it
+    host: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    pid: Mapped[int]
+    queues: Mapped[list[Any]]
+    device: Mapped[dict[str, Any]]
+    training: Mapped[dict[str, Any] | None]
+    started_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]
+
+
+class IdempotentRequest(Base):
+    """A POST sent with an `Idempotency-Key`: which body it carried (SHA-256 of its validated form) and the
+    answer it got, so a retry within the window gets the same answer. The key is unique per route, so
+    two concurrent requests with one key cannot both create; `status_code` is NULL while the first is
+    being answered."""
+
+    __tablename__ = "idempotent_request"
+    __table_args__ = (sa.Index(None, "created_at"),)
+
+    route: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(IDEMPOTENCY_KEY_LENGTH), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(sa.String(64))
+    status_code: Mapped[int | None]
+    response: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]

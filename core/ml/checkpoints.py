@@ -1,31 +1,32 @@
-"""What a run carries from step to step, and its snapshot as a checkpoint blob.
+"""What a stack of runs carries from step to step, and its snapshot as a checkpoint blob.
 
-A checkpoint holds everything the next steps depend on, so that `run(spec, checkpoint=blob)` continues
-exactly where the snapshot was taken: on the CPU at the same thread count its remaining metrics are
-bit-identical to those of a run that was never interrupted. That is the model and optimizer state, every
-random number generator the steps draw from (torch's global CPU generator — dropout on the CPU — the batch
-sampler's own generator and order, the CUDA generator when training on a GPU), the step, and the running
-summary: best accuracy, steps and seconds to the target, training time so far, and the per-step train
-figures accumulated since the last evaluation.
+A checkpoint holds everything the next steps depend on, so that training resumed from it continues exactly
+where the snapshot was taken: on the CPU at the same thread count the remaining metrics are bit-identical to
+those of a stack that was never interrupted. That is the stacked parameters and optimizer state, the
+generators the steps draw from (the stack's dropout generator; torch's global generators for a lone net
+stepped by autograd), the sampler's epoch and position, the step, and each job's running summary (best
+accuracy, steps and seconds to the target, training time so far), how each job ended if it has, and the
+per-step train figures accumulated since the last evaluation.
 
 The blob is `torch.save` of plain tensors, numbers and strings, read back with `weights_only=True`, so
-loading a stored blob cannot execute code.
+loading a stored blob cannot execute code. Format 2 came with the counter-based sampler: a blob of format 1
+(per-model generator samplers) is refused.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from core.ml.sampling import BatchSampler
-from core.results import METRIC_NAMES, MetricPoint, Summary
+from core.results import METRIC_NAMES, MetricPoint, Result, Summary
 from core.spec import JobSpec
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 SPEC_FIELDS_THAT_DO_NOT_CHANGE_TRAINING = frozenset({"name"})
 
 
@@ -71,76 +72,62 @@ class RunningSummary:
 
 
 @dataclass
-class RunState:
-    """The step, the running summary and the train figures of the steps since the last evaluation.
+class StackState:
+    """A stack's state at a checkpoint: per job (in spec order) and per row (in stack order)."""
 
-    Per-step losses and correct-prediction counts stay on the training device, one tensor per stretch of
-    steps between sync points; an evaluation reduces them all at once.
-    """
-
-    step: int = 0
-    summary: RunningSummary = field(default_factory=RunningSummary)
-    window_losses: list[Tensor] = field(default_factory=list)
+    step: int
+    elapsed_seconds: float
+    summaries: list[RunningSummary]
+    results: list[Result | None]
+    rows: list[int]  # the spec index of each row of the stacks
+    window_losses: list[Tensor] = field(default_factory=list)  # [steps, rows] each
     window_correct: list[Tensor] = field(default_factory=list)
+    sampler: dict[str, Any] = field(default_factory=dict)
+    stack: dict[str, Any] = field(default_factory=dict)
 
 
-def save_checkpoint(
-    spec: JobSpec,
-    state: RunState,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    sampler: BatchSampler,
-    device: torch.device,
-) -> bytes:
+def save_stack_checkpoint(specs: Sequence[JobSpec], state: StackState) -> bytes:
+    rows = len(state.rows)
     snapshot: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
-        "spec": _training_fields(spec),
+        "specs": [_training_fields(spec) for spec in specs],
         "step": state.step,
-        "summary": asdict(state.summary),
-        "window_losses": _concatenated(state.window_losses, torch.float32),
-        "window_correct": _concatenated(state.window_correct, torch.long),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "sampler": sampler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "elapsed_seconds": state.elapsed_seconds,
+        "summaries": [asdict(summary) for summary in state.summaries],
+        "results": [None if result is None else asdict(result) for result in state.results],
+        "rows": state.rows,
+        "window_losses": _concatenated(state.window_losses, rows, torch.float32),
+        "window_correct": _concatenated(state.window_correct, rows, torch.long),
+        "sampler": state.sampler,
+        "stack": state.stack,
     }
     buffer = io.BytesIO()
     torch.save(snapshot, buffer)
     return buffer.getvalue()
 
 
-def load_checkpoint(
-    blob: bytes,
-    spec: JobSpec,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    sampler: BatchSampler,
-    device: torch.device,
-) -> RunState:
-    """Restore model, optimizer, sampler and generators from `blob`; returns the run's state at that step.
+def load_stack_checkpoint(blob: bytes, specs: Sequence[JobSpec], device: torch.device) -> StackState:
+    """The state saved in `blob`, tensors on `device`.
 
-    Raises ValueError for a blob of another spec or format: resuming it would silently train something else.
+    Raises ValueError for a blob of other specs (or another order) or format: resuming it would silently
+    train something else.
     """
-    snapshot = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    snapshot = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
     if snapshot.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"unknown checkpoint format {snapshot.get('format')!r}")
-    if snapshot["spec"] != _training_fields(spec):
-        raise ValueError("the checkpoint was taken from a run of a different spec")
-    model.load_state_dict(snapshot["model"])
-    optimizer.load_state_dict(snapshot["optimizer"])
-    sampler.load_state_dict(snapshot["sampler"])
-    torch.set_rng_state(snapshot["torch_rng"])
-    # A job with device `auto` may move between a CPU and a GPU worker: it then continues from the same
-    # weights, but with the other device's dropout masks (bit-identity holds only on the same device).
-    if device.type == "cuda" and snapshot["cuda_rng"] is not None:
-        torch.cuda.set_rng_state(snapshot["cuda_rng"], device)
+    if snapshot["specs"] != [_training_fields(spec) for spec in specs]:
+        raise ValueError("the checkpoint was taken from a run of different specs")
     window_losses, window_correct = snapshot["window_losses"], snapshot["window_correct"]
-    return RunState(
+    return StackState(
         step=int(snapshot["step"]),
-        summary=RunningSummary(**snapshot["summary"]),
-        window_losses=[window_losses.to(device)] if window_losses.numel() else [],
-        window_correct=[window_correct.to(device)] if window_correct.numel() else [],
+        elapsed_seconds=float(snapshot["elapsed_seconds"]),
+        summaries=[RunningSummary(**summary) for summary in snapshot["summaries"]],
+        results=[None if fields is None else _result_from_fields(fields) for fields in snapshot["results"]],
+        rows=[int(row) for row in snapshot["rows"]],
+        window_losses=[window_losses] if window_losses.numel() else [],
+        window_correct=[window_correct] if window_correct.numel() else [],
+        sampler=snapshot["sampler"],
+        stack=snapshot["stack"],
     )
 
 
@@ -148,5 +135,14 @@ def _training_fields(spec: JobSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", exclude=set(SPEC_FIELDS_THAT_DO_NOT_CHANGE_TRAINING))
 
 
-def _concatenated(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
-    return torch.cat(parts).cpu() if parts else torch.empty(0, dtype=dtype)
+def _result_from_fields(fields: dict[str, Any]) -> Result:
+    return Result(
+        outcome=fields["outcome"],
+        steps_completed=int(fields["steps_completed"]),
+        summary=Summary(**fields["summary"]),
+        device=fields["device"],
+    )
+
+
+def _concatenated(parts: list[Tensor], rows: int, dtype: torch.dtype) -> Tensor:
+    return torch.cat(parts).cpu() if parts else torch.empty(0, rows, dtype=dtype)

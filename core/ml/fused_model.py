@@ -35,14 +35,13 @@ Dropout has a per-model rate; its masks come from the group's own generator, not
 one, so they differ from a separate run's masks: with dropout, fused and separate runs agree in
 distribution, not value by value.
 
-`bind` points a per-model `Net` at its slice of the stacks (views, no copies), so that code written for one
-`Net` — telemetry probes — sees the fused model as it is.
+Telemetry and loss-landscape probes run on the stack too (`nonlinearity_inputs`, `loss_and_gradients`
+without dropout), for every model at once.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.ml.cpu_exactness import batch_norm_backward_by_model, batch_norm_backward_rounds_alike
 from core.ml.nets import Net
 from core.spec import JobSpec
 
@@ -132,6 +132,10 @@ class StackedMLP:
             for index in range(len(norms[0]))
         ]
         self._dropout_rates = [spec.dropout for spec in specs]
+        # Dropout draws for the stack as first built and each model keeps its row of the draw, so that its
+        # masks do not depend on when others leave the stacks (see `draw_dropout_as`).
+        self.dropout_population = len(nets)
+        self.dropout_rows: Tensor | None = None
         self._normalization = [(spec.bn_eps, spec.bn_momentum) for spec in specs]
         self._refresh()
 
@@ -149,29 +153,56 @@ class StackedMLP:
 
     @torch.no_grad()
     def loss_and_gradients(
-        self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None
+        self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None, dropout: bool = True
     ) -> tuple[Tensor, Tensor, list[Tensor]]:
         """One training step's forward and backward pass on inputs [M, B, features] and labels [M·B].
 
         BN normalizes with batch statistics and updates the running ones; dropout masks come from
-        `generator`. Returns each model's mean cross-entropy loss [M], the logits [M, B, classes] and the
-        gradient of the sum of the models' losses with respect to each of `parameters` (so each model's
-        gradient is that of its own mean loss).
+        `generator` (no dropout without `dropout`: a probe's pass). Returns each model's mean cross-entropy
+        loss [M], the logits [M, B, classes] and the gradient of the sum of the models' losses with respect
+        to each of `parameters` (so each model's gradient is that of its own mean loss).
         """
         tapes: list[_LayerTape] = []
-        logits, head_inputs = self._forward(inputs, training=True, generator=generator, tapes=tapes)
+        logits, head_inputs = self._forward(inputs, True, generator, tapes, dropout=dropout)
         losses, logits_gradient = _cross_entropy_and_gradient(logits, labels)
         return losses, logits, self._backward(logits_gradient, head_inputs, tapes)
+
+    @torch.no_grad()
+    def nonlinearity_inputs(self, inputs: Tensor) -> list[Tensor]:
+        """Each hidden nonlinearity's input [M, B, F] on inputs [M, B, features], as training sees it (BN
+        with the batch's own statistics), without dropout; BN's running averages are put back afterwards,
+        so a probe leaves the models as it found them (as `Net.nonlinearity_inputs` does for one net)."""
+        buffers = self.running_means + self.running_vars
+        saved = [buffer.clone() for buffer in buffers]
+        captured: list[Tensor] = []
+        self._forward(inputs, True, None, None, dropout=False, captured=captured)
+        if buffers:
+            torch._foreach_copy_(buffers, saved)
+        return captured
+
+    def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
+        """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""
+        return [gradients[layer.weight].flatten(1).norm(dim=1) for layer in self._layers[:-1]]
 
     def keep(self, slots: Sequence[int]) -> None:
         """Keep only the models at `slots` (in that order): the others leave the stacks for good."""
         index = torch.tensor(slots, dtype=torch.long, device=self.device)
+        rows = torch.arange(self.size, device=self.device) if self.dropout_rows is None else self.dropout_rows
+        self.dropout_rows = rows.index_select(0, index)
         self.parameters = [parameter.index_select(0, index) for parameter in self.parameters]
         self.running_means = [buffer.index_select(0, index) for buffer in self.running_means]
         self.running_vars = [buffer.index_select(0, index) for buffer in self.running_vars]
         self._dropout_rates = [self._dropout_rates[slot] for slot in slots]
         self._normalization = [self._normalization[slot] for slot in slots]
         self._refresh()
+
+    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
+        """Draw dropout masks for a stack of `population` models, model m taking row `rows[m]` of them."""
+        self.dropout_population = population
+        identity = list(rows) == list(range(population))
+        self.dropout_rows = (
+            None if identity else torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        )
 
     def models_between(self, first: int, last: int) -> StackedMLP:
         """Models [first, last) as a stacked model of their own, its stacks views of this one's: for
@@ -200,22 +231,6 @@ class StackedMLP:
             raise ValueError("the saved stacks do not fit this group's models")
         torch._foreach_copy_(tensors, saved)
 
-    def bind(self, nets: Sequence[Net]) -> None:
-        """Make `nets[m]`'s parameters and BN buffers views of model m's slices (nets in stack order)."""
-        for slot, net in enumerate(nets):
-            for (module, name), parameter in zip(_parameter_places(net), self.parameters, strict=True):
-                getattr(module, name).data = parameter[slot]
-            norms = [module for module in net.layers if isinstance(module, nn.BatchNorm1d)]
-            for norm, means, variances in zip(norms, self.running_means, self.running_vars, strict=True):
-                norm.running_mean = means[slot]
-                norm.running_var = variances[slot]
-
-    def bind_gradients(self, nets: Sequence[Net], gradients: Sequence[Tensor]) -> None:
-        """Give `nets[m]`'s weight layers model m's slices of `gradients` (what telemetry reads)."""
-        for slot, net in enumerate(nets):
-            for (module, name), gradient in zip(_parameter_places(net), gradients, strict=True):
-                getattr(module, name).grad = gradient[slot]
-
     def _refresh(self) -> None:
         """Derive the per-model settings' tensors and BN runs after the set of models changed."""
         rates = torch.tensor(self._dropout_rates, dtype=self.parameters[0].dtype, device=self.device)
@@ -235,16 +250,21 @@ class StackedMLP:
         training: bool,
         generator: torch.Generator | None,
         tapes: list[_LayerTape] | None,
+        dropout: bool = True,
+        captured: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Logits [M, B, classes] and the head's inputs; appends each hidden layer's tape to `tapes`."""
+        """Logits [M, B, classes] and the head's inputs; appends each hidden layer's tape to `tapes`, and
+        with `captured` each nonlinearity's input to it. Dropout only in training and with `dropout`."""
         hidden = inputs
         for layer in self._layers[:-1]:
             tape = _LayerTape(inputs=hidden)
             pre_activation = _linear(hidden, self.parameters[layer.weight], self._bias(layer.bias))
             if layer.norm is not None:
                 pre_activation = self._normalize(pre_activation, layer, training, tape)
+            if captured is not None:
+                captured.append(pre_activation)
             hidden = tape.activated = self._activate(pre_activation)
-            if training and self._any_dropout:
+            if training and self._any_dropout and dropout:
                 tape.dropout_scale = self._dropout_scale(hidden.shape, generator)
                 hidden = hidden * tape.dropout_scale
             if tapes is not None:
@@ -387,58 +407,29 @@ class StackedMLP:
     def _normalization_backward_by_model(
         self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
     ) -> Tensor:
-        """One batch-norm backward call per model, on its [B, F] slices, as its separate run makes it."""
+        """One batch-norm backward call per model, as its lone run makes it (`core.ml.cpu_exactness`)."""
         assert (
             layer.bn_weight is not None and layer.bn_bias is not None and tape.normalized_inputs is not None
         )
         width = layer.width
-        scale = self._normalization_vectors(layer)[0].view(self.size, width)
-        saved_means = _joined(tape.saved_means).view(self.size, width)
-        saved_inverse_stds = _joined(tape.saved_inverse_stds).view(self.size, width)
-        # `unbind` slices all models in one call (indexing each would cost a call per model and tensor);
-        # training mode's backward pass reads no running statistics.
-        per_model = [
-            torch.ops.aten.native_batch_norm_backward(
-                model_gradient,
-                model_inputs,
-                model_scale,
-                None,
-                None,
-                model_mean,
-                model_inverse_std,
-                True,
-                eps,
-                [True, True, True],
-            )
-            for model_gradient, model_inputs, model_scale, model_mean, model_inverse_std, (eps, _) in zip(
-                gradient.contiguous().unbind(),
-                tape.normalized_inputs.unbind(),
-                scale.unbind(),
-                saved_means.unbind(),
-                saved_inverse_stds.unbind(),
-                self._normalization,
-                strict=True,
-            )
-        ]
-        input_gradients, scale_gradients, shift_gradients = zip(*per_model, strict=True)
-        gradients[layer.bn_weight] = torch.stack(scale_gradients)
-        gradients[layer.bn_bias] = torch.stack(shift_gradients)
-        return torch.stack(input_gradients)
+        input_gradients, gradients[layer.bn_weight], gradients[layer.bn_bias] = batch_norm_backward_by_model(
+            gradient,
+            tape.normalized_inputs,
+            self._normalization_vectors(layer)[0].view(self.size, width),
+            _joined(tape.saved_means).view(self.size, width),
+            _joined(tape.saved_inverse_stds).view(self.size, width),
+            [eps for eps, _ in self._normalization],
+        )
+        return input_gradients
 
     def _one_call_rounds_alike(self, batch: int, width: int) -> bool:
         """Whether one batch-norm backward call per run of models gives every model, to the bit, what a
-        call of its own gives it (see `_batch_norm_backward_rounds_alike`).
-
-        Asked on the CPU only. On an accelerator fused and separate runs agree to rounding, not to the
-        bit (its batched and single matrix products may run different kernels), so calls per model
-        would buy no exactness there, only hundreds of kernel launches per step in a large group.
-        """
+        call of its own gives it (asked on the CPU only, see `core.ml.cpu_exactness`)."""
         if self.device.type != "cpu":
             return True
-        dtype, device = self.parameters[0].dtype, self.device
+        dtype = self.parameters[0].dtype
         return all(
-            _batch_norm_backward_rounds_alike(batch, width, run.last - run.first, dtype, device)
-            for run in self._runs
+            batch_norm_backward_rounds_alike(batch, width, run.last - run.first, dtype) for run in self._runs
         )
 
     def _normalization_vectors(self, layer: _Layer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -453,51 +444,14 @@ class StackedMLP:
 
     def _dropout_scale(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
         """Inverted dropout: 0 with each model's rate, else 1 / (1 - rate), as torch's dropout scales."""
-        uniform = torch.rand(shape, generator=generator, device=self.device, dtype=self.parameters[0].dtype)
+        population = (self.dropout_population, *shape[1:])
+        uniform = torch.rand(
+            population, generator=generator, device=self.device, dtype=self.parameters[0].dtype
+        )
+        if self.dropout_rows is not None:
+            uniform = uniform.index_select(0, self.dropout_rows)
         kept = uniform >= self._dropout_rates_tensor.view(-1, 1, 1)
         return torch.where(kept, self._dropout_scales.view(-1, 1, 1), 0.0)
-
-
-@functools.cache
-def _batch_norm_backward_rounds_alike(
-    batch: int, width: int, models: int, dtype: torch.dtype, device: torch.device
-) -> bool:
-    """Whether ATen's batch-norm backward over [batch, models·width] gives each block of `width` channels,
-    to the bit, what a call over that block alone gives it, on this device.
-
-    Checked once per process and layout, on random values: the answer is the kernel's loop structure (a
-    differing channel tail shows on dozens of values), not the values, eps or statistics.
-    """
-    if models == 1:
-        return True
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    channels = models * width
-
-    def random(*shape: int) -> Tensor:
-        return torch.randn(*shape, generator=generator, dtype=dtype).to(device)
-
-    gradient, inputs, mean = random(batch, channels), random(batch, channels), random(channels)
-    scale, inverse_std = random(channels).abs_().add_(0.5), random(channels).abs_().add_(0.5)
-
-    def backward(block: slice) -> tuple[Tensor, Tensor, Tensor]:
-        return torch.ops.aten.native_batch_norm_backward(
-            gradient[:, block].contiguous(),
-            inputs[:, block].contiguous(),
-            scale[block],
-            None,
-            None,
-            mean[block],
-            inverse_std[block],
-            True,
-            1e-5,
-            [True, True, True],
-        )
-
-    together = backward(slice(None))
-    alone = [backward(slice(start, start + width)) for start in range(0, channels, width)]
-    return all(
-        torch.equal(joined, torch.cat(parts, dim=-1)) for joined, *parts in zip(together, *alone, strict=True)
-    )
 
 
 def _linear(inputs: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

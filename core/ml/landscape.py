@@ -33,6 +33,8 @@ tensors in one call each: the probe's cost is mostly per-operation overhead on n
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -144,3 +146,85 @@ class LandscapeProbe:
 def _global_norm(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
     """‖(t₁, t₂, …)‖₂: the norm of all the tensors taken as one vector."""
     return torch.stack(torch._foreach_norm(tensors)).norm()
+
+
+LossAndGradient = Callable[[], tuple[Tensor, list[Tensor]]]
+
+
+def stacked_landscape(
+    parameters: Sequence[Tensor],
+    buffers: Sequence[Tensor],
+    loss_and_gradient: LossAndGradient,
+    learning_rates: Sequence[float],
+    step: int,
+) -> list[LandscapeRecord]:
+    """The probe of every model of a stack at once: `parameters` and BN `buffers` are the stacks [M, ...],
+    `loss_and_gradient()` each model's loss [M] on its probe batch (BN in training mode, no dropout) and the
+    gradient of their sum, step sizes × each model's learning rate. The same figures as `LandscapeProbe`,
+    each model's norms over its own parameters, ONE read for the stack; parameters and BN averages are put
+    back bit for bit."""
+    parameters, buffers = list(parameters), list(buffers)
+    saved_parameters = [parameter.detach().clone() for parameter in parameters]
+    saved_buffers = [buffer.clone() for buffer in buffers]
+    shapes = [(-1,) + (1,) * (parameter.dim() - 1) for parameter in parameters]
+    step_sizes = torch.tensor(  # [M, step sizes], in double as the lone probe's Python floats
+        [[multiple * rate for multiple in STEP_SIZE_MULTIPLES] for rate in learning_rates],
+        dtype=torch.float64,
+        device=parameters[0].device,
+    )
+    try:
+        _, gradient = loss_and_gradient()
+        gradient_norm = _norms_per_model(gradient)
+        losses: list[Tensor] = []
+        changes: list[Tensor] = []
+        for column in range(len(STEP_SIZE_MULTIPLES)):
+            negative = (-step_sizes[:, column]).to(parameters[0].dtype)
+            with torch.no_grad():  # w − ηg, written into the stacks
+                torch._foreach_copy_(parameters, saved_parameters)
+                torch._foreach_addcmul_(parameters, gradient, [negative.view(s) for s in shapes])
+            loss, gradient_ahead = loss_and_gradient()
+            losses.append(loss)
+            changes.append(_norms_per_model(torch._foreach_sub(gradient_ahead, gradient)))
+    finally:
+        with torch.no_grad():
+            torch._foreach_copy_(parameters, saved_parameters)
+            if buffers:
+                torch._foreach_copy_(buffers, saved_buffers)
+    loss_at, change = torch.stack(losses, dim=1), torch.stack(changes, dim=1)  # [M, step sizes]
+    largest_change = change.max(dim=1).values
+    figures = torch.cat(
+        [
+            loss_at,
+            torch.stack(
+                [
+                    loss_at.max(dim=1).values - loss_at.min(dim=1).values,
+                    largest_change,
+                    (change / (step_sizes.to(change.dtype) * gradient_norm.view(-1, 1))).max(dim=1).values,
+                    gradient_norm,
+                    largest_change / gradient_norm,
+                ],
+                dim=1,
+            ),
+        ],
+        dim=1,
+    )
+    table = figures.double().tolist()  # the one read from the device
+    count = len(STEP_SIZE_MULTIPLES)
+    return [
+        LandscapeRecord(
+            step=step,
+            step_sizes=[multiple * rate for multiple in STEP_SIZE_MULTIPLES],
+            losses=values[:count],
+            loss_range=values[count],
+            gradient_predictiveness=values[count + 1],
+            beta_smoothness=values[count + 2],
+            grad_norm=values[count + 3],
+            relative_gradient_change=values[count + 4],
+        )
+        for values, rate in zip(table, learning_rates, strict=True)
+    ]
+
+
+def _norms_per_model(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+    """‖(t₁, t₂, …)‖₂ of each model's slices [M]: its norm over all its parameters taken as one vector."""
+    return torch.stack([tensor.flatten(1).norm(dim=1) for tensor in tensors], dim=1).norm(dim=1)

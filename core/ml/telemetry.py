@@ -7,8 +7,9 @@ percentiles and the mean and standard deviation over all units, the fraction of 
 norm of the layer's weight gradient from the latest training step.
 
 BN runs as in training — normalizing with the probe batch's own statistics — with its running averages
-left untouched and dropout off (see `Net.nonlinearity_inputs`): the probe sees what the nonlinearity sees
-during training and changes nothing about the run, so a run's metrics are the same with telemetry on or off.
+left untouched and dropout off (the stacks' `nonlinearity_inputs`): the probe sees what the nonlinearity
+sees during training and changes nothing about the run, so a run's metrics are the same with telemetry on
+or off. A stack's models are probed at once, their statistics reduced row by row, and read in one transfer.
 
 A value counts as saturated where the nonlinearity's derivative is below SATURATION_SLOPE of its maximum:
 |z| > 4.36 for sigmoid, |z| > 2.18 for tanh. ReLU does not saturate (None).
@@ -21,7 +22,6 @@ import math
 import torch
 from torch import Tensor
 
-from core.ml.nets import Net
 from core.results import TelemetryRecord
 
 PROBE_SIZE = 256
@@ -30,43 +30,42 @@ SATURATION_SLOPE = 0.05
 PERCENTILES = (0.15, 0.5, 0.85)
 
 
-def probe_batch(train_x: Tensor) -> Tensor:
-    """The fixed inputs every telemetry step looks at."""
-    return train_x[:PROBE_SIZE]
-
-
-def layer_telemetry(model: Net, probe_inputs: Tensor, step: int) -> list[TelemetryRecord]:
-    """One record per hidden layer at `step`. The statistics are reduced on the device, then read at once."""
-    pre_activations = model.nonlinearity_inputs(probe_inputs)
-    rows = []
-    for values, weight_layer in zip(pre_activations, model.hidden_weight_layers, strict=True):
-        per_unit = values.transpose(0, 1).reshape(values.shape[1], -1)  # (units, examples × positions)
-        everything = values.flatten()
-        gradient = weight_layer.weight.grad
-        rows.append(
+def stacked_telemetry(
+    per_unit: list[Tensor], everything: list[Tensor], gradient_norms: list[Tensor], activation: str, step: int
+) -> list[list[TelemetryRecord]]:
+    """The records of M models at once: per hidden layer, each model's nonlinearity inputs by unit
+    [M, units, values] and all of them [M, values], and its weight gradient's norm [M]. One read."""
+    layers = []
+    for units, values, norm in zip(per_unit, everything, gradient_norms, strict=True):
+        layers.append(
             torch.cat(
                 [
-                    _percentiles(per_unit[FIXED_UNIT]),
-                    _percentiles(everything),
+                    _percentiles(units[:, FIXED_UNIT]),
+                    _percentiles(values),
                     torch.stack(
                         [
-                            everything.mean(),
-                            everything.std(),
-                            _saturated_fraction(values, model.activation),
-                            gradient.norm() if gradient is not None else values.new_tensor(math.nan),
-                        ]
+                            values.mean(dim=1),
+                            values.std(dim=1),
+                            _saturated_fraction(values, activation),
+                            norm,
+                        ],
+                        dim=1,
                     ),
-                ]
+                ],
+                dim=1,
             )
         )
-    table = torch.stack(rows).double().tolist()  # the one sync point of a probe
-    return [_record(step, layer, row) for layer, row in enumerate(table)]
+    table = torch.stack(layers, dim=1).double().tolist()  # [M, layers, 10]: the one sync point of a probe
+    return [[_record(step, layer, row) for layer, row in enumerate(rows)] for rows in table]
 
 
 def _percentiles(values: Tensor) -> Tensor:
-    """Nearest-rank percentiles: the ⌈q·n⌉-th smallest value for each q (selection, not a full sort)."""
-    count = values.numel()
-    return torch.stack([values.kthvalue(max(1, math.ceil(q * count))).values for q in PERCENTILES])
+    """Nearest-rank percentiles of each row of [M, n]: the ⌈q·n⌉-th smallest value for each q, [M, 3]
+    (selection, not a full sort)."""
+    count = values.shape[1]
+    return torch.stack(
+        [values.kthvalue(max(1, math.ceil(q * count)), dim=1).values for q in PERCENTILES], dim=1
+    )
 
 
 def _saturated_fraction(pre_activation: Tensor, activation: str) -> Tensor:
@@ -76,8 +75,8 @@ def _saturated_fraction(pre_activation: Tensor, activation: str) -> Tensor:
     elif activation == "tanh":
         slope_ratio = 1 - torch.tanh(pre_activation) ** 2
     else:
-        return pre_activation.new_tensor(math.nan)
-    return (slope_ratio < SATURATION_SLOPE).float().mean()
+        return pre_activation.new_full(pre_activation.shape[:1], math.nan)
+    return (slope_ratio < SATURATION_SLOPE).float().mean(dim=1)
 
 
 def _record(step: int, layer: int, row: list[float]) -> TelemetryRecord:

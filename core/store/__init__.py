@@ -5,9 +5,10 @@ job = store.create_job(spec); store.mark_enqueued(job.id)
 
 What it promises is `StoreInterface` (`interface.py`, one Protocol per part); code that uses a store
 depends on that, and only the code that creates one names `Store`. Each part lives in a module of its own
-(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`; the metric rollup in
-`rollup` and `rollup_reads`; PostgreSQL change notifications in `notifications`), the records it hands
-out in `views`, and the conversions between rows and records in `conversions`.
+(`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`, `workers`,
+`operations`; the metric rollup in `rollup` and `rollup_reads`; PostgreSQL change notifications in
+`notifications`), the
+records it hands out in `views`, and the conversions between rows and records in `conversions`.
 """
 
 from core.store.interface import (
@@ -23,6 +24,7 @@ from core.store.views import (
     FusedGroupView,
     GroupLease,
     InvalidCursor,
+    JobCount,
     JobEventState,
     JobExecution,
     JobNotFound,
@@ -36,7 +38,10 @@ from core.store.views import (
     RepublishCandidate,
     SeriesWithCrossing,
     StatusChange,
+    SweepProgress,
     SweepView,
+    WorkerTraining,
+    WorkerView,
 )
 
 __all__ = [
@@ -48,6 +53,7 @@ __all__ = [
     "FusedGroupView",
     "GroupLease",
     "InvalidCursor",
+    "JobCount",
     "JobEventState",
     "JobExecution",
     "JobNotFound",
@@ -63,5 +69,8 @@ __all__ = [
     "StatusChange",
     "Store",
     "StoreInterface",
+    "SweepProgress",
     "SweepView",
+    "WorkerTraining",
+    "WorkerView",
 ]

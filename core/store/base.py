@@ -26,6 +26,7 @@ from core.db.tables import (
     MetricRollup,
     Sweep,
     Telemetry,
+    Worker,
 )
 from core.db.types import UtcDateTime
 from core.store.conversions import job_view
@@ -44,8 +45,10 @@ metric_name_table: sa.Table = MetricName.__table__  # type: ignore[assignment]
 rollup_table: sa.Table = MetricRollup.__table__  # type: ignore[assignment]
 telemetry_table: sa.Table = Telemetry.__table__  # type: ignore[assignment]
 landscape_table: sa.Table = Landscape.__table__  # type: ignore[assignment]
+worker_table: sa.Table = Worker.__table__  # type: ignore[assignment]
 
 _CURSOR_PREFIX = "r1:"
+_MAX_ROW_ID = 2**63 - 1  # row ids are bigints
 
 
 def leased_to(owner: str) -> sa.ColumnElement[bool]:
@@ -62,9 +65,14 @@ def decode_cursor(cursor: str) -> int:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise InvalidCursor("invalid cursor") from error
-    if not decoded.startswith(_CURSOR_PREFIX) or not decoded[len(_CURSOR_PREFIX) :].isdigit():
+    digits = decoded[len(_CURSOR_PREFIX) :]
+    # ASCII digits only ("²" is a digit to isdigit(), not to int()), and a row id a bigint column holds.
+    if not decoded.startswith(_CURSOR_PREFIX) or not (digits.isascii() and digits.isdigit()):
         raise InvalidCursor("invalid cursor")
-    return int(decoded[len(_CURSOR_PREFIX) :])
+    row_id = int(digits)
+    if row_id > _MAX_ROW_ID:
+        raise InvalidCursor("invalid cursor")
+    return row_id
 
 
 class StoreBase(DatabaseInterface):

@@ -23,6 +23,8 @@ from core.store.views import (
     MetricStep,
     RepublishCandidate,
     SweepView,
+    WorkerTraining,
+    WorkerView,
 )
 
 AnyRow = Row[*tuple[Any, ...]]  # a row of any columns
@@ -235,4 +237,27 @@ def landscape_view(row: AnyRow) -> LandscapeView:
         step_sizes=list(row.step_sizes),
         losses=list(row.losses),
         **{name: getattr(row, name) for name in LANDSCAPE_STATISTICS},
+    )
+
+
+# -- workers ----------------------------------------------------------------------------------------------
+
+
+def worker_view(row: AnyRow) -> WorkerView:
+    """A worker's row, with `alive` as the query computed it."""
+    fields = row._mapping
+    training = fields["training"]
+    return WorkerView(
+        id=fields["public_id"],
+        name=fields["name"],
+        host=fields["host"],
+        pid=fields["pid"],
+        queues=list(fields["queues"]),
+        device=dict(fields["device"]),
+        training=None
+        if training is None
+        else WorkerTraining(list(training["job_ids"]), training.get("group_id")),
+        started_at=fields["started_at"],
+        last_seen=fields["last_seen"],
+        alive=bool(fields["alive"]),
     )

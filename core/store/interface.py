@@ -19,6 +19,7 @@ from core.store.views import (
     Crossing,
     DatasetView,
     GroupLease,
+    JobCount,
     JobEventState,
     JobView,
     LandscapeView,
@@ -28,7 +29,11 @@ from core.store.views import (
     MetricStep,
     RepublishCandidate,
     SeriesWithCrossing,
+    StoredAnswer,
+    SweepProgress,
     SweepView,
+    WorkerTraining,
+    WorkerView,
 )
 
 DatasetDeleteOutcome = Literal["deleted", "not_found", "in_use"]  # in_use: a queued or running job needs it
@@ -141,6 +146,11 @@ class SweepStoreInterface(Protocol):
 
     def sweep_jobs(self, sweep_id: str) -> list[JobView]:
         """Every job of the sweep in creation order."""
+        ...
+
+    def sweep_progress(self, sweep_id: str) -> SweepProgress:
+        """Steps done and to do and the current training rate over the sweep's jobs, summed in SQL from
+        their progress columns (one query, whatever the sweep's size); zeros for an unknown sweep."""
         ...
 
 
@@ -409,6 +419,68 @@ class DatasetStoreInterface(Protocol):
         ...
 
 
+class WorkerStoreInterface(Protocol):
+    """The worker registry: each worker process's row, written by the worker's main process at start and
+    with each heartbeat; alive while it has not stopped and was seen within `alive_seconds` (the lease
+    time)."""
+
+    def register_worker(
+        self, worker_id: str, name: str, host: str, pid: int, queues: list[str], device: dict[str, Any]
+    ) -> None:
+        """Write (or rewrite) the worker's row as started now; forget workers gone for a day."""
+        ...
+
+    def worker_heartbeat(self, worker_id: str, training: WorkerTraining | None) -> bool:
+        """Mark the worker seen now, training `training`; False when its row is gone (register again)."""
+        ...
+
+    def worker_stopped(self, worker_id: str) -> None:
+        """The worker shut down cleanly: it is gone at once, without waiting to age out."""
+        ...
+
+    def list_workers(self, alive_seconds: float, include_gone: bool = False) -> list[WorkerView]:
+        """Live workers, then — with `include_gone` — the others, each by host, then start."""
+        ...
+
+    def live_worker_devices(self, alive_seconds: float) -> list[tuple[list[str], dict[str, Any]]]:
+        """(queues, device) of each live worker: who can take a job of which queue, on what hardware."""
+        ...
+
+
+class OperationsStoreInterface(Protocol):
+    """What `GET /metrics` reports, read with one grouped query each."""
+
+    def job_counts(self) -> list[JobCount]:
+        """Every job counted by status and spec device (one entry per pair that has jobs)."""
+        ...
+
+    def training_model_steps_per_second(self) -> float:
+        """The latest rate of every running job, summed (each model of a fused group counts)."""
+        ...
+
+
+class IdempotencyStoreInterface(Protocol):
+    """`Idempotency-Key`s of POST requests: one claim per (route, key), the answer stored once given."""
+
+    def claim_idempotency_key(
+        self, route: str, key: str, request_sha256: str, window_seconds: float, abandoned_after_seconds: float
+    ) -> StoredAnswer | None:
+        """None when this caller now holds the key (it must complete or release it); otherwise what the
+        earlier request with this key stored. Claims older than `window_seconds`, and unanswered ones older
+        than `abandoned_after_seconds`, are forgotten first."""
+        ...
+
+    def complete_idempotency_key(
+        self, route: str, key: str, status_code: int, response: dict[str, Any]
+    ) -> None:
+        """Store the answer of the request that holds the key."""
+        ...
+
+    def release_idempotency_key(self, route: str, key: str) -> None:
+        """Give up an unanswered claim (its request failed), so a retry with the key starts afresh."""
+        ...
+
+
 class StoreInterface(
     DatabaseInterface,
     JobStoreInterface,
@@ -421,6 +493,9 @@ class StoreInterface(
     EventStoreInterface,
     HousekeepingStoreInterface,
     DatasetStoreInterface,
+    WorkerStoreInterface,
+    OperationsStoreInterface,
+    IdempotencyStoreInterface,
     Protocol,
 ):
     """The whole store: what the API and the worker may ask of it."""

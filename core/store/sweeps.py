@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.db.tables import EXECUTIONS
+from core.db.tables import EXECUTIONS, TERMINAL_STATUSES
 from core.housekeeping import tag_pattern
 from core.spec import JobSpec
 from core.store.base import (
@@ -25,7 +25,7 @@ from core.store.base import (
 from core.store.conversions import job_view, sweep_views
 from core.store.interface import SweepStoreInterface
 from core.store.jobs import queued_job_values
-from core.store.views import JobView, SweepView
+from core.store.views import JobView, SweepProgress, SweepView
 
 
 class SweepStore(StoreBase, SweepStoreInterface):
@@ -134,6 +134,28 @@ class SweepStore(StoreBase, SweepStoreInterface):
         query = self._job_select().where(sweep_table.c.public_id == sweep_id).order_by(job_table.c.id.asc())
         with self._engine.connect() as connection:
             return [job_view(row) for row in connection.execute(query)]
+
+    def sweep_progress(self, sweep_id: str) -> SweepProgress:
+        job = job_table.c
+        budget = job.spec["steps"].as_integer()
+        finished = job.status.in_(sorted(TERMINAL_STATUSES))
+        step_run = sa.func.coalesce(job.progress_step, 0)
+        query = (
+            sa.select(
+                sa.func.coalesce(sa.func.sum(sa.case((finished, budget), else_=step_run)), 0),
+                sa.func.coalesce(sa.func.sum(budget), 0),
+                sa.func.coalesce(
+                    sa.func.sum(sa.case((job.status == "running", job.steps_per_second), else_=0.0)), 0.0
+                ),
+            )
+            .select_from(job_table.join(sweep_table, sweep_table.c.id == job.sweep_id))
+            .where(sweep_table.c.public_id == sweep_id)
+        )
+        with self._engine.connect() as connection:
+            steps_done, steps_total, rate = connection.execute(query).one()
+        return SweepProgress(
+            steps_done=int(steps_done), steps_total=int(steps_total), model_steps_per_second=float(rate)
+        )
 
     def _fetch_sweeps(
         self, connection: Connection, condition: sa.ColumnElement[bool], limit: int | None = None

@@ -33,6 +33,34 @@ class JobExecution:
 
 
 @dataclass(frozen=True)
+class JobCount:
+    """How many jobs are in `status` with the spec's `device` (which picks their queue)."""
+
+    status: str
+    device: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """How far a sweep's training has got, summed over its jobs. A finished job counts its whole step budget
+    as done (it has no steps left to run, whether it met its target, diverged or was cancelled);
+    `model_steps_per_second` sums the latest rate of every running job (a fused group's models each count)."""
+
+    steps_done: int
+    steps_total: int
+    model_steps_per_second: float
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """The time left at the current rate; None while nothing trains (and 0 once nothing is left)."""
+        remaining = self.steps_total - self.steps_done
+        if remaining <= 0:
+            return 0.0
+        return remaining / self.model_steps_per_second if self.model_steps_per_second > 0 else None
+
+
+@dataclass(frozen=True)
 class JobView:
     """A job as stored. `id` is the public UUID4 hex; `spec` is the validated spec as JSON."""
 
@@ -256,3 +284,40 @@ class DatasetView:
     input_shape: list[int]
     num_classes: int
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkerTraining:
+    """What a worker's pool is training: one job, or the jobs of one fused group (`group_id`)."""
+
+    job_ids: list[str]
+    group_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"job_ids": list(self.job_ids), "group_id": self.group_id}
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """A worker process as it last reported itself (`core.store.workers`)."""
+
+    id: str
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    device: dict[str, Any]
+    training: WorkerTraining | None
+    started_at: datetime
+    last_seen: datetime
+    alive: bool
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """What an earlier request with the same key left: its body's digest and, once answered, the answer
+    (`status_code` None while that request is still being answered)."""
+
+    request_sha256: str
+    status_code: int | None
+    response: dict[str, Any] | None

@@ -4,7 +4,7 @@ models), and that said in words. Torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from core.fused_groups import split_into_fused_groups
@@ -14,15 +14,19 @@ ExecutionUsed = Literal["fused", "separate", "mixed"]  # mixed: fused groups and
 
 
 def fused_groups(
-    specs: Sequence[JobSpec], execution: str, max_group_size: int, max_gpu_group_size: int | None = None
+    specs: Sequence[JobSpec],
+    execution: str,
+    max_group_size: int,
+    max_gpu_group_size: int | None = None,
+    limit_for: Callable[[JobSpec], int] | None = None,
 ) -> list[list[int]]:
     """The sweep's jobs that one task each trains together, as indices into `specs`, one list per group of
     two or more (grouped by `core.fused_groups.split_into_fused_groups`: a BN-on and a BN-off group are two
-    groups, a group above `max_group_size` — `max_gpu_group_size` for GPU specs — is split evenly). None for
-    a `separate` sweep; every job in no group runs as a task of its own."""
+    groups, a group above `max_group_size` — `max_gpu_group_size` for GPU specs, or `limit_for`'s answer —
+    is split evenly). None for a `separate` sweep; every job in no group runs as a task of its own."""
     if execution != "fused":
         return []
-    groups = split_into_fused_groups(specs, max_group_size, max_gpu_group_size)
+    groups = split_into_fused_groups(specs, max_group_size, max_gpu_group_size, limit_for)
     return [group for group in groups if len(group) > 1]
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
-from core.spec import MAX_NAME_LENGTH, JobSpec
+from core.spec import MAX_NAME_LENGTH, JobSpec, StrictModel
 
 MAX_GRID_AXES = 8
 MAX_AXIS_VALUES = 256  # the sweep size cap (settings.max_sweep_size) bounds the whole product anyway
@@ -24,7 +24,7 @@ AxisName = Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)?$", ma
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
-class SweepRequest(BaseModel):
+class SweepRequest(StrictModel):
     """What a user submits: every grid point × every seed becomes one job."""
 
     model_config = ConfigDict(

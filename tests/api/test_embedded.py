@@ -3,7 +3,8 @@
 A tiny job trains to success; Ctrl-C (SIGINT) stops the API and the worker within seconds even while a
 long job runs; at the next start the finished job and its metrics are still there and the interrupted job
 is taken up again by the republisher. Requests leave no line in the log unless asked for, and a port already
-taken is one line of error.
+taken is one line of error. The worker consumes the gpu queue when it believes it has CUDA (set by
+BNLAB_WORKER_DEVICE_KIND, as a GPU machine's probe would find it), the cpu queue otherwise.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def embedded_environment() -> dict[str, str]:
     return {**environment, "PYTHONPATH": str(REPOSITORY), **FAST_LIVENESS}
 
 
-def start_embedded(folder: Path, run: int, *options: str) -> Running:
+def start_embedded(folder: Path, run: int, *options: str, **settings: str) -> Running:
     port = free_port()
-    environment = embedded_environment()
+    environment = {**embedded_environment(), **settings}
     log = folder / f"embedded-{run}.log"
     with log.open("wb") as output:
         launcher = subprocess.Popen(
@@ -191,3 +192,30 @@ def test_requests_leave_no_line_in_the_log_unless_the_access_log_is_asked_for(fo
 
     with_access_log = log_after_requests(2, "--access-log")
     assert with_access_log.count('"GET /v1/jobs HTTP/1.1" 200') == 5
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("device_kind", "queues"), [("cuda", "default,gpu"), ("cpu", "default,cpu")])
+def test_the_embedded_worker_consumes_the_queue_of_its_device(
+    folder: Path, device_kind: str, queues: str
+) -> None:
+    running = start_embedded(folder, run=1, BNLAB_WORKER_DEVICE_KIND=device_kind)
+    try:
+        assert f"consuming {queues}" in running.log.read_text()
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while not (workers := client.get("/v1/workers").json()["items"]):
+                assert time.monotonic() < deadline, running.log.read_text()[-3000:]
+                time.sleep(0.25)
+            [worker] = workers
+            assert (worker["queues"], worker["device"]["kind"]) == (sorted(queues.split(",")), device_kind)
+            cuda_job = client.post("/v1/jobs", json={**TINY_SPEC, "device": "cuda"}).json()
+            client.post(
+                f"/v1/jobs/{cuda_job['id']}/cancel"
+            )  # a worker that only believes in CUDA would fail it
+        if device_kind == "cuda":
+            assert cuda_job["waiting_for"] is None
+        else:
+            assert "no live worker consumes the gpu queue" in cuda_job["waiting_for"]
+    finally:
+        interrupt(running)

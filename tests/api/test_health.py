@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from api.errors import DATABASE_UNAVAILABLE
+from api.errors import DATABASE_UNAVAILABLE, SCHEMA_MISSING
 from api.main import create_app
 from core.settings import Settings
 from core.store import Store
@@ -35,7 +35,11 @@ def test_readyz_is_503_naming_the_broker_when_it_is_down(migrated_database_url: 
 
 
 def test_database_down_is_503_with_a_clear_message_never_500(broker_url: str, tmp_path: Path) -> None:
-    for database_url in (UNREACHABLE_POSTGRES, f"sqlite:///{tmp_path / 'missing' / 'dir' / 'bnlab.db'}"):
+    # A SQLite file that is not there is created empty: reachable, but not migrated.
+    for database_url, detail, database in (
+        (UNREACHABLE_POSTGRES, DATABASE_UNAVAILABLE, "unavailable"),
+        (f"sqlite:///{tmp_path / 'missing' / 'dir' / 'bnlab.db'}", SCHEMA_MISSING, "not migrated"),
+    ):
         with TestClient(create_app(settings_for(database_url, broker_url))) as client:
             listing = client.get("/v1/jobs")
             submitted = client.post("/v1/jobs", json=TINY_SPEC)
@@ -44,9 +48,9 @@ def test_database_down_is_503_with_a_clear_message_never_500(broker_url: str, tm
             alive = client.get("/healthz")
         for response in (listing, submitted, one):
             assert response.status_code == 503, response.text
-            assert response.json() == {"detail": DATABASE_UNAVAILABLE}
+            assert response.json() == {"detail": detail}
             assert "127.0.0.1" not in response.text and "postgres" not in response.text
-        assert ready.status_code == 503 and ready.json()["database"] == "unavailable"
+        assert ready.status_code == 503 and ready.json()["database"] == database
         assert alive.status_code == 200
 
 

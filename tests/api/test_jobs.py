@@ -19,7 +19,7 @@ from tests.api.conftest import SMALL_BODY_LIMIT, TINY_SPEC, submit
 
 JOB_FIELDS = {
     "id", "status", "spec", "created_at", "started_at", "finished_at", "progress", "device", "attempts",
-    "summary", "error", "sweep_id", "execution", "tags", "note", "archived",
+    "summary", "error", "sweep_id", "execution", "tags", "note", "archived", "waiting_for",
 }  # fmt: skip
 SUMMARY_FIELDS = {
     "final_val_accuracy", "best_val_accuracy", "final_train_loss", "steps_to_target", "seconds_to_target",

@@ -18,7 +18,7 @@ from api.main import create_app
 from core.settings import Settings
 from core.store import Store
 from tests.api.conftest import settings_for
-from tests.api.recorded_runs import BASE_SPEC, finish, record_run, record_telemetry
+from tests.api.recorded_runs import BASE_SPEC, finish, record_run, record_telemetry, take_lease
 
 GRID = {"learning_rate": [0.01, 0.1, 1.0], "batch_norm": [True, False]}
 SEEDS = [0, 1]
@@ -159,9 +159,34 @@ def test_cancel_stops_every_unfinished_job_and_then_conflicts(client: TestClient
     response = client.post(f"/v1/sweeps/{created['id']}/cancel")
     assert response.status_code == 202
     assert response.json()["status_counts"]["cancelled"] == 1
+    assert response.json()["cancel_requested"] == 1, "the queued job counts though it is cancelled already"
     assert store.get_job(queued).status == "cancelled"  # type: ignore[union-attr]
     assert store.get_job(finished).status == "succeeded"  # type: ignore[union-attr]
     assert client.post(f"/v1/sweeps/{created['id']}/cancel").status_code == 409
+
+
+def test_progress_sums_the_steps_of_every_job_and_the_rate_of_the_running_ones(
+    client: TestClient, store: Store
+) -> None:
+    created = submit_sweep(client, grid={"learning_rate": [0.01, 0.1, 1.0]}, seeds=[0, 1])
+    finished, diverged, running, fast, _queued, _also_queued = created["job_ids"]
+    budget = BASE_SPEC["steps"]
+    assert client.get(f"/v1/sweeps/{created['id']}").json()["progress"] == {
+        "steps_done": 0,
+        "steps_total": 6 * budget,
+        "model_steps_per_second": 0.0,
+        "eta_seconds": None,
+    }
+    finish(store, finished, [0.1, 0.95])
+    finish(store, diverged, [0.1, math.nan], status="diverged", diverged_at_step=10, steps_run=10)
+    store.set_progress(running, 50, budget, 20.0, owner=take_lease(store, running))
+    store.set_progress(fast, 30, budget, 60.0, owner=take_lease(store, fast))
+    progress = client.get(f"/v1/sweeps/{created['id']}").json()["progress"]
+    # Finished jobs count their whole budget, whatever their outcome; queued ones nothing yet.
+    assert progress["steps_done"] == 2 * budget + 50 + 30
+    assert progress["steps_total"] == 6 * budget
+    assert progress["model_steps_per_second"] == pytest.approx(80.0)
+    assert progress["eta_seconds"] == pytest.approx((6 * budget - progress["steps_done"]) / 80.0)
 
 
 @pytest.mark.parametrize(

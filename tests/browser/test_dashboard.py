@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from tests.browser.conftest import Screenshot
 from tests.fixtures.requirements import require
@@ -231,6 +231,10 @@ def test_a_sweep_shows_its_heatmap_its_grid_points_its_fused_groups_and_its_jobs
         sqlite_service.wait_until_finished(job_id)
     done_cells = page.locator("#sweep-points tbody tr td:nth-child(4)")
     expect(done_cells).to_have_text(["1 / 1"] * 4)
+    # The progress bar counts the training steps of all jobs, then says every job is done.
+    total = 4 * TINY_SPEC["steps"]
+    expect(page.locator("#sweep-progress .progress-text")).to_have_text(f"{total} / {total}")
+    expect(page.locator("#sweep-rate")).to_have_text("4 / 4 jobs done")
     sweep = httpx.get(f"{sqlite_service.url}/v1/sweeps/{sweep_id}", timeout=10).json()
     # The heatmap: learning rate across, batch norm down; each cell's tooltip says what its mean is over.
     cells = page.locator("#sweep-heatmap td.heatmap-cell")
@@ -297,11 +301,30 @@ def test_a_sweep_shows_its_heatmap_its_grid_points_its_fused_groups_and_its_jobs
 def test_cancel_a_job_from_its_page_then_filter_the_table_by_status(
     sqlite_service: RunningService, page: Page, screenshot: Screenshot
 ) -> None:
-    job_id = sqlite_service.submit({**NEVER_STARTS_SPEC, "name": unique("never-starts")})
+    job_id = sqlite_service.submit(
+        {**NEVER_STARTS_SPEC, "name": unique("never-starts"), "target_accuracy": 0.9}
+    )
     page.goto(f"{sqlite_service.url}/#/jobs/{job_id}")
     expect(page.locator("#job-status [data-status]")).to_have_text("queued")
+    # Cancel asks first: dismissed, nothing happens; accepted, the job is cancelled.
+    asked: list[str] = []
+
+    def answer(dialog: Dialog, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    page.click("#cancel-job")
+    assert asked and asked[0].startswith("Cancel job ") and "It will not start." in asked[0]
+    assert sqlite_service.job(job_id)["status"] == "queued"
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
     page.click("#cancel-job")
     expect(page.locator("#job-status [data-status]")).to_have_text("cancelled")
+    # Cancelled before it started: nothing to say of steps to target, not "never" nor "not reached".
+    target_row = page.locator("#job-summary dt", has_text="Steps to").locator(
+        "xpath=following-sibling::dd[1]"
+    )
+    expect(target_row).to_have_text("—")
     expect(page.locator("#cancel-job")).to_be_hidden()
     assert sqlite_service.job(job_id)["status"] == "cancelled"
 

@@ -17,21 +17,22 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from bnlab.errors import describe_validation_errors
 from click.testing import Result
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from client.cli import app
-from client.http import describe_validation_errors
 from core.spec import JobSpec
 from tests.fixtures.service import NEVER_STARTS_SPEC, SLOW_SPEC, TINY_SPEC, RunningService
 
-# A relu net without BN at a learning rate of 100 overflows within a few steps.
+# A relu net without BN at a learning rate of 100 overflows within a hundred steps (at step 71 for seed 0).
 DIVERGING_SPEC: dict[str, Any] = {
     **TINY_SPEC,
     "architecture": {"kind": "mlp", "hidden": [64, 64], "activation": "relu"},
     "batch_norm": False,
     "learning_rate": 100.0,
+    "steps": 100,
 }
 
 
@@ -76,7 +77,12 @@ def test_submit_sends_the_file_with_its_overrides(service: RunningService, tmp_p
         service, "submit", str(spec_file), "--set", "learning_rate=1.0", "--set", "architecture.hidden=[8, 4]"
     )
     job_id = submitted_id(result)
-    assert result.stdout.splitlines() == [f"Submitted job {job_id} (queued)."]
+    # No worker consumes the gpu queue here: the answer says why the job waits, and so does `show`.
+    waiting_for = service.job(job_id)["waiting_for"]
+    assert "no live worker consumes the gpu queue" in waiting_for
+    assert result.stdout.splitlines() == [f"Submitted job {job_id} (queued).", f"Waiting: {waiting_for}."]
+    shown = bnlab(service, "show", job_id)
+    assert re.search(r"^waiting for +no live worker consumes the gpu queue", shown.stdout, re.MULTILINE)
     spec = service.job(job_id)["spec"]
     assert spec["learning_rate"] == 1.0
     assert spec["architecture"]["hidden"] == [8, 4]
@@ -198,6 +204,33 @@ def test_ctrl_c_detaches_from_watch_without_cancelling(service: RunningService) 
     ]
     assert service.job(job_id)["status"] == "queued", "leaving the watch did not cancel the job"
     httpx.post(f"{service.url}/v1/jobs/{job_id}/cancel").raise_for_status()
+
+
+def test_ctrl_c_detaches_from_a_sweep_watch_without_cancelling(service: RunningService) -> None:
+    sweep = {"name": "never starts", "base": NEVER_STARTS_SPEC, "grid": {"learning_rate": [0.05, 0.1]}}
+    answer = httpx.post(f"{service.url}/v1/sweeps", json=sweep).json()
+    environment = {**os.environ, "BNLAB_URL": service.url, "BNLAB_API_KEY": ""}
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", "from client.cli import app; app()", "sweep", "watch", answer["id"]],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)  # polling a sweep that does not move
+        assert watcher.poll() is None, watcher.communicate()
+        watcher.send_signal(signal.SIGINT)
+        _, stderr = watcher.communicate(timeout=10)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 130
+    assert stderr.splitlines() == [
+        f"Detached; sweep {answer['id']} goes on (bnlab sweep watch {answer['id']} to follow it again)."
+    ]
+    assert {service.job(job_id)["status"] for job_id in answer["job_ids"]} == {"queued"}
+    httpx.post(f"{service.url}/v1/sweeps/{answer['id']}/cancel").raise_for_status()
 
 
 def test_watch_of_an_unknown_job_is_one_line(service: RunningService) -> None:
@@ -330,6 +363,9 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
     assert first.startswith("Submitted sweep ") and first.endswith(" (4 jobs).")
     sweep_id = first.removeprefix("Submitted sweep ").split()[0]
     assert result.stdout.splitlines()[-1] == f"Sweep {sweep_id} finished: succeeded 4."
+    total = 4 * TINY_SPEC["steps"]
+    assert f"{total}/{total} steps" in result.stdout, "the bar counts the training steps of all jobs"
+    assert "jobs 4/4" in result.stdout
 
     shown = bnlab(service, "sweep", "show", sweep_id)
     assert shown.exit_code == 0, shown.output
@@ -412,7 +448,15 @@ def test_sweep_list_shows_each_sweep_with_its_execution_and_statuses(
 def test_sweep_cancel_stops_its_unfinished_jobs_and_a_finished_sweep_is_a_conflict(
     service: RunningService,
 ) -> None:
-    sweep = {"name": "to cancel", "base": SLOW_SPEC, "grid": {"learning_rate": [0.05, 0.1]}, "seeds": [0, 1]}
+    # Separate jobs on one worker: one runs, three are queued (and cancelled at once, so the sweep the
+    # service answers with counts them as finished already: the count must be the one before the cancel).
+    sweep = {
+        "name": "to cancel",
+        "base": SLOW_SPEC,
+        "grid": {"learning_rate": [0.05, 0.1]},
+        "seeds": [0, 1],
+        "execution": "separate",
+    }
     answer = httpx.post(f"{service.url}/v1/sweeps", json=sweep).json()
     service.wait_for(answer["job_ids"][0], frozenset({"running"}))
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from bnlab.errors import describe_validation_errors, error_for_response
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from client.cli import app
-from client.http import describe_validation_errors, error_for_response
 from core.spec import JobSpec
 
 

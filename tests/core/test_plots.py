@@ -10,7 +10,18 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from core.plots import CONTENT_TYPES, DPI, Curve, IcsPanel, compare_curves, ics_bands, sweep_heatmap
+from core.plots import (
+    CONTENT_TYPES,
+    DPI,
+    Curve,
+    IcsPanel,
+    LandscapeSeries,
+    compare_curves,
+    ics_bands,
+    landscape_figure,
+    landscape_panels,
+    sweep_heatmap,
+)
 from core.sweeps import SweepHeatmap
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -126,3 +137,39 @@ def test_same_data_gives_the_same_png_bytes() -> None:
     assert compare_curves(CURVES, "val_accuracy", 0.9, "png") == compare_curves(
         CURVES, "val_accuracy", 0.9, "png"
     )
+
+
+def landscape_series(label: str, scale: float) -> LandscapeSeries:
+    steps = [0, 50, 100, 150]
+    return LandscapeSeries(
+        label=label,
+        steps=steps,
+        lowest_loss=[scale * 0.5, scale * 0.4, scale * 0.3, scale * 0.2],
+        highest_loss=[scale * 2.0, scale * 1.5, scale * 1.2, scale * 1.0],
+        gradient_predictiveness=[scale, scale * 0.8, scale * 0.6, scale * 0.5],
+        beta_smoothness=[scale * 3, scale * 2, scale * 2, scale],
+    )
+
+
+def test_landscape_panels_keep_their_width_whatever_the_job_names() -> None:
+    long_names = [
+        landscape_series(
+            "digits sigmoid 3x100 without batch norm, learning rate 0.5, seed 0 (ab12cd34)", 10.0
+        ),
+        landscape_series("digits sigmoid 3x100 with batch norm, learning rate 0.5, seed 0 (ef56ab78)", 1.0),
+        landscape_series("digits relu 3x100 with batch norm, learning rate 1.0, seed 1 (0123abcd)", 2.0),
+    ]
+    widths = {
+        name: [axes.get_position().width for axes in landscape_figure(series).axes]
+        for name, series in {"short": [landscape_series("BN", 1.0)], "long": long_names}.items()
+    }
+    for width in widths["long"]:
+        assert width == pytest.approx(widths["long"][0], rel=0.05), "the three panels are alike"
+        assert width == pytest.approx(widths["short"][0], rel=0.1), "long names do not squeeze a panel"
+    figure = landscape_figure(long_names)
+    [legend] = figure.legends
+    legend_box = legend.get_window_extent()
+    assert legend_box.x0 >= 0 and legend_box.x1 <= figure.bbox.width, "the legend fits in the figure"
+    panels_bottom = min(axes.get_tightbbox().y0 for axes in figure.axes)
+    assert legend_box.y1 <= panels_bottom + 1, "the legend sits below the panels, over none of them"
+    assert decode_png(landscape_panels(long_names, "png")).shape[:2] == (round(4.8 * DPI), 15 * DPI)

@@ -22,7 +22,8 @@ from tests.core.test_store_series import _reference_downsample
 
 SCHEMA_TABLES = {
     *("job", "sweep", "metric_name", "metric", "metric_rollup", "telemetry", "landscape", "checkpoint"),
-    *("fused_group", "fused_group_job", "fused_checkpoint", "dataset", "dataset_blob"),
+    *("fused_group", "fused_group_job", "fused_checkpoint", "dataset", "dataset_blob", "worker"),
+    "idempotent_request",
 }
 ROLLUP_REVISION = "ab00b6f69d79"
 

@@ -1,5 +1,5 @@
 // The dashboard's entry point: routes the URL's hash to a page (`#/jobs`, `#/jobs/<id>`, `#/compare`,
-// `#/sweeps`, `#/sweeps/<id>`, `#/datasets`, `#/submit`), and ends the previous page's fetches, streams and timers
+// `#/sweeps`, `#/sweeps/<id>`, `#/datasets`, `#/submit`, `#/workers`), and ends the previous page's fetches, streams and timers
 // whenever the user navigates.
 
 import { comparePage } from "./compare.js";
@@ -9,6 +9,7 @@ import { jobPage } from "./job.js";
 import { jobsPage } from "./jobs.js";
 import { submitPage } from "./submit.js";
 import { sweepPage, sweepsPage } from "./sweeps.js";
+import { workersPage } from "./workers.js";
 
 const ID = "([0-9a-f]{32})";
 const ROUTES = [
@@ -19,6 +20,7 @@ const ROUTES = [
   { pattern: /^\/sweeps$/, section: "sweeps", title: "Sweeps", show: (root, match, query, life) => sweepsPage(root, query, life) },
   { pattern: /^\/datasets$/, section: "datasets", title: "Datasets", show: (root, match, query, life) => datasetsPage(root, query, life) },
   { pattern: /^\/submit$/, section: "submit", title: "Submit", show: (root, match, query, life) => submitPage(root, query, life) },
+  { pattern: /^\/workers$/, section: "workers", title: "Workers", show: (root, match, query, life) => workersPage(root, query, life) },
 ];
 
 let current = null;

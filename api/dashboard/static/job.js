@@ -25,6 +25,7 @@ import { housekeepingActions, tagBadges } from "./housekeeping.js";
 const METRIC_NAMES = ["train_loss", "val_loss", "train_accuracy", "val_accuracy"];
 const MAX_POINTS = 1000;
 const TELEMETRY_REFRESH_MS = 3000;
+const WAITING_REFRESH_MS = 3000; // while queued: has a worker for its queue come?
 
 /** A metric series that grows from the stream: steps only ever increase. */
 class GrowingSeries {
@@ -44,21 +45,74 @@ class GrowingSeries {
   }
 }
 
-function summaryRows(job) {
+/** The last value of a series before `beforeStep` (all of it when null) that is a number, with its step. */
+function lastFinite(series, beforeStep = null) {
+  for (let index = series.steps.length - 1; index >= 0; index -= 1) {
+    if (beforeStep !== null && series.steps[index] >= beforeStep) continue;
+    if (isFiniteNumber(series.values[index])) return { step: series.steps[index], value: series.values[index] };
+  }
+  return null;
+}
+
+function bestFinite(series, beforeStep = null) {
+  const values = series.values.filter((value, index) => isFiniteNumber(value) && (beforeStep === null || series.steps[index] < beforeStep));
+  return values.length ? Math.max(...values) : null;
+}
+
+/**
+ * Steps to the target as far as it can be said: a number once reached; "not reached" only for a run that
+ * had its whole chance (succeeded or diverged); "not yet" while it trains; "—" for a run cut short (failed
+ * or cancelled, maybe before it started).
+ */
+function stepsToTarget(job) {
+  if (!job.spec.target_accuracy) return "no target set";
+  const steps = job.summary?.steps_to_target;
+  if (steps !== null && steps !== undefined) return steps;
+  if (job.status === "succeeded" || job.status === "diverged") return "not reached";
+  return job.status === "running" ? "not yet" : "—";
+}
+
+/** The accuracy rows: what is known so far while it trains; before its divergence for a diverged run. */
+function accuracyRows(job, progress, series) {
   const summary = job.summary ?? {};
-  const target = job.spec.target_accuracy;
-  const rows = [
+  if (!TERMINAL_STATUSES.has(job.status)) {
+    const latest = lastFinite(series.val_accuracy);
+    return [
+      ["Step", progress?.steps ? `${progress.step} of ${progress.steps}` : "—"],
+      ["Latest val. accuracy", latest ? `${formatNumber(latest.value)} (step ${latest.step})` : "—"],
+      ["Best val. accuracy so far", formatNumber(bestFinite(series.val_accuracy))],
+      ["Latest train loss", formatNumber(lastFinite(series.train_loss)?.value, 4)],
+    ];
+  }
+  if (job.status === "diverged") {
+    const divergedAt = summary.diverged_at_step ?? null;
+    const before = lastFinite(series.val_accuracy, divergedAt);
+    return [
+      ["Val. accuracy before divergence", before ? `${formatNumber(before.value)} (step ${before.step})` : "—"],
+      ["Best val. accuracy before divergence", formatNumber(bestFinite(series.val_accuracy, divergedAt))],
+      ["Final train loss", "— (diverged)"],
+    ];
+  }
+  return [
     ["Final val. accuracy", formatNumber(summary.final_val_accuracy)],
     ["Best val. accuracy", formatNumber(summary.best_val_accuracy)],
     ["Final train loss", formatNumber(summary.final_train_loss, 4)],
-    [
-      target ? `Steps to ${target}` : "Steps to target",
-      target ? (summary.steps_to_target ?? (TERMINAL_STATUSES.has(job.status) ? "never" : "—")) : "no target set",
-    ],
+  ];
+}
+
+function summaryRows(job, progress, series) {
+  const summary = job.summary ?? {};
+  const target = job.spec.target_accuracy;
+  const running = !TERMINAL_STATUSES.has(job.status);
+  const speed = running ? progress?.steps_per_second : summary.steps_per_second;
+  const rows = [
+    ...accuracyRows(job, progress, series),
+    [target ? `Steps to ${target}` : "Steps to target", stepsToTarget(job)],
     ["Seconds to target", formatNumber(summary.seconds_to_target, 2)],
     ["Diverged at step", summary.diverged_at_step ?? "—"],
-    ["Steps per second", formatNumber(summary.steps_per_second, 1)],
-    ["Device", job.device ?? "—"],
+    ["Steps per second", formatNumber(speed, 1)],
+    // The device is stored when the run ends; while it runs, the spec says what was asked for.
+    ["Device", job.device ?? (running ? `${job.spec.device} (as requested)` : "—")],
     ["Attempts", job.attempts],
     ["Created", formatTime(job.created_at)],
     ["Started", formatTime(job.started_at)],
@@ -158,6 +212,7 @@ async function load(root, jobId, life, messages) {
   const statusHolder = h("span", { id: "job-status" });
   const cancelButton = h("button", { type: "button", id: "cancel-job", class: "danger" }, "Cancel");
   const progressHolder = h("div", { class: "job-progress", id: "job-progress" });
+  const waitingHolder = h("p", { class: "error", id: "job-waiting", role: "status", hidden: true });
   const summaryHolder = h("div");
   const curvesHolder = h("div", { class: "chart-grid", id: "job-curves" });
   const telemetryHolder = h("div", { id: "job-telemetry" });
@@ -173,7 +228,10 @@ async function load(root, jobId, life, messages) {
     statusHolder.replaceChildren(statusBadge(job.status));
     cancelButton.hidden = TERMINAL_STATUSES.has(job.status);
     progressHolder.replaceChildren(progressBar(progress, job.status), progressLine(progress, job.status, job.summary));
-    summaryHolder.replaceChildren(summaryRows(job));
+    // Why a queued job does not start (no live worker consumes its queue), as the API says it.
+    waitingHolder.hidden = !(job.status === "queued" && job.waiting_for);
+    waitingHolder.textContent = waitingHolder.hidden ? "" : `Waiting: ${job.waiting_for}.`;
+    summaryHolder.replaceChildren(summaryRows(job, progress, series));
   };
   let drawPending = false;
   const drawCurves = () => {
@@ -182,6 +240,7 @@ async function load(root, jobId, life, messages) {
     requestAnimationFrame(() => {
       drawPending = false;
       curvesHolder.replaceChildren(...curveCharts(series, job.spec.target_accuracy));
+      summaryHolder.replaceChildren(summaryRows(job, progress, series)); // the latest accuracy too
     });
   };
   const drawTelemetry = () => {
@@ -209,6 +268,8 @@ async function load(root, jobId, life, messages) {
   };
 
   cancelButton.addEventListener("click", async () => {
+    const what = job.status === "running" ? "It stops within a few seconds; its results so far are kept." : "It will not start.";
+    if (!window.confirm(`Cancel job ${jobLabel(job)}? ${what}`)) return;
     cancelButton.disabled = true;
     try {
       // A queued job is cancelled at once; a running one stops within seconds and the stream says so.
@@ -237,6 +298,7 @@ async function load(root, jobId, life, messages) {
     h("div", { class: "title-row" }, heading, h("div", { class: "actions" }, statusHolder, cancelButton)),
     h("div", { class: "title-row" }, tagsHolder, actions),
     progressHolder,
+    waitingHolder,
     h("section", {}, h("h2", {}, "Summary"), summaryHolder),
     h("section", {}, h("h2", {}, "Curves"), curvesHolder),
     h(
@@ -264,6 +326,15 @@ async function load(root, jobId, life, messages) {
   await Promise.all([readStored(), readTelemetry()]);
   if (TERMINAL_STATUSES.has(job.status)) return;
 
+  // While it is queued, a worker may come (or go): re-read whether anyone can take it.
+  const readWaiting = async () => {
+    if (job.status !== "queued") return null;
+    const fresh = await getJson(`/v1/jobs/${jobId}`, { signal });
+    if (job.status === "queued") job = { ...job, waiting_for: fresh.waiting_for };
+    renderHeader();
+    return job.status;
+  };
+  life.loop(readWaiting, (status) => (status === "queued" ? WAITING_REFRESH_MS : null), () => {});
   // Live: the stream resumes after the last stored step, so every later evaluation arrives exactly once.
   life.loop(readTelemetry, () => (TERMINAL_STATUSES.has(job.status) ? null : TELEMETRY_REFRESH_MS), () => {});
   const lastStep = series.val_accuracy.lastStep ?? series.train_loss.lastStep;

@@ -73,11 +73,25 @@ function sweepFilter(current, status, sweeps) {
   );
 }
 
+const MAX_LIVE_ACCURACIES = 20; // running rows whose latest accuracy is read at each refresh
+
+/** "not reached" only for a run that had its whole chance (succeeded or diverged); "—" otherwise. */
 function targetCell(job) {
   const target = job.spec.target_accuracy;
   if (target === null || target === undefined) return "—";
   const steps = job.summary?.steps_to_target;
-  return steps === null || steps === undefined ? (TERMINAL_STATUSES.has(job.status) ? "never" : "—") : String(steps);
+  if (steps !== null && steps !== undefined) return String(steps);
+  return job.status === "succeeded" || job.status === "diverged" ? "not reached" : "—";
+}
+
+/** A running job's latest validation accuracy (its summary comes only when it ends), or null. */
+async function latestAccuracy(job, signal) {
+  const read = await getJson(`/v1/jobs/${job.id}/metrics?name=val_accuracy&max_points=10`, { signal });
+  const { steps, values } = read.series.val_accuracy;
+  for (let index = values.length - 1; index >= 0; index -= 1) {
+    if (values[index] !== null) return { step: steps[index], value: values[index] };
+  }
+  return null;
 }
 
 /** One row's cells; the selection checkbox is kept across refreshes. */
@@ -100,7 +114,11 @@ function fillRow(row, job, selected, onSelect) {
   nameCell.append(" ", tagBadges(job));
   statusCell.replaceChildren(statusBadge(job.status));
   progressCell.replaceChildren(progressBar(job.progress, job.status));
-  accuracyCell.textContent = formatNumber(job.summary?.final_val_accuracy);
+  if (job.status !== "running") {
+    accuracyCell.textContent = formatNumber(job.summary?.final_val_accuracy);
+    accuracyCell.title = "";
+    accuracyCell.classList.remove("live");
+  }
   targetStepsCell.textContent = targetCell(job);
   createdCell.textContent = formatTime(job.created_at);
   row.dataset.status = job.status;
@@ -145,6 +163,18 @@ export function jobsPage(root, query, life) {
     moreButton.hidden = !nextCursor;
   }
 
+  async function showLiveAccuracies() {
+    const running = shown.filter((job) => job.status === "running").slice(0, MAX_LIVE_ACCURACIES);
+    const latest = await Promise.all(running.map((job) => latestAccuracy(job, life.signal).catch(() => null)));
+    running.forEach((job, index) => {
+      const cell = rows.get(job.id)?.children[4];
+      if (!cell || !latest[index]) return;
+      cell.textContent = formatNumber(latest[index].value);
+      cell.title = `latest evaluation, at step ${latest[index].step}`;
+      cell.classList.add("live");
+    });
+  }
+
   function listPath(limit, cursor) {
     const parameters = new URLSearchParams({ limit: String(limit) });
     if (status) parameters.set("status", status);
@@ -163,6 +193,7 @@ export function jobsPage(root, query, life) {
     if (shown.length <= limit) nextCursor = page.next_cursor;
     message.replaceChildren();
     render();
+    await showLiveAccuracies();
     return shown.some((job) => !TERMINAL_STATUSES.has(job.status));
   }
 

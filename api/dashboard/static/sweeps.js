@@ -1,7 +1,8 @@
-// Sweeps: the list (`#/sweeps`) and one sweep (`#/sweeps/<id>?arm=…&baseline=…`) with its progress, the
-// heatmap of mean final accuracy (cells' tooltips give n and the 95% interval), the learning curves as a
-// mean with a shaded 95% band per grid point, one row per grid point aggregated over seeds, the arms
-// compared at their tuned best, and one row per fused group (plus one for the jobs run alone).
+// Sweeps: the list (`#/sweeps`) and one sweep (`#/sweeps/<id>?arm=…&baseline=…`) with its progress (steps of
+// all jobs, model-steps per second, ETA), the heatmap of mean final accuracy (cells' tooltips give n and the
+// 95% interval), the learning curves as a mean with a shaded 95% band per grid point, one row per grid point
+// aggregated over seeds, the arms compared at their tuned best, and one row per fused group (plus one for the
+// jobs run alone).
 
 import { getJson, postJson } from "./api.js";
 import { armsTable } from "./arms.js";
@@ -9,6 +10,8 @@ import { meanBandChart } from "./charts.js";
 import {
   describeStat,
   errorBox,
+  formatDuration,
+  formatNumber,
   formatStat,
   formatStatusCounts,
   formatTime,
@@ -175,6 +178,17 @@ function curvesChart(curves) {
   });
 }
 
+// Training steps of all jobs, their summed rate and the time left at it, and the jobs finished.
+function sweepRate(sweep) {
+  const { model_steps_per_second: rate, eta_seconds: eta } = sweep.progress;
+  const parts = [`${sweep.done} / ${sweep.size} jobs done`];
+  if (sweep.done < sweep.size) {
+    parts.push(rate > 0 ? `${formatNumber(Math.round(rate))} model-steps/s` : "no job training now");
+    if (eta !== null) parts.push(`ETA ${formatDuration(eta)}`);
+  }
+  return parts.join(" · ");
+}
+
 export function sweepPage(root, sweepId, query, life) {
   const state = { arm: query.get("arm"), baseline: query.get("baseline") };
   const messages = h("div", { class: "messages" });
@@ -200,6 +214,8 @@ export function sweepPage(root, sweepId, query, life) {
   function renderHeader(sweep) {
     const cancel = h("button", { type: "button", class: "danger", id: "cancel-sweep", hidden: sweep.done >= sweep.size }, "Cancel sweep");
     cancel.addEventListener("click", async () => {
+      const unfinished = sweep.size - sweep.done;
+      if (!window.confirm(`Cancel the ${unfinished} unfinished jobs of sweep ${sweep.name || shortId(sweep.id)}? Finished ones keep their results.`)) return;
       cancel.disabled = true;
       try {
         await postJson(`/v1/sweeps/${sweepId}/cancel`, undefined, { signal: life.signal });
@@ -216,7 +232,11 @@ export function sweepPage(root, sweepId, query, life) {
         h("h1", {}, sweep.name || `Sweep ${shortId(sweep.id)}`, h("span", { class: "muted id" }, ` ${sweep.id}`)),
         h("div", { class: "actions" }, h("a", { class: "button", href: `#/jobs?sweep=${sweep.id}` }, "Its jobs"), compareAll, cancel),
       ),
-      h("div", { class: "job-progress" }, progressBar({ step: sweep.done, steps: sweep.size }, sweep.done >= sweep.size ? "succeeded" : "running"), h("span", { class: "counts" }, counts)),
+      h("div", { class: "job-progress", id: "sweep-progress" },
+        progressBar({ step: sweep.progress.steps_done, steps: sweep.progress.steps_total }, sweep.done >= sweep.size ? "succeeded" : "running"),
+        h("span", { class: "muted", id: "sweep-rate" }, sweepRate(sweep)),
+        h("span", { class: "counts" }, counts),
+      ),
       h("p", { class: "muted" },
         `Grid: ${Object.entries(sweep.grid).map(([axis, values]) => `${axis} ∈ ${JSON.stringify(values)}`).join(" × ") || "none"}; seeds ${sweep.seeds.join(", ")}. `,
         `Executed: ${sweep.execution.used} (${sweep.execution.note}).`,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from core.ml.data import load_dataset
 from core.ml.nets import build_model
@@ -23,11 +25,33 @@ SMALL_MLP: dict[str, Any] = {
     "steps": 60,
     "eval_every": 20,
     "checkpoint_every": 0,
+    "device": "cpu",  # these tests assert the CPU's behaviour (bit-exactness) on any machine
 }
 
 
 def make_spec(**changes: Any) -> JobSpec:
     return JobSpec.model_validate({**SMALL_MLP, **changes})
+
+
+def net_state(blob: bytes, spec: JobSpec, input_shape: tuple[int, ...], row: int = 0) -> dict[str, Tensor]:
+    """The `state_dict` of a net of `spec` holding row `row` of a checkpoint's stacks (an MLP stack's
+    parameters and BN averages are stacked tensors; a lone net of another kind saves its own state)."""
+    stack = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)["stack"]
+    model = stack["model"]
+    if "parameters" not in model:
+        return dict(model)
+    net = build_model(spec, input_shape, 10)
+    state = net.state_dict()
+    names = [name for name, _ in net.named_parameters()]
+    for name, parameter in zip(names, model["parameters"], strict=True):
+        state[name] = parameter[row]
+    means = [name for name in state if name.endswith("running_mean")]
+    variances = [name for name in state if name.endswith("running_var")]
+    for name, buffer in zip(means, model["running_means"], strict=True):
+        state[name] = buffer[row]
+    for name, buffer in zip(variances, model["running_vars"], strict=True):
+        state[name] = buffer[row]
+    return state
 
 
 def replay_losses(spec: JobSpec, settings: Settings, steps: int) -> list[float]:

@@ -24,7 +24,7 @@ from core.ml.training import build_optimizer
 from core.results import Callbacks, LandscapeRecord, MetricPoint
 from core.settings import Settings
 from core.spec import JobSpec
-from tests.core.ml.helpers import make_spec
+from tests.core.ml.helpers import make_spec, net_state
 
 
 def direct_figures(
@@ -193,7 +193,7 @@ def test_probes_on_and_off_train_exactly_the_same(changes: dict[str, Any]) -> No
     assert sorted(probed.checkpoints) == sorted(without.checkpoints) == [40, 80]
     for step in (40, 80):  # taken right after a probe: model, optimizer, sampler and generators
         with_probes, without_probes = snapshot(probed.checkpoints[step]), snapshot(without.checkpoints[step])
-        for part in ("model", "optimizer", "sampler", "torch_rng", "window_losses", "window_correct"):
+        for part in ("stack", "sampler", "window_losses", "window_correct"):
             assert_same_state(with_probes[part], without_probes[part])
 
 
@@ -204,6 +204,6 @@ def test_a_probe_in_a_run_is_the_direct_computation_at_that_step() -> None:
     data = load_dataset(spec.dataset, spec.seed, "cpu", Settings())
     inputs, labels = data.train_x[: spec.batch_size], data.train_y[: spec.batch_size]
     for record in recorder.landscape:
-        state = snapshot(recorder.checkpoints[record.step])["model"]
+        state = net_state(recorder.checkpoints[record.step], spec, data.input_shape)
         assert record.step_sizes == pytest.approx([multiple * 0.3 for multiple in STEP_SIZE_MULTIPLES])
         assert_matches(record, direct_figures(spec, state, inputs, labels, data.input_shape))

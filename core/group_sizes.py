@@ -1,0 +1,106 @@
+"""How many models one fused group may stack, for the device that will train it.
+
+A CPU core trains the paper's MLP fastest per model in stacks of about 16 (`max_fused_group_size`); a GPU
+runs hundreds at once (`max_fused_gpu_group_size`). A sweep's groups are cut at the GPU size when their
+specs say `cuda`, and for `auto` when a live worker on the default queue (the one `auto` jobs go to) has a
+GPU; at the CPU size otherwise. On a GPU a group is also cut so that it fits the memory of the smallest
+live GPU that could take it, by the per-model footprint below.
+
+Footprint of one model of a fused MLP group, in float32 values (4 bytes each):
+
+    P = Σ_layers (inputs × outputs) + per hidden layer 2·width with BN (γ, β) or width without (bias)
+        + classes (the output layer's bias)
+    parameter memory   = P × (2 + optimizer slots)     weights and gradients; sgd 0, momentum 1, adam 2
+    activation memory  = batch_size × (inputs + Σ_hidden k·width + 2·classes)
+                         k = 4 with BN (pre-activation, BN layout copy, normalized, nonlinearity output),
+                         3 without; the logits and their gradient
+    footprint bytes    = 4 × (parameter memory + activation memory) × SAFETY_FACTOR
+
+SAFETY_FACTOR = 2 covers what the formula leaves out: the allocator's caching and rounding, the step's
+temporaries, a CUDA graph's static copies. Of a GPU's memory, GPU_MEMORY_USABLE_FRACTION less
+GPU_MEMORY_RESERVED_MB (the CUDA context, the datasets on the device, evaluation chunks of at most
+64 MiB) is shared by the models. The paper's digits MLP (3×100, batch 60, SGD) needs about 1 MB: a GPU
+is never full of those; a 3×2048 net with BN on MNIST at batch 512 with Adam needs about 425 MB: an H200
+(140 GiB) takes 316 of them per group, a 16 GB card 33.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.settings import Settings
+from core.spec import JobSpec, MLPArchitecture
+
+BYTES_PER_VALUE = 4
+SAFETY_FACTOR = 2
+GPU_MEMORY_USABLE_FRACTION = 0.9
+GPU_MEMORY_RESERVED_MB = 1024
+OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
+# (input features, classes) of the built-in datasets, as `core.ml.data` loads them.
+DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10), "fashion_mnist": (784, 10), "spirals": (2, 2)}
+
+
+def model_footprint_bytes(spec: JobSpec) -> int | None:
+    """The GPU memory one model of `spec` takes in a fused group (see the module docstring); None for a
+    spec the formula does not cover (not an MLP, or a dataset of unknown shape)."""
+    architecture = spec.architecture
+    if not isinstance(architecture, MLPArchitecture) or spec.dataset not in DATASET_SHAPES:
+        return None
+    inputs, classes = DATASET_SHAPES[spec.dataset]
+    widths = [inputs, *architecture.hidden, classes]
+    per_unit = 2 if spec.batch_norm else 1
+    parameters = sum(before * after for before, after in itertools.pairwise(widths))
+    parameters += per_unit * sum(architecture.hidden) + classes
+    kept_per_hidden_unit = 4 if spec.batch_norm else 3
+    activations = spec.batch_size * (inputs + kept_per_hidden_unit * sum(architecture.hidden) + 2 * classes)
+    values = parameters * (2 + OPTIMIZER_SLOTS[spec.optimizer]) + activations
+    return BYTES_PER_VALUE * values * SAFETY_FACTOR
+
+
+def models_fitting(spec: JobSpec, gpu_memory_mb: int) -> int | None:
+    """How many models of `spec` one group may stack on a GPU of `gpu_memory_mb` (at least 1); None when
+    the footprint is unknown."""
+    footprint = model_footprint_bytes(spec)
+    if footprint is None:
+        return None
+    usable_mb = gpu_memory_mb * GPU_MEMORY_USABLE_FRACTION - GPU_MEMORY_RESERVED_MB
+    return max(1, int(usable_mb * 2**20) // footprint)
+
+
+@dataclass(frozen=True)
+class GroupSizing:
+    """The group size limits for a sweep submitted now, given the live workers."""
+
+    cpu_size: int
+    gpu_size: int
+    auto_on_gpu: bool  # a live worker on the default queue has a GPU: `auto` groups are GPU-sized
+    gpu_memory_mb: int | None  # the smallest live GPU that could train a GPU-sized group; None: unknown
+
+    def limit_for(self, spec: JobSpec) -> int:
+        """The largest group of specs like `spec` (they share its device and architecture)."""
+        on_gpu = spec.device.startswith("cuda") or (spec.device == "auto" and self.auto_on_gpu)
+        if not on_gpu:
+            return self.cpu_size
+        fitting = None if self.gpu_memory_mb is None else models_fitting(spec, self.gpu_memory_mb)
+        return self.gpu_size if fitting is None else min(self.gpu_size, fitting)
+
+
+def group_sizing(
+    settings: Settings, live_workers: Iterable[tuple[Sequence[str], dict[str, Any]]]
+) -> GroupSizing:
+    """The limits from the settings and the live workers' (queues, device)."""
+    gpu_workers = [
+        (set(queues), device)
+        for queues, device in live_workers
+        if device.get("kind") == "cuda" and {"default", "gpu"} & set(queues)
+    ]
+    memories = [device["memory_mb"] for _, device in gpu_workers if device.get("memory_mb")]
+    return GroupSizing(
+        cpu_size=settings.max_fused_group_size,
+        gpu_size=settings.max_fused_gpu_group_size,
+        auto_on_gpu=any("default" in queues for queues, _ in gpu_workers),
+        gpu_memory_mb=min(memories) if memories else None,
+    )

@@ -1,0 +1,427 @@
+"""The one trainer: `train_stack(specs, callbacks, ...) -> list[Result]` trains M ≥ 1 jobs as one stack.
+
+Every job trains through here: `core.ml.run` is a stack of one, `core.ml.fused.run_fused` a stack of the
+jobs `core.fused_groups` groups. The trainer knows nothing of storage, queues or HTTP; each job reports
+through its own `Callbacks`: progress at step 0 and at every sync point, its four metrics at each evaluation,
+telemetry, loss-landscape probes, its result the moment it ends (`on_model_result`).
+
+The loop runs in stretches of steps between *sync points*, the only places where the host waits for the
+device. A stretch ends at the next evaluation, telemetry, landscape or checkpoint step, or after about
+SYNC_SECONDS of training, whichever comes first. Within a stretch nothing is read back: batches are drawn
+on the device (`core.ml.sampling`), per-step losses and logits stay there. At each sync point the trainer
+- reads, in one transfer, which models had a non-finite loss and at which step: each ends `diverged` at
+  that step (a result, not an exception);
+- evaluates (one forward pass and one cross-entropy over the validation set for the whole stack), probes
+  (telemetry, loss landscape), checkpoints when due, reports progress, and polls each job's `should_stop`,
+  so a stop request is honoured within about SYNC_SECONDS;
+- ends a job with `stop_at_target` at the first evaluation at or above its `target_accuracy` (succeeded).
+A model that ends is masked out of the stack at once (its updates are zeroed) and the stacks are compacted
+only when a quarter of their rows have ended, or before a checkpoint. The others train on.
+
+Steps are counted in optimizer updates: "step k" is the state after k updates, and the loss of step k is the
+loss of the batch that update k was computed from. train_loss and train_accuracy at an evaluation are the
+means over the steps since the previous evaluation; val_loss and val_accuracy are computed on the whole
+held-out split in eval mode and without gradients.
+
+Determinism: parameters come from each spec's seed (`core.ml.nets`), batches from the counter-based
+sampler, dropout from the stack's generator. None of it depends on where the sync points fall, so on the
+CPU at the same thread count a spec always yields the same metrics, with or without probes, interrupted and
+resumed from a checkpoint or not, alone or in a stack (see `core.ml.fused_model` for what that takes).
+
+Checkpoints are the stack's: one blob every `checkpoint_every` steps through `on_group_checkpoint(step,
+blob)` (`core.ml.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from core.ml.checkpoints import RunningSummary, StackState, load_stack_checkpoint, save_stack_checkpoint
+from core.ml.cuda_graphs import GraphedStep
+from core.ml.sampling import StackSampler
+from core.ml.stack_data import StackData
+from core.ml.stacks import Stack, build_stack
+from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome
+from core.settings import Settings, get_settings
+from core.spec import JobSpec
+
+SYNC_SECONDS = 0.25  # training time between sync points: bounds the answer to a stop request
+FIRST_STRETCH_STEPS = 8  # before the speed is known
+MAX_STRETCH_STEPS = 1024  # steps between sync points at most, however fast they are
+EVAL_BATCH_SIZE = 2048  # held-out examples per forward pass: bounds an evaluation's memory, not its result
+MAX_EVAL_VALUES = 1 << 24  # input values of one stacked evaluation pass (64 MiB of float32)
+COMPACT_FRACTION = 4  # compact the stacks once 1/COMPACT_FRACTION of their rows have ended
+
+GroupCheckpointHook = Callable[[int, bytes], None]
+ModelResultHook = Callable[[int, Result], None]
+
+
+def train_stack(
+    specs: Sequence[JobSpec],
+    callbacks: Sequence[Callbacks],
+    checkpoint: bytes | None = None,
+    settings: Settings | None = None,
+    on_group_checkpoint: GroupCheckpointHook | None = None,
+    on_model_result: ModelResultHook | None = None,
+) -> list[Result]:
+    """Train `specs` as one stack; one result per spec, in order. Resume from a stack `checkpoint`.
+
+    Raises ValueError for a device this machine does not have and a checkpoint of another stack.
+    """
+    settings = settings if settings is not None else get_settings()
+    torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(specs[0].device)
+    trainer = StackTrainer(specs, callbacks, device, settings, on_group_checkpoint, on_model_result)
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
+    return trainer.run()
+
+
+def resolve_device(requested: str) -> torch.device:
+    """`auto`: the current CUDA device if there is one, else the CPU; CUDA where there is none: ValueError."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} was requested, but CUDA is not available on this machine")
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"device {requested!r} was requested, but this machine has {count} CUDA device(s)")
+    return torch.device("cuda", index)
+
+
+@dataclass(eq=False)  # members are compared and hashed by identity
+class _Member:
+    """One job of the stack: its spec, callbacks and running summary, and how it ended (None: training)."""
+
+    index: int
+    spec: JobSpec
+    callbacks: Callbacks
+    dataset_slot: int
+    summary: RunningSummary = field(default_factory=RunningSummary)
+    result: Result | None = None
+
+
+class StackTrainer:
+    """The schedule of a stack: stretches, sync points, evaluations, probes, checkpoints, ends."""
+
+    def __init__(
+        self,
+        specs: Sequence[JobSpec],
+        callbacks: Sequence[Callbacks],
+        device: torch.device,
+        settings: Settings,
+        on_group_checkpoint: GroupCheckpointHook | None = None,
+        on_model_result: ModelResultHook | None = None,
+    ) -> None:
+        first = specs[0]
+        self.device = device
+        self.data = StackData.load(specs, device, settings)
+        self.members = [
+            _Member(index, spec, member_callbacks, self.data.dataset_slots[index])
+            for index, (spec, member_callbacks) in enumerate(zip(specs, callbacks, strict=True))
+        ]
+        self.on_group_checkpoint = on_group_checkpoint
+        self.on_model_result = on_model_result
+        self.steps, self.batch_size = first.steps, first.batch_size
+        self.intervals = [
+            first.eval_every,
+            first.telemetry_every,
+            first.landscape_every,
+            first.checkpoint_every,
+        ]
+        self.step = self.first_step = 0
+        self.seconds_before_resume = 0.0
+        self.window_losses: list[Tensor] = []  # [steps, rows] per stretch since the last evaluation
+        self.window_correct: list[Tensor] = []
+        # Models with equal BN eps and momentum sit next to each other: one batch_norm call per run of them.
+        self.cuda_graphs = settings.cuda_graphs
+        first_rows = sorted(self.members, key=lambda m: (m.spec.bn_eps, m.spec.bn_momentum, m.index))
+        self.first_row = {member: row for row, member in enumerate(first_rows)}  # where dropout draws it
+        self._build(first_rows)
+        self.started_at = time.perf_counter()  # again when `run` starts: training time, not set-up
+
+    def _build(self, rows: list[_Member]) -> None:
+        """The stack, its sampler and its index offsets for `rows` (members in stack order)."""
+        self.rows = rows
+        self.stack: Stack = build_stack([member.spec for member in rows], self.data, self.device)
+        self.stack.draw_dropout_as([self.first_row[member] for member in rows], len(self.members))
+        self.sampler = StackSampler(
+            self.data.train_size, self.batch_size, [member.spec.seed for member in rows], self.device
+        )
+        self._index_offsets()
+        self._capture_anew()
+
+    def _capture_anew(self) -> None:
+        """Step eagerly, or through a CUDA graph captured at the next step (after the stacks changed)."""
+        graphs = self.cuda_graphs and self.device.type == "cuda" and self.stack.graphable
+        self.step_once = GraphedStep(self._step, self.stack.state_tensors) if graphs else self._step
+
+    def _index_offsets(self) -> None:
+        slots = [member.dataset_slot for member in self.rows]
+        column = torch.tensor(slots, dtype=torch.long, device=self.device).view(-1, 1)
+        self.train_offsets = column * self.data.train_size
+        self.val_offsets = column * self.data.val_size
+
+    @property
+    def training(self) -> list[_Member]:
+        """The rows whose models have not ended."""
+        return [member for member in self.rows if member.result is None]
+
+    # The loop.
+
+    def run(self) -> list[Result]:
+        self.started_at = time.perf_counter()
+        for member in self.training:
+            member.callbacks.on_progress(Progress(self.step, self.steps))
+        stretch_steps = FIRST_STRETCH_STEPS
+        while self.step < self.steps and self.training:
+            self._end({m: self.step for m in self.training if m.callbacks.should_stop()}, "cancelled")
+            if not self.training:
+                break
+            steps = min(stretch_steps, self._steps_to_next_event())
+            stretch_started = time.perf_counter()
+            losses, correct = self.train(steps)
+            self.window_losses.append(losses)
+            self.window_correct.append(correct)
+            diverged = self._first_non_finite(losses)  # the sync point: waits for the device
+            self._end({member: self.step + offset + 1 for member, offset in diverged.items()}, "diverged")
+            stretch_seconds = time.perf_counter() - stretch_started
+            self.step += steps
+            if not self.training:
+                break
+            self._report_due_events()
+            progress = Progress(self.step, self.steps, self._steps_per_second())
+            for member in self.training:
+                member.callbacks.on_progress(progress)
+            if len(self.rows) - len(self.training) >= max(1, len(self.rows) // COMPACT_FRACTION):
+                self._compact()
+            stretch_steps = self._next_stretch_steps(steps, stretch_seconds)
+        self._end(dict.fromkeys(self.training, self.step), "succeeded")
+        return [member.result for member in self.members if member.result is not None]
+
+    def train(self, steps: int) -> tuple[Tensor, Tensor]:
+        """`steps` updates of the stack; each row's losses and correct counts ([steps, rows], on the device).
+
+        Makes no host synchronisation: batches are drawn and gathered on the device, figures stay there.
+        """
+        batches = self.sampler.next_batches(steps) + self.train_offsets  # [steps, rows, batch]
+        losses: list[Tensor] = []
+        correct: list[Tensor] = []
+        for step in range(steps):
+            step_losses, step_correct = self.step_once(batches[step])
+            # Kept, not read: reading a value here would wait for the device at every step.
+            losses.append(step_losses)
+            correct.append(step_correct)
+        return torch.stack(losses), torch.stack(correct)
+
+    def _step(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        """One update from each row's examples `batch` [rows, batch_size]: its loss and correct count."""
+        indices = batch.view(-1)
+        inputs = self.data.train_x.index_select(0, indices).view(*batch.shape, -1)
+        labels = self.data.train_y.index_select(0, indices)
+        losses, logits = self.stack.train_step(inputs, labels)
+        with torch.no_grad():
+            correct = (logits.argmax(dim=-1) == labels.view(batch.shape)).sum(dim=-1)
+        return losses, correct
+
+    def _first_non_finite(self, losses: Tensor) -> dict[_Member, int]:
+        """The training models with a non-finite loss in this stretch, each with its first one's offset."""
+        non_finite = ~torch.isfinite(losses)
+        # One read from the device for the whole stack.
+        diverged, first = torch.stack(
+            [non_finite.any(dim=0).long(), non_finite.long().argmax(dim=0)]
+        ).tolist()
+        return {
+            member: offset
+            for member, has_diverged, offset in zip(self.rows, diverged, first, strict=True)
+            if has_diverged and member.result is None
+        }
+
+    def _end(self, ended: dict[_Member, int], outcome: RunOutcome) -> None:
+        """End each model of `ended` (with the steps it completed): mask it out, then report its result."""
+        if not ended:
+            return
+        for member, steps in ended.items():
+            member.result = self._result(member, outcome, steps)
+        self.stack.deactivate([slot for slot, member in enumerate(self.rows) if member in ended])
+        if self.on_model_result is not None:
+            for member in ended:
+                assert member.result is not None
+                self.on_model_result(member.index, member.result)
+
+    def _compact(self) -> None:
+        """Take the ended models out of the stacks: every stack, state and per-row tensor shrinks."""
+        slots = [slot for slot, member in enumerate(self.rows) if member.result is None]
+        if len(slots) == len(self.rows):
+            return
+        self.rows = [self.rows[slot] for slot in slots]
+        if not slots:
+            return
+        index = torch.tensor(slots, dtype=torch.long, device=self.device)
+        self.window_losses = [window.index_select(1, index) for window in self.window_losses]
+        self.window_correct = [window.index_select(1, index) for window in self.window_correct]
+        self.stack.keep(slots)
+        self.sampler.keep(slots)
+        self._index_offsets()
+        self._capture_anew()
+
+    def _steps_to_next_event(self) -> int:
+        """Steps until the next step that is evaluated, probed, checkpointed, or the last one."""
+        step = self.step
+        following = [step + interval - step % interval for interval in self.intervals if interval > 0]
+        return min([self.steps, *following]) - step
+
+    def _next_stretch_steps(self, steps: int, seconds: float) -> int:
+        """As many steps as the last stretch's speed fits into SYNC_SECONDS (at most double the last)."""
+        fitting = int(steps * SYNC_SECONDS / seconds) if seconds > 0 else 2 * steps
+        return max(1, min(fitting, 2 * steps, MAX_STRETCH_STEPS))
+
+    # Evaluation, telemetry, landscape probes, checkpoints.
+
+    def _report_due_events(self) -> None:
+        step = self.step
+        eval_every, telemetry_every, landscape_every, checkpoint_every = self.intervals
+        if step % eval_every == 0 or step == self.steps:
+            self._evaluate()
+        if telemetry_every and step % telemetry_every == 0:
+            positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
+            probe_inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
+            records = self.stack.telemetry(probe_inputs, step)
+            for member, member_records in zip(self.rows, records, strict=True):
+                if member.result is None:
+                    member.callbacks.on_telemetry(member_records)
+        if landscape_every and step % landscape_every == 0:
+            positions = self.train_offsets + torch.arange(
+                min(self.batch_size, self.data.train_size), device=self.device
+            )
+            inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
+            labels = self.data.train_y.index_select(0, positions.view(-1)).view(positions.shape)
+            landscape = self.stack.landscape(inputs, labels, step)
+            for member, record in zip(self.rows, landscape, strict=True):
+                if member.result is None:
+                    member.callbacks.on_landscape([record])
+        # At the last step there is nothing left to resume.
+        due = checkpoint_every and step % checkpoint_every == 0 and step < self.steps
+        if due and self.on_group_checkpoint is not None and self.training:
+            self._compact()
+            self.on_group_checkpoint(step, self._snapshot())
+
+    def _evaluate(self) -> None:
+        """Each training model's four metrics at the current step; ends those that stop at their target."""
+        window_losses = torch.cat(self.window_losses)  # [steps, rows]
+        window_correct = torch.cat(self.window_correct)
+        self.window_losses, self.window_correct = [], []
+        val_loss, val_accuracy = self._validation_figures()
+        table = torch.stack(
+            [
+                window_losses.double().mean(dim=0),
+                window_correct.double().sum(dim=0) / (window_correct.shape[0] * self.batch_size),
+                val_loss,
+                val_accuracy,
+            ]
+        ).T.tolist()  # one read from the device for every model's figures
+        reached: dict[_Member, int] = {}
+        for member, figures in zip(self.rows, table, strict=True):
+            if member.result is not None:
+                continue
+            points: list[MetricPoint] = member.summary.record_evaluation(
+                self.step, figures, member.spec.target_accuracy, self._elapsed_seconds()
+            )
+            member.callbacks.on_metrics(points)
+            if member.spec.stop_at_target and member.summary.steps_to_target is not None:
+                reached[member] = self.step
+        self._end(reached, "succeeded")
+
+    def _validation_figures(self) -> tuple[Tensor, Tensor]:
+        """Each row's mean loss and accuracy on its held-out split, BN's running statistics, no dropout.
+
+        The held-out examples go through in chunks of EVAL_BATCH_SIZE rows whatever the size of the stack
+        (a chunk of another length would put other values in the nonlinearity's one-by-one tail on the CPU,
+        see `core.ml.fused_model`), each chunk's cross-entropy computed for every model in one call; where
+        the stack's chunks would take more than MAX_EVAL_VALUES input values, its models are evaluated a few
+        at a time instead.
+        """
+        models, size, features = len(self.rows), self.data.val_size, self.data.val_x.shape[1]
+        rows = max(1, min(EVAL_BATCH_SIZE, MAX_EVAL_VALUES // features))
+        models_per_pass = max(1, MAX_EVAL_VALUES // (rows * features))
+        loss_sum = torch.zeros(models, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(models, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            for first in range(0, models, models_per_pass):
+                last = min(first + models_per_pass, models)
+                stack = self.stack if last - first == models else self.stack.models_between(first, last)
+                for start in range(0, size, rows):
+                    positions = self.val_offsets[first:last] + torch.arange(
+                        start, min(start + rows, size), device=self.device
+                    )
+                    inputs = self.data.val_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
+                    labels = self.data.val_y[positions]
+                    logits = stack.evaluate(inputs)
+                    losses = F.cross_entropy(logits.flatten(0, 1), labels.view(-1), reduction="none")
+                    loss_sum[first:last] += losses.view(labels.shape).sum(dim=1).double()
+                    correct[first:last] += (logits.argmax(dim=-1) == labels).sum(dim=1)
+        return loss_sum / size, correct.double() / size
+
+    def _snapshot(self) -> bytes:
+        """The stack's checkpoint blob at the current step (taken right after a compaction)."""
+        state = StackState(
+            step=self.step,
+            elapsed_seconds=self._elapsed_seconds(),
+            summaries=[member.summary for member in self.members],
+            results=[member.result for member in self.members],
+            rows=[member.index for member in self.rows],
+            window_losses=self.window_losses,
+            window_correct=self.window_correct,
+            sampler=self.sampler.state_dict(),
+            stack=self.stack.state_dict(),
+        )
+        return save_stack_checkpoint([member.spec for member in self.members], state)
+
+    def restore(self, blob: bytes) -> None:
+        """Take up the stack's state from a `_snapshot` blob of the same specs."""
+        state = load_stack_checkpoint(blob, [member.spec for member in self.members], self.device)
+        for member, summary, result in zip(self.members, state.summaries, state.results, strict=True):
+            member.summary = summary
+            member.result = result
+        self.step = self.first_step = state.step
+        self.seconds_before_resume = state.elapsed_seconds
+        rows = [self.members[index] for index in state.rows]
+        if not rows:
+            self.rows = []
+            return
+        self._build(rows)
+        self.stack.load_state_dict(state.stack)
+        self.sampler.load_state_dict(state.sampler)
+        self.window_losses, self.window_correct = state.window_losses, state.window_correct
+
+    # Results.
+
+    def _elapsed_seconds(self) -> float:
+        """Training wall time of the stack, the time before a resume included."""
+        return self.seconds_before_resume + time.perf_counter() - self.started_at
+
+    def _steps_per_second(self) -> float | None:
+        """The stack's speed in this process: every training model advances this many steps per second."""
+        seconds = time.perf_counter() - self.started_at
+        steps = self.step - self.first_step
+        return steps / seconds if steps > 0 and seconds > 0 else None
+
+    def _result(self, member: _Member, outcome: RunOutcome, steps_completed: int) -> Result:
+        return Result(
+            outcome=outcome,
+            steps_completed=steps_completed,
+            summary=member.summary.final(
+                steps_completed if outcome == "diverged" else None, self._steps_per_second()
+            ),
+            device=str(self.device),
+        )

@@ -1,0 +1,188 @@
+"""`import bnlab` against the real running service (API + worker, embedded mode): every call of the
+client, its DataFrames equal to the service's JSON, and each failure as its typed exception."""
+
+from __future__ import annotations
+
+import io
+import math
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import bnlab
+import httpx
+import pytest
+
+from tests.fixtures.service import NEVER_STARTS_SPEC, TINY_SPEC, RunningService
+from tests.fixtures.worker import PROJECT_ROOT, free_port
+
+CLIENT_DISTRIBUTION = PROJECT_ROOT / "clients" / "python"
+
+
+@pytest.fixture
+def client(sqlite_service: RunningService) -> bnlab.Client:
+    with bnlab.Client(url=sqlite_service.url) as client:
+        yield client
+
+
+def same(left: float | None, right: float | None) -> bool:
+    if left is None or right is None or (isinstance(left, float) and math.isnan(left)):
+        return (left is None or math.isnan(left)) and (right is None or math.isnan(right))
+    return left == right
+
+
+def test_submit_wait_and_metrics_equal_the_json(client: bnlab.Client, sqlite_service: RunningService) -> None:
+    job = client.submit({**TINY_SPEC, "name": "client-metrics"})
+    assert job.status == "queued"
+    progress = io.StringIO()
+    assert job.wait(progress=True, timeout=60, out=progress) is job
+    assert job.status == "succeeded"
+    assert f"job {job.id[:8]} succeeded step 40/40" in progress.getvalue()
+
+    frame = job.metrics()
+    assert list(frame.columns) == ["job", "name", "step", "value"]
+    answer = httpx.get(f"{sqlite_service.url}/v1/jobs/{job.id}/metrics", params={"max_points": 10_000}).json()
+    expected = {
+        (job.id, name, step): value
+        for name, series in answer["series"].items()
+        for step, value in zip(series["steps"], series["values"], strict=True)
+    }
+    assert len(frame) == len(expected) > 0
+    for row in frame.itertuples(index=False):
+        assert same(row.value, expected[row.job, row.name, row.step])
+    assert list(frame["step"]) == sorted(frame["step"])  # in step order, as the service stores them
+
+    with_spec = job.metrics(names=["val_accuracy"], spec=["batch_norm", "architecture.activation"])
+    assert set(with_spec["name"]) == {"val_accuracy"}
+    assert set(with_spec["batch_norm"]) == {True} and set(with_spec["architecture.activation"]) == {"sigmoid"}
+    everything = job.metrics(spec=True)
+    assert {"learning_rate", "architecture.hidden", "seed"} <= set(everything.columns)
+    assert set(everything["architecture.hidden"]) == {(16,)}
+
+
+def test_metrics_of_several_jobs_compare_and_telemetry(
+    client: bnlab.Client, sqlite_service: RunningService
+) -> None:
+    with_bn = client.submit({**TINY_SPEC, "name": "client-bn", "target_accuracy": 0.3, "telemetry_every": 10})
+    without_bn = client.submit(
+        {**TINY_SPEC, "name": "client-plain", "batch_norm": False, "target_accuracy": 0.3}
+    )
+    for job in (with_bn, without_bn):
+        job.wait(timeout=60)
+
+    frame = client.metrics([with_bn.id, without_bn.id], names=["val_accuracy"], spec=["batch_norm"])
+    by_job = dict(frame.groupby("job")["batch_norm"].first())
+    assert by_job == {with_bn.id: True, without_bn.id: False}
+
+    comparison = client.compare([with_bn.id, without_bn.id])
+    answer = httpx.get(f"{sqlite_service.url}/v1/compare", params={"ids": [with_bn.id, without_bn.id]}).json()
+    assert list(comparison["id"]) == [row["id"] for row in answer["jobs"]]
+    for row, wanted in zip(comparison.to_dict("records"), answer["jobs"], strict=True):
+        for column in ("final", "best", "steps_to_target", "status", "steps", "speedup_vs_baseline"):
+            assert same(row[column], wanted[column]) or row[column] == wanted[column], column
+        assert row["spec.batch_norm"] == wanted["spec_diff"]["batch_norm"]
+    assert client.comparison([with_bn.id, without_bn.id])["baseline"] == with_bn.id
+
+    telemetry = with_bn.telemetry()
+    layers = httpx.get(f"{sqlite_service.url}/v1/jobs/{with_bn.id}/telemetry").json()["layers"]
+    assert len(telemetry) == sum(len(layer["steps"]) for layer in layers) > 0
+    first = layers[0]
+    assert telemetry.iloc[0]["step"] == first["steps"][0]
+    assert same(telemetry.iloc[0]["p50"], first["p50"][0])
+
+    assert [job.id for job in client.jobs(limit=200) if job.id == with_bn.id] == [with_bn.id]
+    assert client.job(with_bn.id).summary == with_bn.refresh().summary
+
+
+def test_a_sweep_table_holds_each_grid_point(client: bnlab.Client, sqlite_service: RunningService) -> None:
+    sweep = client.submit_sweep(
+        {**TINY_SPEC, "target_accuracy": 0.3},
+        {"learning_rate": [0.05, 0.2]},
+        seeds=[0, 1],
+        name="client-sweep",
+    )
+    sweep.wait(timeout=120)
+    view = httpx.get(f"{sqlite_service.url}/v1/sweeps/{sweep.id}").json()
+    table = sweep.table()
+    assert list(table["learning_rate"]) == [point["point"]["learning_rate"] for point in view["points"]]
+    for row, point in zip(table.to_dict("records"), view["points"], strict=True):
+        assert row["jobs"] == 2 and row["done"] == point["done"]
+        statistic = point["final_accuracy"]
+        assert row["final_accuracy_n"] == statistic["n"]
+        assert same(row["final_accuracy_mean"], statistic["mean"])
+        assert same(row["final_accuracy_ci_low"], (statistic["ci95"] or [None])[0])
+    metrics = sweep.metrics(names=["val_accuracy"])
+    assert set(metrics["learning_rate"]) == {0.05, 0.2} and set(metrics["seed"]) == {0, 1}
+    assert set(metrics["job"]) == set(view["job_ids"])
+    assert client.sweep(sweep.id).id == sweep.id
+    assert {job.status for job in sweep.jobs} == {"succeeded"}
+
+
+def test_errors_are_typed_and_carry_the_message(client: bnlab.Client) -> None:
+    with pytest.raises(bnlab.NotFound) as not_found:
+        client.job("0" * 32)
+    assert not_found.value.status_code == 404 and "0" * 32 in not_found.value.message
+
+    with pytest.raises(bnlab.ValidationError) as invalid:
+        client.submit({**TINY_SPEC, "learning_rate": -1})
+    assert [error.field for error in invalid.value.errors] == ["learning_rate"]
+    assert "learning_rate: Input should be greater than 0" in str(invalid.value)
+
+    queued = client.submit(NEVER_STARTS_SPEC)
+    assert queued.cancel().status == "cancelled"
+    with pytest.raises(bnlab.Conflict) as conflict:
+        queued.cancel()
+    assert conflict.value.status_code == 409
+
+    with pytest.raises(bnlab.NotFound):
+        client.sweep("f" * 32)
+
+
+def test_an_unreachable_service_is_a_connection_error() -> None:
+    with (
+        bnlab.Client(url=f"http://127.0.0.1:{free_port()}") as client,
+        pytest.raises(bnlab.ConnectionFailed) as error,
+    ):
+        client.job("0" * 32)
+    assert "Cannot connect to the bnlab service" in error.value.message and error.value.status_code is None
+
+
+def test_the_url_and_key_default_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BNLAB_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("BNLAB_API_KEY", "secret")
+    with bnlab.Client() as client:
+        assert client.url == "http://127.0.0.1:9"
+        assert client.http._http.headers["authorization"] == "Bearer secret"
+    monkeypatch.delenv("BNLAB_URL")
+    with bnlab.Client(api_key="given") as client:
+        assert client.url == "http://127.0.0.1:8000"
+        assert client.http._http.headers["authorization"] == "Bearer given"
+
+
+def test_a_503_is_unavailable() -> None:
+    request = httpx.Request("GET", "http://127.0.0.1:8000/v1/jobs")
+    error = bnlab.errors.error_for_response(
+        httpx.Response(503, json={"detail": "database down"}, request=request)
+    )
+    assert isinstance(error, bnlab.Unavailable) and isinstance(error, bnlab.ServerError)
+    assert error.message == "The service failed (503) on GET /v1/jobs: database down"
+
+
+def test_a_dataframe_without_pandas_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(bnlab.BnlabError, match=r"pip install 'bnlab\[pandas\]'"):
+        bnlab.frames.metrics_frame([], {})
+
+
+def test_the_client_distribution_needs_only_httpx(tmp_path: Path) -> None:
+    project = tomllib.loads((CLIENT_DISTRIBUTION / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "bnlab" and project["dependencies"] == ["httpx>=0.27"]
+    assert project["optional-dependencies"] == {"pandas": ["pandas>=2"]}
+    # Importing it loads none of the server's packages, torch or pandas.
+    probe = "import sys, bnlab; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    for package in ("core", "api", "client", "worker", "torch", "pandas", "fastapi", "sqlalchemy"):
+        assert f"'{package}'" not in loaded
