@@ -8,10 +8,12 @@ import math
 import subprocess
 import sys
 import tomllib
+import uuid
 from pathlib import Path
 
 import bnlab
 import httpx
+import numpy as np
 import pytest
 
 from tests.fixtures.service import NEVER_STARTS_SPEC, TINY_SPEC, RunningService
@@ -186,3 +188,31 @@ def test_the_client_distribution_needs_only_httpx(tmp_path: Path) -> None:
     ).stdout
     for package in ("core", "api", "client", "worker", "torch", "pandas", "fastapi", "sqlalchemy"):
         assert f"'{package}'" not in loaded
+
+
+def test_tag_archive_and_delete_a_job(client: bnlab.Client) -> None:
+    job = client.submit(NEVER_STARTS_SPEC)
+    assert job.tag("study", "bn", note="the baseline").view["tags"] == ["study", "bn"]
+    assert job.tag(remove=["bn"]).view["tags"] == ["study"]
+    assert job.refresh().view["note"] == "the baseline"
+    assert job.archive().view["archived"] is True
+    assert job.id not in [listed.id for listed in client.jobs()]
+    job.delete()
+    with pytest.raises(bnlab.NotFound):
+        job.refresh()
+
+
+def test_upload_list_train_on_and_delete_a_dataset(client: bnlab.Client, tmp_path: Path) -> None:
+    name = f"blobs-{uuid.uuid4().hex[:8]}"  # the service is shared: a name of this test's own
+    labels = np.arange(60) % 2
+    np.savez(
+        tmp_path / "blobs.npz", x=np.random.default_rng(0).normal(size=(60, 4)) + labels[:, None], y=labels
+    )
+    uploaded = client.upload_dataset(name, tmp_path / "blobs.npz")
+    assert (uploaded["train_size"], uploaded["input_shape"], uploaded["num_classes"]) == (60, [4], 2)
+    assert name in [dataset["name"] for dataset in client.datasets()]
+    with pytest.raises(bnlab.ValidationError) as refused:
+        client.submit({**TINY_SPEC, "dataset": f"user:{name}-missing"})
+    assert "dataset" in str(refused.value)
+    client.delete_dataset(name)
+    assert name not in [dataset["name"] for dataset in client.datasets()]

@@ -24,6 +24,8 @@ from bnlab.transport import DEFAULT_URL, REQUEST_TIMEOUT_SECONDS, Transport
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "diverged", "cancelled"})
 POLL_SECONDS = 0.25
+# Deleting a running job waits for its worker to stop (the service's delete_wait_seconds, 30 s by default).
+DELETE_TIMEOUT_SECONDS = 120.0
 
 
 class Client:
@@ -159,6 +161,34 @@ class Client:
         self.http.get(f"/v1/sweeps/{sweep_id}")
         return Sweep(self, sweep_id)
 
+    # -- datasets ----------------------------------------------------------------------------------------
+    def upload_dataset(
+        self,
+        name: str,
+        path: str | Path,
+        validation: str | Path | None = None,
+        label_column: str = "label",
+    ) -> dict[str, Any]:
+        """Upload an NPZ (x, y; optionally x_val, y_val) or a CSV with a label column as `name`
+        (`POST /v1/datasets`); specs then train on it with `"dataset": "user:<name>"`. Returns what it
+        holds; raises ValidationError naming what is wrong with a bad file."""
+        files = {"file": _named_bytes(path)}
+        if validation is not None:
+            files["validation_file"] = _named_bytes(validation)
+        answer: dict[str, Any] = self.http.post_files(
+            "/v1/datasets", {"name": name, "label_column": label_column}, files
+        )
+        return answer
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every uploaded dataset, by name."""
+        items: list[dict[str, Any]] = self.http.get("/v1/datasets")["items"]
+        return items
+
+    def delete_dataset(self, name: str) -> None:
+        """Delete an uploaded dataset; Conflict while a queued or running job trains on it."""
+        self.http.delete(f"/v1/datasets/{name}")
+
 
 class Job:
     """A submitted job. `view` is its last-read JSON (`GET /v1/jobs/{id}`); `refresh()` re-reads it."""
@@ -222,6 +252,22 @@ class Job:
         self.view = self.client.cancel(self.id)
         return self
 
+    def tag(self, *tags: str, remove: Iterable[str] = (), note: str | None = None) -> Job:
+        """Add `tags` (and take off `remove`), and replace the note when one is given."""
+        self.view = self.client.http.patch(
+            f"/v1/jobs/{self.id}", _labels(self.refresh().view, tags, remove, note)
+        )
+        return self
+
+    def archive(self, archived: bool = True) -> Job:
+        """Leave the job out of lists unless asked for (`archived=False` brings it back)."""
+        self.view = self.client.http.patch(f"/v1/jobs/{self.id}", {"archived": archived})
+        return self
+
+    def delete(self) -> None:
+        """Delete the job and everything recorded of it; a running one is cancelled and stopped first."""
+        self.client.http.delete(f"/v1/jobs/{self.id}", timeout=DELETE_TIMEOUT_SECONDS)
+
 
 class Sweep:
     """A submitted sweep; `view` is read from `GET /v1/sweeps/{id}` on each call."""
@@ -280,3 +326,33 @@ class Sweep:
     def cancel(self) -> dict[str, Any]:
         answer: dict[str, Any] = self.client.http.post(f"/v1/sweeps/{self.id}/cancel")
         return answer
+
+    def tag(self, *tags: str, remove: Iterable[str] = (), note: str | None = None) -> dict[str, Any]:
+        """As `Job.tag`, for the sweep (its jobs keep their own tags); returns its view."""
+        answer: dict[str, Any] = self.client.http.patch(
+            f"/v1/sweeps/{self.id}", _labels(self.view, tags, remove, note)
+        )
+        return answer
+
+    def archive(self, archived: bool = True) -> dict[str, Any]:
+        """Leave the sweep and its jobs out of lists unless asked for; returns its view."""
+        answer: dict[str, Any] = self.client.http.patch(f"/v1/sweeps/{self.id}", {"archived": archived})
+        return answer
+
+    def delete(self) -> None:
+        """Delete the sweep with all its jobs and their data; running jobs are cancelled and stopped first."""
+        self.client.http.delete(f"/v1/sweeps/{self.id}", timeout=DELETE_TIMEOUT_SECONDS)
+
+
+def _labels(
+    view: Mapping[str, Any], tags: Iterable[str], remove: Iterable[str], note: str | None
+) -> dict[str, Any]:
+    """The PATCH body that adds `tags` to a job's or sweep's, takes `remove` off and sets `note`."""
+    taken_off = set(remove)
+    wanted = [name for name in dict.fromkeys([*(view.get("tags") or []), *tags]) if name not in taken_off]
+    return {"tags": wanted} | ({} if note is None else {"note": note})
+
+
+def _named_bytes(path: str | Path) -> tuple[str, bytes]:
+    path = Path(path)
+    return path.name, path.read_bytes()
