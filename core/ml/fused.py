@@ -1,7 +1,8 @@
 """Fused training: `run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)
 -> list[Result]`.
 
-M jobs that `core.fused_groups.can_fuse` pairs (one MLP architecture, one optimizer kind, one schedule)
+M jobs that `core.fused_groups.can_fuse` pairs (one architecture — MLP or CNN, torch's BN, bnlab's paper BN
+or none —, one optimizer kind, one schedule)
 train as ONE stack (`core.ml.trainer`, the trainer every job goes through): one batched kernel per layer, one
 optimizer update for all of them. Each model stays the job it was: it starts from its own seeded
 parameters, draws its own batches (the same as alone, `core.ml.sampling`), reports through its own
@@ -45,7 +46,7 @@ def run_fused(
     """
     if not specs or len(callbacks) != len(specs):
         raise ValueError("run_fused needs at least one spec and exactly one Callbacks per spec")
-    if fusion_key(specs[0]) is None or not all(can_fuse(specs[0], spec) for spec in specs):
+    if not all(can_fuse(specs[0], spec) for spec in specs):
         raise ValueError(
             "these specs cannot be trained as one fused group (see core.fused_groups.fusion_key)"
         )
