@@ -14,9 +14,7 @@ from sqlalchemy.engine import Connection
 
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord, finite_or_none
 from core.store.base import (
-    JobNotFound,
     StoreBase,
-    job_table,
     landscape_table,
     metric_name_table,
     metric_table,
@@ -79,7 +77,7 @@ class SeriesStore(StoreBase, SeriesStoreInterface):
             return
         name_ids = self._intern_metric_names({point.name for points in metrics.values() for point in points})
         with self._engine.begin() as connection:
-            row_ids = self._job_row_ids_of(connection, [*metrics, *telemetry, *landscape])
+            row_ids = self._job_row_ids_of(connection, list({*metrics, *telemetry, *landscape}))
             if metrics:
                 self._write_metric_rows(connection, metrics, name_ids, row_ids)
             telemetry_batch = [
@@ -128,19 +126,6 @@ class SeriesStore(StoreBase, SeriesStoreInterface):
                 ["job_id", "name_id", "step"],
             )
         refresh_blocks(connection, self.is_postgres, changed)
-
-    def _job_row_ids_of(self, connection: Connection, job_ids: Iterable[str]) -> dict[str, int]:
-        """The row ids of `job_ids`, those not known yet read in one statement. Raises JobNotFound."""
-        wanted = set(job_ids)
-        missing = sorted(wanted - self._job_row_ids.keys())
-        if missing:
-            job = job_table.c
-            found = connection.execute(sa.select(job.public_id, job.id).where(job.public_id.in_(missing)))
-            self._job_row_ids.update({public_id: row_id for public_id, row_id in found})
-            for job_id in missing:
-                if job_id not in self._job_row_ids:
-                    raise JobNotFound(job_id)
-        return {job_id: self._job_row_ids[job_id] for job_id in wanted}
 
     def _intern_metric_names(self, names: Iterable[str]) -> dict[str, int]:
         """Small integer ids for metric names, created on first use (concurrent writers agree)."""
