@@ -130,3 +130,4 @@ class Callbacks:
 # A fused group's own reports (`core.ml.fused.run_fused`), beside each model's `Callbacks`:
 GroupCheckpointHook = Callable[[int, bytes], None]  # (step, blob): the whole group's resumable snapshot
 ModelResultHook = Callable[[int, Result], None]  # (index in the group, final result): one model has ended
+SyncPointHook = Callable[[int], None]  # (step): every model has reported this sync point

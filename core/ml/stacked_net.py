@@ -39,7 +39,10 @@ class StackedNet:
 
     def __init__(self, nets: Sequence[Net], specs: Sequence[JobSpec], device: torch.device) -> None:
         self.device = device
-        self.layers = list(nets[0].layers)  # the architecture; its own tensors are never used
+        # The architecture; its own tensors are never used. A net with dropout has the layers a net without
+        # lacks (dropout's have no tensors): take its, a model with rate 0 keeps every value.
+        template = next((net for net in nets if any(isinstance(m, nn.Dropout) for m in net.layers)), nets[0])
+        self.layers = list(template.layers)
         self.parameters = [
             torch.stack([parameter.detach() for parameter in per_model]).to(device).requires_grad_()
             for per_model in zip(*(net.parameters() for net in nets), strict=True)

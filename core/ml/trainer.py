@@ -3,7 +3,9 @@
 Every job trains through here: `core.ml.run` is a stack of one, `core.ml.fused.run_fused` a stack of the
 jobs `core.fused_groups` groups. The trainer knows nothing of storage, queues or HTTP; each job reports
 through its own `Callbacks`: progress at step 0 and at every sync point, its four metrics at each evaluation,
-telemetry, loss-landscape probes, its result the moment it ends (`on_model_result`).
+telemetry, loss-landscape probes, its result the moment it ends (`on_model_result`). `on_sync_point(step)`
+follows every job's reports of step 0 and of each sync point: one call for the stack, so that a caller can
+store all its jobs' reports together.
 
 The loop runs in stretches of steps between *sync points*, the only places where the host waits for the
 device. A stretch ends at the next evaluation, telemetry, landscape or checkpoint step, or after about
@@ -47,7 +49,7 @@ from core.ml.cuda_graphs import GraphedStep
 from core.ml.sampling import StackSampler
 from core.ml.stack_data import StackData
 from core.ml.stacks import Stack, build_stack
-from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome
+from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome, SyncPointHook
 from core.settings import Settings, get_settings
 from core.spec import JobSpec
 
@@ -69,6 +71,7 @@ def train_stack(
     settings: Settings | None = None,
     on_group_checkpoint: GroupCheckpointHook | None = None,
     on_model_result: ModelResultHook | None = None,
+    on_sync_point: SyncPointHook | None = None,
 ) -> list[Result]:
     """Train `specs` as one stack; one result per spec, in order. Resume from a stack `checkpoint`.
 
@@ -77,7 +80,9 @@ def train_stack(
     settings = settings if settings is not None else get_settings()
     torch.set_num_threads(settings.torch_threads)
     device = resolve_device(specs[0].device)
-    trainer = StackTrainer(specs, callbacks, device, settings, on_group_checkpoint, on_model_result)
+    trainer = StackTrainer(
+        specs, callbacks, device, settings, on_group_checkpoint, on_model_result, on_sync_point
+    )
     if checkpoint is not None:
         trainer.restore(checkpoint)
     return trainer.run()
@@ -122,6 +127,7 @@ class StackTrainer:
         settings: Settings,
         on_group_checkpoint: GroupCheckpointHook | None = None,
         on_model_result: ModelResultHook | None = None,
+        on_sync_point: SyncPointHook | None = None,
     ) -> None:
         first = specs[0]
         self.device = device
@@ -132,6 +138,7 @@ class StackTrainer:
         ]
         self.on_group_checkpoint = on_group_checkpoint
         self.on_model_result = on_model_result
+        self.on_sync_point = on_sync_point
         self.steps, self.batch_size = first.steps, first.batch_size
         self.intervals = [
             first.eval_every,
@@ -183,6 +190,7 @@ class StackTrainer:
         self.started_at = time.perf_counter()
         for member in self.training:
             member.callbacks.on_progress(Progress(self.step, self.steps))
+        self._synced()
         stretch_steps = FIRST_STRETCH_STEPS
         while self.step < self.steps and self.training:
             self._end({m: self.step for m in self.training if m.callbacks.should_stop()}, "cancelled")
@@ -203,11 +211,17 @@ class StackTrainer:
             progress = Progress(self.step, self.steps, self._steps_per_second())
             for member in self.training:
                 member.callbacks.on_progress(progress)
+            self._synced()
             if len(self.rows) - len(self.training) >= max(1, len(self.rows) // COMPACT_FRACTION):
                 self._compact()
             stretch_steps = self._next_stretch_steps(steps, stretch_seconds)
         self._end(dict.fromkeys(self.training, self.step), "succeeded")
         return [member.result for member in self.members if member.result is not None]
+
+    def _synced(self) -> None:
+        """Every job has reported this sync point: tell the caller once for the stack."""
+        if self.on_sync_point is not None:
+            self.on_sync_point(self.step)
 
     def train(self, steps: int) -> tuple[Tensor, Tensor]:
         """`steps` updates of the stack; each row's losses and correct counts ([steps, rows], on the device).

@@ -308,11 +308,10 @@ def test_only_groups_of_two_or_more_fuse_and_only_when_fused_is_asked_for() -> N
         CAP,
     )
     specs = [job.spec for job in jobs]
-    # BN on with torch's layer, then BN off (either implementation: no BN layer at all); bnlab's own BN
-    # layer never fuses.
-    assert fused_groups(specs, "fused", max_group_size=64) == [[0, 1, 2], [6, 7, 8, 9, 10, 11]]
-    # Split to at most two: the third BN job is left alone, so it runs as its own task.
-    assert fused_groups(specs, "fused", max_group_size=2) == [[0, 1], [6, 7], [8, 9], [10, 11]]
+    # BN on with torch's layer, BN on with bnlab's, then BN off (either implementation: no BN layer at all).
+    assert fused_groups(specs, "fused", max_group_size=64) == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9, 10, 11]]
+    # Split to at most two: each BN group's third job is left alone, so it runs as its own task.
+    assert fused_groups(specs, "fused", max_group_size=2) == [[0, 1], [3, 4], [6, 7], [8, 9], [10, 11]]
     assert fused_groups(specs, "separate", max_group_size=64) == []
 
 
