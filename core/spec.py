@@ -117,6 +117,13 @@ class JobSpec(_Strict):
         le=MAX_STEPS,
         description="steps between the paper's Fig. 1 statistics of each layer; 0 = off",
     )
+    telemetry_mode: Literal["inference", "train"] = Field(
+        "inference",
+        description="inference: Fig. 1 as the paper measured it, on a fixed held-out probe set (the first "
+        "256 validation examples of split seed 0; of the official test set for mnist, fashion_mnist) with BN "
+        "normalizing by its population statistics; train: on the first 256 training examples of the job's "
+        "split with BN normalizing by the probe batch's own statistics, as training does",
+    )
     landscape_every: int = Field(
         0,
         ge=0,

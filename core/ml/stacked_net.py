@@ -211,14 +211,14 @@ class StackedNet:
         return scale if values.dim() == 3 else scale.view(values.shape)
 
     @torch.no_grad()
-    def nonlinearity_inputs(self, inputs: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Each hidden nonlinearity's input on inputs [M, P, ...] as training sees it (BN with the batch's own
-        statistics, no dropout), as (by unit [M, units, values], all of them [M, values]); BN's running
-        averages are put back afterwards."""
+    def nonlinearity_inputs(self, inputs: Tensor, training: bool = True) -> list[tuple[Tensor, Tensor]]:
+        """Each hidden nonlinearity's input on inputs [M, P, ...] without dropout, as training sees it (BN
+        with the batch's own statistics) or with `training` off as inference does (BN's running statistics),
+        as (by unit [M, units, values], all of them [M, values]); BN's running averages are put back."""
         buffers = self.running_means + self.running_vars
         saved = [buffer.clone() for buffer in buffers]
         captured: list[Tensor] = []
-        self.forward(inputs, True, None, captured)
+        self.forward(inputs, training, None, captured)
         if buffers:
             torch._foreach_copy_(buffers, saved)
         models = self.size

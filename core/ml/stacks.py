@@ -52,8 +52,9 @@ class Stack(Protocol):
         """Models [first, last) as a stack sharing this one's tensors (to evaluate a few at a time)."""
         ...
 
-    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
-        """Each model's telemetry records (`core.ml.telemetry`) on its probe inputs [M, P, features]."""
+    def telemetry(self, inputs: Tensor, step: int, training: bool) -> list[list[TelemetryRecord]]:
+        """Each model's telemetry records (`core.ml.telemetry`) on its probe inputs [M, P, features], BN in
+        training mode (the probe's own statistics) or not (population statistics)."""
         ...
 
     def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
@@ -144,9 +145,9 @@ class MLPStack:
         buffers = model.running_means + model.running_vars
         return stacked_landscape(model.parameters, buffers, loss_and_gradient, self.learning_rates, step)
 
-    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
+    def telemetry(self, inputs: Tensor, step: int, training: bool) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""
-        pre_activations = self.model.nonlinearity_inputs(inputs)  # [M, P, F] per hidden layer
+        pre_activations = self.model.nonlinearity_inputs(inputs, training)  # [M, P, F] per hidden layer
         per_unit = [values.transpose(1, 2) for values in pre_activations]
         everything = [values.reshape(values.shape[0], -1) for values in pre_activations]
         norms = self.model.weight_gradient_norms(self.last_gradients)
@@ -251,9 +252,10 @@ class NetStack:
         buffers = model.running_means + model.running_vars
         return stacked_landscape(model.parameters, buffers, loss_and_gradient, self.learning_rates, step)
 
-    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
+    def telemetry(self, inputs: Tensor, step: int, training: bool) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""
-        views = self.model.nonlinearity_inputs(inputs.view(*inputs.shape[:2], *self.input_shape))
+        shaped = inputs.view(*inputs.shape[:2], *self.input_shape)
+        views = self.model.nonlinearity_inputs(shaped, training)
         norms = self.model.weight_gradient_norms(self.last_gradients)
         by_unit, everything = [view[0] for view in views], [view[1] for view in views]
         return stacked_telemetry(by_unit, everything, norms, self.activation, step)

@@ -139,6 +139,7 @@ class StackTrainer:
             first.landscape_every,
             first.checkpoint_every,
         ]
+        self.telemetry_mode = first.telemetry_mode  # one per stack (`core.fused_groups`)
         self.step = self.first_step = 0
         self.seconds_before_resume = 0.0
         self.window_losses: list[Tensor] = []  # [steps, rows] per stretch since the last evaluation
@@ -294,9 +295,7 @@ class StackTrainer:
         if step % eval_every == 0 or step == self.steps:
             self._evaluate()
         if telemetry_every and step % telemetry_every == 0:
-            positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
-            probe_inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
-            records = self.stack.telemetry(probe_inputs, step)
+            records = self.stack.telemetry(self._probe_inputs(), step, self.telemetry_mode == "train")
             for member, member_records in zip(self.rows, records, strict=True):
                 if member.result is None:
                     member.callbacks.on_telemetry(member_records)
@@ -315,6 +314,14 @@ class StackTrainer:
         if due and self.on_group_checkpoint is not None and self.training:
             self._compact()
             self.on_group_checkpoint(step, self._snapshot())
+
+    def _probe_inputs(self) -> Tensor:
+        """Each row's telemetry probe [rows, P, features]: the fixed held-out set in inference mode, the
+        first examples of the row's own training split in train mode (`core.ml.telemetry`)."""
+        if self.data.probe_x is not None and self.telemetry_mode == "inference":
+            return self.data.probe_x.expand(len(self.rows), -1, -1).contiguous()
+        positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
+        return self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
 
     def _evaluate(self) -> None:
         """Each training model's four metrics at the current step; ends those that stop at their target."""
