@@ -4,8 +4,8 @@ A fused group trains M models of one architecture as stacked tensors (see `core.
 kernel per layer for all of them, one step counter, one schedule of evaluations. So everything that shapes
 the tensors or the schedule must be equal — the architecture, batch norm on or off, the optimizer kind, the
 dataset and batch size, the number of steps and the evaluation, telemetry, landscape and checkpoint
-intervals, the device — while everything that only changes numbers may differ per model: learning rate,
-dropout rate, initialization, BN momentum and eps, seed, target accuracy, name.
+intervals, the telemetry mode, the device — while everything that only changes numbers may differ per
+model: learning rate, dropout rate, initialization, BN momentum and eps, seed, target accuracy, name.
 
 Torch-free on purpose: the API splits a sweep into groups without importing the training core.
 """
@@ -31,6 +31,7 @@ class FusionKey(NamedTuple):
     steps: int
     eval_every: int
     telemetry_every: int
+    telemetry_mode: str
     landscape_every: int
     checkpoint_every: int
     device: str
@@ -57,6 +58,7 @@ def fusion_key(spec: JobSpec) -> FusionKey | None:
         steps=spec.steps,
         eval_every=spec.eval_every,
         telemetry_every=spec.telemetry_every,
+        telemetry_mode=spec.telemetry_mode if spec.telemetry_every else "",  # moot without telemetry
         landscape_every=spec.landscape_every,
         checkpoint_every=spec.checkpoint_every,
         device=spec.device,
