@@ -8,9 +8,9 @@ rebuilt from what was saved.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 MAX_STEPS = 100_000  # ~2 min of the paper's MLP on one CPU thread; sweeps multiply it
 MAX_WIDTH = 2048  # units per hidden layer
@@ -20,7 +20,10 @@ MAX_CHANNELS = 256
 MAX_BATCH_SIZE = 4096
 MAX_NAME_LENGTH = 200
 
+MAX_DEFAULT_GROUPS = 32  # group norm's usual group count (Wu & He 2018), where the width allows
+
 Activation = Literal["sigmoid", "tanh", "relu"]
+Normalization = Literal["none", "batch", "layer", "group"]
 DatasetName = Literal["digits", "spirals", "mnist", "fashion_mnist"]
 IMAGE_DATASETS: frozenset[str] = frozenset({"digits", "mnist", "fashion_mnist"})
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
@@ -68,7 +71,24 @@ class JobSpec(_Strict):
     """One training run. The first four fields are required; the rest default to the paper's digits setup."""
 
     architecture: Architecture
-    batch_norm: bool = Field(description="insert a BN layer before every hidden nonlinearity")
+    batch_norm: bool = Field(
+        description="insert a BN layer before every hidden nonlinearity; may be left out where normalization "
+        "is given (true means normalization batch, false none)"
+    )
+    normalization: Normalization = Field(
+        "none",
+        description="the layer before every hidden nonlinearity: none; batch (BN, as batch_norm true); layer "
+        "(each example's units, or for a cnn its channels and positions, normalized together: torch's "
+        "LayerNorm, GroupNorm with one group for a cnn); group (torch's GroupNorm over `groups` groups of "
+        "units or channels); each with a learned scale and shift. Given with batch_norm, the two must agree",
+    )
+    groups: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WIDTH,
+        description="groups of each group-norm layer (normalization group only), dividing every hidden width "
+        "or channel count; null: per layer the largest divisor of its width at most 32",
+    )
     learning_rate: float = Field(gt=0, le=100, description="step size; BN is claimed to tolerate large ones")
     dropout: float = Field(ge=0, lt=1, description="drop probability after each hidden nonlinearity")
 
@@ -90,7 +110,9 @@ class JobSpec(_Strict):
         0.01, gt=0, le=10, description="std of the gaussian init (only for init=gaussian)"
     )
     bn_momentum: float = Field(0.1, gt=0, le=1, description="running-average weight of the newest batch")
-    bn_eps: float = Field(1e-5, gt=0, le=1, description="added to the batch variance before its square root")
+    bn_eps: float = Field(
+        1e-5, gt=0, le=1, description="added to the variance before its square root (batch, layer or group)"
+    )
     bn_implementation: Literal["torch", "bnlab"] = Field(
         "torch", description="torch's batch norm, or bnlab's: the paper's Algorithm 1, written out"
     )
@@ -152,6 +174,40 @@ class JobSpec(_Strict):
         "auto", max_length=16, description="auto (the worker's: a GPU if it has one), cpu, cuda or cuda:N"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _normalization_from_batch_norm(cls, data: Any) -> Any:
+        """batch_norm and normalization say one thing two ways: whichever is given fills in the other."""
+        if not isinstance(data, dict):
+            return data
+        if "batch_norm" not in data and data.get("normalization") in get_args(Normalization):
+            return {**data, "batch_norm": data["normalization"] == "batch"}
+        if "normalization" not in data and isinstance(data.get("batch_norm"), bool):
+            return {**data, "normalization": "batch" if data["batch_norm"] else "none"}
+        return data
+
+    @field_validator("normalization")
+    @classmethod
+    def _agrees_with_batch_norm(cls, value: str, info: ValidationInfo) -> str:
+        batch_norm = info.data.get("batch_norm")
+        if batch_norm is not None and batch_norm != (value == "batch"):
+            raise ValueError(f"normalization {value} contradicts batch_norm {str(batch_norm).lower()}")
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_divide_every_width(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return value
+        if info.data.get("normalization") != "group":
+            raise ValueError("groups is only for normalization group")
+        architecture = info.data.get("architecture")
+        if architecture is not None:
+            widths = architecture.hidden if architecture.kind == "mlp" else architecture.channels
+            if any(width % value for width in widths):
+                raise ValueError(f"groups ({value}) must divide every hidden width ({widths})")
+        return value
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
@@ -190,6 +246,14 @@ class JobSpec(_Strict):
         if value and info.data.get("target_accuracy") is None:
             raise ValueError("stop_at_target needs a target_accuracy to stop at")
         return value
+
+
+def groups_of(spec: JobSpec, width: int) -> int:
+    """The groups of a group-norm layer `width` units (channels) wide: the spec's, else the largest divisor
+    of the width at most MAX_DEFAULT_GROUPS."""
+    if spec.groups is not None:
+        return spec.groups
+    return max(count for count in range(1, min(width, MAX_DEFAULT_GROUPS) + 1) if width % count == 0)
 
 
 def queue_for_device(device: str) -> str:

@@ -1,6 +1,7 @@
 """M nets of any architecture bnlab builds — CNNs, MLPs with the paper's BN — as stacked tensors, by autograd.
 
-`core.ml.fused_model` writes out an MLP with torch's BN by hand, to the bit; everything else stacks here:
+`core.ml.fused_model` writes out an MLP with torch's BN by hand, to the bit; everything else (CNNs, paper
+BN, layer and group norm) stacks here:
 each parameter of the architecture is one leaf tensor [M, ...], each BN buffer one [M, channels] tensor,
 and a forward pass interprets the net's layers on the stack:
 - an MLP's activations are [M, B, F]: a linear layer is one baddbmm/bmm;
@@ -11,6 +12,8 @@ and a forward pass interprets the net's layers on the stack:
   head;
 - bnlab's paper BN (Algorithm 1, `core.ml.batchnorm`) is written on the stack with each model's eps and
   momentum as tensors: one set of reductions for all M models;
+- layer and group norm (torch's LayerNorm, GroupNorm) normalize each example alone: one set of reductions
+  for all M models, each model's eps a tensor;
 - dropout masks come from the stack's generator with each model's rate.
 Gradients come from autograd on the sum of the models' mean losses (each model's gradient is its own loss's),
 and `core.ml.fused_optim` updates the stacks. A stack of one computes what the net alone computes, with the
@@ -31,7 +34,8 @@ from core.ml.batchnorm import PaperBatchNorm1d, PaperBatchNorm2d
 from core.ml.nets import NONLINEARITIES, Net
 from core.spec import JobSpec
 
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, PaperBatchNorm1d, PaperBatchNorm2d)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, PaperBatchNorm1d, PaperBatchNorm2d)  # with running statistics
+PER_EXAMPLE_NORMS = (nn.LayerNorm, nn.GroupNorm)  # each example normalized alone: no running statistics
 
 
 class StackedNet:
@@ -110,6 +114,10 @@ class StackedNet:
                 scale, shift = next(parameters), next(parameters)
                 values = self._normalize(module, values, scale, shift, norm_index, training)
                 norm_index += 1
+            elif isinstance(module, PER_EXAMPLE_NORMS):
+                scale, shift = next(parameters), next(parameters)
+                groups = module.num_groups if isinstance(module, nn.GroupNorm) else 1
+                values = self._normalize_per_example(values, scale, shift, groups)
             elif isinstance(module, tuple(NONLINEARITIES.values())):
                 if captured is not None:
                     captured.append(values)
@@ -165,6 +173,23 @@ class StackedNet:
         if len(outputs) == 1:
             return outputs[0]
         return torch.cat(outputs, dim=0 if values.dim() == 3 else 1)
+
+    def _normalize_per_example(self, values: Tensor, scale: Tensor, shift: Tensor, groups: int) -> Tensor:
+        """Layer or group norm on the stack, each model's eps: every example's units (channels and positions)
+        in `groups` consecutive groups, each standardized by its own mean and biased variance, then each
+        unit (channel) scaled and shifted, as torch's LayerNorm and GroupNorm compute it."""
+        models = self.size
+        per_unit: tuple[int, ...]
+        if values.dim() == 3:  # [M, B, F]
+            grouped = values.reshape(models, values.shape[1], groups, -1)
+            eps, per_unit = self.eps.view(models, 1, 1, 1), (models, 1, -1)
+        else:  # [B, M·C, H, W]: model m's channels are m·C … m·C + C − 1, each group within one model
+            grouped = values.reshape(values.shape[0], models, groups, -1)
+            eps, per_unit = self.eps.view(1, models, 1, 1), (1, -1, 1, 1)
+        mean = grouped.mean(dim=-1, keepdim=True)
+        variance = grouped.var(dim=-1, unbiased=False, keepdim=True)
+        normalized = ((grouped - mean) / torch.sqrt(variance + eps)).reshape(values.shape)
+        return normalized * scale.reshape(per_unit) + shift.reshape(per_unit)
 
     def _paper_normalize(
         self, values: Tensor, scale: Tensor, shift: Tensor, means: Tensor, variances: Tensor, training: bool

@@ -1,11 +1,11 @@
 """The models of a stack and how one training step updates all of them: what the trainer steps.
 
 Two kinds, with one interface (`Stack`):
-- `MLPStack`: M ≥ 1 MLPs with torch's BN or none, as stacked tensors (`core.ml.fused_model`) updated by
-  `core.ml.fused_optim`: one batched kernel per layer and per update for all M models, each model's
-  learning rate and an `active` mask as [M] tensors. A job alone that is such an MLP trains this way too.
-- `NetStack`: M ≥ 1 nets of any other kind (CNNs as grouped convolutions, bnlab's own paper BN layer) as
-  stacked tensors (`core.ml.stacked_net`), gradients by autograd, the same stacked optimizer.
+- `MLPStack`: M ≥ 1 MLPs with torch's BN or no normalization, as stacked tensors (`core.ml.fused_model`)
+  updated by `core.ml.fused_optim`: one batched kernel per layer and per update for all M models, each
+  model's learning rate and an `active` mask as [M] tensors. A job alone that is such an MLP trains this way.
+- `NetStack`: M ≥ 1 nets of any other kind (CNNs as grouped convolutions, bnlab's own paper BN layer, layer
+  and group norm) as stacked tensors (`core.ml.stacked_net`), gradients by autograd, the same optimizer.
 
 Both give each model its seeded initial parameters (`build_model`), so a model's trajectory does not depend
 on the stack it is in (to the bit on the CPU, see `core.ml.fused_model`).
@@ -85,8 +85,9 @@ class Stack(Protocol):
 def build_stack(specs: Sequence[JobSpec], data: StackData, device: torch.device) -> Stack:
     """An MLPStack for MLPs with torch's BN or none (written out, to the bit), else a NetStack."""
     first = specs[0]
-    if isinstance(first.architecture, MLPArchitecture) and not (
-        first.batch_norm and first.bn_implementation != "torch"
+    torch_batch_norm = first.normalization == "batch" and first.bn_implementation == "torch"
+    if isinstance(first.architecture, MLPArchitecture) and (
+        first.normalization == "none" or torch_batch_norm
     ):
         return MLPStack(specs, data, device)
     return NetStack(specs, data, device)
