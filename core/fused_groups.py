@@ -2,10 +2,11 @@
 
 A fused group trains M models of one architecture as stacked tensors (see `core.ml.fused`): one batched
 kernel per layer for all of them, one step counter, one schedule of evaluations. So everything that shapes
-the tensors or the schedule must be equal — the architecture, batch norm on or off, the optimizer kind, the
-dataset and batch size, the number of steps and the evaluation, telemetry, landscape and checkpoint
-intervals, the telemetry mode, the device — while everything that only changes numbers may differ per
-model: learning rate, dropout rate, initialization, BN momentum and eps, seed, target accuracy, name.
+the tensors or the schedule must be equal — the architecture, the normalization (and group norm's groups),
+the optimizer kind, the dataset and batch size, the number of steps and the evaluation, telemetry,
+landscape and checkpoint intervals, the telemetry mode, the device — while everything that only changes
+numbers may differ per model: learning rate, dropout rate, initialization, BN momentum and eps, seed,
+target accuracy, name.
 
 Torch-free on purpose: the API splits a sweep into groups without importing the training core.
 """
@@ -25,6 +26,8 @@ class FusionKey(NamedTuple):
     hidden: tuple[int, ...]
     activation: str
     batch_norm: bool
+    normalization: str
+    groups: int | None
     optimizer: str
     dataset: str
     batch_size: int
@@ -52,6 +55,8 @@ def fusion_key(spec: JobSpec) -> FusionKey | None:
         hidden=tuple(architecture.hidden),
         activation=architecture.activation,
         batch_norm=spec.batch_norm,
+        normalization=spec.normalization,
+        groups=spec.groups,
         optimizer=spec.optimizer,
         dataset=spec.dataset,
         batch_size=spec.batch_size,
