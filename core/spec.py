@@ -67,6 +67,15 @@ class CNNArchitecture(_Strict):
 Architecture = Annotated[MLPArchitecture | CNNArchitecture, Field(discriminator="kind")]
 
 
+class BNNoise(_Strict):
+    """Noisy BN's two parameters (Santurkar et al. 2018): see JobSpec.bn_noise for what they mean."""
+
+    mean_std: float = Field(0.5, ge=0, le=10, description="std of each unit's random shift m")
+    scale_std: float = Field(
+        0.5, ge=0, le=10, description="std of the logarithm of each unit's random factor s"
+    )
+
+
 class JobSpec(_Strict):
     """One training run. The first four fields are required; the rest default to the paper's digits setup."""
 
@@ -115,6 +124,13 @@ class JobSpec(_Strict):
     )
     bn_implementation: Literal["torch", "bnlab"] = Field(
         "torch", description="torch's batch norm, or bnlab's: the paper's Algorithm 1, written out"
+    )
+    bn_noise: BNNoise | None = Field(
+        None,
+        description="noisy BN (Santurkar et al. 2018): after each BN layer, at every training step, each "
+        "unit's output y becomes s·y + m, m ~ N(0, mean_std²) and log s ~ N(0, scale_std²) drawn afresh "
+        "for every step, layer and unit (shared by the batch's examples) from the job's seed; evaluation "
+        "and probes see none. Needs normalization batch; null = off",
     )
     batch_size: int = Field(
         60, ge=1, le=MAX_BATCH_SIZE, description="examples per step; at least 2 with batch_norm"
@@ -206,6 +222,13 @@ class JobSpec(_Strict):
             widths = architecture.hidden if architecture.kind == "mlp" else architecture.channels
             if any(width % value for width in widths):
                 raise ValueError(f"groups ({value}) must divide every hidden width ({widths})")
+        return value
+
+    @field_validator("bn_noise")
+    @classmethod
+    def _noise_needs_batch_norm(cls, value: BNNoise | None, info: ValidationInfo) -> BNNoise | None:
+        if value is not None and info.data.get("normalization") != "batch":
+            raise ValueError("bn_noise is noise after BN layers: it needs normalization batch")
         return value
 
     @field_validator("device")

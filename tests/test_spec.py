@@ -63,6 +63,9 @@ def test_paper_spec_gets_documented_defaults() -> None:
         ({"batch_norm": False, "normalization": "group", "groups": 3}, "groups"),  # 3 does not divide 100
         ({"groups": 4}, "groups"),  # groups belong to group norm
         ({"telemetry_mode": "eval"}, "telemetry_mode"),
+        ({"batch_norm": False, "bn_noise": {"mean_std": 1.0}}, "bn_noise"),  # noise after BN needs BN
+        ({"bn_noise": {"mean_std": -1.0}}, "bn_noise"),
+        ({"bn_noise": {"variance": 1.0}}, "bn_noise"),
     ],
 )
 def test_invalid_spec_names_the_field(changes: dict[str, Any], field: str) -> None:

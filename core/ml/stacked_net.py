@@ -14,6 +14,8 @@ and a forward pass interprets the net's layers on the stack:
   momentum as tensors: one set of reductions for all M models;
 - layer and group norm (torch's LayerNorm, GroupNorm) normalize each example alone: one set of reductions
   for all M models, each model's eps a tensor;
+- noisy BN (`core.ml.bn_noise`) shifts and rescales each BN layer's output in training steps, each model's
+  draws from its own seed and the step count (`noise_step`, saved with the stacks);
 - dropout masks come from the stack's generator with each model's rate.
 Gradients come from autograd on the sum of the models' mean losses (each model's gradient is its own loss's),
 and `core.ml.fused_optim` updates the stacks. A stack of one computes what the net alone computes, with the
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.ml.batchnorm import PaperBatchNorm1d, PaperBatchNorm2d
+from core.ml.bn_noise import shifts_and_scales
 from core.ml.nets import NONLINEARITIES, Net
 from core.spec import JobSpec
 
@@ -62,6 +65,12 @@ class StackedNet:
         self.momentum = torch.tensor([spec.bn_momentum for spec in specs], dtype=dtype, device=device)
         self.dropout_rates = torch.tensor([spec.dropout for spec in specs], dtype=dtype, device=device)
         self._normalization = [(spec.bn_eps, spec.bn_momentum) for spec in specs]
+        noises = [spec.bn_noise for spec in specs]
+        self.noisy = any(noise is not None for noise in noises)
+        self.noise_seeds = torch.tensor([spec.seed for spec in specs], dtype=torch.long, device=device)
+        self.noise_mean_stds = torch.tensor([n.mean_std if n else 0.0 for n in noises], device=device)
+        self.noise_scale_stds = torch.tensor([n.scale_std if n else 0.0 for n in noises], device=device)
+        self.noise_step = 0  # training steps taken: which draw of noisy BN comes next
         positions = {id(parameter): index for index, parameter in enumerate(nets[0].parameters())}
         self._hidden_weights = [positions[id(layer.weight)] for layer in nets[0].hidden_weight_layers]
         self.dropout_population = len(nets)  # as `StackedMLP`: masks do not depend on who left the stack
@@ -113,6 +122,8 @@ class StackedNet:
             elif isinstance(module, NORMS):
                 scale, shift = next(parameters), next(parameters)
                 values = self._normalize(module, values, scale, shift, norm_index, training)
+                if self.noisy and training and dropout and captured is None:
+                    values = self._add_noise(values, norm_index)
                 norm_index += 1
             elif isinstance(module, PER_EXAMPLE_NORMS):
                 scale, shift = next(parameters), next(parameters)
@@ -173,6 +184,22 @@ class StackedNet:
         if len(outputs) == 1:
             return outputs[0]
         return torch.cat(outputs, dim=0 if values.dim() == 3 else 1)
+
+    def _add_noise(self, values: Tensor, layer: int) -> Tensor:
+        """Noisy BN's s · y + m on BN layer `layer`'s output, the draws of the current training step."""
+        models = self.size
+        units = values.shape[2] if values.dim() == 3 else values.shape[1] // models
+        shifts, scales = shifts_and_scales(
+            self.noise_seeds,
+            self.noise_mean_stds,
+            self.noise_scale_stds,
+            self.noise_step,
+            layer,
+            units,
+            values.dtype,
+        )
+        per_unit = (models, 1, units) if values.dim() == 3 else (1, models * units, 1, 1)
+        return values * scales.view(per_unit) + shifts.view(per_unit)
 
     def _normalize_per_example(self, values: Tensor, scale: Tensor, shift: Tensor, groups: int) -> Tensor:
         """Layer or group norm on the stack, each model's eps: every example's units (channels and positions)
@@ -280,16 +307,21 @@ class StackedNet:
         self.eps, self.momentum = self.eps.index_select(0, index), self.momentum.index_select(0, index)
         self.dropout_rates = self.dropout_rates.index_select(0, index)
         self._normalization = [self._normalization[slot] for slot in slots]
+        self.noise_seeds = self.noise_seeds.index_select(0, index)
+        self.noise_mean_stds = self.noise_mean_stds.index_select(0, index)
+        self.noise_scale_stds = self.noise_scale_stds.index_select(0, index)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "parameters": [parameter.detach() for parameter in self.parameters],
             "running_means": self.running_means,
             "running_vars": self.running_vars,
+            "noise_step": self.noise_step,
         }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.noise_step = int(state.get("noise_step", 0))  # absent from checkpoints of before noisy BN
         tensors = [p.detach() for p in self.parameters] + self.running_means + self.running_vars
         saved = state["parameters"] + state["running_means"] + state["running_vars"]
         if [tensor.shape for tensor in tensors] != [tensor.shape for tensor in saved]:

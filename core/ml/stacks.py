@@ -5,7 +5,8 @@ Two kinds, with one interface (`Stack`):
   updated by `core.ml.fused_optim`: one batched kernel per layer and per update for all M models, each
   model's learning rate and an `active` mask as [M] tensors. A job alone that is such an MLP trains this way.
 - `NetStack`: M ≥ 1 nets of any other kind (CNNs as grouped convolutions, bnlab's own paper BN layer, layer
-  and group norm) as stacked tensors (`core.ml.stacked_net`), gradients by autograd, the same optimizer.
+  and group norm, noisy BN) as stacked tensors (`core.ml.stacked_net`), gradients by autograd, the same
+  optimizer.
 
 Both give each model its seeded initial parameters (`build_model`), so a model's trajectory does not depend
 on the stack it is in (to the bit on the CPU, see `core.ml.fused_model`).
@@ -86,9 +87,8 @@ def build_stack(specs: Sequence[JobSpec], data: StackData, device: torch.device)
     """An MLPStack for MLPs with torch's BN or none (written out, to the bit), else a NetStack."""
     first = specs[0]
     torch_batch_norm = first.normalization == "batch" and first.bn_implementation == "torch"
-    if isinstance(first.architecture, MLPArchitecture) and (
-        first.normalization == "none" or torch_batch_norm
-    ):
+    written_out = first.normalization == "none" or (torch_batch_norm and first.bn_noise is None)
+    if isinstance(first.architecture, MLPArchitecture) and written_out:
         return MLPStack(specs, data, device)
     return NetStack(specs, data, device)
 
@@ -228,6 +228,7 @@ class NetStack:
     def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         shaped = inputs.view(*inputs.shape[:2], *self.input_shape)
         losses, gradients, logits = self._losses_and_gradients(shaped, labels, dropout=True)
+        self.model.noise_step += 1  # noisy BN draws afresh at every update
         with torch.no_grad():
             self.optimizer.step([parameter.detach() for parameter in self.model.parameters], gradients)
         self.last_gradients = gradients
