@@ -5,8 +5,8 @@ kernel per layer for all of them, one step counter, one schedule of evaluations.
 the tensors or the schedule must be equal — the architecture, the normalization (and group norm's groups),
 the optimizer kind, the dataset and batch size, the number of steps and the evaluation, telemetry,
 landscape and checkpoint intervals, the telemetry mode, the device — while everything that only changes
-numbers may differ per model: learning rate, dropout rate, initialization, BN momentum and eps, seed,
-target accuracy, name.
+numbers may differ per model: learning rate, dropout rate, initialization, BN momentum and eps, noisy BN's
+two stds (not whether it is on), seed, target accuracy, name.
 
 Torch-free on purpose: the API splits a sweep into groups without importing the training core.
 """
@@ -28,6 +28,7 @@ class FusionKey(NamedTuple):
     batch_norm: bool
     normalization: str
     groups: int | None
+    noisy_bn: bool  # noisy BN trains by autograd, plain torch BN by the written-out stack
     optimizer: str
     dataset: str
     batch_size: int
@@ -57,6 +58,7 @@ def fusion_key(spec: JobSpec) -> FusionKey | None:
         batch_norm=spec.batch_norm,
         normalization=spec.normalization,
         groups=spec.groups,
+        noisy_bn=spec.bn_noise is not None,
         optimizer=spec.optimizer,
         dataset=spec.dataset,
         batch_size=spec.batch_size,

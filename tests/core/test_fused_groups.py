@@ -134,3 +134,9 @@ def test_each_normalization_kind_fuses_only_with_its_own() -> None:
 def test_the_telemetry_mode_matters_only_with_telemetry() -> None:
     assert can_fuse(spec(), spec(telemetry_mode="train"))
     assert not can_fuse(spec(telemetry_every=100), spec(telemetry_every=100, telemetry_mode="train"))
+
+
+def test_noisy_bn_fuses_with_noisy_bn_of_any_strength_only() -> None:
+    noisy = spec(bn_noise={"mean_std": 0.5, "scale_std": 0.5})
+    assert can_fuse(noisy, spec(bn_noise={"mean_std": 2.0, "scale_std": 0.0}, seed=4))
+    assert not can_fuse(noisy, spec())
