@@ -181,6 +181,11 @@ class StackedMLP:
             torch._foreach_copy_(buffers, saved)
         return captured
 
+    @property
+    def hidden_weight_positions(self) -> list[int]:
+        """Where each hidden layer's weight is in `parameters`."""
+        return [layer.weight for layer in self._layers[:-1]]
+
     def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
         """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""
         return [gradients[layer.weight].flatten(1).norm(dim=1) for layer in self._layers[:-1]]

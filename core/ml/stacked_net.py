@@ -284,6 +284,11 @@ class StackedNet:
                 views.append((by_unit, per_model.reshape(models, -1)))
         return views
 
+    @property
+    def hidden_weight_positions(self) -> list[int]:
+        """Where each hidden layer's weight is in `parameters`."""
+        return list(self._hidden_weights)
+
     def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
         """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""
         return [gradients[index].flatten(1).norm(dim=1) for index in self._hidden_weights]

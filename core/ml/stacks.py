@@ -23,6 +23,7 @@ from torch import Tensor
 
 from core.ml.fused_model import StackedMLP
 from core.ml.fused_optim import MOMENTUM, StackedOptimizer
+from core.ml.ics import stacked_ics
 from core.ml.landscape import stacked_landscape
 from core.ml.nets import build_model
 from core.ml.stack_data import StackData
@@ -60,6 +61,10 @@ class Stack(Protocol):
 
     def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
         """Each model's loss-landscape probe (`core.ml.landscape`) on its probe batch [M, B, features]."""
+        ...
+
+    def ics(self, inputs: Tensor, labels: Tensor) -> list[list[tuple[float, float]]]:
+        """Each model's gradient-based ICS per hidden layer (`core.ml.ics`) on its batch [M, B, features]."""
         ...
 
     def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
@@ -145,6 +150,18 @@ class MLPStack:
 
         buffers = model.running_means + model.running_vars
         return stacked_landscape(model.parameters, buffers, loss_and_gradient, self.learning_rates, step)
+
+    def ics(self, inputs: Tensor, labels: Tensor) -> list[list[tuple[float, float]]]:
+        """Every model at once: one forward and backward pass per hidden layer for the stack, one read."""
+        model, flat_labels = self.model, labels.reshape(-1)
+
+        def loss_and_gradient() -> tuple[Tensor, list[Tensor]]:
+            losses, _, gradients = model.loss_and_gradients(inputs, flat_labels, None, dropout=False)
+            return losses, gradients
+
+        buffers = model.running_means + model.running_vars
+        positions = model.hidden_weight_positions
+        return stacked_ics(model.parameters, buffers, loss_and_gradient, self.learning_rates, positions)
 
     def telemetry(self, inputs: Tensor, step: int, training: bool) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""
@@ -253,6 +270,19 @@ class NetStack:
 
         buffers = model.running_means + model.running_vars
         return stacked_landscape(model.parameters, buffers, loss_and_gradient, self.learning_rates, step)
+
+    def ics(self, inputs: Tensor, labels: Tensor) -> list[list[tuple[float, float]]]:
+        """Every model at once: one forward and backward pass per hidden layer for the stack, one read."""
+        model, flat_labels = self.model, labels.reshape(-1)
+        shaped = inputs.view(*inputs.shape[:2], *self.input_shape)
+
+        def loss_and_gradient() -> tuple[Tensor, list[Tensor]]:
+            losses, gradients, _ = self._losses_and_gradients(shaped, flat_labels, dropout=False)
+            return losses, gradients
+
+        buffers = model.running_means + model.running_vars
+        positions = model.hidden_weight_positions
+        return stacked_ics(model.parameters, buffers, loss_and_gradient, self.learning_rates, positions)
 
     def telemetry(self, inputs: Tensor, step: int, training: bool) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""

@@ -3,7 +3,8 @@
 At each telemetry step the net runs on a fixed probe batch and for every hidden layer bnlab records the
 15th/50th/85th percentiles of the nonlinearity's input for one named unit (FIXED_UNIT; that channel of a conv
 layer, over all positions), the same percentiles and the mean and standard deviation over all units, the
-fraction of saturated values, and the norm of the layer's weight gradient from the latest training step.
+fraction of saturated values, the norm of the layer's weight gradient from the latest training step, and
+Santurkar et al.'s gradient-based ICS of the layer (`core.ml.ics`, on the landscape probe's batch).
 
 The spec's `telemetry_mode` says how:
 - `inference` (the default): as the paper measured Fig. 1 — on held-out examples, the same for every model
