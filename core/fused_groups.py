@@ -3,10 +3,11 @@
 A fused group trains M models of one architecture as stacked tensors (see `core.ml.fused`): one batched
 kernel per layer for all of them, one step counter, one schedule of evaluations. So everything that shapes
 the tensors or the schedule must be equal — the architecture (MLP or CNN, its hidden widths or conv
-channels, its activation), batch norm on or off and, with it on, its implementation (torch's layer or
-bnlab's paper layer), the optimizer kind, the dataset and batch size, the number of steps and the
-evaluation, telemetry, landscape and checkpoint intervals, the device — while everything that only changes
-numbers may differ per model: learning rate, dropout rate, initialization, BN momentum and eps, seed,
+channels, its activation), the normalization (and group norm's groups), with batch norm its
+implementation (torch's layer or bnlab's paper layer) and whether noisy BN is on, the optimizer kind, the
+dataset and batch size, the number of steps and the evaluation, telemetry, landscape and checkpoint
+intervals, the telemetry mode, the device — while everything that only changes numbers may differ per
+model: learning rate, dropout rate, initialization, BN momentum and eps, noisy BN's two stds, seed,
 target accuracy, name. Every spec fuses with its like: MLPs and CNNs, either BN implementation.
 
 Torch-free on purpose: the API splits a sweep into groups without importing the training core.
@@ -29,12 +30,16 @@ class FusionKey(NamedTuple):
     activation: str
     batch_norm: bool
     bn_implementation: str | None  # None without batch norm: then no BN layer is built
+    normalization: str
+    groups: int | None
+    noisy_bn: bool  # noisy BN trains by autograd, plain torch BN by the written-out stack
     optimizer: str
     dataset: str
     batch_size: int
     steps: int
     eval_every: int
     telemetry_every: int
+    telemetry_mode: str
     landscape_every: int
     checkpoint_every: int
     device: str
@@ -54,12 +59,16 @@ def fusion_key(spec: JobSpec) -> FusionKey:
         activation=architecture.activation,
         batch_norm=spec.batch_norm,
         bn_implementation=spec.bn_implementation if spec.batch_norm else None,
+        normalization=spec.normalization,
+        groups=spec.groups,
+        noisy_bn=spec.bn_noise is not None,
         optimizer=spec.optimizer,
         dataset=spec.dataset,
         batch_size=spec.batch_size,
         steps=spec.steps,
         eval_every=spec.eval_every,
         telemetry_every=spec.telemetry_every,
+        telemetry_mode=spec.telemetry_mode if spec.telemetry_every else "",  # moot without telemetry
         landscape_every=spec.landscape_every,
         checkpoint_every=spec.checkpoint_every,
         device=spec.device,

@@ -66,6 +66,9 @@ class TelemetryRecord:
     std: float
     saturated_fraction: float | None
     grad_norm: float
+    # Santurkar et al.'s gradient-based ICS (`core.ml.ics`): ‖G − G′‖₂ and cos(G, G′) of the layer's weights.
+    ics_gradient_change: float | None = None
+    ics_gradient_cosine: float | None = None
 
 
 @dataclass(frozen=True)

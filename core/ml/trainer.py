@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -146,6 +146,7 @@ class StackTrainer:
             first.landscape_every,
             first.checkpoint_every,
         ]
+        self.telemetry_mode = first.telemetry_mode  # one per stack (`core.fused_groups`)
         self.step = self.first_step = 0
         self.seconds_before_resume = 0.0
         self.window_losses: list[Tensor] = []  # [steps, rows] per stretch since the last evaluation
@@ -308,19 +309,20 @@ class StackTrainer:
         if step % eval_every == 0 or step == self.steps:
             self._evaluate()
         if telemetry_every and step % telemetry_every == 0:
-            positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
-            probe_inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
-            records = self.stack.telemetry(probe_inputs, step)
+            records = self.stack.telemetry(self._probe_inputs(), step, self.telemetry_mode == "train")
+            shifts = self.stack.ics(*self._landscape_batch())
+            records = [
+                [
+                    replace(record, ics_gradient_change=change, ics_gradient_cosine=cosine)
+                    for record, (change, cosine) in zip(model_records, model_shifts, strict=True)
+                ]
+                for model_records, model_shifts in zip(records, shifts, strict=True)
+            ]
             for member, member_records in zip(self.rows, records, strict=True):
                 if member.result is None:
                     member.callbacks.on_telemetry(member_records)
         if landscape_every and step % landscape_every == 0:
-            positions = self.train_offsets + torch.arange(
-                min(self.batch_size, self.data.train_size), device=self.device
-            )
-            inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
-            labels = self.data.train_y.index_select(0, positions.view(-1)).view(positions.shape)
-            landscape = self.stack.landscape(inputs, labels, step)
+            landscape = self.stack.landscape(*self._landscape_batch(), step)
             for member, record in zip(self.rows, landscape, strict=True):
                 if member.result is None:
                     member.callbacks.on_landscape([record])
@@ -329,6 +331,24 @@ class StackTrainer:
         if due and self.on_group_checkpoint is not None and self.training:
             self._compact()
             self.on_group_checkpoint(step, self._snapshot())
+
+    def _landscape_batch(self) -> tuple[Tensor, Tensor]:
+        """Each row's first `batch_size` training examples and labels: the batch of the landscape and
+        gradient-based ICS probes (`core.ml.landscape`, `core.ml.ics`)."""
+        positions = self.train_offsets + torch.arange(
+            min(self.batch_size, self.data.train_size), device=self.device
+        )
+        inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
+        labels = self.data.train_y.index_select(0, positions.view(-1)).view(positions.shape)
+        return inputs, labels
+
+    def _probe_inputs(self) -> Tensor:
+        """Each row's telemetry probe [rows, P, features]: the fixed held-out set in inference mode, the
+        first examples of the row's own training split in train mode (`core.ml.telemetry`)."""
+        if self.data.probe_x is not None and self.telemetry_mode == "inference":
+            return self.data.probe_x.expand(len(self.rows), -1, -1).contiguous()
+        positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
+        return self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
 
     def _evaluate(self) -> None:
         """Each training model's four metrics at the current step; ends those that stop at their target."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,23 @@ def test_a_group_size_below_one_is_refused() -> None:
 def test_grouping_does_not_import_torch() -> None:
     code = "import sys, core.fused_groups; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, check=False).returncode == 0
+
+
+def test_each_normalization_kind_fuses_only_with_its_own() -> None:
+    kinds = [
+        spec(normalization=kind, batch_norm=kind == "batch") for kind in ("none", "batch", "layer", "group")
+    ]
+    kinds.append(spec(normalization="group", batch_norm=False, groups=4))
+    assert all(can_fuse(kind, kind.model_copy(update={"seed": 3})) for kind in kinds)
+    assert not any(can_fuse(first, second) for first, second in itertools.combinations(kinds, 2))
+
+
+def test_the_telemetry_mode_matters_only_with_telemetry() -> None:
+    assert can_fuse(spec(), spec(telemetry_mode="train"))
+    assert not can_fuse(spec(telemetry_every=100), spec(telemetry_every=100, telemetry_mode="train"))
+
+
+def test_noisy_bn_fuses_with_noisy_bn_of_any_strength_only() -> None:
+    noisy = spec(bn_noise={"mean_std": 0.5, "scale_std": 0.5})
+    assert can_fuse(noisy, spec(bn_noise={"mean_std": 2.0, "scale_std": 0.0}, seed=4))
+    assert not can_fuse(noisy, spec())

@@ -166,6 +166,8 @@ def _telemetry(step: int, layer: int, scale: float) -> TelemetryRecord:
         std=scale,
         saturated_fraction=None if layer == 1 else 0.25,
         grad_norm=math.nan if step == 20 else 0.5,
+        ics_gradient_change=0.1 * scale,
+        ics_gradient_cosine=math.nan if step == 20 else 0.75,
     )
 
 
@@ -183,6 +185,8 @@ def test_telemetry_comes_back_per_layer_as_lists(store: Store) -> None:
     assert first.p15 == [-2.0, -6.0, -8.0]
     assert first.saturated_fraction == [0.25, 0.25, 0.25]
     assert first.grad_norm == [0.5, 0.5, None]
+    assert first.ics_gradient_change == pytest.approx([0.1, 0.3, 0.4])
+    assert first.ics_gradient_cosine == [0.75, 0.75, None]
     assert second.steps == [0, 10]
     assert second.saturated_fraction == [None, None]
 

@@ -3,6 +3,7 @@ the rollup migration fills the rollup from the metrics already stored."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import sqlalchemy as sa
@@ -119,5 +120,32 @@ def test_the_rollup_migration_fills_the_rollup_from_metrics_already_stored(datab
         # Writing on top of the migrated rollup keeps it right.
         store.write_metrics(job.id, [MetricPoint("val_loss", 7, -5.0)])
         assert store.read_metrics(job.id, None, 40)["val_loss"][1][1] == -5.0
+    finally:
+        store.dispose()
+
+
+def test_jobs_stored_before_the_telemetry_mode_keep_the_train_mode_they_probed_in(database_url: str) -> None:
+    upgrade_database(database_url, "c4a1e5d9f273")
+    store_before = Store(database_url)
+    try:
+        earlier = store_before.create_job(make_spec(telemetry_every=10))
+        with store_before.engine.begin() as connection:  # as a job of before the field was stored
+            stored = connection.execute(sa.text("SELECT id, spec FROM job")).one()
+            spec = stored.spec if isinstance(stored.spec, dict) else json.loads(stored.spec)
+            del spec["telemetry_mode"]
+            connection.execute(
+                sa.text("UPDATE job SET spec = :spec WHERE id = :id"),
+                {"spec": json.dumps(spec), "id": stored.id},
+            )
+    finally:
+        store_before.dispose()
+
+    upgrade_database(database_url)
+
+    store = Store(database_url)
+    try:
+        migrated = store.get_job(earlier.id)
+        assert migrated is not None and migrated.spec["telemetry_mode"] == "train"
+        assert store.create_job(make_spec(telemetry_every=10)).spec["telemetry_mode"] == "inference"
     finally:
         store.dispose()

@@ -220,7 +220,7 @@ def test_telemetry_of_a_stack_is_one_batched_probe_and_one_read(
     trainer.train(3)
     inputs = trainer.data.train_x[: trainer.data.probe_size].expand(models, -1, -1)
     with host_reads_counted(monkeypatch) as reads, OpCounter() as counter:
-        records = trainer.stack.telemetry(inputs, step=3)
+        records = trainer.stack.telemetry(inputs, step=3, training=True)
     assert reads == Counter({"tolist": 1})
     assert [[record.layer for record in rows] for rows in records] == [[0, 1]] * models
     assert counter.counts["aten.kthvalue.default"] == 2 * 6  # 2 layers × 6 percentiles, whatever M
