@@ -72,9 +72,13 @@ def spec_diff(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any
 
     A field that one job has and another lacks (an MLP's `hidden` against a CNN's `channels`) differs; the
     job that lacks it reports None. Label fields (`name`) are left out. One job alone differs in nothing.
+    `normalization` is left out where it only repeats `batch_norm` (every job's is none or batch).
     """
     flat_specs = {job_id: flatten_spec(spec) for job_id, spec in specs.items()}
-    all_fields = sorted({field for flat in flat_specs.values() for field in flat} - LABEL_FIELDS)
+    left_out = set(LABEL_FIELDS)
+    if all(flat.get("normalization", "none") in ("none", "batch") for flat in flat_specs.values()):
+        left_out.add("normalization")
+    all_fields = sorted({field for flat in flat_specs.values() for field in flat} - left_out)
     differing = [
         field
         for field in all_fields

@@ -6,15 +6,22 @@ specs say `cuda`, and for `auto` when a live worker on the default queue (the on
 GPU; at the CPU size otherwise. On a GPU a group is also cut so that it fits the memory of the smallest
 live GPU that could take it, by the per-model footprint below.
 
-Footprint of one model of a fused MLP group, in float32 values (4 bytes each):
+Footprint of one model of a fused group, in float32 values (4 bytes each). An MLP:
 
     P = Σ_layers (inputs × outputs) + per hidden layer 2·width with BN (γ, β) or width without (bias)
         + classes (the output layer's bias)
     parameter memory   = P × (2 + optimizer slots)     weights and gradients; sgd 0, momentum 1, adam 2
     activation memory  = batch_size × (inputs + Σ_hidden k·width + 2·classes)
                          k = 4 with BN (pre-activation, BN layout copy, normalized, nonlinearity output),
-                         3 without; the logits and their gradient
+                         3 without, 6 with bnlab's paper BN (autograd also keeps its centred values and
+                         their scale); the logits and their gradient
     footprint bytes    = 4 × (parameter memory + activation memory) × SAFETY_FACTOR
+
+A CNN on images of C×H×W, block b with c_b channels on an image of H_b×W_b (halved by each block's pool):
+
+    P = Σ_blocks (9·c_(b−1)·c_b + 2·c_b with BN or c_b without) + c_last·H_last·W_last·classes + classes
+    activation memory  = batch_size × (C·H·W + Σ_blocks c_b·H_b·W_b·(k + 1/4) + 2·classes)
+                         the same k per convolution output value, and the pooled output a quarter of it
 
 SAFETY_FACTOR = 2 covers what the formula leaves out: the allocator's caching and rounding, the step's
 temporaries, a CUDA graph's static copies. Of a GPU's memory, GPU_MEMORY_USABLE_FRACTION less
@@ -27,6 +34,7 @@ is never full of those; a 3×2048 net with BN on MNIST at batch 512 with Adam ne
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,25 +47,42 @@ SAFETY_FACTOR = 2
 GPU_MEMORY_USABLE_FRACTION = 0.9
 GPU_MEMORY_RESERVED_MB = 1024
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
-# (input features, classes) of the built-in datasets, as `core.ml.data` loads them.
-DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10), "fashion_mnist": (784, 10), "spirals": (2, 2)}
+# (one example's shape, classes) of the built-in datasets, as `core.ml.data` loads them.
+DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "spirals": ((2,), 2),
+}
 
 
 def model_footprint_bytes(spec: JobSpec) -> int | None:
     """The GPU memory one model of `spec` takes in a fused group (see the module docstring); None for a
-    spec the formula does not cover (not an MLP, or a dataset of unknown shape)."""
-    architecture = spec.architecture
-    if not isinstance(architecture, MLPArchitecture) or spec.dataset not in DATASET_SHAPES:
+    spec the formula does not cover (a dataset of unknown shape, a CNN on inputs that are no images)."""
+    if spec.dataset not in DATASET_SHAPES:
         return None
-    inputs, classes = DATASET_SHAPES[spec.dataset]
-    widths = [inputs, *architecture.hidden, classes]
+    shape, classes = DATASET_SHAPES[spec.dataset]
+    architecture = spec.architecture
+    kept = 3 if not spec.batch_norm else 4 if spec.bn_implementation == "torch" else 6
     per_unit = 2 if spec.batch_norm else 1
-    parameters = sum(before * after for before, after in itertools.pairwise(widths))
-    parameters += per_unit * sum(architecture.hidden) + classes
-    kept_per_hidden_unit = 4 if spec.batch_norm else 3
-    activations = spec.batch_size * (inputs + kept_per_hidden_unit * sum(architecture.hidden) + 2 * classes)
+    if isinstance(architecture, MLPArchitecture):
+        widths = [math.prod(shape), *architecture.hidden, classes]
+        parameters = sum(before * after for before, after in itertools.pairwise(widths))
+        parameters += per_unit * sum(architecture.hidden) + classes
+        kept_values = float(kept * sum(architecture.hidden))
+    else:
+        if len(shape) != 3:
+            return None
+        channels, height, width = shape
+        parameters, kept_values = 0, 0.0
+        for out_channels in architecture.channels:
+            parameters += 9 * channels * out_channels + per_unit * out_channels
+            kept_values += out_channels * height * width * (kept + 0.25)
+            channels, height, width = out_channels, height // 2, width // 2
+        parameters += channels * height * width * classes + classes
+    activations = spec.batch_size * (math.prod(shape) + kept_values + 2 * classes)
     values = parameters * (2 + OPTIMIZER_SLOTS[spec.optimizer]) + activations
-    return BYTES_PER_VALUE * values * SAFETY_FACTOR
+    return int(BYTES_PER_VALUE * values * SAFETY_FACTOR)
 
 
 def models_fitting(spec: JobSpec, gpu_memory_mb: int) -> int | None:

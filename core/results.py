@@ -66,6 +66,9 @@ class TelemetryRecord:
     std: float
     saturated_fraction: float | None
     grad_norm: float
+    # Santurkar et al.'s gradient-based ICS (`core.ml.ics`): ‖G − G′‖₂ and cos(G, G′) of the layer's weights.
+    ics_gradient_change: float | None = None
+    ics_gradient_cosine: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,3 +133,4 @@ class Callbacks:
 # A fused group's own reports (`core.ml.fused.run_fused`), beside each model's `Callbacks`:
 GroupCheckpointHook = Callable[[int, bytes], None]  # (step, blob): the whole group's resumable snapshot
 ModelResultHook = Callable[[int, Result], None]  # (index in the group, final result): one model has ended
+SyncPointHook = Callable[[int], None]  # (step): every model has reported this sync point

@@ -8,9 +8,9 @@ rebuilt from what was saved.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 MAX_STEPS = 100_000  # ~2 min of the paper's MLP on one CPU thread; sweeps multiply it
 MAX_WIDTH = 2048  # units per hidden layer
@@ -20,7 +20,10 @@ MAX_CHANNELS = 256
 MAX_BATCH_SIZE = 4096
 MAX_NAME_LENGTH = 200
 
+MAX_DEFAULT_GROUPS = 32  # group norm's usual group count (Wu & He 2018), where the width allows
+
 Activation = Literal["sigmoid", "tanh", "relu"]
+Normalization = Literal["none", "batch", "layer", "group"]
 BUILT_IN_DATASETS = ("digits", "spirals", "mnist", "fashion_mnist")
 # An uploaded dataset (`POST /v1/datasets`); whether it exists is checked where the spec is submitted.
 USER_DATASET_PATTERN = re.compile(r"^user:[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -118,11 +121,37 @@ class CNNArchitecture(StrictModel):
 Architecture = Annotated[MLPArchitecture | CNNArchitecture, Field(discriminator="kind")]
 
 
+class BNNoise(StrictModel):
+    """Noisy BN's two parameters (Santurkar et al. 2018): see JobSpec.bn_noise for what they mean."""
+
+    mean_std: float = Field(0.5, ge=0, le=10, description="std of each unit's random shift m")
+    scale_std: float = Field(
+        0.5, ge=0, le=10, description="std of the logarithm of each unit's random factor s"
+    )
+
+
 class JobSpec(StrictModel):
     """One training run. The first four fields are required; the rest default to the paper's digits setup."""
 
     architecture: Architecture
-    batch_norm: bool = Field(description="insert a BN layer before every hidden nonlinearity")
+    batch_norm: bool = Field(
+        description="insert a BN layer before every hidden nonlinearity; may be left out where normalization "
+        "is given (true means normalization batch, false none)"
+    )
+    normalization: Normalization = Field(
+        "none",
+        description="the layer before every hidden nonlinearity: none; batch (BN, as batch_norm true); layer "
+        "(each example's units, or for a cnn its channels and positions, normalized together: torch's "
+        "LayerNorm, GroupNorm with one group for a cnn); group (torch's GroupNorm over `groups` groups of "
+        "units or channels); each with a learned scale and shift. Given with batch_norm, the two must agree",
+    )
+    groups: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WIDTH,
+        description="groups of each group-norm layer (normalization group only), dividing every hidden width "
+        "or channel count; null: per layer the largest divisor of its width at most 32",
+    )
     learning_rate: float = Field(gt=0, le=100, description="step size; BN is claimed to tolerate large ones")
     dropout: float = Field(ge=0, lt=1, description="drop probability after each hidden nonlinearity")
 
@@ -147,9 +176,18 @@ class JobSpec(StrictModel):
         0.01, gt=0, le=10, description="std of the gaussian init (only for init=gaussian)"
     )
     bn_momentum: float = Field(0.1, gt=0, le=1, description="running-average weight of the newest batch")
-    bn_eps: float = Field(1e-5, gt=0, le=1, description="added to the batch variance before its square root")
+    bn_eps: float = Field(
+        1e-5, gt=0, le=1, description="added to the variance before its square root (batch, layer or group)"
+    )
     bn_implementation: Literal["torch", "bnlab"] = Field(
         "torch", description="torch's batch norm, or bnlab's: the paper's Algorithm 1, written out"
+    )
+    bn_noise: BNNoise | None = Field(
+        None,
+        description="noisy BN (Santurkar et al. 2018): after each BN layer, at every training step, each "
+        "unit's output y becomes s·y + m, m ~ N(0, mean_std²) and log s ~ N(0, scale_std²) drawn afresh "
+        "for every step, layer and unit (shared by the batch's examples) from the job's seed; evaluation "
+        "and probes see none. Needs normalization batch; null = off",
     )
     batch_size: int = Field(
         60, ge=1, le=MAX_BATCH_SIZE, description="examples per step; at least 2 with batch_norm"
@@ -173,6 +211,13 @@ class JobSpec(StrictModel):
         ge=0,
         le=MAX_STEPS,
         description="steps between the paper's Fig. 1 statistics of each layer; 0 = off",
+    )
+    telemetry_mode: Literal["inference", "train"] = Field(
+        "inference",
+        description="inference: Fig. 1 as the paper measured it, on a fixed held-out probe set (the first "
+        "256 validation examples of split seed 0; of the official test set for mnist, fashion_mnist) with BN "
+        "normalizing by its population statistics; train: on the first 256 training examples of the job's "
+        "split with BN normalizing by the probe batch's own statistics, as training does",
     )
     landscape_every: int = Field(
         0,
@@ -204,6 +249,47 @@ class JobSpec(StrictModel):
         description="auto (the worker's: a GPU if it has one), cpu, cuda or cuda:N (N from 0 to 99); a job "
         "for a GPU no worker has waits queued",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalization_from_batch_norm(cls, data: Any) -> Any:
+        """batch_norm and normalization say one thing two ways: whichever is given fills in the other."""
+        if not isinstance(data, dict):
+            return data
+        if "batch_norm" not in data and data.get("normalization") in get_args(Normalization):
+            return {**data, "batch_norm": data["normalization"] == "batch"}
+        if "normalization" not in data and isinstance(data.get("batch_norm"), bool):
+            return {**data, "normalization": "batch" if data["batch_norm"] else "none"}
+        return data
+
+    @field_validator("normalization")
+    @classmethod
+    def _agrees_with_batch_norm(cls, value: str, info: ValidationInfo) -> str:
+        batch_norm = info.data.get("batch_norm")
+        if batch_norm is not None and batch_norm != (value == "batch"):
+            raise ValueError(f"normalization {value} contradicts batch_norm {str(batch_norm).lower()}")
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_divide_every_width(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return value
+        if info.data.get("normalization") != "group":
+            raise ValueError("groups is only for normalization group")
+        architecture = info.data.get("architecture")
+        if architecture is not None:
+            widths = architecture.hidden if architecture.kind == "mlp" else architecture.channels
+            if any(width % value for width in widths):
+                raise ValueError(f"groups ({value}) must divide every hidden width ({widths})")
+        return value
+
+    @field_validator("bn_noise")
+    @classmethod
+    def _noise_needs_batch_norm(cls, value: BNNoise | None, info: ValidationInfo) -> BNNoise | None:
+        if value is not None and info.data.get("normalization") != "batch":
+            raise ValueError("bn_noise is noise after BN layers: it needs normalization batch")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -258,6 +344,14 @@ class JobSpec(StrictModel):
         if value and info.data.get("target_accuracy") is None:
             raise ValueError("stop_at_target needs a target_accuracy to stop at")
         return value
+
+
+def groups_of(spec: JobSpec, width: int) -> int:
+    """The groups of a group-norm layer `width` units (channels) wide: the spec's, else the largest divisor
+    of the width at most MAX_DEFAULT_GROUPS."""
+    if spec.groups is not None:
+        return spec.groups
+    return max(count for count in range(1, min(width, MAX_DEFAULT_GROUPS) + 1) if width % count == 0)
 
 
 def queue_for_device(device: str) -> str:

@@ -59,8 +59,8 @@ def bounds_text(schema: JsonSchema) -> str:
 
 
 def variants(model: type[BaseModel], field_name: str) -> list[type[BaseModel]]:
-    """The models a field holds one of (a union discriminated by `kind`, such as the architecture); [] for
-    a plain field."""
+    """The models a field holds one of (a union discriminated by `kind`, such as the architecture, or one
+    model or null, such as bn_noise); [] for a plain field."""
     members = typing.get_args(model.model_fields[field_name].annotation)
     return [member for member in members if isinstance(member, type) and issubclass(member, BaseModel)]
 
@@ -77,6 +77,11 @@ def field_rows(model: type[BaseModel], prefix: str = "", variant: str = "") -> l
             else f"`{json.dumps(field.get_default(call_default_factory=True))}`"
         )
         nested = variants(model, name)
+        if nested and not all("kind" in member.model_fields for member in nested):  # an object or null
+            rows.append([label, "object or null", default, "", schema.get("description", "")])
+            for member in nested:
+                rows += field_rows(member, f"{prefix}{name}.")
+            continue
         if nested:
             kinds = " or ".join(f"`{member.model_fields['kind'].default}`" for member in nested)
             description = "the net: one of the kinds below, chosen by `kind`"

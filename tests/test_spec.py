@@ -28,6 +28,7 @@ def test_paper_spec_gets_documented_defaults() -> None:
     assert spec.optimizer == "sgd"
     assert spec.bn_implementation == "torch"
     assert spec.telemetry_every == 0 and spec.landscape_every == 0
+    assert spec.telemetry_mode == "inference" and spec.normalization == "batch" and spec.groups is None
     assert JobSpec.model_validate(spec.model_dump()) == spec  # a stored spec rebuilds the same run
 
 
@@ -56,12 +57,42 @@ def test_paper_spec_gets_documented_defaults() -> None:
         ({"stop_at_target": True}, "stop_at_target"),
         ({"split_seed": -1}, "split_seed"),
         ({"learning_rat": 0.1}, "learning_rat"),
+        ({"normalization": "layer"}, "normalization"),  # contradicts batch_norm true
+        ({"batch_norm": False, "normalization": "batch"}, "normalization"),
+        ({"normalization": "instance"}, "normalization"),
+        ({"batch_norm": False, "normalization": "group", "groups": 3}, "groups"),  # 3 does not divide 100
+        ({"groups": 4}, "groups"),  # groups belong to group norm
+        ({"telemetry_mode": "eval"}, "telemetry_mode"),
+        ({"batch_norm": False, "bn_noise": {"mean_std": 1.0}}, "bn_noise"),  # noise after BN needs BN
+        ({"bn_noise": {"mean_std": -1.0}}, "bn_noise"),
+        ({"bn_noise": {"variance": 1.0}}, "bn_noise"),
     ],
 )
 def test_invalid_spec_names_the_field(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as raised:
         JobSpec.model_validate(with_changes(**changes))
     assert field in {str(error["loc"][0]) for error in raised.value.errors()}
+
+
+@pytest.mark.parametrize(
+    ("given", "batch_norm", "normalization"),
+    [
+        ({"batch_norm": True}, True, "batch"),
+        ({"batch_norm": False}, False, "none"),
+        ({"normalization": "batch"}, True, "batch"),
+        ({"normalization": "layer"}, False, "layer"),
+        ({"normalization": "group", "groups": 4}, False, "group"),
+        ({"batch_norm": True, "normalization": "batch"}, True, "batch"),
+        ({"batch_norm": False, "normalization": "none"}, False, "none"),
+    ],
+)
+def test_batch_norm_and_normalization_say_one_thing_either_way(
+    given: dict[str, Any], batch_norm: bool, normalization: str
+) -> None:
+    fields = {key: value for key, value in PAPER_SPEC.items() if key != "batch_norm"}
+    spec = JobSpec.model_validate({**fields, **given})
+    assert (spec.batch_norm, spec.normalization) == (batch_norm, normalization)
+    assert JobSpec.model_validate(spec.model_dump()) == spec
 
 
 def test_single_example_batches_are_fine_without_batch_norm() -> None:

@@ -2,12 +2,14 @@
 without Celery.
 
     group lease (all its jobs or none) → one lease keeper thread for all → the group's checkpoint
-    → deadline starts → core.ml.fused.run_fused(specs, callbacks, on_model_result) → each job's final
-      status and summary as its model ends
+    → deadline starts → core.ml.fused.run_fused(specs, callbacks, on_model_result, on_sync_point) → each
+      job's final status and summary as its model ends
 
-Each job keeps being a job: it reports through its own `StoreReporter` exactly as a separate delivery
-does (metrics, telemetry, progress, summary, status), and is finished — status, summary, last progress —
-the moment its model ends (`on_model_result`), not when the group does: a job that diverges or is
+Each job keeps being a job: it reports through its own callbacks (metrics, telemetry, progress, summary,
+status) and has its own events and view, but the group stores its jobs' reports together
+(`worker.group_reporting.GroupReporter`): one batched write of all their series and one progress statement
+per sync point. A job is finished — its buffered series, status, summary, last progress — the moment its
+model ends (`on_model_result`), not when the group does: a job that diverges or is
 cancelled shows it while the others train on. A cancel request stops that job's model alone.
 `should_stop` turns true for every model at the deadline or when any of the group's leases is lost (another
 worker took the group over: then nothing is written). A job that had already finished when the group was
@@ -26,13 +28,13 @@ from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from core.results import Callbacks, Progress, Result
+from core.results import Callbacks, Result
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import LeaseResult, StoreInterface
 from worker.delivery import TIME_LIMIT_EXCEEDED, Deadline, Delivery, error_message, final_status, new_owner
+from worker.group_reporting import GroupReporter
 from worker.lease import LeaseKeeper
-from worker.reporting import StoreReporter
 from worker.training_core import TrainGroupFunction, train_group_with_core
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class _Member:
 
     job_id: str
     spec: JobSpec
-    reporter: StoreReporter | None = None
+    callbacks: Callbacks | None = None  # None: a passenger, not held by this delivery
     finished: bool = False  # its model ended and what became of it was written (or, lease lost, not)
 
 
@@ -93,6 +95,7 @@ class _GroupDelivery:
         self.deadline = Deadline(settings.job_soft_time_limit_seconds)
         self.members: list[_Member] = []
         self.statuses: dict[str, str] = {}
+        self.reporter = GroupReporter(store, owner)
 
     def train(self, train: TrainGroupFunction) -> dict[str, str]:
         """Train the group; returns the final status written for each job (none for the jobs still training
@@ -123,7 +126,7 @@ class _GroupDelivery:
 
         def on_group_checkpoint(step: int, blob: bytes) -> None:
             # Everything up to the checkpoint is stored first: a group resumed from it leaves no gap.
-            self._flush_reporters()
+            self.reporter.flush()
             self.store.save_group_checkpoint(group_id, step, blob)
 
         def on_model_result(index: int, result: Result) -> None:
@@ -138,6 +141,7 @@ class _GroupDelivery:
             self.settings,
             on_group_checkpoint,
             on_model_result,
+            self.reporter.on_sync_point,
         )
         # A checkpoint written before `on_model_result` existed may hold a model that had ended (its result
         # is in the blob) while its job was never finished: resumed, its result comes back in the list only.
@@ -158,13 +162,13 @@ class _GroupDelivery:
         assert lease.job is not None  # `_group_id` found every job
         member = _Member(job_id, JobSpec.model_validate(lease.job.spec))
         if lease.acquired:
-            member.reporter = StoreReporter(self.store, job_id, self.owner, self._should_stop(member))
+            member.callbacks = self.reporter.callbacks(job_id, self._should_stop(member))
         return member
 
     def _callbacks(self, member: _Member) -> Callbacks:
-        if member.reporter is None:
+        if member.callbacks is None:
             return Callbacks(should_stop=lambda: True)  # a passenger: leaves at once, reports nothing
-        return member.reporter.callbacks()
+        return member.callbacks
 
     def _should_stop(self, member: _Member) -> Callable[[], bool]:
         def should_stop() -> bool:
@@ -175,14 +179,17 @@ class _GroupDelivery:
     def _finish(self, member: _Member, result: Result) -> None:
         """Its model has left the group: write the job's final status, summary and last progress now, while
         the others train on (nothing for a passenger, or once a lease was lost)."""
-        reporter = member.reporter
-        if reporter is None or self.keeper.lease_lost.is_set():
+        if member.callbacks is None or self.keeper.lease_lost.is_set():
             member.finished = True
             return
         status, error = final_status(result, self.keeper.cancel_requested(member.job_id))
-        reporter.flush()
-        reporter.write_progress(
-            Progress(result.steps_completed, member.spec.steps, result.summary.steps_per_second)
+        self.reporter.finish(member.job_id)
+        self.store.set_progress(
+            member.job_id,
+            result.steps_completed,
+            member.spec.steps,
+            result.summary.steps_per_second,
+            owner=self.owner,
         )
         # No longer heartbeated: a finished job's lease is not renewed, and would count as lost.
         self.keeper.release(member.job_id)
@@ -200,15 +207,10 @@ class _GroupDelivery:
             if job_id not in finished and self.store.finish_job(job_id, self.owner, "failed", error=error):
                 self.statuses[job_id] = "failed"
 
-    def _flush_reporters(self) -> None:
-        for member in self.members:
-            if member.reporter is not None and not member.finished:
-                member.reporter.flush()
-
     def _keep_partial_metrics(self) -> None:
         """A failed group keeps what each job reported before failing, when the database lets it."""
         try:
-            self._flush_reporters()
+            self.reporter.flush()
         except Exception:
             logger.warning(
                 "fused group of job %s: could not store its last metrics", self.job_ids[0], exc_info=True

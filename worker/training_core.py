@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.results import Callbacks, GroupCheckpointHook, ModelResultHook, Result
+from core.results import Callbacks, GroupCheckpointHook, ModelResultHook, Result, SyncPointHook
 from core.settings import Settings
 from core.spec import JobSpec
 
@@ -39,7 +39,15 @@ WARM_UP_SPEC: dict[str, Any] = {
 
 TrainFunction = Callable[[JobSpec, Callbacks, bytes | None, Settings], Result]
 TrainGroupFunction = Callable[
-    [list[JobSpec], list[Callbacks], bytes | None, Settings, GroupCheckpointHook, ModelResultHook],
+    [
+        list[JobSpec],
+        list[Callbacks],
+        bytes | None,
+        Settings,
+        GroupCheckpointHook,
+        ModelResultHook,
+        SyncPointHook,
+    ],
     list[Result],
 ]
 
@@ -71,7 +79,10 @@ def train_group_with_core(
     settings: Settings,
     on_group_checkpoint: GroupCheckpointHook,
     on_model_result: ModelResultHook,
+    on_sync_point: SyncPointHook,
 ) -> list[Result]:
     from core.ml.fused import run_fused  # as in `train_with_core`
 
-    return run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)
+    return run_fused(
+        specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result, on_sync_point
+    )

@@ -160,6 +160,11 @@ class TelemetryLayerOut(ResponseModel):
     std: list[FiniteFloat]
     saturated_fraction: list[FiniteFloat] = Field(description="null for relu, which does not saturate")
     grad_norm: list[FiniteFloat]
+    ics_gradient_change: list[FiniteFloat] = Field(
+        description="Santurkar et al.'s gradient-based ICS: ‖G − G′‖₂, G′ the layer's weight gradient once "
+        "the layers before it took their step (0 for the first layer); null where not measured"
+    )
+    ics_gradient_cosine: list[FiniteFloat] = Field(description="cos(G, G′); null where not measured")
 
 
 class TelemetryOut(BaseModel):

@@ -199,6 +199,8 @@ class Telemetry(Base):
     std: Mapped[float | None] = mapped_column(sa.Double())
     saturated_fraction: Mapped[float | None] = mapped_column(sa.Double())
     grad_norm: Mapped[float | None] = mapped_column(sa.Double())
+    ics_gradient_change: Mapped[float | None] = mapped_column(sa.Double())
+    ics_gradient_cosine: Mapped[float | None] = mapped_column(sa.Double())
 
 
 class Landscape(Base):

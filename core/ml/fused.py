@@ -1,7 +1,8 @@
-"""Fused training: `run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)
--> list[Result]`.
+"""Fused training: `run_fused(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result,
+on_sync_point) -> list[Result]`.
 
-M jobs that `core.fused_groups.can_fuse` pairs (one MLP architecture, one optimizer kind, one schedule)
+M jobs that `core.fused_groups.can_fuse` pairs (one architecture — MLP or CNN, torch's BN, bnlab's paper BN
+or none —, one optimizer kind, one schedule)
 train as ONE stack (`core.ml.trainer`, the trainer every job goes through): one batched kernel per layer, one
 optimizer update for all of them. Each model stays the job it was: it starts from its own seeded
 parameters, draws its own batches (the same as alone, `core.ml.sampling`), reports through its own
@@ -13,7 +14,8 @@ trains on — and the others go on.
 Checkpoints are the group's: one blob every `checkpoint_every` steps through `on_group_checkpoint(step,
 blob)`; `run_fused(specs, callbacks, checkpoint=blob)` continues from it, and a model that had ended before
 the snapshot returns its stored result without reporting again. The per-model `Callbacks.on_checkpoint` is
-not called: a model's state means nothing outside its group's blob.
+not called: a model's state means nothing outside its group's blob. `on_sync_point(step)` is called once
+per sync point, after every model's reports of it (the worker stores them together then).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 
 from core.fused_groups import can_fuse, fusion_key
 from core.ml.trainer import GroupCheckpointHook, ModelResultHook, train_stack
-from core.results import Callbacks, Result
+from core.results import Callbacks, Result, SyncPointHook
 from core.settings import Settings
 from core.spec import JobSpec
 
@@ -36,6 +38,7 @@ def run_fused(
     settings: Settings | None = None,
     on_group_checkpoint: GroupCheckpointHook | None = None,
     on_model_result: ModelResultHook | None = None,
+    on_sync_point: SyncPointHook | None = None,
 ) -> list[Result]:
     """Train `specs` as one fused group; one result per spec, in order. Resume from a group `checkpoint`.
 
@@ -45,8 +48,10 @@ def run_fused(
     """
     if not specs or len(callbacks) != len(specs):
         raise ValueError("run_fused needs at least one spec and exactly one Callbacks per spec")
-    if fusion_key(specs[0]) is None or not all(can_fuse(specs[0], spec) for spec in specs):
+    if not all(can_fuse(specs[0], spec) for spec in specs):
         raise ValueError(
             "these specs cannot be trained as one fused group (see core.fused_groups.fusion_key)"
         )
-    return train_stack(specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result)
+    return train_stack(
+        specs, callbacks, checkpoint, settings, on_group_checkpoint, on_model_result, on_sync_point
+    )

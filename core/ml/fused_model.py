@@ -168,17 +168,23 @@ class StackedMLP:
         return losses, logits, self._backward(logits_gradient, head_inputs, tapes)
 
     @torch.no_grad()
-    def nonlinearity_inputs(self, inputs: Tensor) -> list[Tensor]:
-        """Each hidden nonlinearity's input [M, B, F] on inputs [M, B, features], as training sees it (BN
-        with the batch's own statistics), without dropout; BN's running averages are put back afterwards,
-        so a probe leaves the models as it found them (as `Net.nonlinearity_inputs` does for one net)."""
+    def nonlinearity_inputs(self, inputs: Tensor, training: bool = True) -> list[Tensor]:
+        """Each hidden nonlinearity's input [M, B, F] on inputs [M, B, features], without dropout: as training
+        sees it (BN with the batch's own statistics), or with `training` off as inference sees it (BN with
+        its running statistics). BN's running averages are put back afterwards, so a probe leaves the
+        models as it found them (as `Net.nonlinearity_inputs` does for one net)."""
         buffers = self.running_means + self.running_vars
         saved = [buffer.clone() for buffer in buffers]
         captured: list[Tensor] = []
-        self._forward(inputs, True, None, None, dropout=False, captured=captured)
+        self._forward(inputs, training, None, None, dropout=False, captured=captured)
         if buffers:
             torch._foreach_copy_(buffers, saved)
         return captured
+
+    @property
+    def hidden_weight_positions(self) -> list[int]:
+        """Where each hidden layer's weight is in `parameters`."""
+        return [layer.weight for layer in self._layers[:-1]]
 
     def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
         """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""

@@ -1,8 +1,11 @@
-"""The nets a job trains: an MLP and a small CNN, each with optional batch normalization.
+"""The nets a job trains: an MLP and a small CNN, each with an optional normalization layer.
 
-Every hidden layer is `weight layer → [BN] → nonlinearity → [dropout]`: BN sits before the nonlinearity as
-in the paper, the weight layer feeding a BN has no bias (BN's β takes its place), dropout follows the
-nonlinearity. The head is a plain linear layer.
+Every hidden layer is `weight layer → [normalization] → nonlinearity → [dropout]`: the normalization (the
+spec's `normalization`: batch, layer or group) sits before the nonlinearity as BN does in the paper, the
+weight layer feeding a BN has no bias (BN's β takes its place), dropout follows the nonlinearity. Layer norm
+is torch's LayerNorm over an MLP layer's units and, for a conv layer, GroupNorm with one group (each
+example's channels and positions together, with a scale and shift per channel); group norm is torch's
+GroupNorm (`core.spec.groups_of`). The head is a plain linear layer.
 
 Reproducibility: `build_model` seeds torch's global CPU generator with `spec.seed` as its first act and
 builds on the CPU, so the initial parameters are a function of the spec alone, whatever ran before and
@@ -20,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from core.ml.batchnorm import PaperBatchNorm1d, PaperBatchNorm2d
-from core.spec import CNNArchitecture, JobSpec, MLPArchitecture
+from core.spec import CNNArchitecture, JobSpec, MLPArchitecture, groups_of
 
 NONLINEARITIES: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -108,8 +111,7 @@ def _mlp_layers(
     width = math.prod(input_shape)
     for hidden_width in architecture.hidden:
         layers.append(nn.Linear(width, hidden_width, bias=not spec.batch_norm))
-        if spec.batch_norm:
-            layers.append(_batch_norm(spec, hidden_width, spatial=False))
+        layers.extend(_normalization(spec, hidden_width, spatial=False))
         layers.extend(_nonlinearity_and_dropout(spec, architecture.activation))
         width = hidden_width
     layers.append(nn.Linear(width, num_classes))
@@ -132,13 +134,26 @@ def _cnn_layers(
             )
         # A 3x3 convolution with padding 1 keeps the size; the 2x2 max-pool halves it.
         layers.append(nn.Conv2d(channels, out_channels, kernel_size=3, padding=1, bias=not spec.batch_norm))
-        if spec.batch_norm:
-            layers.append(_batch_norm(spec, out_channels, spatial=True))
+        layers.extend(_normalization(spec, out_channels, spatial=True))
         layers.extend(_nonlinearity_and_dropout(spec, architecture.activation))
         layers.append(nn.MaxPool2d(2))
         channels, height, width = out_channels, height // 2, width // 2
     layers.extend([nn.Flatten(), nn.Linear(channels * height * width, num_classes)])
     return layers
+
+
+def _normalization(spec: JobSpec, features: int, *, spatial: bool) -> list[nn.Module]:
+    """The spec's normalization layer for `features` units (channels), or none."""
+    if spec.normalization == "batch":
+        return [_batch_norm(spec, features, spatial=spatial)]
+    if spec.normalization == "layer":
+        layer_norm = (
+            nn.GroupNorm(1, features, eps=spec.bn_eps) if spatial else nn.LayerNorm(features, eps=spec.bn_eps)
+        )
+        return [layer_norm]
+    if spec.normalization == "group":
+        return [nn.GroupNorm(groups_of(spec, features), features, eps=spec.bn_eps)]
+    return []
 
 
 def _batch_norm(spec: JobSpec, features: int, *, spatial: bool) -> nn.Module:

@@ -39,28 +39,28 @@ MIX_MULTIPLIER_2 = _signed(0x94D049BB133111EB)
 EPOCH_MULTIPLIER = _signed(0xD1B54A32D192ED03)
 
 
-def _shift_right(values: Tensor, bits: int) -> Tensor:
+def shift_right(values: Tensor, bits: int) -> Tensor:
     """Logical right shift of int64 values (torch's `>>` is arithmetic: it copies the sign bit)."""
     return (values >> bits) & ((1 << (64 - bits)) - 1)
 
 
-def _mix(values: Tensor) -> Tensor:
+def mix_bits(values: Tensor) -> Tensor:
     """splitmix64's finalizer: a bijection of 64-bit integers that scrambles every input bit into all."""
-    values = values ^ _shift_right(values, 30)
+    values = values ^ shift_right(values, 30)
     values = values * MIX_MULTIPLIER_1
-    values = values ^ _shift_right(values, 27)
+    values = values ^ shift_right(values, 27)
     values = values * MIX_MULTIPLIER_2
-    return values ^ _shift_right(values, 31)
+    return values ^ shift_right(values, 31)
 
 
 def epoch_orders(seeds: Tensor, epochs: Tensor, num_examples: int) -> Tensor:
     """The example order of each (model, epoch): [models, epochs, num_examples] from seeds [models] and
     epochs [epochs], both int64 on the device the orders are wanted on."""
     device = seeds.device
-    per_model = _mix(seeds.view(-1, 1) * GOLDEN_GAMMA + GOLDEN_GAMMA)  # [models, 1]
-    per_epoch = _mix(per_model ^ (epochs.view(1, -1) * EPOCH_MULTIPLIER))  # [models, epochs]
+    per_model = mix_bits(seeds.view(-1, 1) * GOLDEN_GAMMA + GOLDEN_GAMMA)  # [models, 1]
+    per_epoch = mix_bits(per_model ^ (epochs.view(1, -1) * EPOCH_MULTIPLIER))  # [models, epochs]
     positions = torch.arange(num_examples, dtype=torch.long, device=device) * GOLDEN_GAMMA
-    keys = _mix(per_epoch.unsqueeze(-1) + positions)  # [models, epochs, examples]
+    keys = mix_bits(per_epoch.unsqueeze(-1) + positions)  # [models, epochs, examples]
     return torch.sort(keys, dim=-1, stable=True).indices
 
 

@@ -1,6 +1,7 @@
 """M nets of any architecture bnlab builds — CNNs, MLPs with the paper's BN — as stacked tensors, by autograd.
 
-`core.ml.fused_model` writes out an MLP with torch's BN by hand, to the bit; everything else stacks here:
+`core.ml.fused_model` writes out an MLP with torch's BN by hand, to the bit; everything else (CNNs, paper
+BN, layer and group norm) stacks here:
 each parameter of the architecture is one leaf tensor [M, ...], each BN buffer one [M, channels] tensor,
 and a forward pass interprets the net's layers on the stack:
 - an MLP's activations are [M, B, F]: a linear layer is one baddbmm/bmm;
@@ -11,6 +12,10 @@ and a forward pass interprets the net's layers on the stack:
   head;
 - bnlab's paper BN (Algorithm 1, `core.ml.batchnorm`) is written on the stack with each model's eps and
   momentum as tensors: one set of reductions for all M models;
+- layer and group norm (torch's LayerNorm, GroupNorm) normalize each example alone: one set of reductions
+  for all M models, each model's eps a tensor;
+- noisy BN (`core.ml.bn_noise`) shifts and rescales each BN layer's output in training steps, each model's
+  draws from its own seed and the step count (`noise_step`, saved with the stacks);
 - dropout masks come from the stack's generator with each model's rate.
 Gradients come from autograd on the sum of the models' mean losses (each model's gradient is its own loss's),
 and `core.ml.fused_optim` updates the stacks. A stack of one computes what the net alone computes, with the
@@ -28,10 +33,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.ml.batchnorm import PaperBatchNorm1d, PaperBatchNorm2d
+from core.ml.bn_noise import shifts_and_scales
 from core.ml.nets import NONLINEARITIES, Net
 from core.spec import JobSpec
 
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, PaperBatchNorm1d, PaperBatchNorm2d)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, PaperBatchNorm1d, PaperBatchNorm2d)  # with running statistics
+PER_EXAMPLE_NORMS = (nn.LayerNorm, nn.GroupNorm)  # each example normalized alone: no running statistics
 
 
 class StackedNet:
@@ -39,7 +46,10 @@ class StackedNet:
 
     def __init__(self, nets: Sequence[Net], specs: Sequence[JobSpec], device: torch.device) -> None:
         self.device = device
-        self.layers = list(nets[0].layers)  # the architecture; its own tensors are never used
+        # The architecture; its own tensors are never used. A net with dropout has the layers a net without
+        # lacks (dropout's have no tensors): take its, a model with rate 0 keeps every value.
+        template = next((net for net in nets if any(isinstance(m, nn.Dropout) for m in net.layers)), nets[0])
+        self.layers = list(template.layers)
         self.parameters = [
             torch.stack([parameter.detach() for parameter in per_model]).to(device).requires_grad_()
             for per_model in zip(*(net.parameters() for net in nets), strict=True)
@@ -58,6 +68,12 @@ class StackedNet:
         self.momentum = torch.tensor([spec.bn_momentum for spec in specs], dtype=dtype, device=device)
         self.dropout_rates = torch.tensor([spec.dropout for spec in specs], dtype=dtype, device=device)
         self._normalization = [(spec.bn_eps, spec.bn_momentum) for spec in specs]
+        noises = [spec.bn_noise for spec in specs]
+        self.noisy = any(noise is not None for noise in noises)
+        self.noise_seeds = torch.tensor([spec.seed for spec in specs], dtype=torch.long, device=device)
+        self.noise_mean_stds = torch.tensor([n.mean_std if n else 0.0 for n in noises], device=device)
+        self.noise_scale_stds = torch.tensor([n.scale_std if n else 0.0 for n in noises], device=device)
+        self.noise_step = 0  # training steps taken: which draw of noisy BN comes next
         positions = {id(parameter): index for index, parameter in enumerate(nets[0].parameters())}
         self._hidden_weights = [positions[id(layer.weight)] for layer in nets[0].hidden_weight_layers]
         self.dropout_population = len(nets)  # as `StackedMLP`: masks do not depend on who left the stack
@@ -109,7 +125,13 @@ class StackedNet:
             elif isinstance(module, NORMS):
                 scale, shift = next(parameters), next(parameters)
                 values = self._normalize(module, values, scale, shift, norm_index, training)
+                if self.noisy and training and dropout and captured is None:
+                    values = self._add_noise(values, norm_index)
                 norm_index += 1
+            elif isinstance(module, PER_EXAMPLE_NORMS):
+                scale, shift = next(parameters), next(parameters)
+                groups = module.num_groups if isinstance(module, nn.GroupNorm) else 1
+                values = self._normalize_per_example(values, scale, shift, groups)
             elif isinstance(module, tuple(NONLINEARITIES.values())):
                 if captured is not None:
                     captured.append(values)
@@ -166,6 +188,39 @@ class StackedNet:
             return outputs[0]
         return torch.cat(outputs, dim=0 if values.dim() == 3 else 1)
 
+    def _add_noise(self, values: Tensor, layer: int) -> Tensor:
+        """Noisy BN's s · y + m on BN layer `layer`'s output, the draws of the current training step."""
+        models = self.size
+        units = values.shape[2] if values.dim() == 3 else values.shape[1] // models
+        shifts, scales = shifts_and_scales(
+            self.noise_seeds,
+            self.noise_mean_stds,
+            self.noise_scale_stds,
+            self.noise_step,
+            layer,
+            units,
+            values.dtype,
+        )
+        per_unit = (models, 1, units) if values.dim() == 3 else (1, models * units, 1, 1)
+        return values * scales.view(per_unit) + shifts.view(per_unit)
+
+    def _normalize_per_example(self, values: Tensor, scale: Tensor, shift: Tensor, groups: int) -> Tensor:
+        """Layer or group norm on the stack, each model's eps: every example's units (channels and positions)
+        in `groups` consecutive groups, each standardized by its own mean and biased variance, then each
+        unit (channel) scaled and shifted, as torch's LayerNorm and GroupNorm compute it."""
+        models = self.size
+        per_unit: tuple[int, ...]
+        if values.dim() == 3:  # [M, B, F]
+            grouped = values.reshape(models, values.shape[1], groups, -1)
+            eps, per_unit = self.eps.view(models, 1, 1, 1), (models, 1, -1)
+        else:  # [B, M·C, H, W]: model m's channels are m·C … m·C + C − 1, each group within one model
+            grouped = values.reshape(values.shape[0], models, groups, -1)
+            eps, per_unit = self.eps.view(1, models, 1, 1), (1, -1, 1, 1)
+        mean = grouped.mean(dim=-1, keepdim=True)
+        variance = grouped.var(dim=-1, unbiased=False, keepdim=True)
+        normalized = ((grouped - mean) / torch.sqrt(variance + eps)).reshape(values.shape)
+        return normalized * scale.reshape(per_unit) + shift.reshape(per_unit)
+
     def _paper_normalize(
         self, values: Tensor, scale: Tensor, shift: Tensor, means: Tensor, variances: Tensor, training: bool
     ) -> Tensor:
@@ -211,14 +266,14 @@ class StackedNet:
         return scale if values.dim() == 3 else scale.view(values.shape)
 
     @torch.no_grad()
-    def nonlinearity_inputs(self, inputs: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Each hidden nonlinearity's input on inputs [M, P, ...] as training sees it (BN with the batch's own
-        statistics, no dropout), as (by unit [M, units, values], all of them [M, values]); BN's running
-        averages are put back afterwards."""
+    def nonlinearity_inputs(self, inputs: Tensor, training: bool = True) -> list[tuple[Tensor, Tensor]]:
+        """Each hidden nonlinearity's input on inputs [M, P, ...] without dropout, as training sees it (BN
+        with the batch's own statistics) or with `training` off as inference does (BN's running statistics),
+        as (by unit [M, units, values], all of them [M, values]); BN's running averages are put back."""
         buffers = self.running_means + self.running_vars
         saved = [buffer.clone() for buffer in buffers]
         captured: list[Tensor] = []
-        self.forward(inputs, True, None, captured)
+        self.forward(inputs, training, None, captured)
         if buffers:
             torch._foreach_copy_(buffers, saved)
         models = self.size
@@ -231,6 +286,11 @@ class StackedNet:
                 by_unit = per_model.transpose(1, 2).reshape(models, per_model.shape[2], -1)
                 views.append((by_unit, per_model.reshape(models, -1)))
         return views
+
+    @property
+    def hidden_weight_positions(self) -> list[int]:
+        """Where each hidden layer's weight is in `parameters`."""
+        return list(self._hidden_weights)
 
     def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
         """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""
@@ -255,16 +315,21 @@ class StackedNet:
         self.eps, self.momentum = self.eps.index_select(0, index), self.momentum.index_select(0, index)
         self.dropout_rates = self.dropout_rates.index_select(0, index)
         self._normalization = [self._normalization[slot] for slot in slots]
+        self.noise_seeds = self.noise_seeds.index_select(0, index)
+        self.noise_mean_stds = self.noise_mean_stds.index_select(0, index)
+        self.noise_scale_stds = self.noise_scale_stds.index_select(0, index)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "parameters": [parameter.detach() for parameter in self.parameters],
             "running_means": self.running_means,
             "running_vars": self.running_vars,
+            "noise_step": self.noise_step,
         }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.noise_step = int(state.get("noise_step", 0))  # absent from checkpoints of before noisy BN
         tensors = [p.detach() for p in self.parameters] + self.running_means + self.running_vars
         saved = state["parameters"] + state["running_means"] + state["running_vars"]
         if [tensor.shape for tensor in tensors] != [tensor.shape for tensor in saved]:

@@ -1,11 +1,12 @@
 """The models of a stack and how one training step updates all of them: what the trainer steps.
 
 Two kinds, with one interface (`Stack`):
-- `MLPStack`: M ≥ 1 MLPs with torch's BN or none, as stacked tensors (`core.ml.fused_model`) updated by
-  `core.ml.fused_optim`: one batched kernel per layer and per update for all M models, each model's
-  learning rate and an `active` mask as [M] tensors. A job alone that is such an MLP trains this way too.
-- `NetStack`: M ≥ 1 nets of any other kind (CNNs as grouped convolutions, bnlab's own paper BN layer) as
-  stacked tensors (`core.ml.stacked_net`), gradients by autograd, the same stacked optimizer.
+- `MLPStack`: M ≥ 1 MLPs with torch's BN or no normalization, as stacked tensors (`core.ml.fused_model`)
+  updated by `core.ml.fused_optim`: one batched kernel per layer and per update for all M models, each
+  model's learning rate and an `active` mask as [M] tensors. A job alone that is such an MLP trains this way.
+- `NetStack`: M ≥ 1 nets of any other kind (CNNs as grouped convolutions, bnlab's own paper BN layer, layer
+  and group norm, noisy BN) as stacked tensors (`core.ml.stacked_net`), gradients by autograd, the same
+  optimizer.
 
 Both give each model its seeded initial parameters (`build_model`), so a model's trajectory does not depend
 on the stack it is in (to the bit on the CPU, see `core.ml.fused_model`).
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from core.ml.fused_model import StackedMLP
 from core.ml.fused_optim import MOMENTUM, StackedOptimizer
+from core.ml.ics import stacked_ics
 from core.ml.landscape import stacked_landscape
 from core.ml.nets import build_model
 from core.ml.stack_data import StackData
@@ -52,12 +54,17 @@ class Stack(Protocol):
         """Models [first, last) as a stack sharing this one's tensors (to evaluate a few at a time)."""
         ...
 
-    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
-        """Each model's telemetry records (`core.ml.telemetry`) on its probe inputs [M, P, features]."""
+    def telemetry(self, inputs: Tensor, step: int, training: bool) -> list[list[TelemetryRecord]]:
+        """Each model's telemetry records (`core.ml.telemetry`) on its probe inputs [M, P, features], BN in
+        training mode (the probe's own statistics) or not (population statistics)."""
         ...
 
     def landscape(self, inputs: Tensor, labels: Tensor, step: int) -> list[LandscapeRecord]:
         """Each model's loss-landscape probe (`core.ml.landscape`) on its probe batch [M, B, features]."""
+        ...
+
+    def ics(self, inputs: Tensor, labels: Tensor) -> list[list[tuple[float, float]]]:
+        """Each model's gradient-based ICS per hidden layer (`core.ml.ics`) on its batch [M, B, features]."""
         ...
 
     def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
@@ -84,9 +91,9 @@ class Stack(Protocol):
 def build_stack(specs: Sequence[JobSpec], data: StackData, device: torch.device) -> Stack:
     """An MLPStack for MLPs with torch's BN or none (written out, to the bit), else a NetStack."""
     first = specs[0]
-    if isinstance(first.architecture, MLPArchitecture) and not (
-        first.batch_norm and first.bn_implementation != "torch"
-    ):
+    torch_batch_norm = first.normalization == "batch" and first.bn_implementation == "torch"
+    written_out = first.normalization == "none" or (torch_batch_norm and first.bn_noise is None)
+    if isinstance(first.architecture, MLPArchitecture) and written_out:
         return MLPStack(specs, data, device)
     return NetStack(specs, data, device)
 
@@ -144,9 +151,21 @@ class MLPStack:
         buffers = model.running_means + model.running_vars
         return stacked_landscape(model.parameters, buffers, loss_and_gradient, self.learning_rates, step)
 
-    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
+    def ics(self, inputs: Tensor, labels: Tensor) -> list[list[tuple[float, float]]]:
+        """Every model at once: one forward and backward pass per hidden layer for the stack, one read."""
+        model, flat_labels = self.model, labels.reshape(-1)
+
+        def loss_and_gradient() -> tuple[Tensor, list[Tensor]]:
+            losses, _, gradients = model.loss_and_gradients(inputs, flat_labels, None, dropout=False)
+            return losses, gradients
+
+        buffers = model.running_means + model.running_vars
+        positions = model.hidden_weight_positions
+        return stacked_ics(model.parameters, buffers, loss_and_gradient, self.learning_rates, positions)
+
+    def telemetry(self, inputs: Tensor, step: int, training: bool) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""
-        pre_activations = self.model.nonlinearity_inputs(inputs)  # [M, P, F] per hidden layer
+        pre_activations = self.model.nonlinearity_inputs(inputs, training)  # [M, P, F] per hidden layer
         per_unit = [values.transpose(1, 2) for values in pre_activations]
         everything = [values.reshape(values.shape[0], -1) for values in pre_activations]
         norms = self.model.weight_gradient_norms(self.last_gradients)
@@ -226,6 +245,7 @@ class NetStack:
     def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         shaped = inputs.view(*inputs.shape[:2], *self.input_shape)
         losses, gradients, logits = self._losses_and_gradients(shaped, labels, dropout=True)
+        self.model.noise_step += 1  # noisy BN draws afresh at every update
         with torch.no_grad():
             self.optimizer.step([parameter.detach() for parameter in self.model.parameters], gradients)
         self.last_gradients = gradients
@@ -251,9 +271,23 @@ class NetStack:
         buffers = model.running_means + model.running_vars
         return stacked_landscape(model.parameters, buffers, loss_and_gradient, self.learning_rates, step)
 
-    def telemetry(self, inputs: Tensor, step: int) -> list[list[TelemetryRecord]]:
+    def ics(self, inputs: Tensor, labels: Tensor) -> list[list[tuple[float, float]]]:
+        """Every model at once: one forward and backward pass per hidden layer for the stack, one read."""
+        model, flat_labels = self.model, labels.reshape(-1)
+        shaped = inputs.view(*inputs.shape[:2], *self.input_shape)
+
+        def loss_and_gradient() -> tuple[Tensor, list[Tensor]]:
+            losses, gradients, _ = self._losses_and_gradients(shaped, flat_labels, dropout=False)
+            return losses, gradients
+
+        buffers = model.running_means + model.running_vars
+        positions = model.hidden_weight_positions
+        return stacked_ics(model.parameters, buffers, loss_and_gradient, self.learning_rates, positions)
+
+    def telemetry(self, inputs: Tensor, step: int, training: bool) -> list[list[TelemetryRecord]]:
         """Every model's records in one batched probe and one read."""
-        views = self.model.nonlinearity_inputs(inputs.view(*inputs.shape[:2], *self.input_shape))
+        shaped = inputs.view(*inputs.shape[:2], *self.input_shape)
+        views = self.model.nonlinearity_inputs(shaped, training)
         norms = self.model.weight_gradient_norms(self.last_gradients)
         by_unit, everything = [view[0] for view in views], [view[1] for view in views]
         return stacked_telemetry(by_unit, everything, norms, self.activation, step)

@@ -1,15 +1,21 @@
 """Internal-covariate-shift telemetry: how each hidden nonlinearity's input is distributed (paper Fig. 1).
 
-At each telemetry step the net runs on a fixed probe batch — the first PROBE_SIZE training examples, the
-same ones every time — and for every hidden layer bnlab records the 15th/50th/85th percentiles of the
-nonlinearity's input for one fixed unit (unit 0; channel 0 of a conv layer, over all positions), the same
-percentiles and the mean and standard deviation over all units, the fraction of saturated values, and the
-norm of the layer's weight gradient from the latest training step.
+At each telemetry step the net runs on a fixed probe batch and for every hidden layer bnlab records the
+15th/50th/85th percentiles of the nonlinearity's input for one named unit (FIXED_UNIT; that channel of a conv
+layer, over all positions), the same percentiles and the mean and standard deviation over all units, the
+fraction of saturated values, the norm of the layer's weight gradient from the latest training step, and
+Santurkar et al.'s gradient-based ICS of the layer (`core.ml.ics`, on the landscape probe's batch).
 
-BN runs as in training — normalizing with the probe batch's own statistics — with its running averages
-left untouched and dropout off (the stacks' `nonlinearity_inputs`): the probe sees what the nonlinearity
-sees during training and changes nothing about the run, so a run's metrics are the same with telemetry on
-or off. A stack's models are probed at once, their statistics reduced row by row, and read in one transfer.
+The spec's `telemetry_mode` says how:
+- `inference` (the default): as the paper measured Fig. 1 — on held-out examples, the same for every model
+  whatever its seed (`core.ml.stack_data`: the first PROBE_SIZE validation examples of split
+  PROBE_SPLIT_SEED), with BN normalizing by its population statistics (running averages), as at test time.
+- `train`: on the first PROBE_SIZE training examples of the model's own split, BN normalizing with the
+  probe batch's own statistics, as the nonlinearity sees it during training (a BN layer's output then has
+  batch mean β and batch deviation ≈ γ by construction).
+Either way BN's running averages are left untouched and dropout is off (the stacks' `nonlinearity_inputs`):
+the probe changes nothing about the run, so a run's metrics are the same with telemetry on or off. A
+stack's models are probed at once, their statistics reduced row by row, and read in one transfer.
 
 A value counts as saturated where the nonlinearity's derivative is below SATURATION_SLOPE of its maximum:
 |z| > 4.36 for sigmoid, |z| > 2.18 for tanh. ReLU does not saturate (None).
@@ -25,6 +31,7 @@ from torch import Tensor
 from core.results import TelemetryRecord
 
 PROBE_SIZE = 256
+PROBE_SPLIT_SEED = 0  # the split whose validation examples are the inference-mode probe
 FIXED_UNIT = 0
 SATURATION_SLOPE = 0.05
 PERCENTILES = (0.15, 0.5, 0.85)

@@ -3,7 +3,9 @@
 Every job trains through here: `core.ml.run` is a stack of one, `core.ml.fused.run_fused` a stack of the
 jobs `core.fused_groups` groups. The trainer knows nothing of storage, queues or HTTP; each job reports
 through its own `Callbacks`: progress at step 0 and at every sync point, its four metrics at each evaluation,
-telemetry, loss-landscape probes, its result the moment it ends (`on_model_result`).
+telemetry, loss-landscape probes, its result the moment it ends (`on_model_result`). `on_sync_point(step)`
+follows every job's reports of step 0 and of each sync point: one call for the stack, so that a caller can
+store all its jobs' reports together.
 
 The loop runs in stretches of steps between *sync points*, the only places where the host waits for the
 device. A stretch ends at the next evaluation, telemetry, landscape or checkpoint step, or after about
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +49,7 @@ from core.ml.cuda_graphs import GraphedStep
 from core.ml.sampling import StackSampler
 from core.ml.stack_data import StackData
 from core.ml.stacks import Stack, build_stack
-from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome
+from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome, SyncPointHook
 from core.settings import Settings, get_settings
 from core.spec import JobSpec
 
@@ -69,6 +71,7 @@ def train_stack(
     settings: Settings | None = None,
     on_group_checkpoint: GroupCheckpointHook | None = None,
     on_model_result: ModelResultHook | None = None,
+    on_sync_point: SyncPointHook | None = None,
 ) -> list[Result]:
     """Train `specs` as one stack; one result per spec, in order. Resume from a stack `checkpoint`.
 
@@ -77,7 +80,9 @@ def train_stack(
     settings = settings if settings is not None else get_settings()
     torch.set_num_threads(settings.torch_threads)
     device = resolve_device(specs[0].device)
-    trainer = StackTrainer(specs, callbacks, device, settings, on_group_checkpoint, on_model_result)
+    trainer = StackTrainer(
+        specs, callbacks, device, settings, on_group_checkpoint, on_model_result, on_sync_point
+    )
     if checkpoint is not None:
         trainer.restore(checkpoint)
     return trainer.run()
@@ -122,6 +127,7 @@ class StackTrainer:
         settings: Settings,
         on_group_checkpoint: GroupCheckpointHook | None = None,
         on_model_result: ModelResultHook | None = None,
+        on_sync_point: SyncPointHook | None = None,
     ) -> None:
         first = specs[0]
         self.device = device
@@ -132,6 +138,7 @@ class StackTrainer:
         ]
         self.on_group_checkpoint = on_group_checkpoint
         self.on_model_result = on_model_result
+        self.on_sync_point = on_sync_point
         self.steps, self.batch_size = first.steps, first.batch_size
         self.intervals = [
             first.eval_every,
@@ -139,6 +146,7 @@ class StackTrainer:
             first.landscape_every,
             first.checkpoint_every,
         ]
+        self.telemetry_mode = first.telemetry_mode  # one per stack (`core.fused_groups`)
         self.step = self.first_step = 0
         self.seconds_before_resume = 0.0
         self.window_losses: list[Tensor] = []  # [steps, rows] per stretch since the last evaluation
@@ -183,6 +191,7 @@ class StackTrainer:
         self.started_at = time.perf_counter()
         for member in self.training:
             member.callbacks.on_progress(Progress(self.step, self.steps))
+        self._synced()
         stretch_steps = FIRST_STRETCH_STEPS
         while self.step < self.steps and self.training:
             self._end({m: self.step for m in self.training if m.callbacks.should_stop()}, "cancelled")
@@ -203,11 +212,17 @@ class StackTrainer:
             progress = Progress(self.step, self.steps, self._steps_per_second())
             for member in self.training:
                 member.callbacks.on_progress(progress)
+            self._synced()
             if len(self.rows) - len(self.training) >= max(1, len(self.rows) // COMPACT_FRACTION):
                 self._compact()
             stretch_steps = self._next_stretch_steps(steps, stretch_seconds)
         self._end(dict.fromkeys(self.training, self.step), "succeeded")
         return [member.result for member in self.members if member.result is not None]
+
+    def _synced(self) -> None:
+        """Every job has reported this sync point: tell the caller once for the stack."""
+        if self.on_sync_point is not None:
+            self.on_sync_point(self.step)
 
     def train(self, steps: int) -> tuple[Tensor, Tensor]:
         """`steps` updates of the stack; each row's losses and correct counts ([steps, rows], on the device).
@@ -294,19 +309,20 @@ class StackTrainer:
         if step % eval_every == 0 or step == self.steps:
             self._evaluate()
         if telemetry_every and step % telemetry_every == 0:
-            positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
-            probe_inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
-            records = self.stack.telemetry(probe_inputs, step)
+            records = self.stack.telemetry(self._probe_inputs(), step, self.telemetry_mode == "train")
+            shifts = self.stack.ics(*self._landscape_batch())
+            records = [
+                [
+                    replace(record, ics_gradient_change=change, ics_gradient_cosine=cosine)
+                    for record, (change, cosine) in zip(model_records, model_shifts, strict=True)
+                ]
+                for model_records, model_shifts in zip(records, shifts, strict=True)
+            ]
             for member, member_records in zip(self.rows, records, strict=True):
                 if member.result is None:
                     member.callbacks.on_telemetry(member_records)
         if landscape_every and step % landscape_every == 0:
-            positions = self.train_offsets + torch.arange(
-                min(self.batch_size, self.data.train_size), device=self.device
-            )
-            inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
-            labels = self.data.train_y.index_select(0, positions.view(-1)).view(positions.shape)
-            landscape = self.stack.landscape(inputs, labels, step)
+            landscape = self.stack.landscape(*self._landscape_batch(), step)
             for member, record in zip(self.rows, landscape, strict=True):
                 if member.result is None:
                     member.callbacks.on_landscape([record])
@@ -315,6 +331,24 @@ class StackTrainer:
         if due and self.on_group_checkpoint is not None and self.training:
             self._compact()
             self.on_group_checkpoint(step, self._snapshot())
+
+    def _landscape_batch(self) -> tuple[Tensor, Tensor]:
+        """Each row's first `batch_size` training examples and labels: the batch of the landscape and
+        gradient-based ICS probes (`core.ml.landscape`, `core.ml.ics`)."""
+        positions = self.train_offsets + torch.arange(
+            min(self.batch_size, self.data.train_size), device=self.device
+        )
+        inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
+        labels = self.data.train_y.index_select(0, positions.view(-1)).view(positions.shape)
+        return inputs, labels
+
+    def _probe_inputs(self) -> Tensor:
+        """Each row's telemetry probe [rows, P, features]: the fixed held-out set in inference mode, the
+        first examples of the row's own training split in train mode (`core.ml.telemetry`)."""
+        if self.data.probe_x is not None and self.telemetry_mode == "inference":
+            return self.data.probe_x.expand(len(self.rows), -1, -1).contiguous()
+        positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
+        return self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
 
     def _evaluate(self) -> None:
         """Each training model's four metrics at the current step; ends those that stop at their target."""

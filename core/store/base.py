@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -121,6 +121,18 @@ class StoreBase(DatabaseInterface):
                 raise JobNotFound(job_id)
             self._job_row_ids[job_id] = row_id
         return row_id
+
+    def _job_row_ids_of(self, connection: Connection, job_ids: Sequence[str]) -> dict[str, int]:
+        """{job id: row id}, the ones not cached yet looked up in one query."""
+        missing = sorted(set(job_ids) - self._job_row_ids.keys())
+        if missing:
+            job = job_table.c
+            rows = connection.execute(sa.select(job.public_id, job.id).where(job.public_id.in_(missing)))
+            self._job_row_ids.update({public_id: row_id for public_id, row_id in rows})
+        for job_id in job_ids:
+            if job_id not in self._job_row_ids:
+                raise JobNotFound(job_id)
+        return {job_id: self._job_row_ids[job_id] for job_id in job_ids}
 
     # -- the batch-write primitive ---------------------------------------------------------------------
     def _upsert(

@@ -41,6 +41,8 @@ TELEMETRY_STATISTICS = (
     "std",
     "saturated_fraction",
     "grad_norm",
+    "ics_gradient_change",
+    "ics_gradient_cosine",
 )
 LANDSCAPE_STATISTICS = (
     "loss_range",

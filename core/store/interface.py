@@ -181,6 +181,13 @@ class LeaseStoreInterface(Protocol):
         """Overwrite the job's one progress row (only while `owner` holds the lease, when given)."""
         ...
 
+    def set_group_progress(
+        self, job_ids: Sequence[str], step: int, steps: int, steps_per_second: float | None, owner: str
+    ) -> None:
+        """Overwrite the progress of each of `job_ids` still running under `owner`'s lease, in a number of
+        statements that does not grow with theirs (a fused group's progress at a sync point)."""
+        ...
+
     def finish_job(
         self,
         job_id: str,
@@ -279,6 +286,17 @@ class SeriesStoreInterface(Protocol):
     def write_metrics(self, job_id: str, points: Sequence[MetricPoint]) -> None:
         """Store a batch of points in one transaction; rewriting a (name, step) replaces its value, so a
         redelivered job rewrites and never duplicates. Within a batch the last point of a key wins."""
+        ...
+
+    def write_series_of_jobs(
+        self,
+        metrics: Mapping[str, Sequence[MetricPoint]],
+        telemetry: Mapping[str, Sequence[TelemetryRecord]] | None = None,
+        landscape: Mapping[str, Sequence[LandscapeRecord]] | None = None,
+    ) -> None:
+        """Many jobs' metric points, telemetry and landscape records (keyed by job id), each as
+        `write_metrics`, `write_telemetry` and `write_landscape` store them, in one transaction whose number
+        of statements does not grow with the number of jobs (a fused group's reports of one sync point)."""
         ...
 
     def read_metrics(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
 import sqlalchemy as sa
@@ -44,6 +44,15 @@ def notify_job_changed(connection: Connection, job_id: str) -> None:
     status, progress or metrics). Delivered when the transaction commits; nothing on SQLite."""
     if connection.dialect.name == "postgresql":
         connection.execute(sa.select(sa.func.pg_notify(JOB_EVENTS_CHANNEL, job_id)))
+
+
+def notify_jobs_changed(connection: Connection, job_ids: Sequence[str]) -> None:
+    """`notify_job_changed` for each of `job_ids`, in one statement whatever their number."""
+    if connection.dialect.name == "postgresql" and job_ids:
+        connection.execute(
+            sa.text("SELECT pg_notify(:channel, job_id) FROM unnest(CAST(:job_ids AS text[])) AS job_id"),
+            {"channel": JOB_EVENTS_CHANNEL, "job_ids": list(job_ids)},
+        )
 
 
 def libpq_url(database_url: str) -> str:

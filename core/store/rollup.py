@@ -28,15 +28,21 @@ from core.store.base import metric_table, rollup_table
 _WRITE_LOCK_CLASS = 0x6D65_7472  # "metr"
 
 
-def lock_job_metrics(connection: Connection, job_row_id: int) -> None:
-    """PostgreSQL: serialize metric writes of one job until the transaction ends.
+def lock_jobs_metrics(connection: Connection, job_row_ids: Sequence[int]) -> None:
+    """PostgreSQL: serialize metric writes of each of the jobs until the transaction ends, in one statement.
 
     A block is recomputed from what the writing transaction sees; two concurrent writers of disjoint steps
     of one block would each miss the other's points. Writers of one job are rare (a taken-over lease whose
-    old worker still runs), so the lock is uncontended in practice. SQLite serializes writers by itself.
+    old worker still runs), so the lock is uncontended in practice. The locks are taken in key order, so
+    that two writers of overlapping sets of jobs cannot deadlock. SQLite serializes writers by itself.
     """
+    keys = sorted({row_id % 2**31 for row_id in job_row_ids})
     connection.execute(
-        sa.select(sa.func.pg_advisory_xact_lock(_WRITE_LOCK_CLASS, sa.cast(job_row_id % 2**31, sa.Integer)))
+        sa.text(
+            "SELECT pg_advisory_xact_lock(:lock_class, key) "
+            "FROM (SELECT unnest(CAST(:keys AS integer[])) AS key ORDER BY key) AS keys"
+        ),
+        {"lock_class": _WRITE_LOCK_CLASS, "keys": keys},
     )
 
 
@@ -53,11 +59,12 @@ def step_range_per_name(sorted_keys: Sequence[tuple[int, int]]) -> dict[int, tup
 
 
 def refresh_blocks(
-    connection: Connection, is_postgres: bool, job_row_id: int, changed: Mapping[int, tuple[int, int]]
+    connection: Connection, is_postgres: bool, changed: Mapping[tuple[int, int], tuple[int, int]]
 ) -> None:
-    """Recompute from `metric`, inside the writing transaction, every rollup block of the job that holds a
-    step within `changed` ({name id: (first step, last step)} of what was written). A block whose content
-    came out the same is left alone, so it gets no new row version."""
+    """Recompute from `metric`, inside the writing transaction and in one statement for every job, each
+    rollup block that holds a step within `changed` ({(job row id, name id): (first step, last step)} of
+    what was written). A block whose content came out the same is left alone, so it gets no new row
+    version."""
     if not changed:
         return
     metric = metric_table.c
@@ -73,7 +80,7 @@ def refresh_blocks(
                 metric.name_id == name_id,
                 metric.step.between(block_start(first), block_start(last) + ROLLUP_BLOCK_STEPS - 1),
             )
-            for name_id, (first, last) in sorted(changed.items())
+            for (job_row_id, name_id), (first, last) in sorted(changed.items())
         )
     )
     blocks = _block_summaries_postgresql(within) if is_postgres else _block_summaries_sqlite(within)
@@ -141,7 +148,7 @@ def _block_summaries_sqlite(within: sa.ColumnElement[bool]) -> sa.Select[Any]:
     ranking."""
     metric = metric_table.c
     block = _block_of(metric.step)
-    partition = (metric.name_id, block)
+    partition = (metric.job_id, metric.name_id, block)
     ranked = (
         sa.select(
             metric.job_id,

@@ -6,18 +6,24 @@ Non-finite values (NaN, ±inf: a diverged run) are stored as NULL and read back 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.results import LandscapeRecord, MetricPoint, TelemetryRecord, finite_or_none
-from core.store.base import StoreBase, landscape_table, metric_name_table, metric_table, telemetry_table
+from core.store.base import (
+    StoreBase,
+    landscape_table,
+    metric_name_table,
+    metric_table,
+    telemetry_table,
+)
 from core.store.conversions import landscape_rows, landscape_view, layer_telemetry, telemetry_rows
 from core.store.interface import SeriesStoreInterface
-from core.store.notifications import notify_job_changed
-from core.store.rollup import lock_job_metrics, refresh_blocks, step_range_per_name
+from core.store.notifications import notify_jobs_changed
+from core.store.rollup import lock_jobs_metrics, refresh_blocks, step_range_per_name
 from core.store.rollup_reads import (
     POINTS_PER_BUCKET,
     as_lists,
@@ -42,9 +48,9 @@ _UPSERT_FROM_STAGING = (
     "ON CONFLICT (job_id, name_id, step) DO UPDATE SET value = EXCLUDED.value "
     # A redelivered job mostly rewrites identical values: leaving those rows alone writes no new versions.
     "WHERE metric.value IS DISTINCT FROM EXCLUDED.value "
-    "RETURNING name_id, step) "
-    # Per metric, the step range of what was inserted or changed: only there does the rollup change.
-    "SELECT name_id, min(step), max(step) FROM changed GROUP BY name_id"
+    "RETURNING job_id, name_id, step) "
+    # Per job and metric, the step range of what was inserted or changed: only there does the rollup change.
+    "SELECT job_id, name_id, min(step), max(step) FROM changed GROUP BY job_id, name_id"
 )
 
 
@@ -54,30 +60,72 @@ class SeriesStore(StoreBase, SeriesStoreInterface):
         """The same transaction recomputes the rollup blocks the batch changed: per metric, every block from
         its first to its last changed step (a worker writes contiguous stretches of steps). On PostgreSQL
         a rewrite of identical values changes nothing and recomputes nothing."""
-        if not points:
+        self.write_series_of_jobs({job_id: points})
+
+    def write_series_of_jobs(
+        self,
+        metrics: Mapping[str, Sequence[MetricPoint]],
+        telemetry: Mapping[str, Sequence[TelemetryRecord]] | None = None,
+        landscape: Mapping[str, Sequence[LandscapeRecord]] | None = None,
+    ) -> None:
+        """Many jobs' metric points, telemetry and landscape records (by job id) in one transaction, with a
+        number of statements that does not grow with the number of jobs (a fused group's reports of one sync
+        point). Each job's points are written as `write_metrics` writes them."""
+        telemetry, landscape = telemetry or {}, landscape or {}
+        metrics = {job_id: points for job_id, points in metrics.items() if points}
+        if not (metrics or any(telemetry.values()) or any(landscape.values())):
             return
-        name_ids = self._intern_metric_names({point.name for point in points})
-        values: dict[tuple[int, int], float | None] = {}
-        for point in points:
-            values[(name_ids[point.name], point.step)] = finite_or_none(point.value)
+        name_ids = self._intern_metric_names({point.name for points in metrics.values() for point in points})
         with self._engine.begin() as connection:
-            row_id = self._job_row_id(connection, job_id)
+            row_ids = self._job_row_ids_of(connection, list({*metrics, *telemetry, *landscape}))
+            if metrics:
+                self._write_metric_rows(connection, metrics, name_ids, row_ids)
+            telemetry_batch = [
+                row
+                for job_id, records in telemetry.items()
+                for row in telemetry_rows(row_ids[job_id], records)
+            ]
+            self._upsert(connection, telemetry_table, telemetry_batch, ["job_id", "step", "layer"])
+            landscape_batch = [
+                row
+                for job_id, records in landscape.items()
+                for row in landscape_rows(row_ids[job_id], records)
+            ]
+            self._upsert(connection, landscape_table, landscape_batch, ["job_id", "step"])
+            notify_jobs_changed(connection, list(metrics))
+
+    def _write_metric_rows(
+        self,
+        connection: Connection,
+        metrics: Mapping[str, Sequence[MetricPoint]],
+        name_ids: Mapping[str, int],
+        row_ids: Mapping[str, int],
+    ) -> None:
+        """Upsert the points (the last of a key within a job's batch wins) and refresh the changed blocks."""
+        rows: list[tuple[int, int, int, float | None]] = []
+        changed: dict[tuple[int, int], tuple[int, int]] = {}
+        for job_id, points in metrics.items():
+            values: dict[tuple[int, int], float | None] = {}
+            for point in points:
+                values[(name_ids[point.name], point.step)] = finite_or_none(point.value)
             keys = sorted(values)
-            rows = [(row_id, name_id, step, values[name_id, step]) for name_id, step in keys]
-            if self.is_postgres:
-                lock_job_metrics(connection, row_id)
-                changed = _copy_upsert_metrics(connection, rows)
-            else:
-                changed = step_range_per_name(keys)
-                columns = ("job_id", "name_id", "step", "value")
-                self._upsert(
-                    connection,
-                    metric_table,
-                    [dict(zip(columns, row, strict=True)) for row in rows],
-                    ["job_id", "name_id", "step"],
-                )
-            refresh_blocks(connection, self.is_postgres, row_id, changed)
-            notify_job_changed(connection, job_id)
+            row_id = row_ids[job_id]
+            rows.extend((row_id, name_id, step, values[name_id, step]) for name_id, step in keys)
+            if not self.is_postgres:
+                for name_id, step_range in step_range_per_name(keys).items():
+                    changed[(row_id, name_id)] = step_range
+        if self.is_postgres:
+            lock_jobs_metrics(connection, [row_ids[job_id] for job_id in metrics])
+            changed = _copy_upsert_metrics(connection, rows)
+        else:
+            columns = ("job_id", "name_id", "step", "value")
+            self._upsert(
+                connection,
+                metric_table,
+                [dict(zip(columns, row, strict=True)) for row in rows],
+                ["job_id", "name_id", "step"],
+            )
+        refresh_blocks(connection, self.is_postgres, changed)
 
     def _intern_metric_names(self, names: Iterable[str]) -> dict[str, int]:
         """Small integer ids for metric names, created on first use (concurrent writers agree)."""
@@ -115,12 +163,7 @@ class SeriesStore(StoreBase, SeriesStoreInterface):
 
     # -- telemetry ---------------------------------------------------------------------------------------
     def write_telemetry(self, job_id: str, records: Sequence[TelemetryRecord]) -> None:
-        if not records:
-            return
-        with self._engine.begin() as connection:
-            row_id = self._job_row_id(connection, job_id)
-            rows = telemetry_rows(row_id, records)
-            self._upsert(connection, telemetry_table, rows, ["job_id", "step", "layer"])
+        self.write_series_of_jobs({}, telemetry={job_id: records})
 
     def read_telemetry(self, job_id: str) -> list[LayerTelemetry]:
         telemetry = telemetry_table.c
@@ -134,12 +177,7 @@ class SeriesStore(StoreBase, SeriesStoreInterface):
 
     # -- landscape ---------------------------------------------------------------------------------------
     def write_landscape(self, job_id: str, records: Sequence[LandscapeRecord]) -> None:
-        if not records:
-            return
-        with self._engine.begin() as connection:
-            row_id = self._job_row_id(connection, job_id)
-            rows = landscape_rows(row_id, records)
-            self._upsert(connection, landscape_table, rows, ["job_id", "step"])
+        self.write_series_of_jobs({}, landscape={job_id: records})
 
     def read_landscape(self, job_id: str) -> list[LandscapeView]:
         landscape = landscape_table.c
@@ -154,9 +192,9 @@ class SeriesStore(StoreBase, SeriesStoreInterface):
 
 def _copy_upsert_metrics(
     connection: Connection, rows: list[tuple[int, int, int, float | None]]
-) -> dict[int, tuple[int, int]]:
+) -> dict[tuple[int, int], tuple[int, int]]:
     """PostgreSQL: binary COPY into the staging table, then one set-based upsert into `metric`. Returns,
-    per name id, the first and last step of the points it inserted or changed."""
+    per (job row id, name id), the first and last step of the points it inserted or changed."""
     connection.exec_driver_sql(_CREATE_STAGING)
     driver_connection = connection.connection.driver_connection
     assert driver_connection is not None
@@ -166,4 +204,4 @@ def _copy_upsert_metrics(
             for row in rows:
                 copy.write_row(row)
         cursor.execute(_UPSERT_FROM_STAGING)
-        return {name_id: (first, last) for name_id, first, last in cursor.fetchall()}
+        return {(row_id, name_id): (first, last) for row_id, name_id, first, last in cursor.fetchall()}

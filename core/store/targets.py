@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from core.store import rollup_reads
-from core.store.base import StoreBase, job_table
+from core.store.base import StoreBase
 from core.store.interface import TargetStoreInterface
-from core.store.views import Crossing, JobNotFound, SeriesWithCrossing
+from core.store.views import Crossing, SeriesWithCrossing
 
 
 class TargetStore(StoreBase, TargetStoreInterface):
@@ -68,15 +65,3 @@ class TargetStore(StoreBase, TargetStoreInterface):
             steps, values = rollup_reads.as_lists(points)
             read[job_id] = SeriesWithCrossing(steps, values, crossings.get(row_id))
         return read
-
-    def _job_row_ids_of(self, connection: Connection, job_ids: Sequence[str]) -> dict[str, int]:
-        """{job id: row id}, the ones not cached yet looked up in one query."""
-        missing = sorted(set(job_ids) - self._job_row_ids.keys())
-        if missing:
-            job = job_table.c
-            rows = connection.execute(sa.select(job.public_id, job.id).where(job.public_id.in_(missing)))
-            self._job_row_ids.update({public_id: row_id for public_id, row_id in rows})
-        for job_id in job_ids:
-            if job_id not in self._job_row_ids:
-                raise JobNotFound(job_id)
-        return {job_id: self._job_row_ids[job_id] for job_id in job_ids}

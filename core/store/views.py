@@ -195,6 +195,8 @@ class LayerTelemetry:
     std: list[float | None]
     saturated_fraction: list[float | None]
     grad_norm: list[float | None]
+    ics_gradient_change: list[float | None]
+    ics_gradient_cosine: list[float | None]
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,10 @@ def _check_shape(request: SweepRequest, max_size: int) -> None:
 def _with_point(base: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
     """The base spec (JSON) with each axis of the grid point set to its value."""
     spec = deepcopy(dict(base))
+    # batch_norm and normalization say one thing two ways (`core.spec`): an axis setting one decides both.
+    for field, twin in (("batch_norm", "normalization"), ("normalization", "batch_norm")):
+        if field in point and twin not in point:
+            spec.pop(twin, None)
     for axis, value in point.items():
         head, _, rest = axis.partition(".")
         if rest:

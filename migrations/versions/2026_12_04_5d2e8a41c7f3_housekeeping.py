@@ -1,7 +1,7 @@
 """Housekeeping: tags, a note and an archived flag on jobs and sweeps.
 
 Revision ID: 5d2e8a41c7f3
-Revises: 5d2e7c91a4f3
+Revises: d7e3b2a9c6f1
 Create Date: 2026-12-04 18:00:00
 
 Columns with server defaults, so rows already stored read as untagged, without a note, not archived. Adding
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5d2e8a41c7f3"
-down_revision: str | None = "5d2e7c91a4f3"
+down_revision: str | None = "d7e3b2a9c6f1"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -52,33 +52,58 @@ def test_a_fused_sweep_publishes_one_task_per_group_bn_on_and_off_apart(
     assert "8 jobs in 2 fused groups of 4, 4" in execution["note"]
 
 
-def test_groups_above_the_size_limit_are_split_evenly_and_unfusable_jobs_run_alone(
+def test_groups_above_the_size_limit_are_split_evenly_one_per_bn_implementation(
     migrated_database_url: str, broker_url: str
 ) -> None:
     app = create_app(settings_for(migrated_database_url, broker_url, max_fused_group_size=4))
     try:
         with TestClient(app) as client:
-            # Five fusable learning rates (one group of 5 → 3 + 2); bnlab's own BN layer does not fuse.
+            # Five learning rates per BN implementation: one group each, of 5 → 3 + 2.
             created = submit(
                 client,
                 grid={"bn_implementation": ["torch", "bnlab"], "learning_rate": [0.01, 0.03, 0.1, 0.3, 1.0]},
             )
-            fusable, alone = created["job_ids"][:5], created["job_ids"][5:]
+            torch_bn, paper_bn = created["job_ids"][:5], created["job_ids"][5:]
+            groups = [torch_bn[:3], torch_bn[3:], paper_bn[:3], paper_bn[3:]]
 
             tasks = published_tasks(broker_url)
-            assert sorted(tasks) == sorted(
-                [(TRAIN_GROUP_TASK, fusable[:3]), (TRAIN_GROUP_TASK, fusable[3:])]
-                + [(TRAIN_TASK, job_id) for job_id in alone]
-            )
+            assert sorted(tasks) == sorted((TRAIN_GROUP_TASK, group) for group in groups)
             execution = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]
-            assert execution["used"] == "mixed"
-            assert [group["job_ids"] for group in execution["fused_groups"]] == [fusable[:3], fusable[3:]]
-            assert execution["separate_job_ids"] == alone
-            assert "5 jobs fuse with no other and run as one task each" in execution["note"]
+            assert execution["used"] == "fused"
+            assert [group["job_ids"] for group in execution["fused_groups"]] == groups
+            assert execution["separate_job_ids"] == []
+            assert "10 jobs in 4 fused groups of 3, 2, 3, 2" in execution["note"]
             listed = client.get("/v1/sweeps").json()["items"][0]["execution"]
             assert listed == execution
+
+            # With BN on, each implementation's one job fuses with no other; the two without BN (no BN
+            # layer at all, whichever implementation) form one group.
+            created = submit(
+                client, grid={"batch_norm": [True, False], "bn_implementation": ["torch", "bnlab"]}
+            )
+            alone, fused = created["job_ids"][:2], created["job_ids"][2:]
+            tasks = published_tasks(broker_url)
+            assert (TRAIN_GROUP_TASK, fused) in tasks and all((TRAIN_TASK, job) in tasks for job in alone)
+            execution = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]
+            assert execution["used"] == "mixed"
+            assert [group["job_ids"] for group in execution["fused_groups"]] == [fused]
+            assert execution["separate_job_ids"] == alone
+            assert "2 jobs fuse with no other and run as one task each" in execution["note"]
     finally:
         app.state.store.dispose()
+
+
+def test_a_cnn_sweep_fuses_apart_from_an_mlp_sweep(client: TestClient, broker_url: str) -> None:
+    cnn = {**BASE_SPEC, "architecture": {"kind": "cnn", "channels": [4, 8], "activation": "relu"}}
+    created = submit(client, grid={"learning_rate": [0.1, 1.0]}, seeds=[0, 1], base=cnn)
+    mlp = submit(client, grid={"learning_rate": [0.1, 1.0]})
+
+    assert sorted(published_tasks(broker_url)) == sorted(
+        [(TRAIN_GROUP_TASK, created["job_ids"]), (TRAIN_GROUP_TASK, mlp["job_ids"])]
+    )
+    execution = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]
+    assert execution["used"] == "fused" and execution["separate_job_ids"] == []
+    assert [group["job_ids"] for group in execution["fused_groups"]] == [created["job_ids"]]
 
 
 def test_a_separate_sweep_and_a_single_fusable_job_run_one_task_per_job(
@@ -116,9 +141,9 @@ def test_the_republisher_publishes_a_group_again_as_one_group_task(
 
 
 def test_each_job_says_whether_a_fused_group_trains_it_and_which(client: TestClient, store: Store) -> None:
-    # bnlab's own BN layer does not fuse: its two jobs run alone, torch's two form one group.
-    created = submit(client, grid={"bn_implementation": ["torch", "bnlab"], "learning_rate": [0.1, 1.0]})
-    fused, alone = created["job_ids"][:2], created["job_ids"][2:]
+    # BN on: each implementation's job fuses with no other and runs alone; BN off: the two form one group.
+    created = submit(client, grid={"batch_norm": [True, False], "bn_implementation": ["torch", "bnlab"]})
+    alone, fused = created["job_ids"][:2], created["job_ids"][2:]
     [group] = client.get(f"/v1/sweeps/{created['id']}").json()["execution"]["fused_groups"]
     assert group["job_ids"] == fused
 
@@ -136,8 +161,8 @@ def test_each_job_says_whether_a_fused_group_trains_it_and_which(client: TestCli
 def test_the_sweep_counts_each_groups_jobs_and_the_separate_ones_by_status(
     client: TestClient, store: Store
 ) -> None:
-    created = submit(client, grid={"bn_implementation": ["torch", "bnlab"], "learning_rate": [0.1, 1.0]})
-    fused, alone = created["job_ids"][:2], created["job_ids"][2:]
+    created = submit(client, grid={"batch_norm": [True, False], "bn_implementation": ["torch", "bnlab"]})
+    alone, fused = created["job_ids"][:2], created["job_ids"][2:]
     client.post(f"/v1/jobs/{fused[0]}/cancel")
     store.acquire_lease(alone[1], "a-worker", lease_seconds=60)
 

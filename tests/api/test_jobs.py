@@ -232,6 +232,8 @@ def telemetry_record(step: int, layer: int, saturated: float | None) -> Telemetr
     return TelemetryRecord(
         step=step, layer=layer, unit_p15=-1.0 - step, unit_p50=0.0, unit_p85=1.0 + step, p15=-2.0, p50=0.1,
         p85=2.0, mean=0.1, std=1.5, saturated_fraction=saturated, grad_norm=math.inf if step == 20 else 0.3,
+        ics_gradient_change=None if step == 0 else 0.01 * step,
+        ics_gradient_cosine=None if step == 0 else 0.9,
     )  # fmt: skip
 
 
@@ -248,9 +250,11 @@ def test_telemetry_is_served_per_layer_in_step_order(client: TestClient, store: 
     assert first["unit_p15"] == [-1.0, -21.0, -41.0]
     assert first["saturated_fraction"] == [0.25, 0.25, 0.25]
     assert first["grad_norm"] == [0.3, None, 0.3]  # inf is no JSON number
+    assert first["ics_gradient_change"] == [None, 0.2, 0.4]  # Santurkar's ICS; none measured at step 0 here
+    assert first["ics_gradient_cosine"] == [None, 0.9, 0.9]
     assert set(first) == {
         "layer", "steps", "unit_p15", "unit_p50", "unit_p85", "p15", "p50", "p85", "mean", "std",
-        "saturated_fraction", "grad_norm",
+        "saturated_fraction", "grad_norm", "ics_gradient_change", "ics_gradient_cosine",
     }  # fmt: skip
 
 

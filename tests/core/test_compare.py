@@ -319,3 +319,16 @@ def test_a_comparison_orders_diverged_jobs_last_and_keeps_nan_out() -> None:
     assert [row.id for row in rows] == ["fast", "slow", "diverged"]
     assert rows[-1].final is None and rows[-1].best == 0.95
     assert rows[0].speedup_vs_baseline == pytest.approx(20 / 10) and not rows[0].speedup_is_lower_bound
+
+
+def test_spec_diff_names_the_normalization_only_where_batch_norm_does_not_say_it() -> None:
+    specs = {
+        "bn": stored_spec(batch_norm=True),
+        "layer": stored_spec(batch_norm=False, normalization="layer"),
+        "none": stored_spec(batch_norm=False),
+    }
+    assert spec_diff(specs) == {
+        "bn": {"batch_norm": True, "normalization": "batch"},
+        "layer": {"batch_norm": False, "normalization": "layer"},
+        "none": {"batch_norm": False, "normalization": "none"},
+    }

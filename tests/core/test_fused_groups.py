@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -60,20 +61,42 @@ def test_what_only_changes_numbers_fuses(changes: dict[str, Any]) -> None:
 )
 def test_what_shapes_tensors_or_the_schedule_does_not(changes: dict[str, Any]) -> None:
     assert not can_fuse(spec(), spec(**changes))
-    assert fusion_key(spec(**changes)) is not None
+    assert fusion_key(spec()) != fusion_key(spec(**changes))
+
+
+CNN = {"architecture": {"kind": "cnn", "channels": [8], "activation": "relu"}}
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("first", "second"),
     [
-        {"architecture": {"kind": "cnn", "channels": [8], "activation": "relu"}},
-        {"bn_implementation": "bnlab"},
+        (CNN, {**CNN, "learning_rate": 1.0, "seed": 3, "dropout": 0.2}),
+        ({**CNN, "bn_implementation": "bnlab"}, {**CNN, "bn_implementation": "bnlab", "bn_momentum": 0.5}),
+        ({"bn_implementation": "bnlab"}, {"bn_implementation": "bnlab", "init": "he"}),
     ],
+    ids=["cnn", "cnn-paper-bn", "mlp-paper-bn"],
 )
-def test_some_specs_never_fuse(changes: dict[str, Any]) -> None:
-    unfusable = spec(**changes)
-    assert fusion_key(unfusable) is None
-    assert not can_fuse(unfusable, unfusable)
+def test_cnns_and_paper_bn_fuse_with_their_like(first: dict[str, Any], second: dict[str, Any]) -> None:
+    assert can_fuse(spec(**first), spec(**second))
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (CNN, {}),  # a CNN and an MLP
+        (CNN, {**CNN, "architecture": {"kind": "cnn", "channels": [8, 8], "activation": "relu"}}),
+        (CNN, {**CNN, "architecture": {"kind": "cnn", "channels": [16], "activation": "relu"}}),
+        (CNN, {**CNN, "architecture": {"kind": "cnn", "channels": [8], "activation": "tanh"}}),
+        (CNN, {**CNN, "batch_norm": False}),
+        ({}, {"bn_implementation": "bnlab"}),
+        (CNN, {**CNN, "bn_implementation": "bnlab"}),
+    ],
+    ids=["mlp-and-cnn", "depth", "channels", "activation", "bn-off", "mlp-bn-impl", "cnn-bn-impl"],
+)
+def test_what_shapes_a_stack_keeps_cnns_and_bn_implementations_apart(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    assert not can_fuse(spec(**first), spec(**second))
 
 
 def test_the_bn_implementation_does_not_matter_without_bn() -> None:
@@ -85,10 +108,9 @@ def test_groups_keep_the_order_in_which_they_first_appear() -> None:
     assert split_into_fused_groups(specs, max_group_size=16) == [[0, 2], [1, 3]]
 
 
-def test_an_unfusable_spec_is_a_group_of_its_own() -> None:
-    cnn = {"architecture": {"kind": "cnn", "channels": [8], "activation": "relu"}}
-    specs = [spec(**cnn), spec(), spec(**cnn), spec(seed=1)]
-    assert split_into_fused_groups(specs, max_group_size=16) == [[0], [1, 3], [2]]
+def test_cnns_and_each_bn_implementation_make_groups_of_their_own() -> None:
+    specs = [spec(**CNN), spec(), spec(**CNN, seed=1), spec(bn_implementation="bnlab"), spec(seed=1)]
+    assert split_into_fused_groups(specs, max_group_size=16) == [[0, 2], [1, 4], [3]]
 
 
 @pytest.mark.parametrize(
@@ -119,3 +141,23 @@ def test_a_group_size_below_one_is_refused() -> None:
 def test_grouping_does_not_import_torch() -> None:
     code = "import sys, core.fused_groups; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, check=False).returncode == 0
+
+
+def test_each_normalization_kind_fuses_only_with_its_own() -> None:
+    kinds = [
+        spec(normalization=kind, batch_norm=kind == "batch") for kind in ("none", "batch", "layer", "group")
+    ]
+    kinds.append(spec(normalization="group", batch_norm=False, groups=4))
+    assert all(can_fuse(kind, kind.model_copy(update={"seed": 3})) for kind in kinds)
+    assert not any(can_fuse(first, second) for first, second in itertools.combinations(kinds, 2))
+
+
+def test_the_telemetry_mode_matters_only_with_telemetry() -> None:
+    assert can_fuse(spec(), spec(telemetry_mode="train"))
+    assert not can_fuse(spec(telemetry_every=100), spec(telemetry_every=100, telemetry_mode="train"))
+
+
+def test_noisy_bn_fuses_with_noisy_bn_of_any_strength_only() -> None:
+    noisy = spec(bn_noise={"mean_std": 0.5, "scale_std": 0.5})
+    assert can_fuse(noisy, spec(bn_noise={"mean_std": 2.0, "scale_std": 0.0}, seed=4))
+    assert not can_fuse(noisy, spec())

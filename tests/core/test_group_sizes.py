@@ -35,7 +35,22 @@ def test_the_footprint_follows_the_documented_formula() -> None:
     assert model_footprint_bytes(spec(optimizer="adam")) == 4 * 2 * (parameters * 4 + activations)
     plain = 64 * 10 + 10 * 20 + 20 * 10 + (10 + 20) + 10
     assert model_footprint_bytes(spec(batch_norm=False)) == 4 * 2 * (plain * 2 + 4 * (64 + 3 * 30 + 20))
-    assert model_footprint_bytes(spec(architecture={"kind": "cnn"})) is None
+    paper = activations + 4 * 2 * (10 + 20)  # bnlab's paper BN keeps 6 values per unit, not 4
+    assert model_footprint_bytes(spec(bn_implementation="bnlab")) == 4 * 2 * (parameters * 2 + paper)
+
+
+def test_the_footprint_of_a_cnn_follows_the_documented_formula() -> None:
+    # digits: 1×8×8 images. Blocks of 4 channels on 8×8 and 8 channels on 4×4, then a head from 8×2×2.
+    cnn = {"architecture": {"kind": "cnn", "channels": [4, 8]}}
+    parameters = (9 * 1 * 4 + 2 * 4) + (9 * 4 * 8 + 2 * 8) + 8 * 2 * 2 * 10 + 10
+    activations = 4 * (64 + 4 * 8 * 8 * 4.25 + 8 * 4 * 4 * 4.25 + 2 * 10)
+    assert model_footprint_bytes(spec(**cnn)) == int(4 * 2 * (parameters * 2 + activations))
+    big = model_footprint_bytes(spec(**cnn, dataset="mnist", batch_size=512))
+    assert (
+        big is not None
+        and models_fitting(spec(**cnn, dataset="mnist", batch_size=512), 8000)
+        == int((8000 * GPU_MEMORY_USABLE_FRACTION - GPU_MEMORY_RESERVED_MB) * 2**20) // big
+    )
 
 
 def test_models_that_fit_a_gpu_leave_its_reserve_free() -> None:

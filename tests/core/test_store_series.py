@@ -166,6 +166,8 @@ def _telemetry(step: int, layer: int, scale: float) -> TelemetryRecord:
         std=scale,
         saturated_fraction=None if layer == 1 else 0.25,
         grad_norm=math.nan if step == 20 else 0.5,
+        ics_gradient_change=0.1 * scale,
+        ics_gradient_cosine=math.nan if step == 20 else 0.75,
     )
 
 
@@ -183,6 +185,8 @@ def test_telemetry_comes_back_per_layer_as_lists(store: Store) -> None:
     assert first.p15 == [-2.0, -6.0, -8.0]
     assert first.saturated_fraction == [0.25, 0.25, 0.25]
     assert first.grad_norm == [0.5, 0.5, None]
+    assert first.ics_gradient_change == pytest.approx([0.1, 0.3, 0.4])
+    assert first.ics_gradient_cosine == [0.75, 0.75, None]
     assert second.steps == [0, 10]
     assert second.saturated_fraction == [None, None]
 
@@ -218,3 +222,36 @@ def test_landscape_probes_round_trip_with_nan_as_null(store: Store) -> None:
         stored = connection.execute(sa.text("SELECT losses FROM landscape")).scalar_one()
     text = stored if isinstance(stored, str) else json.dumps(stored)
     assert "NaN" not in text and json.loads(text) == [0.5, 0.4, None]
+
+
+def test_many_jobs_written_at_once_read_back_as_written_one_by_one(store: Store) -> None:
+    """A fused group's batched write: each job's series (downsampled from the rollup too), telemetry and
+    probes as if each job had been written alone."""
+    together = [store.create_job(make_spec()) for _ in range(3)]
+    alone = [store.create_job(make_spec()) for _ in range(3)]
+    metrics = {
+        index: [MetricPoint("val_loss", step, (index + 1) * math.sin(step / 7)) for step in range(0, 3000, 3)]
+        + [MetricPoint("train_loss", step, index - step / 100) for step in range(0, 3000, 5)]
+        for index in range(3)
+    }
+    telemetry = {index: [_telemetry(step, 0, 1.0 + index) for step in (0, 10)] for index in range(3)}
+    probe = LandscapeRecord(100, [0.1], [0.5], 0.1, 0.2, 3.5, 1.25, 0.1)
+
+    store.write_series_of_jobs(
+        {job.id: metrics[index] for index, job in enumerate(together)},
+        telemetry={job.id: telemetry[index] for index, job in enumerate(together)},
+        landscape={together[1].id: [probe]},
+    )
+    for index, job in enumerate(alone):
+        store.write_metrics(job.id, metrics[index])
+        store.write_telemetry(job.id, telemetry[index])
+    store.write_landscape(alone[1].id, [probe])
+
+    for batched, single in zip(together, alone, strict=True):
+        for max_points in (40, EVERYTHING):
+            assert store.read_metrics(batched.id, None, max_points) == store.read_metrics(
+                single.id, None, max_points
+            )
+        assert store.read_telemetry(batched.id) == store.read_telemetry(single.id)
+        assert store.read_landscape(batched.id) == store.read_landscape(single.id)
+    assert store.read_landscape(together[0].id) == []

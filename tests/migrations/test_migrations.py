@@ -17,6 +17,7 @@ from core.db.migrate import alembic_config, downgrade_database, upgrade_database
 from core.db.tables import Base
 from core.results import MetricPoint
 from core.store import Store
+from core.store.jobs import queued_job_values
 from tests.core.test_store import make_spec
 from tests.core.test_store_series import _reference_downsample
 
@@ -129,5 +130,30 @@ def test_the_rollup_migration_fills_the_rollup_from_metrics_already_stored(datab
         # Writing on top of the migrated rollup keeps it right.
         store.write_metrics(job_id, [MetricPoint("val_loss", 7, -5.0)])
         assert store.read_metrics(job_id, None, 40)["val_loss"][1][1] == -5.0
+    finally:
+        store.dispose()
+
+
+def test_jobs_stored_before_the_telemetry_mode_keep_the_train_mode_they_probed_in(database_url: str) -> None:
+    upgrade_database(database_url, "c4a1e5d9f273")
+    # Inserted by hand: today's `Store.create_job` also writes columns of later revisions (tags, ...).
+    values = queued_job_values(make_spec(telemetry_every=10))
+    del values["spec"]["telemetry_mode"]  # as a job of before the field was stored
+    columns = [sa.column(name) for name in (*values, "created_at") if name != "spec"]
+    job_rows = sa.table("job", *columns, sa.column("spec", sa.JSON))
+    engine = create_database_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(job_rows.insert().values(created_at=datetime.now(UTC), **values))
+    finally:
+        engine.dispose()
+
+    upgrade_database(database_url)
+
+    store = Store(database_url)
+    try:
+        migrated = store.get_job(values["public_id"])
+        assert migrated is not None and migrated.spec["telemetry_mode"] == "train"
+        assert store.create_job(make_spec(telemetry_every=10)).spec["telemetry_mode"] == "inference"
     finally:
         store.dispose()

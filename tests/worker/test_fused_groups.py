@@ -7,17 +7,28 @@ uninterrupted run of the same group.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy
 
-from core.results import Callbacks, GroupCheckpointHook, ModelResultHook, Progress, Result
+from core.results import (
+    Callbacks,
+    GroupCheckpointHook,
+    MetricPoint,
+    ModelResultHook,
+    Progress,
+    Result,
+    SyncPointHook,
+)
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import MetricSeries, Store, SweepView
 from tests.worker.test_training import METRICS, SimulatedCrash, liveness_settings, tiny_spec
+from worker import group_reporting
 from worker.delivery import TIME_LIMIT_EXCEEDED
 from worker.fused_groups import train_group
 from worker.training import train_job
@@ -80,6 +91,7 @@ def core_crashing_after_checkpoint(step: int, report_model_results: bool = True)
         settings: Settings,
         on_group_checkpoint: GroupCheckpointHook,
         on_model_result: ModelResultHook,
+        on_sync_point: SyncPointHook,
     ) -> list[Result]:
         def save_then_crash(saved_at: int, blob: bytes) -> None:
             on_group_checkpoint(saved_at, blob)
@@ -87,7 +99,9 @@ def core_crashing_after_checkpoint(step: int, report_model_results: bool = True)
                 raise SimulatedCrash
 
         reported = on_model_result if report_model_results else lambda *_: None
-        return train_group_with_core(specs, callbacks, checkpoint, settings, save_then_crash, reported)
+        return train_group_with_core(
+            specs, callbacks, checkpoint, settings, save_then_crash, reported, on_sync_point
+        )
 
     return train
 
@@ -287,6 +301,60 @@ def test_a_job_whose_model_ended_in_a_checkpoint_older_than_on_model_result_is_f
     assert {(delivery.lease, delivery.status) for delivery in again} == {("finished", None)}
     unchanged = store.get_job(diverged_id)
     assert unchanged is not None and (unchanged.status, unchanged.finished_at) == ("diverged", finished_at)
+
+
+def statements_per_sync_point(store: Store, models: int) -> list[int]:
+    """The SQL statements a delivered group of `models` jobs makes from its training thread between one sync
+    point and the next (the next one's writes included), each sync point writing what it has."""
+    specs = [
+        tiny_spec(
+            learning_rate=0.1 * (1 + index),
+            seed=index,
+            steps=60,
+            telemetry_every=20,
+            landscape_every=30,
+            checkpoint_every=0,
+        )
+        for index in range(models)
+    ]
+    [group] = fused_sweep(store, specs).fused_groups
+    training_thread = threading.get_ident()
+    counts: list[int] = []
+
+    def count(*_: Any) -> None:
+        if counts and threading.get_ident() == training_thread:
+            counts[-1] += 1
+
+    def train(*arguments: Any) -> list[Result]:
+        *rest, on_sync_point = arguments
+
+        def counted(step: int) -> None:
+            on_sync_point(step)
+            counts.append(0)  # what follows belongs to the next sync point
+
+        return train_group_with_core(*rest, counted)
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        deliveries = train_group(store, group.job_ids, liveness_settings(store), train=train)
+    finally:
+        sqlalchemy.event.remove(store.engine, "before_cursor_execute", count)
+    assert {delivery.status for delivery in deliveries} == {"succeeded"}
+    return counts[:-1]  # the last: the jobs finishing, one by one as their events say
+
+
+def test_a_group_stores_each_sync_point_in_as_many_statements_however_many_jobs_it_has(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_reporting, "FLUSH_EVERY_SECONDS", 0.0)  # every sync point writes
+    monkeypatch.setattr(group_reporting, "PROGRESS_EVERY_SECONDS", 0.0)
+    # The metric names are interned once, by a store's first write of them.
+    store.write_metrics(store.create_job(tiny_spec()).id, [MetricPoint(name, 0, 0.0) for name in METRICS])
+
+    two, eight = statements_per_sync_point(store, 2), statements_per_sync_point(store, 8)
+
+    assert min(two) == min(eight) > 0  # progress alone
+    assert max(two) == max(eight)  # metrics, telemetry, landscape and progress of every job together
 
 
 def test_a_group_that_cannot_train_fails_every_job_with_the_message(store: Store) -> None:

@@ -1,7 +1,8 @@
 """Fused sweeps through the running service — the API (with its republisher) under uvicorn and a real Celery
-worker, on SQLite + SQLite broker and on PostgreSQL + Redis: groups train as one task each and every job
-ends as its separate run would; a cancel stops one model of a running group; a group whose pool child is
-killed resumes from the group's checkpoint and ends with the metrics of an uninterrupted run."""
+worker, on SQLite + SQLite broker and on PostgreSQL + Redis: groups (MLPs, CNNs, either BN implementation)
+train as one task each and every job ends as its separate run would; a cancel stops one model of a running
+group; a group whose pool child is killed resumes from the group's checkpoint and ends with the metrics of
+an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -143,6 +144,40 @@ def test_a_fused_sweep_trains_as_groups_and_each_job_ends_as_its_separate_run(
         assert fused_values == pytest.approx(separate_values, abs=VAL_LOSS_TOLERANCE)
         fused_job = running.job(fused_id)
         assert fused_job["progress"]["step"] == 100 and fused_job["summary"]["final_val_accuracy"] is not None
+
+
+def test_a_fused_cnn_sweep_with_either_bn_implementation_ends_as_its_separate_runs(
+    service: tuple[RunningService, RunningWorker],
+) -> None:
+    running, worker = service
+    sweep = {
+        "base": {
+            **TINY_BASE,
+            "architecture": {"kind": "cnn", "channels": [4], "activation": "relu"},
+            "learning_rate": 0.1,
+            "steps": 60,
+            "eval_every": 20,
+            "telemetry_every": 0,
+        },
+        "grid": {"bn_implementation": ["torch", "bnlab"], "learning_rate": [0.05, 0.2]},
+        "seeds": [0],
+    }
+    fused = submit_sweep(running, **sweep)
+    separate = submit_sweep(running, **sweep, execution="separate")
+
+    fused_view, separate_view = wait_for_sweep(running, fused["id"]), wait_for_sweep(running, separate["id"])
+
+    assert fused_view["status_counts"]["succeeded"] == separate_view["status_counts"]["succeeded"] == 4
+    groups = fused_view["execution"]["fused_groups"]
+    assert [group["job_ids"] for group in groups] == [fused["job_ids"][:2], fused["job_ids"][2:]]
+    for group in groups:
+        jobs = jobs_of(worker.store, group["job_ids"])
+        assert len({job.lease_owner for job in jobs}) == 1 and {job.attempts for job in jobs} == {1}
+    for fused_id, separate_id in zip(fused["job_ids"], separate["job_ids"], strict=True):
+        fused_steps, fused_values = val_loss(running, fused_id)
+        separate_steps, separate_values = val_loss(running, separate_id)
+        assert fused_steps == separate_steps == [20, 40, 60]  # the last one is the final validation loss
+        assert fused_values == pytest.approx(separate_values, abs=VAL_LOSS_TOLERANCE)
 
 
 def test_cancelling_one_job_of_a_running_group_stops_only_its_model(

@@ -401,8 +401,8 @@ def test_a_checkpoint_of_another_group_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "other",
-    [{"batch_size": 16}, {"optimizer": "adam"}, {"bn_implementation": "bnlab"}],
-    ids=["batch-size", "optimizer", "paper-bn"],
+    [{"batch_size": 16}, {"optimizer": "adam"}, {"architecture": {"kind": "cnn", "channels": [4]}}],
+    ids=["batch-size", "optimizer", "mlp-and-cnn"],
 )
 def test_specs_that_cannot_fuse_are_refused(other: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="cannot be trained as one fused group"):

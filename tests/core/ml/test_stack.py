@@ -220,7 +220,7 @@ def test_telemetry_of_a_stack_is_one_batched_probe_and_one_read(
     trainer.train(3)
     inputs = trainer.data.train_x[: trainer.data.probe_size].expand(models, -1, -1)
     with host_reads_counted(monkeypatch) as reads, OpCounter() as counter:
-        records = trainer.stack.telemetry(inputs, step=3)
+        records = trainer.stack.telemetry(inputs, step=3, training=True)
     assert reads == Counter({"tolist": 1})
     assert [[record.layer for record in rows] for rows in records] == [[0, 1]] * models
     assert counter.counts["aten.kthvalue.default"] == 2 * 6  # 2 layers × 6 percentiles, whatever M
@@ -294,3 +294,17 @@ def test_landscape_probes_in_a_stack_are_those_of_the_lone_runs(net: dict[str, A
             assert mine.losses == pytest.approx(theirs.losses, rel=1e-4)
             assert mine.grad_norm == pytest.approx(theirs.grad_norm, rel=1e-4)
             assert mine.beta_smoothness == pytest.approx(theirs.beta_smoothness, rel=1e-3)
+
+
+def test_a_stacked_net_drops_out_for_its_models_with_dropout_when_the_first_has_none() -> None:
+    """A CNN stack built from a first net without dropout still drops units of the models that ask for it;
+    the model with rate 0 keeps every value and follows its lone run."""
+    common = {**CNN, "steps": 20, "eval_every": 10}
+    plain, dropping = make_spec(**common, seed=0), make_spec(**common, seed=1, dropout=0.5)
+    together = train_stack([plain, dropping], [Callbacks(), Callbacks()], settings=Settings())
+    (plain_alone,) = train_stack([plain], [Callbacks()], settings=Settings())
+    (without_dropout,) = train_stack([make_spec(**common, seed=1)], [Callbacks()], settings=Settings())
+    assert together[0].summary.final_val_loss == pytest.approx(plain_alone.summary.final_val_loss, abs=1e-4)
+    assert together[1].summary.final_train_loss != pytest.approx(
+        without_dropout.summary.final_train_loss, abs=1e-3
+    )
