@@ -25,6 +25,9 @@ DIVERGING_SPEC = {
     "steps": 100,
     "eval_every": 1,
     "device": "cpu",
+    # With the counter-based sampler's batches, seed 4 reads NaN validation losses at steps 25-27 and
+    # diverges at 31 (seed 0 diverges at 71 with every evaluation still finite).
+    "seed": 4,
 }
 # The same net and learning rate with batch norm trains through (the paper's claim, at its extreme).
 BN_TWIN_SPEC = {**DIVERGING_SPEC, "batch_norm": True, "name": "bn-lr-100"}
