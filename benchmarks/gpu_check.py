@@ -7,7 +7,10 @@ Measures, on the paper's digits MLP with BN (3x100 sigmoid, batch 60, SGD, 4 lea
   batches drawn on the device, baddbmm, BN over each model's batch, sigmoid, cross-entropy, autograd, SGD;
   and the ratio of bnlab to it;
 - the GPU-busy share of a fused group's training (kernel time from torch.profiler over its wall time);
-and then runs `pytest -m gpu` (the CUDA-path tests). Nothing to install beyond bnlab's core dependencies.
+and then runs `pytest -m gpu` (the CUDA-path tests). Then the service part (`gpu_service_check.py`): the
+embedded mode on the device, one job and a 1,024-job fused sweep from POST to the last result (goal on one
+H200: 15 s). `--skip-service` / `--service-only` run one part; on a CPU: `--device cpu --sweep-size 16`.
+Nothing to install beyond bnlab's core dependencies (the service part needs the API's too: `make install`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gpu_service_check import run_service_check, sweep_size_error
 
 from core.ml import run
 from core.ml.data import load_dataset
@@ -143,21 +148,12 @@ def anchor(models: int, steps: int, device: str) -> float:
     return models * steps / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--models", type=int, nargs="+", help="fused group sizes (GPU: 256 1024 4096)")
-    parser.add_argument("--steps", type=int, help="steps per run (GPU: 300)")
-    parser.add_argument("--no-tests", action="store_true", help="skip `pytest -m gpu`")
-    arguments = parser.parse_args()
+def trainer_check(arguments: argparse.Namespace) -> int:
+    """The trainer part: single job, fused groups against the anchor, GPU busy share, `pytest -m gpu`."""
     on_gpu = arguments.device.startswith("cuda")
-    if on_gpu and not torch.cuda.is_available():
-        sys.exit("no CUDA device: run with --device cpu to check this script on a CPU")
     models = arguments.models or ([256, 1024, 4096] if on_gpu else [4, 16])
     steps = arguments.steps or (300 if on_gpu else 40)
-    name = torch.cuda.get_device_name() if on_gpu else "cpu"
-    print(f"device {arguments.device} ({name}), torch {torch.__version__}, {steps} steps per run")
-    print(f"single job (run): {single_job(steps, arguments.device):,.0f} steps/s")
+    print(f"{steps} steps per run; single job (run): {single_job(steps, arguments.device):,.0f} steps/s")
     print(f"{'M':>6} {'bnlab model-steps/s':>20} {'anchor model-steps/s':>21} {'ratio':>6}")
     for size in models:
         fused = fused_group(size, steps, arguments.device)
@@ -167,12 +163,39 @@ def main() -> None:
         size = models[len(models) // 2]
         share = gpu_busy_share(size, steps // 2, arguments.device)
         print(f"GPU busy during a fused group's training (M = {size:,}, torch.profiler): {share:.0%}")
-    if not arguments.no_tests:
-        root = Path(__file__).resolve().parent.parent
-        command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "tests/core/ml"]
-        print("$", " ".join(command[2:]), flush=True)
-        code = subprocess.call(command, cwd=root)
-        sys.exit(0 if code == NO_TESTS_COLLECTED and not on_gpu else code)  # a CPU deselects them all
+    if arguments.no_tests:
+        return 0
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "tests/core/ml"]
+    print("$", " ".join(command[2:]), flush=True)
+    code = subprocess.call(command, cwd=root)
+    return 0 if code == NO_TESTS_COLLECTED and not on_gpu else code  # a CPU deselects them all
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--models", type=int, nargs="+", help="fused group sizes (GPU: 256 1024 4096)")
+    parser.add_argument("--steps", type=int, help="steps per run (GPU: 300)")
+    parser.add_argument("--no-tests", action="store_true", help="skip `pytest -m gpu`")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--skip-service", action="store_true", help="only the trainer part")
+    parts.add_argument("--service-only", action="store_true", help="only the service part")
+    parser.add_argument(
+        "--sweep-size", type=int, default=1024, help="the service part's sweep (multiple of 4)"
+    )
+    arguments = parser.parse_args()
+    if (problem := sweep_size_error(arguments.sweep_size)) and not arguments.skip_service:
+        parser.error(problem)
+    on_gpu = arguments.device.startswith("cuda")
+    if on_gpu and not torch.cuda.is_available():
+        sys.exit("no CUDA device: run with --device cpu to check this script on a CPU")
+    name = torch.cuda.get_device_name() if on_gpu else "cpu"
+    print(f"device {arguments.device} ({name}), torch {torch.__version__}")
+    codes = [] if arguments.service_only else [trainer_check(arguments)]
+    if not arguments.skip_service:
+        codes.append(run_service_check(arguments.device, arguments.sweep_size))
+    sys.exit(max(codes))
 
 
 if __name__ == "__main__":
