@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # the store imports this module: its Protocol is only named here, never imported
-    from core.store.interface import DatasetStoreInterface
+    from core.store.interface_support import DatasetStoreInterface
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 USER_PREFIX = "user:"

@@ -51,6 +51,14 @@ from torch import Tensor, nn
 
 from core.ml.cpu_exactness import batch_norm_backward_by_model, batch_norm_backward_rounds_alike
 from core.ml.nets import Net
+from core.ml.stacked_mlp_parts import (
+    StackedLayer,
+    cross_entropy_and_gradient,
+    module_buffer,
+    parameter_places,
+    stacked_linear,
+    weight_layers,
+)
 from core.spec import JobSpec
 
 # In place: neither a linear layer nor batch_norm needs its output for the backward pass, so the
@@ -67,20 +75,6 @@ ACTIVATION_BACKWARDS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "relu": lambda gradient, output: torch.ops.aten.threshold_backward(gradient, output, 0),
 }
 ROW_ALIGNMENT = 16  # floats: 64 bytes, a cache line and an AVX-512 vector
-NO_REDUCTION = 0  # ATen's Reduction::None
-IGNORE_INDEX = -100  # cross_entropy's default: no class is ignored
-
-
-@dataclass(frozen=True)
-class _Layer:
-    """Where one weight layer's parameters are in `StackedMLP.parameters` (None: the layer has none)."""
-
-    weight: int
-    bias: int | None
-    bn_weight: int | None
-    bn_bias: int | None
-    norm: int | None  # which of the running-statistics buffers its BN keeps
-    width: int  # output features
 
 
 @dataclass(frozen=True)
@@ -117,18 +111,16 @@ class StackedMLP:
         self.device = device
         self.activation = ACTIVATIONS[nets[0].activation]
         self.activation_backward = ACTIVATION_BACKWARDS[nets[0].activation]
-        self._layers = _layers(nets[0], _parameter_places(nets[0]))
-        per_net = [
-            [getattr(module, name).detach() for module, name in _parameter_places(net)] for net in nets
-        ]
+        self.weight_layers = weight_layers(nets[0], parameter_places(nets[0]))
+        per_net = [[getattr(module, name).detach() for module, name in parameter_places(net)] for net in nets]
         self.parameters = [torch.stack(parameters).to(device) for parameters in zip(*per_net, strict=True)]
         norms = [[module for module in net.layers if isinstance(module, nn.BatchNorm1d)] for net in nets]
         self.running_means = [
-            torch.stack([_buffer(layers[index], "running_mean") for layers in norms]).to(device)
+            torch.stack([module_buffer(layers[index], "running_mean") for layers in norms]).to(device)
             for index in range(len(norms[0]))
         ]
         self.running_vars = [
-            torch.stack([_buffer(layers[index], "running_var") for layers in norms]).to(device)
+            torch.stack([module_buffer(layers[index], "running_var") for layers in norms]).to(device)
             for index in range(len(norms[0]))
         ]
         self._dropout_rates = [spec.dropout for spec in specs]
@@ -164,7 +156,7 @@ class StackedMLP:
         """
         tapes: list[_LayerTape] = []
         logits, head_inputs = self._forward(inputs, True, generator, tapes, dropout=dropout)
-        losses, logits_gradient = _cross_entropy_and_gradient(logits, labels)
+        losses, logits_gradient = cross_entropy_and_gradient(logits, labels)
         return losses, logits, self._backward(logits_gradient, head_inputs, tapes)
 
     @torch.no_grad()
@@ -184,11 +176,11 @@ class StackedMLP:
     @property
     def hidden_weight_positions(self) -> list[int]:
         """Where each hidden layer's weight is in `parameters`."""
-        return [layer.weight for layer in self._layers[:-1]]
+        return [layer.weight for layer in self.weight_layers[:-1]]
 
     def weight_gradient_norms(self, gradients: Sequence[Tensor]) -> list[Tensor]:
         """Each hidden weight layer's gradient norm per model, [M] per layer, from a step's `gradients`."""
-        return [gradients[layer.weight].flatten(1).norm(dim=1) for layer in self._layers[:-1]]
+        return [gradients[layer.weight].flatten(1).norm(dim=1) for layer in self.weight_layers[:-1]]
 
     def keep(self, slots: Sequence[int]) -> None:
         """Keep only the models at `slots` (in that order): the others leave the stacks for good."""
@@ -262,9 +254,9 @@ class StackedMLP:
         """Logits [M, B, classes] and the head's inputs; appends each hidden layer's tape to `tapes`, and
         with `captured` each nonlinearity's input to it. Dropout only in training and with `dropout`."""
         hidden = inputs
-        for layer in self._layers[:-1]:
+        for layer in self.weight_layers[:-1]:
             tape = _LayerTape(inputs=hidden)
-            pre_activation = _linear(hidden, self.parameters[layer.weight], self._bias(layer.bias))
+            pre_activation = stacked_linear(hidden, self.parameters[layer.weight], self._bias(layer.bias))
             if layer.norm is not None:
                 pre_activation = self._normalize(pre_activation, layer, training, tape)
             if captured is not None:
@@ -275,21 +267,21 @@ class StackedMLP:
                 hidden = hidden * tape.dropout_scale
             if tapes is not None:
                 tapes.append(tape)
-        head = self._layers[-1]
-        return _linear(hidden, self.parameters[head.weight], self._bias(head.bias)), hidden
+        head = self.weight_layers[-1]
+        return stacked_linear(hidden, self.parameters[head.weight], self._bias(head.bias)), hidden
 
     def _backward(
         self, logits_gradient: Tensor, head_inputs: Tensor, tapes: list[_LayerTape]
     ) -> list[Tensor]:
         """The gradient of every parameter, in the order of `parameters`, from that of the logits."""
         gradients: list[Tensor | None] = [None] * len(self.parameters)
-        head = self._layers[-1]
+        head = self.weight_layers[-1]
         assert head.bias is not None  # the head is a plain linear layer
         gradients[head.bias] = logits_gradient.sum(dim=1)
         gradients[head.weight] = torch.bmm(logits_gradient.transpose(1, 2), head_inputs)
         gradient = torch.bmm(logits_gradient, self.parameters[head.weight])
         for index in reversed(range(len(tapes))):
-            layer, tape = self._layers[index], tapes[index]
+            layer, tape = self.weight_layers[index], tapes[index]
             if tape.dropout_scale is not None:
                 gradient = gradient * tape.dropout_scale
             assert tape.activated is not None
@@ -328,7 +320,9 @@ class StackedMLP:
         self.activation(rows)  # in place: one loop per row
         return activated
 
-    def _normalize(self, pre_activation: Tensor, layer: _Layer, training: bool, tape: _LayerTape) -> Tensor:
+    def _normalize(
+        self, pre_activation: Tensor, layer: StackedLayer, training: bool, tape: _LayerTape
+    ) -> Tensor:
         """BN of pre-activations [M, B, F]: one batch_norm call per run of models.
 
         A run's pre-activations are copied into the [B, M·F] layout for the call (contiguous, as a separate
@@ -361,7 +355,7 @@ class StackedMLP:
         return _joined(outputs)
 
     def _normalization_backward(
-        self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
+        self, gradient: Tensor, layer: StackedLayer, tape: _LayerTape, gradients: list[Tensor | None]
     ) -> Tensor:
         """The gradient [M, B, F] of a BN layer's pre-activations from that of its output [M, B, F]; fills
         in γ's and β's gradients.
@@ -380,7 +374,7 @@ class StackedMLP:
         return self._normalization_backward_by_model(gradient, layer, tape, gradients)
 
     def _normalization_backward_by_run(
-        self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
+        self, gradient: Tensor, layer: StackedLayer, tape: _LayerTape, gradients: list[Tensor | None]
     ) -> Tensor:
         """One batch-norm backward call per run of models, each on the [B, m·F] layout of the forward call."""
         assert layer.bn_weight is not None and layer.bn_bias is not None
@@ -411,7 +405,7 @@ class StackedMLP:
         return _joined(input_gradients).contiguous()
 
     def _normalization_backward_by_model(
-        self, gradient: Tensor, layer: _Layer, tape: _LayerTape, gradients: list[Tensor | None]
+        self, gradient: Tensor, layer: StackedLayer, tape: _LayerTape, gradients: list[Tensor | None]
     ) -> Tensor:
         """One batch-norm backward call per model, as its lone run makes it (`core.ml.cpu_exactness`)."""
         assert (
@@ -438,7 +432,7 @@ class StackedMLP:
             batch_norm_backward_rounds_alike(batch, width, run.last - run.first, dtype) for run in self._runs
         )
 
-    def _normalization_vectors(self, layer: _Layer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _normalization_vectors(self, layer: StackedLayer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """γ, β and the running mean and variance of a BN layer, as [M·F] vectors."""
         assert layer.bn_weight is not None and layer.bn_bias is not None and layer.norm is not None
         return (
@@ -460,35 +454,6 @@ class StackedMLP:
         return torch.where(kept, self._dropout_scales.view(-1, 1, 1), 0.0)
 
 
-def _linear(inputs: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """x @ Wᵀ + b for M models: x [M, B, in], W [M, out, in], b [M, out] or None — F.linear's product."""
-    transposed = weight.transpose(1, 2)
-    if bias is None:
-        return torch.bmm(inputs, transposed)
-    return torch.baddbmm(bias.unsqueeze(1), inputs, transposed)
-
-
-def _cross_entropy_and_gradient(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Each model's mean cross-entropy [M] on logits [M, B, classes], and the gradient of their sum.
-
-    cross_entropy is nll_loss of log_softmax: the same two kernels, then their backward passes, with the
-    gradient of each model's mean (1/B per example) that autograd would feed them.
-    """
-    models, batch = logits.shape[0], logits.shape[1]
-    log_probabilities = torch.log_softmax(logits.view(models * batch, -1), dim=1)
-    per_example, total_weight = torch.ops.aten.nll_loss_forward(
-        log_probabilities, labels, None, NO_REDUCTION, IGNORE_INDEX
-    )
-    per_example_gradient = torch.ones_like(per_example).div_(batch)
-    log_probability_gradient = torch.ops.aten.nll_loss_backward(
-        per_example_gradient, log_probabilities, labels, None, NO_REDUCTION, IGNORE_INDEX, total_weight
-    )
-    logits_gradient = torch.ops.aten._log_softmax_backward_data(
-        log_probability_gradient, log_probabilities, 1, log_probabilities.dtype
-    )
-    return per_example.view(models, batch).mean(dim=1), logits_gradient.view(models, batch, -1)
-
-
 def _joined(parts: list[Tensor]) -> Tensor:
     """The runs' parts of a tensor, concatenated along the models' dimension (no copy for one run)."""
     return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -498,50 +463,3 @@ def _present(gradient: Tensor | None) -> Tensor:
     if gradient is None:
         raise AssertionError("a parameter got no gradient")
     return gradient
-
-
-def _parameter_places(net: Net) -> list[tuple[nn.Module, str]]:
-    """Every parameter of `net` as (module, attribute), in the order of `StackedMLP.parameters`."""
-    places: list[tuple[nn.Module, str]] = []
-    for module in net.layers:
-        if isinstance(module, nn.Linear):
-            places.append((module, "weight"))
-            if module.bias is not None:
-                places.append((module, "bias"))
-        elif isinstance(module, nn.BatchNorm1d):
-            places.extend([(module, "weight"), (module, "bias")])
-        elif any(True for _ in module.parameters()):
-            raise TypeError(f"a stacked MLP cannot hold a {type(module).__name__}")
-    return places
-
-
-def _buffer(module: nn.Module, name: str) -> Tensor:
-    buffer = getattr(module, name)
-    if not isinstance(buffer, Tensor):
-        raise TypeError(f"{type(module).__name__} keeps no {name}")
-    return buffer
-
-
-def _layers(net: Net, places: list[tuple[nn.Module, str]]) -> list[_Layer]:
-    """Each weight layer of `net` with the positions of its parameters and of the BN that follows it."""
-    position = {(id(module), name): index for index, (module, name) in enumerate(places)}
-    layers: list[_Layer] = []
-    norms = 0
-    modules = list(net.layers)
-    for index, module in enumerate(modules):
-        if not isinstance(module, nn.Linear):
-            continue
-        following = modules[index + 1] if index + 1 < len(modules) else None
-        norm = following if isinstance(following, nn.BatchNorm1d) else None
-        layers.append(
-            _Layer(
-                weight=position[(id(module), "weight")],
-                bias=position.get((id(module), "bias")),
-                bn_weight=None if norm is None else position[(id(norm), "weight")],
-                bn_bias=None if norm is None else position[(id(norm), "bias")],
-                norm=None if norm is None else norms,
-                width=module.out_features,
-            )
-        )
-        norms += norm is not None
-    return layers

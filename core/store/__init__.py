@@ -6,17 +6,14 @@ job = store.create_job(spec); store.mark_enqueued(job.id)
 What it promises is `StoreInterface` (`interface.py`, one Protocol per part); code that uses a store
 depends on that, and only the code that creates one names `Store`. Each part lives in a module of its own
 (`jobs`, `sweeps`, `fused_groups`, `leases`, `republish`, `series`, `targets`, `events`, `workers`,
-`operations`; the metric rollup in `rollup` and `rollup_reads`; PostgreSQL change notifications in
-`notifications`), the
-records it hands out in `views`, and the conversions between rows and records in `conversions`.
+`operations`, `idempotency`, `housekeeping`, `datasets`; the metric rollup in `rollup` and `rollup_reads`;
+PostgreSQL change notifications in `notifications`; the supporting parts' Protocols in
+`interface_support`), the records it hands out in `views`, and the conversions between rows and records
+in `conversions`.
 """
 
-from core.store.interface import (
-    MAX_METRIC_STEPS_PER_READ,
-    DatasetDeleteOutcome,
-    DeleteOutcome,
-    StoreInterface,
-)
+from core.store.interface import MAX_METRIC_STEPS_PER_READ, StoreInterface
+from core.store.interface_support import DatasetDeleteOutcome, DeleteOutcome
 from core.store.store import Store
 from core.store.views import (
     Crossing,

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, Row
 from core.datasets import USER_PREFIX
 from core.db.tables import DatasetBlob, UserDataset
 from core.store.base import StoreBase, job_table
-from core.store.interface import DatasetDeleteOutcome, DatasetStoreInterface
+from core.store.interface_support import DatasetDeleteOutcome, DatasetStoreInterface
 from core.store.views import DatasetView
 
 dataset_table: sa.Table = UserDataset.__table__  # type: ignore[assignment]

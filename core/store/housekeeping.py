@@ -30,7 +30,7 @@ from core.store.base import (
     sweep_table,
     telemetry_table,
 )
-from core.store.interface import DeleteOutcome, HousekeepingStoreInterface
+from core.store.interface_support import DeleteOutcome, HousekeepingStoreInterface
 from core.store.notifications import notify_job_changed
 from core.store.views import JobView
 

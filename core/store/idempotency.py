@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.db.tables import IdempotentRequest
 from core.store.base import StoreBase
-from core.store.interface import IdempotencyStoreInterface
+from core.store.interface_support import IdempotencyStoreInterface
 from core.store.views import StoredAnswer
 
 idempotent_request_table: sa.Table = IdempotentRequest.__table__  # type: ignore[assignment]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from core.store.base import StoreBase, job_table
-from core.store.interface import OperationsStoreInterface
+from core.store.interface_support import OperationsStoreInterface
 from core.store.views import JobCount
 
 

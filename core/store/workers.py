@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from core.store.base import StoreBase, worker_table
 from core.store.conversions import worker_view
-from core.store.interface import WorkerStoreInterface
+from core.store.interface_support import WorkerStoreInterface
 from core.store.views import WorkerTraining, WorkerView
 
 GONE_WORKERS_KEPT_SECONDS = 24 * 3600

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api.events import Batch, EventHub, StreamPosition, Subscription
+from api.events.hub import Batch, EventHub, StreamPosition, Subscription
 from core.db.migrate import upgrade_database
 from core.results import MetricPoint
 from core.spec import JobSpec
