@@ -450,7 +450,7 @@ def write_report(
         "",
         "## Levels",
         "",
-        "Median over all probes of the three seeds:",
+        "Median over all probes of all the seeds:",
         "",
         *level_table(pairs),
         "",
