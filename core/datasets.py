@@ -101,7 +101,11 @@ def _read_csv(field: str, content: bytes, label_column: str) -> tuple[np.ndarray
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DatasetInvalid(field, "neither an NPZ file nor UTF-8 CSV text") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        # newline="": the csv module reads line ends itself, so a stray carriage return is a row break.
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise DatasetInvalid(field, f"not a readable CSV file: {error}") from None
     if not rows:
         raise DatasetInvalid(field, "the CSV file is empty")
     header = [name.strip() for name in rows[0]]

@@ -46,6 +46,13 @@ def test_a_class_missing_from_training_is_named() -> None:
         check_dataset(read_upload("file", "gap.npz", npz(x=np.zeros((8, 2)), y=labels), "label"), None, CAPS)
 
 
+@pytest.mark.parametrize("content", [b"\r0\r\n", b'label,a\r1,"2\r\n', b"label\x00,a\n1,2\n"])
+def test_a_csv_with_stray_line_ends_or_nul_is_refused_as_invalid_never_a_crash(content: bytes) -> None:
+    """Found by the generated requests: a bare carriage return made the csv module raise (a 500)."""
+    with pytest.raises(DatasetInvalid):
+        check_dataset(read_upload("file", "file", content, "label"), None, CAPS)
+
+
 def test_a_worker_loads_an_uploaded_dataset_through_the_store(store: Store) -> None:
     arrays = check_dataset(read_upload("file", "a.npz", npz(**blobs(examples=100)), "label"), None, CAPS)
     blob, sha256 = to_blob(arrays)
