@@ -282,6 +282,25 @@ def test_show_prints_the_job_and_json_is_the_services_answer(service: RunningSer
     assert json.loads(as_json.stdout) == service.job(job_id)
 
 
+def test_show_names_the_normalization_kind(service: RunningService) -> None:
+    plain = {**NEVER_STARTS_SPEC, "batch_norm": False}
+    specs = {
+        r"group \(4 groups\)": {**plain, "normalization": "group", "groups": 4},
+        r"batch with noise: m ~ N\(0, 0\.5²\), log s ~ N\(0, 2²\)": {
+            **NEVER_STARTS_SPEC,
+            "bn_noise": {"mean_std": 0.5, "scale_std": 2.0},
+        },
+        "layer": {**plain, "normalization": "layer"},
+        "none": plain,
+    }
+    for kind, spec in specs.items():
+        job_id = service.submit(spec)
+        shown = bnlab(service, "show", job_id)
+        assert shown.exit_code == 0, shown.output
+        assert re.search(rf"^normalization +{kind} *$", shown.stdout, re.MULTILINE), shown.stdout
+        httpx.post(f"{service.url}/v1/jobs/{job_id}/cancel").raise_for_status()
+
+
 def test_show_of_an_unknown_job_is_one_line(service: RunningService) -> None:
     unknown = uuid.uuid4().hex
     assert (
