@@ -143,7 +143,8 @@ def load_comparison(
         target = default_target(baseline, metric)
 
     series = _read_series(store, jobs, metric, target, max_points)
-    compared = [_compared_job(store, job, *series[job.id]) for job in jobs]
+    ics = _read_ics(store, jobs)
+    compared = [_compared_job(store, job, *series[job.id], ics.get(job.id)) for job in jobs]
     # Shared bucket edges over the longest run keep the series aligned on steps.
     span = (0, max((job.series.steps[-1] for job in compared if job.series.steps), default=0))
     downsampled = {
@@ -206,7 +207,9 @@ def _read_series(
     return entries
 
 
-def _compared_job(store: StoreInterface, job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
+def _compared_job(
+    store: StoreInterface, job: JobView, series: Series, crossing: Crossing, ics: list[LayerICS] | None
+) -> ComparedJob:
     """One job's part of a comparison: its record, its series, its exact target crossing, its landscape
     probes and its gradient-based ICS."""
     summary = job.summary
@@ -223,7 +226,7 @@ def _compared_job(store: StoreInterface, job: JobView, series: Series, crossing:
         recorded_seconds_to_target=summary.seconds_to_target if summary else None,
         diverged_at_step=summary.diverged_at_step if summary else None,
         landscape=_landscape(store, job),
-        ics=_ics(store, job),
+        ics=ics,
     )
 
 
@@ -235,21 +238,25 @@ def _landscape(store: StoreInterface, job: JobView) -> LandscapeProbes | None:
     return {probe.step: {name: getattr(probe, name) for name in LANDSCAPE_QUANTITIES} for probe in probes}
 
 
-def _ics(store: StoreInterface, job: JobView) -> list[LayerICS] | None:
-    """The job's gradient-based ICS per hidden layer over its run, for a job run with telemetry."""
-    if not job.spec.get("telemetry_every"):
-        return None
-    key = (store.url, job.id)
-    cached = finished_ics.get(key) if job.is_terminal else None
-    if cached is not None:
-        return cached
-    summary = ics_summary(
-        (layer.layer, layer.ics_gradient_change, layer.ics_gradient_cosine)
-        for layer in store.read_telemetry(job.id)
-    )
-    if job.is_terminal:
-        finished_ics.put(key, summary)
-    return summary
+def _read_ics(store: StoreInterface, jobs: Sequence[JobView]) -> dict[str, list[LayerICS]]:
+    """The gradient-based ICS per hidden layer of each job run with telemetry (the others have none),
+    finished jobs' from the cache, the rest read in one query of the two columns."""
+    summaries: dict[str, list[LayerICS]] = {}
+    unread = []
+    for job in jobs:
+        if not job.spec.get("telemetry_every"):
+            continue
+        cached = finished_ics.get((store.url, job.id)) if job.is_terminal else None
+        if cached is not None:
+            summaries[job.id] = cached
+        else:
+            unread.append(job)
+    read = store.read_gradient_ics([job.id for job in unread])
+    for job in unread:
+        summaries[job.id] = ics_summary(read[job.id])
+        if job.is_terminal:
+            finished_ics.put((store.url, job.id), summaries[job.id])
+    return summaries
 
 
 def _steps(step: int | None) -> list[int]:
