@@ -26,7 +26,8 @@ Footprint of one model of a fused group, in float32 values (4 bytes each). An ML
 
 The k follow what autograd keeps of a stacked step (measured with torch's saved-tensor hooks on a 2×64
 sigmoid MLP: per example and hidden unit 1 value without normalization, 2 with BN or noisy BN, 3 with the
-paper BN, 4 with layer or group norm), plus the values a step holds only briefly.
+paper BN, 4 with layer or group norm; `tests/core/ml/test_footprint.py`), plus the values a step holds only
+briefly.
 
 A CNN on images of C×H×W, block b with c_b channels on an image of H_b×W_b (halved by each block's pool):
 
