@@ -55,6 +55,7 @@ from client.render import (
     tuned_details,
     visible,
 )
+from client.render_ics import has_ics, ics_table
 from client.sweep_commands import sweep_app
 from client.workers import waiting_line, workers_table
 
@@ -282,8 +283,9 @@ def compare(
     tune: TuneOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare jobs side by side: final and best values, steps to target and speedups; with --arm, the arms
-    over matched seeds with 95% intervals and verdicts."""
+    """Compare jobs side by side: final and best values, steps to target and speedups, and for jobs run
+    with telemetry their gradient-based ICS per layer; with --arm, the arms over matched seeds with 95%
+    intervals and verdicts."""
     if len(job_ids) < 2:
         raise fail("compare needs two or more job ids (bnlab show ID shows one job).")
     params = {"ids": job_ids, "metric": metric, "target": target, "baseline": baseline}
@@ -295,6 +297,8 @@ def compare(
         print_json(comparison)
     else:
         terminal().print(compare_table(comparison))
+        if has_ics(comparison):
+            terminal().print(Text(), ics_table(comparison))
         if comparison.get("arms"):
             terminal().print(Text(), tuned_details(comparison["arms"]))
     if plot and picture is not None:

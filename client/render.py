@@ -162,6 +162,24 @@ def execution_text(execution: object) -> str:
     return f"fused group {execution.get('group_id')} ({size} jobs trained together)"
 
 
+def normalization_text(spec: Mapping[str, Any]) -> str:
+    """The layer before each hidden nonlinearity, in words: `none`, `batch`, `batch (bnlab's paper BN)`,
+    `batch with noise: m ~ N(0, 0.5²), log s ~ N(0, 1²)`, `layer`, `group (4 groups)`. A spec stored
+    before `normalization` existed says it with `batch_norm` alone."""
+    kind = spec.get("normalization") or ("batch" if spec.get("batch_norm") else "none")
+    if kind == "group":
+        groups = spec.get("groups")
+        return f"group ({groups} groups)" if groups else "group (per layer, up to 32 groups)"
+    if kind != "batch":
+        return str(kind)
+    text = "batch (bnlab's paper BN)" if spec.get("bn_implementation") == "bnlab" else "batch"
+    noise = spec.get("bn_noise")
+    if isinstance(noise, Mapping):
+        mean_std, scale_std = number(noise.get("mean_std")), number(noise.get("scale_std"))
+        text += f" with noise: m ~ N(0, {mean_std}²), log s ~ N(0, {scale_std}²)"
+    return text
+
+
 def job_details(job: dict[str, Any]) -> RenderableType:
     """Everything about one job: its lifecycle, its summary, and its spec."""
     job = visible_strings(job)
@@ -177,6 +195,7 @@ def job_details(job: dict[str, Any]) -> RenderableType:
         facts.add_row("error", Text(str(job["error"]), style="red"))
     facts.add_row("progress", progress_text(job.get("progress")))
     facts.add_row("device", str(job.get("device") or MISSING))
+    facts.add_row("normalization", normalization_text(job.get("spec") or {}))
     facts.add_row("attempts", number(job.get("attempts")))
     if job.get("sweep_id"):
         facts.add_row("sweep", str(job["sweep_id"]))

@@ -114,7 +114,9 @@ def sweep_show(
     tune: TuneOption = None,
     baseline: Annotated[
         str | None,
-        typer.Option(metavar="VALUE", help="With --arm: the baseline arm, a JSON value (e.g. false)."),
+        typer.Option(
+            metavar="VALUE", help="With --arm: the baseline arm, a JSON value (false) or a word (none)."
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -9,7 +9,9 @@ Conventions:
 - steps to target are resolved only to the series' own evaluation interval: the first evaluated step at
   which the target was met, never an interpolation between evaluations;
 - loss-landscape quantities (Santurkar et al. 2018) are smoother when lower; a job's are compared with the
-  baseline's probe step by probe step (see `landscape_ratios`).
+  baseline's probe step by probe step (see `landscape_ratios`);
+- the gradient-based ICS of each hidden layer is summarised per job, not against the baseline
+  (`core.gradient_ics`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.gradient_ics import LayerICS
 from core.results import finite_or_none
 
 SeriesValue = float | None
@@ -357,6 +360,7 @@ class ComparedJob:
     recorded_seconds_to_target: float | None = None
     diverged_at_step: int | None = None
     landscape: LandscapeProbes | None = None  # None: the job was run without landscape probes
+    ics: list[LayerICS] | None = None  # None: the job was run without telemetry
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,7 @@ class ComparisonRow:
     speedup_is_lower_bound: bool
     diverged_at_step: int | None
     landscape: dict[str, LandscapeRatio] | None = None
+    ics: list[LayerICS] | None = None
 
 
 def compare(jobs: Sequence[ComparedJob], metric: str, baseline_id: str) -> list[ComparisonRow]:
@@ -387,7 +392,8 @@ def compare(jobs: Sequence[ComparedJob], metric: str, baseline_id: str) -> list[
     run's whole budget, or fewer for a run that was cancelled or is still going.
 
     Where both the job and the baseline have landscape probes, the row carries `landscape_ratios` of the
-    job's against the baseline's; otherwise its `landscape` is None.
+    job's against the baseline's; otherwise its `landscape` is None. A job's `ics` (its gradient-based ICS
+    per layer) is carried over as it is.
     """
     baseline = next(job for job in jobs if job.id == baseline_id)
     differences = spec_diff({job.id: job.spec for job in jobs})
@@ -422,6 +428,7 @@ def compare(jobs: Sequence[ComparedJob], metric: str, baseline_id: str) -> list[
                     if job.landscape and baseline.landscape
                     else None
                 ),
+                ics=job.ics,
             )
         )
     positions = {job.id: position for position, job in enumerate(jobs)}

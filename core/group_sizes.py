@@ -8,20 +8,33 @@ live GPU that could take it, by the per-model footprint below.
 
 Footprint of one model of a fused group, in float32 values (4 bytes each). An MLP:
 
-    P = Σ_layers (inputs × outputs) + per hidden layer 2·width with BN (γ, β) or width without (bias)
-        + classes (the output layer's bias)
+    P = Σ_layers (inputs × outputs) + per hidden layer u·width + classes (the output layer's bias)
+        u = 1 without normalization (the bias), 2 with BN (γ, β; the layer feeding it has no bias),
+            3 with layer or group norm (the bias, γ and β)
     parameter memory   = P × (2 + optimizer slots)     weights and gradients; sgd 0, momentum 1, adam 2
     activation memory  = batch_size × (inputs + Σ_hidden k·width + 2·classes)
-                         k = 4 with BN (pre-activation, BN layout copy, normalized, nonlinearity output),
-                         3 without, 6 with bnlab's paper BN (autograd also keeps its centred values and
-                         their scale); the logits and their gradient
-    footprint bytes    = 4 × (parameter memory + activation memory) × SAFETY_FACTOR
+                         2·classes: the logits and their gradient; k values per hidden unit, by normalization:
+                         none 3          pre-activation, nonlinearity output, its gradient in the backward
+                         batch 4         and BN's layout copy and normalized values
+                         batch, bnlab 6  the paper BN: autograd also keeps its centred values and their scale
+                         layer, group 6  written out on the stack like the paper BN, per example: centred
+                                         and normalized values and their scaled copy
+                         noisy BN        one more than its BN: the noise's product before its shift
+    noise memory       = NOISE_VALUES_PER_UNIT × Σ_hidden width with noisy BN (each step's draws: counters,
+                         hashed keys and uniforms in 64 bits, the normals), none otherwise
+    footprint bytes    = 4 × (parameter memory + activation memory + noise memory) × SAFETY_FACTOR
+
+The k follow what autograd keeps of a stacked step (measured with torch's saved-tensor hooks on a 2×64
+sigmoid MLP: per example and hidden unit 1 value without normalization, 2 with BN or noisy BN, 3 with the
+paper BN, 4 with layer or group norm; `tests/core/ml/test_footprint.py`), plus the values a step holds only
+briefly.
 
 A CNN on images of C×H×W, block b with c_b channels on an image of H_b×W_b (halved by each block's pool):
 
-    P = Σ_blocks (9·c_(b−1)·c_b + 2·c_b with BN or c_b without) + c_last·H_last·W_last·classes + classes
+    P = Σ_blocks (9·c_(b−1)·c_b + u·c_b) + c_last·H_last·W_last·classes + classes
     activation memory  = batch_size × (C·H·W + Σ_blocks c_b·H_b·W_b·(k + 1/4) + 2·classes)
-                         the same k per convolution output value, and the pooled output a quarter of it
+                         the same u and k per convolution output value, and the pooled output a quarter
+                         of it
 
 SAFETY_FACTOR = 2 covers what the formula leaves out: the allocator's caching and rounding, the step's
 temporaries, a CUDA graph's static copies. Of a GPU's memory, GPU_MEMORY_USABLE_FRACTION less
@@ -47,6 +60,11 @@ SAFETY_FACTOR = 2
 GPU_MEMORY_USABLE_FRACTION = 0.9
 GPU_MEMORY_RESERVED_MB = 1024
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
+# Per hidden unit (channel): parameters besides the weights (u), and values kept per example (k).
+PARAMETERS_PER_UNIT = {"none": 1, "batch": 2, "layer": 3, "group": 3}
+KEPT_PER_UNIT = {"none": 3, "batch": 4, "layer": 6, "group": 6}
+KEPT_PER_UNIT_PAPER_BN = 6  # bn_implementation bnlab
+NOISE_VALUES_PER_UNIT = 32
 # (one example's shape, classes) of the built-in datasets, as `core.ml.data` loads them.
 DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "digits": ((1, 8, 8), 10),
@@ -63,26 +81,38 @@ def model_footprint_bytes(spec: JobSpec) -> int | None:
         return None
     shape, classes = DATASET_SHAPES[spec.dataset]
     architecture = spec.architecture
-    kept = 3 if not spec.batch_norm else 4 if spec.bn_implementation == "torch" else 6
-    per_unit = 2 if spec.batch_norm else 1
+    kept, per_unit = kept_and_parameters_per_unit(spec)
     if isinstance(architecture, MLPArchitecture):
         widths = [math.prod(shape), *architecture.hidden, classes]
         parameters = sum(before * after for before, after in itertools.pairwise(widths))
         parameters += per_unit * sum(architecture.hidden) + classes
         kept_values = float(kept * sum(architecture.hidden))
+        units = sum(architecture.hidden)
     else:
         if len(shape) != 3:
             return None
         channels, height, width = shape
-        parameters, kept_values = 0, 0.0
+        parameters, kept_values, units = 0, 0.0, sum(architecture.channels)
         for out_channels in architecture.channels:
             parameters += 9 * channels * out_channels + per_unit * out_channels
             kept_values += out_channels * height * width * (kept + 0.25)
             channels, height, width = out_channels, height // 2, width // 2
         parameters += channels * height * width * classes + classes
     activations = spec.batch_size * (math.prod(shape) + kept_values + 2 * classes)
-    values = parameters * (2 + OPTIMIZER_SLOTS[spec.optimizer]) + activations
+    noise = NOISE_VALUES_PER_UNIT * units if spec.bn_noise is not None else 0
+    values = parameters * (2 + OPTIMIZER_SLOTS[spec.optimizer]) + activations + noise
     return int(BYTES_PER_VALUE * values * SAFETY_FACTOR)
+
+
+def kept_and_parameters_per_unit(spec: JobSpec) -> tuple[int, int]:
+    """(k, u) of the module docstring for the spec's normalization: values kept per hidden unit and
+    example, and parameters per hidden unit besides the weights."""
+    kind = spec.normalization
+    paper_bn = kind == "batch" and spec.bn_implementation == "bnlab"
+    kept = KEPT_PER_UNIT_PAPER_BN if paper_bn else KEPT_PER_UNIT[kind]
+    if spec.bn_noise is not None:
+        kept += 1
+    return kept, PARAMETERS_PER_UNIT[kind]
 
 
 def models_fitting(spec: JobSpec, gpu_memory_mb: int) -> int | None:

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, HTTPException, Query, status
 
@@ -28,6 +28,7 @@ from core.compare import (
     downsample,
     higher_is_better,
 )
+from core.gradient_ics import LayerICS, ics_summary
 from core.store import JobView, StoreInterface
 from core.sweeps import JobOutcome
 
@@ -35,6 +36,7 @@ READ_GROUPS = 2  # the jobs to read are split into this many groups, read at onc
 CACHED_SERIES = 256  # ≤ 1,000 points each at the default limits: a few MB at most
 
 Crossing = tuple[int, float] | None
+Entry = TypeVar("Entry")
 
 MAX_COMPARED_JOBS = 50
 MIN_POINTS = 10  # room for the always-kept points (ends, target crossing, divergence) and some shape
@@ -58,24 +60,24 @@ Baseline = Annotated[str | None, Query(max_length=64, description="one of `ids` 
 MaxPoints = Annotated[int, Query(ge=MIN_POINTS, le=MAX_POINTS, description="per series")]
 
 
-class FinishedSeriesCache:
-    """Downsampled series and target crossings of finished jobs, which never change again: a comparison
-    and its plot, or a comparison looked at again with another baseline, read each long series once.
-    Least recently used entries go first; safe to share between the request threads."""
+class FinishedCache(Generic[Entry]):
+    """What was read of finished jobs, which never changes again: a comparison and its plot, or a
+    comparison looked at again with another baseline, read each long series (and each job's telemetry)
+    once. Least recently used entries go first; safe to share between the request threads."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[Hashable, tuple[Series, Crossing]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> tuple[Series, Crossing] | None:
+    def get(self, key: Hashable) -> Entry | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
             return entry
 
-    def put(self, key: Hashable, entry: tuple[Series, Crossing]) -> None:
+    def put(self, key: Hashable, entry: Entry) -> None:
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
@@ -83,7 +85,9 @@ class FinishedSeriesCache:
                 self._entries.popitem(last=False)
 
 
+FinishedSeriesCache = FinishedCache[tuple[Series, Crossing]]  # downsampled series and target crossings
 finished_series = FinishedSeriesCache(CACHED_SERIES)
+finished_ics: FinishedCache[list[LayerICS]] = FinishedCache(CACHED_SERIES)  # a few layers each
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,8 @@ def load_comparison(
         target = default_target(baseline, metric)
 
     series = _read_series(store, jobs, metric, target, max_points)
-    compared = [_compared_job(store, job, *series[job.id]) for job in jobs]
+    ics = _read_ics(store, jobs)
+    compared = [_compared_job(store, job, *series[job.id], ics.get(job.id)) for job in jobs]
     # Shared bucket edges over the longest run keep the series aligned on steps.
     span = (0, max((job.series.steps[-1] for job in compared if job.series.steps), default=0))
     downsampled = {
@@ -202,9 +207,11 @@ def _read_series(
     return entries
 
 
-def _compared_job(store: StoreInterface, job: JobView, series: Series, crossing: Crossing) -> ComparedJob:
-    """One job's part of a comparison: its record, its series, its exact target crossing and its landscape
-    probes."""
+def _compared_job(
+    store: StoreInterface, job: JobView, series: Series, crossing: Crossing, ics: list[LayerICS] | None
+) -> ComparedJob:
+    """One job's part of a comparison: its record, its series, its exact target crossing, its landscape
+    probes and its gradient-based ICS."""
     summary = job.summary
     return ComparedJob(
         id=job.id,
@@ -219,6 +226,7 @@ def _compared_job(store: StoreInterface, job: JobView, series: Series, crossing:
         recorded_seconds_to_target=summary.seconds_to_target if summary else None,
         diverged_at_step=summary.diverged_at_step if summary else None,
         landscape=_landscape(store, job),
+        ics=ics,
     )
 
 
@@ -228,6 +236,27 @@ def _landscape(store: StoreInterface, job: JobView) -> LandscapeProbes | None:
         return None
     probes = store.read_landscape(job.id)
     return {probe.step: {name: getattr(probe, name) for name in LANDSCAPE_QUANTITIES} for probe in probes}
+
+
+def _read_ics(store: StoreInterface, jobs: Sequence[JobView]) -> dict[str, list[LayerICS]]:
+    """The gradient-based ICS per hidden layer of each job run with telemetry (the others have none),
+    finished jobs' from the cache, the rest read in one query of the two columns."""
+    summaries: dict[str, list[LayerICS]] = {}
+    unread = []
+    for job in jobs:
+        if not job.spec.get("telemetry_every"):
+            continue
+        cached = finished_ics.get((store.url, job.id)) if job.is_terminal else None
+        if cached is not None:
+            summaries[job.id] = cached
+        else:
+            unread.append(job)
+    read = store.read_gradient_ics([job.id for job in unread])
+    for job in unread:
+        summaries[job.id] = ics_summary(read[job.id])
+        if job.is_terminal:
+            finished_ics.put((store.url, job.id), summaries[job.id])
+    return summaries
 
 
 def _steps(step: int | None) -> list[int]:

@@ -20,6 +20,7 @@ from api.exports import FormatQuery, csv_answer, csv_response, flat_fields, tabl
 from api.schemas import ErrorOut, Series
 from api.statistics_schemas import TunedOut
 from core.compare import higher_is_better
+from core.gradient_ics import ics_columns
 from core.sweeps import TuningError, tuned_comparison, value_at
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
@@ -74,8 +75,12 @@ def compare_jobs(
     only in seed and in the `tune` fields, of which each arm takes its best setting (fewest mean steps to
     target where every seed got there, else best mean final value).
 
-    As CSV (`format=csv` or `Accept: text/csv`): one line per job with the columns of `jobs` and each
-    differing spec field as a `spec.<field>` column; the series and arms are JSON only."""
+    `ics` summarises each job's gradient-based ICS per hidden layer (Santurkar et al. 2018): the medians of
+    ‖G − G′‖₂ and cos(G, G′) over its telemetry steps (null for a job run without telemetry).
+
+    As CSV (`format=csv` or `Accept: text/csv`): one line per job with the columns of `jobs`, each
+    differing spec field as a `spec.<field>` column and the ICS medians as `ics.layer<N>.<figure>` columns;
+    the series, landscape ratios and arms are JSON only."""
     if wants_csv(request, answer_format):
         return csv_response(_jobs_table(comparison), "comparison.csv")
     return CompareOut(
@@ -94,9 +99,10 @@ def compare_jobs(
 def _jobs_table(comparison: Comparison) -> Iterator[str]:
     rows = []
     for row in comparison.rows:
-        answer = CompareRowOut.model_validate(row).model_dump(exclude={"landscape"})
+        answer = CompareRowOut.model_validate(row).model_dump(exclude={"landscape", "ics"})
         spec_diff = answer.pop("spec_diff")
         answer.update({f"spec.{field}": value for field, value in flat_fields(spec_diff).items()})
+        answer.update(ics_columns(row.ics))
         rows.append(answer)
     columns = list(dict.fromkeys(column for answer in rows for column in answer))
     return table_lines(rows, columns)

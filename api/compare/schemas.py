@@ -23,6 +23,20 @@ class LandscapeRatioOut(ResponseModel):
     probes: int = Field(description="paired probe steps (both values finite and positive)")
 
 
+class LayerICSOut(ResponseModel):
+    """One hidden layer's gradient-based ICS over the job's run (Santurkar et al. 2018)."""
+
+    layer: int = Field(description="the hidden layer, 0-based as in /v1/jobs/{id}/telemetry")
+    probes: int = Field(description="telemetry steps where both figures were measured (finite)")
+    median_gradient_change: FiniteFloat = Field(
+        description="median over those steps of ‖G − G′‖₂, G′ the layer's weight gradient once the layers "
+        "before it took their step (0 for the first layer); larger: more ICS; null without probes"
+    )
+    median_gradient_cosine: FiniteFloat = Field(
+        description="median of cos(G, G′); further below 1: more ICS; null without probes"
+    )
+
+
 class CompareRowOut(ResponseModel):
     """One compared job: what sets it apart and how far it got."""
 
@@ -51,6 +65,11 @@ class CompareRowOut(ResponseModel):
         description="per landscape quantity (loss_range, gradient_predictiveness, beta_smoothness, "
         "relative_gradient_change; lower is smoother), this job against the baseline; null unless both "
         "were run with landscape_every > 0",
+    )
+    ics: list[LayerICSOut] | None = Field(
+        None,
+        description="per hidden layer, this job's gradient-based ICS summarised over its run (medians over "
+        "its telemetry steps); null unless the job was run with telemetry_every > 0",
     )
 
 

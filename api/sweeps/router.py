@@ -53,8 +53,8 @@ ArmBaseline = Annotated[
     str | None,
     Query(
         max_length=256,
-        description="the arm (a JSON value of `arm`, e.g. `false`) speedups are taken against; default: the "
-        "grid's first value",
+        description="the arm (a JSON value of `arm`, e.g. `false`; a bare word is a string, e.g. `none` for "
+        "the normalization axis) speedups are taken against; default: the grid's first value",
     ),
 ]
 CurveMetric = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="the series")]

@@ -172,8 +172,8 @@ def tuned_out(
     else:
         try:
             baseline_value = json.loads(baseline)
-        except ValueError as error:
-            raise query_error("baseline", baseline, "the baseline is a JSON value (e.g. false)") from error
+        except ValueError:
+            baseline_value = baseline  # a bare word is a string: baseline=none for the normalization axis
     try:
         tuned = tuned_comparison(outcomes, arm, tune, baseline_value)
     except TuningError as error:

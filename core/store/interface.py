@@ -28,6 +28,7 @@ from core.store.views import (
     JobEventState,
     JobView,
     LandscapeView,
+    LayerFigures,
     LayerTelemetry,
     LeaseResult,
     MetricSeries,
@@ -317,6 +318,12 @@ class SeriesStoreInterface(Protocol):
 
     def read_telemetry(self, job_id: str) -> list[LayerTelemetry]:
         """Per hidden layer (in layer order), the probe steps and each statistic as parallel lists."""
+        ...
+
+    def read_gradient_ics(self, job_ids: Sequence[str]) -> dict[str, list[LayerFigures]]:
+        """Per job, per hidden layer in layer order: (layer, ‖G − G′‖₂ at each probe step, cos(G, G′) at
+        each), in step order, None where not measured or not finite — the two columns alone, every job's in
+        one query. Raises JobNotFound for an unknown id."""
         ...
 
     def write_landscape(self, job_id: str, records: Sequence[LandscapeRecord]) -> None:

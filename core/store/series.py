@@ -31,7 +31,7 @@ from core.store.rollup_reads import (
     known_name_ids,
     stored_name_ids,
 )
-from core.store.views import LandscapeView, LayerTelemetry, MetricSeries
+from core.store.views import LandscapeView, LayerFigures, LayerTelemetry, MetricSeries
 
 # PostgreSQL path: COPY (binary) into a per-session staging table, then one INSERT … ON CONFLICT from it.
 # The staging table is a session-local scratch table, not part of the schema the migrations own.
@@ -174,6 +174,32 @@ class SeriesStore(StoreBase, SeriesStoreInterface):
                 .order_by(telemetry.layer, telemetry.step)
             ).all()
         return layer_telemetry(rows)
+
+    def read_gradient_ics(self, job_ids: Sequence[str]) -> dict[str, list[LayerFigures]]:
+        if not job_ids:
+            return {}
+        telemetry = telemetry_table.c
+        with self._engine.connect() as connection:
+            row_ids = self._job_row_ids_of(connection, job_ids)
+            rows = connection.execute(
+                sa.select(
+                    telemetry.job_id,
+                    telemetry.layer,
+                    telemetry.ics_gradient_change,
+                    telemetry.ics_gradient_cosine,
+                )
+                .where(telemetry.job_id.in_(sorted(set(row_ids.values()))))
+                .order_by(telemetry.job_id, telemetry.layer, telemetry.step)
+            ).all()
+        per_row: dict[int, dict[int, tuple[list[float | None], list[float | None]]]] = {}
+        for row_id, layer, change, cosine in rows:
+            changes, cosines = per_row.setdefault(row_id, {}).setdefault(layer, ([], []))
+            changes.append(finite_or_none(change))
+            cosines.append(finite_or_none(cosine))
+        return {
+            job_id: [(layer, *figures) for layer, figures in per_row.get(row_id, {}).items()]
+            for job_id, row_id in row_ids.items()
+        }
 
     # -- landscape ---------------------------------------------------------------------------------------
     def write_landscape(self, job_id: str, records: Sequence[LandscapeRecord]) -> None:

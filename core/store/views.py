@@ -179,6 +179,10 @@ class RepublishCandidate:
     fused_group: str | None = None  # publish the group's task, not the job's
 
 
+# A hidden layer's gradient-based ICS over the probe steps: (layer, ‖G − G′‖₂ per step, cos(G, G′) per step).
+LayerFigures = tuple[int, list[float | None], list[float | None]]
+
+
 @dataclass(frozen=True)
 class LayerTelemetry:
     """One hidden layer's statistics over training: one list entry per probe step."""

@@ -16,7 +16,9 @@ from pydantic import ValidationError
 from core.spec import MAX_NAME_LENGTH, JobSpec
 from core.sweeps.request import MAX_AXIS_VALUES, SweepRequest
 
-NESTED_FIELDS = frozenset({"architecture"})  # the spec fields a dotted path may reach into
+# The spec fields a dotted path may reach into: `architecture.hidden`, `bn_noise.scale_std` (a noise field
+# on a base without noise starts from the other's default).
+NESTED_FIELDS = frozenset({"architecture", "bn_noise"})
 
 
 class SweepValidationError(ValueError):
@@ -92,7 +94,7 @@ def _check_shape(request: SweepRequest, max_size: int) -> None:
         if head == "seed":
             errors.append(_error(loc, "seeds are replicates, not a grid axis: list them in `seeds`", axis))
         elif rest and head not in NESTED_FIELDS:
-            errors.append(_error(loc, f"only {', '.join(sorted(NESTED_FIELDS))} has nested fields", axis))
+            errors.append(_error(loc, f"only {' and '.join(sorted(NESTED_FIELDS))} have nested fields", axis))
         if not values:
             errors.append(_error(loc, "a grid axis needs at least one value", values, "too_short"))
         elif len(values) > MAX_AXIS_VALUES:

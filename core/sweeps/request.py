@@ -2,7 +2,9 @@
 to execute it (fused or separate). Torch-free.
 
 Grid axes name spec fields; a dotted path reaches into the architecture (`architecture.activation`,
-`architecture.hidden`), and `architecture` itself may be an axis whose values are whole architectures.
+`architecture.hidden`) or noisy BN's parameters (`bn_noise.scale_std`), and `architecture` or `bn_noise`
+itself may be an axis whose values are whole objects (`bn_noise: [null, {...}]`: without and with noise).
+`normalization` and `batch_norm` say one thing two ways: an axis over either sets both.
 Seeds are not a grid axis: they are the replicates every grid point is run with.
 """
 
@@ -55,7 +57,8 @@ class SweepRequest(StrictModel):
     grid: dict[AxisName, list[Any]] = Field(
         default_factory=dict,
         max_length=MAX_GRID_AXES,
-        description="spec field (dotted into `architecture`) → the values it takes; the sweep is the product",
+        description="spec field (dotted into `architecture` or `bn_noise`) → the values it takes; the sweep "
+        "is the product",
     )
     seeds: list[Seed] | None = Field(
         None,

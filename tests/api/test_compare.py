@@ -20,6 +20,7 @@ from tests.api.recorded_runs import STEPS_PER_SECOND, finish, record_run, spec_w
 ROW_FIELDS = {
     "id", "name", "status", "spec_diff", "eval_every", "steps", "final", "best", "steps_to_target",
     "seconds_to_target", "speedup_vs_baseline", "speedup_is_lower_bound", "diverged_at_step", "landscape",
+    "ics",
 }  # fmt: skip
 PLAIN = [0.1, 0.3, 0.45, 0.52, 0.58, 0.61]  # never reaches 0.9
 NORMALIZED = [0.1, 0.6, 0.85, 0.93, 0.95, 0.97]  # reaches 0.9 at its 4th evaluation (step 30)

@@ -282,6 +282,25 @@ def test_show_prints_the_job_and_json_is_the_services_answer(service: RunningSer
     assert json.loads(as_json.stdout) == service.job(job_id)
 
 
+def test_show_names_the_normalization_kind(service: RunningService) -> None:
+    plain = {**NEVER_STARTS_SPEC, "batch_norm": False}
+    specs = {
+        r"group \(4 groups\)": {**plain, "normalization": "group", "groups": 4},
+        r"batch with noise: m ~ N\(0, 0\.5²\), log s ~ N\(0, 2²\)": {
+            **NEVER_STARTS_SPEC,
+            "bn_noise": {"mean_std": 0.5, "scale_std": 2.0},
+        },
+        "layer": {**plain, "normalization": "layer"},
+        "none": plain,
+    }
+    for kind, spec in specs.items():
+        job_id = service.submit(spec)
+        shown = bnlab(service, "show", job_id)
+        assert shown.exit_code == 0, shown.output
+        assert re.search(rf"^normalization +{kind} *$", shown.stdout, re.MULTILINE), shown.stdout
+        httpx.post(f"{service.url}/v1/jobs/{job_id}/cancel").raise_for_status()
+
+
 def test_show_of_an_unknown_job_is_one_line(service: RunningService) -> None:
     unknown = uuid.uuid4().hex
     assert (
@@ -308,7 +327,7 @@ def test_cancel_stops_a_running_job(service: RunningService) -> None:
 
 
 def test_compare_shows_the_rows_and_saves_the_curves(service: RunningService, tmp_path: Path) -> None:
-    with_bn = service.submit(TINY_SPEC)
+    with_bn = service.submit({**TINY_SPEC, "telemetry_every": 10})  # and its gradient-based ICS
     without_bn = service.submit({**TINY_SPEC, "batch_norm": False})
     for job_id in (with_bn, without_bn):
         service.wait_until_finished(job_id)
@@ -324,6 +343,22 @@ def test_compare_shows_the_rows_and_saves_the_curves(service: RunningService, tm
         assert f"{row['final']:.3g}" in result.stdout
     assert picture.read_bytes().startswith(b"\x89PNG")
     assert result.stdout.splitlines()[-1] == f"Wrote {picture} ({picture.stat().st_size:,} bytes)."
+    # The one hidden layer's ICS medians of the job run with telemetry; the other has none to show.
+    (ics,) = next(row["ics"] for row in answer["jobs"] if row["id"] == with_bn)
+    assert "gradient-based ICS" in result.stdout
+
+    def lines_of(job_id: str) -> list[str]:
+        return [line for line in result.stdout.splitlines() if line.strip().startswith(job_id[:8])]
+
+    assert len(lines_of(without_bn)) == 1  # its compare row only
+    _, ics_row = lines_of(with_bn)  # its compare row, then its one hidden layer
+    cells = [cell.strip() for cell in ics_row.split("│")]
+    assert cells[1:] == [
+        "1",
+        f"{ics['median_gradient_change']:.3g}",
+        f"{ics['median_gradient_cosine']:.4g}",
+        str(ics["probes"]),
+    ]
 
     as_json = bnlab(
         service, "compare", without_bn, with_bn, "--target", "0.2", "--baseline", with_bn, "--json"

@@ -84,6 +84,12 @@ def test_metrics_of_several_jobs_compare_and_telemetry(
         for column in ("final", "best", "steps_to_target", "status", "steps", "speedup_vs_baseline"):
             assert same(row[column], wanted[column]) or row[column] == wanted[column], column
         assert row["spec.batch_norm"] == wanted["spec_diff"]["batch_norm"]
+    # Each hidden layer's gradient-based ICS over the run, as the CSV names its columns.
+    (bn_row,) = [row for row in comparison.to_dict("records") if row["id"] == with_bn.id]
+    (bn_answer,) = [row for row in answer["jobs"] if row["id"] == with_bn.id]
+    assert [layer["layer"] for layer in bn_answer["ics"]] == [0] and bn_answer["ics"][0]["probes"] > 0
+    assert same(bn_row["ics.layer0.median_gradient_change"], bn_answer["ics"][0]["median_gradient_change"])
+    assert same(bn_row["ics.layer0.median_gradient_cosine"], bn_answer["ics"][0]["median_gradient_cosine"])
     assert client.comparison([with_bn.id, without_bn.id])["baseline"] == with_bn.id
 
     telemetry = with_bn.telemetry()
@@ -92,6 +98,10 @@ def test_metrics_of_several_jobs_compare_and_telemetry(
     first = layers[0]
     assert telemetry.iloc[0]["step"] == first["steps"][0]
     assert same(telemetry.iloc[0]["p50"], first["p50"][0])
+    first_layer = telemetry[telemetry["layer"] == first["layer"]]
+    for column in ("ics_gradient_change", "ics_gradient_cosine"):
+        pairs = zip(first_layer[column], first[column], strict=True)
+        assert all(same(value, wanted) for value, wanted in pairs), column
 
     assert [job.id for job in client.jobs(limit=200) if job.id == with_bn.id] == [with_bn.id]
     assert client.job(with_bn.id).summary == with_bn.refresh().summary

@@ -89,3 +89,47 @@ def test_a_group_too_big_for_the_smallest_gpu_is_split_by_the_footprint() -> Non
         limit_for=sizing.limit_for,
     )
     assert max(len(group) for group in groups) <= fitting and len(groups) == 3
+
+
+def test_each_normalization_kind_has_its_own_footprint() -> None:
+    # digits, 2 hidden layers of 10 and 20 units, batch 4, SGD: weights and the output bias are common.
+    weights = 64 * 10 + 10 * 20 + 20 * 10 + 10
+    units = 10 + 20
+
+    def expected(per_unit: int, kept: int, noise: int = 0) -> int:
+        return 4 * 2 * (2 * (weights + per_unit * units) + 4 * (64 + kept * units + 2 * 10) + noise)
+
+    footprints = {
+        "none": model_footprint_bytes(spec(batch_norm=False, normalization="none")),
+        "batch": model_footprint_bytes(spec(normalization="batch")),
+        "layer": model_footprint_bytes(spec(batch_norm=False, normalization="layer")),
+        "group": model_footprint_bytes(spec(batch_norm=False, normalization="group", groups=5)),
+        "noisy": model_footprint_bytes(spec(bn_noise={"mean_std": 0.5, "scale_std": 0.5})),
+    }
+    # Layer and group norm keep a bias beside γ and β and, written out by autograd, six values per unit.
+    assert footprints["layer"] == footprints["group"] == expected(per_unit=3, kept=6)
+    assert footprints["noisy"] == expected(per_unit=2, kept=5, noise=32 * units)
+    assert footprints["batch"] == expected(per_unit=2, kept=4)
+    assert footprints["none"] == expected(per_unit=1, kept=3)
+    assert footprints["none"] < footprints["batch"] < footprints["layer"]
+    assert footprints["batch"] < footprints["noisy"]
+
+    # At scale activations dominate: layer norm is within 1.5× of BN, never below it; no normalization less.
+    big = {
+        "architecture": {"kind": "mlp", "hidden": [2048, 2048, 2048]},
+        "dataset": "mnist",
+        "batch_size": 512,
+    }
+    batch = model_footprint_bytes(spec(**big))
+    layer = model_footprint_bytes(spec(**big, normalization="layer", batch_norm=False))
+    none = model_footprint_bytes(spec(**big, batch_norm=False))
+    assert batch is not None and layer is not None and none is not None
+    assert none < batch < layer <= 1.5 * batch
+
+
+def test_a_cnn_with_group_norm_counts_its_bias_and_its_written_out_values() -> None:
+    cnn = {"architecture": {"kind": "cnn", "channels": [4, 8]}, "batch_norm": False}
+    parameters = (9 * 1 * 4 + 3 * 4) + (9 * 4 * 8 + 3 * 8) + 8 * 2 * 2 * 10 + 10
+    activations = 4 * (64 + 4 * 8 * 8 * 6.25 + 8 * 4 * 4 * 6.25 + 2 * 10)
+    footprint = model_footprint_bytes(spec(**cnn, normalization="group", groups=4))
+    assert footprint == int(4 * 2 * (parameters * 2 + activations))

@@ -3,6 +3,7 @@
 // final-accuracy difference, then the verdicts the intervals allow and the criterion that chose.
 
 import { describeStat, formatNumber, formatStat, h } from "./dom.js";
+import { axisValue, pointText } from "./heatmap.js";
 
 function formatInterval(estimate, suffix = "") {
   const middle = estimate?.value ?? estimate?.mean;
@@ -12,7 +13,7 @@ function formatInterval(estimate, suffix = "") {
 }
 
 function chosenText(arm) {
-  const chosen = Object.entries(arm.chosen).map(([axis, value]) => `${axis}=${JSON.stringify(value)}`).join(", ");
+  const chosen = pointText(arm.chosen);
   const by = arm.chosen_by === "steps_to_target" ? "fewest steps" : "best final";
   return `${chosen || "the only setting"} (by ${by}, of ${arm.settings_tried})`;
 }
@@ -20,7 +21,7 @@ function chosenText(arm) {
 export function armsTable(tuned, id = "arms") {
   const verdicts = [];
   const rows = tuned.arms.map((arm) => {
-    const label = `${tuned.arm}=${JSON.stringify(arm.value)}`;
+    const label = `${tuned.arm}=${axisValue(arm.value, tuned.arm)}`;
     const speedup = arm.speedup_vs_baseline;
     const difference = arm.final_accuracy_vs_baseline;
     if (speedup) verdicts.push(`${label}, steps to target: ${speedup.verdict}`);

@@ -1,7 +1,8 @@
 // Comparison (`#/compare?ids=A,B&metric=…&target=…&baseline=…`): pick jobs, then see their curves
 // overlaid with the target line, and the table of what differs, final and best values, steps to the
 // target and the speedup against the baseline (a lower bound, "≥", when the baseline never got there);
-// with `arm=…`, the arms over matched seeds with their intervals and verdicts.
+// with `arm=…`, the arms over matched seeds with their intervals and verdicts. Jobs run with telemetry add
+// their gradient-based ICS per layer (medians over the run of ‖G − G′‖₂ and cos(G, G′)).
 
 import { getJson } from "./api.js";
 import { armsTable } from "./arms.js";
@@ -50,15 +51,27 @@ function rowLabel(row) {
   return row.name || shortId(row.id);
 }
 
+/** A job's ICS medians of one figure, layer by layer ("0 · 0.021 · 0.034"); "—" without telemetry. */
+export function icsCell(row, figure) {
+  const layers = row.ics ?? [];
+  if (!layers.length) return h("span", { class: "muted" }, "—");
+  const title = layers.map((layer) => `layer ${layer.layer + 1}: ${formatNumber(layer[figure], 4)} (median of ${layer.probes} probes)`).join("\n");
+  // Gradient changes are small numbers on any scale: three significant digits; cosines near 1: four decimals.
+  const shown = (value) => (figure === "median_gradient_cosine" || !isFiniteNumber(value) ? formatNumber(value, 4) : String(Number(value.toPrecision(3))));
+  return h("span", { title }, layers.map((layer) => shown(layer[figure])).join(" · "));
+}
+
 function comparisonTable(comparison) {
   const lowerIsBetter = comparison.metric.endsWith("loss");
+  const withIcs = comparison.jobs.some((row) => (row.ics ?? []).length);
+  const icsTitles = withIcs ? ["ICS ‖G − G′‖₂ by layer", "ICS cos(G, G′) by layer"] : [];
   return h(
     "table",
     { class: "compare", id: "compare-table" },
     h("thead", {}, h("tr", {},
       ["Job", "Differs by", "Status", "Eval every", "Final", lowerIsBetter ? "Lowest" : "Best",
-       "Steps to target", "Seconds to target", "Speedup", "Diverged at"]
-        .map((title, index) => h("th", { class: index >= 3 ? "number" : "" }, title)),
+       "Steps to target", "Seconds to target", "Speedup", "Diverged at", ...icsTitles]
+        .map((title, index) => h("th", { class: index >= 3 ? "number" : "", title: index >= 10 ? "median over the job's telemetry steps, per hidden layer (Santurkar et al. 2018): larger ‖G − G′‖₂ and lower cosine mean more shift" : null }, title)),
     )),
     h(
       "tbody",
@@ -86,6 +99,8 @@ function comparisonTable(comparison) {
             formatSpeedup(row, comparison.baseline),
           ),
           h("td", { class: "number" }, row.diverged_at_step ?? "—"),
+          withIcs ? h("td", { class: "number ics-change" }, icsCell(row, "median_gradient_change")) : null,
+          withIcs ? h("td", { class: "number ics-cosine" }, icsCell(row, "median_gradient_cosine")) : null,
         ),
       ),
     ),

@@ -15,6 +15,24 @@ function viridis(fraction) {
   return `rgb(${r}, ${g}, ${b})`;
 }
 
+/**
+ * A grid value as an axis label: a word as itself (normalization `layer`, not `"layer"`), no noise as `off`,
+ * noise parameters as `mean_std=0.5, scale_std=1`, anything else as JSON (`true`, `0.1`, `[100,100]`).
+ */
+export function axisValue(value, axis = "") {
+  if (typeof value === "string") return value;
+  if (value === null && axis.startsWith("bn_noise")) return "off";
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    return Object.entries(value).map(([key, item]) => `${key}=${axisValue(item)}`).join(", ");
+  }
+  return JSON.stringify(value);
+}
+
+/** A grid point as `axis=value, …` (values as `axisValue` writes them). */
+export function pointText(point) {
+  return Object.entries(point).map(([axis, value]) => `${axis}=${axisValue(value, axis)}`).join(", ");
+}
+
 function distinct(values) {
   const seen = new Map();
   for (const value of values) seen.set(JSON.stringify(value), value);
@@ -37,8 +55,7 @@ export function heatmapGrid(sweep) {
     const diverged = members.reduce((total, point) => total + point.diverged, 0);
     const tooltip = members
       .map((point) => {
-        const label = Object.entries(point.point).map(([axis, value]) => `${axis}=${JSON.stringify(value)}`).join(", ");
-        return `${label}: final accuracy ${describeStat(point.final_accuracy)}; ${point.diverged} of ${point.job_ids.length} diverged`;
+        return `${pointText(point.point)}: final accuracy ${describeStat(point.final_accuracy)}; ${point.diverged} of ${point.job_ids.length} diverged`;
       })
       .join("\n");
     const single = members.length === 1 ? members[0].final_accuracy : null;
@@ -59,7 +76,7 @@ export function heatmapGrid(sweep) {
   return h(
     "table",
     { class: "heatmap-grid" },
-    h("thead", {}, h("tr", {}, h("th", {}, yAxis ? `${yAxis} \\ ${xAxis}` : xAxis), xValues.map((value) => h("th", {}, JSON.stringify(value))))),
-    h("tbody", {}, yValues.map((yValue) => h("tr", {}, h("th", {}, yAxis ? JSON.stringify(yValue) : "mean final accuracy"), xValues.map((xValue) => cell(xValue, yValue))))),
+    h("thead", {}, h("tr", {}, h("th", {}, yAxis ? `${yAxis} \\ ${xAxis}` : xAxis), xValues.map((value) => h("th", {}, axisValue(value, xAxis))))),
+    h("tbody", {}, yValues.map((yValue) => h("tr", {}, h("th", {}, yAxis ? axisValue(yValue, yAxis) : "mean final accuracy"), xValues.map((xValue) => cell(xValue, yValue))))),
   );
 }

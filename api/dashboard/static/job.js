@@ -1,7 +1,8 @@
-// One job (`#/jobs/<id>`): status, live progress with speed and ETA, the summary, loss and accuracy
-// curves drawn while it trains (from the event stream), the paper's Fig. 1 telemetry per hidden layer,
-// saturation and gradient norms, the spec, how it is trained (in a fused group or alone), a cancel button,
-// and its tags with archive and delete (`housekeeping.js`).
+// One job (`#/jobs/<id>`): status, live progress with speed and ETA, the summary (with its normalization),
+// loss and accuracy curves drawn while it trains (from the event stream), the paper's Fig. 1 telemetry per
+// hidden layer, saturation and gradient norms, Santurkar et al.'s gradient-based ICS per layer, the spec,
+// how it is trained (in a fused group or alone), a cancel button, and its tags with archive and delete
+// (`housekeeping.js`).
 
 import { followJobEvents, getJson, postJson } from "./api.js";
 import { PALETTE, bandChart, lineChart } from "./charts.js";
@@ -100,6 +101,17 @@ function accuracyRows(job, progress, series) {
   ];
 }
 
+/** The layer before each hidden nonlinearity, in words (a spec stored before `normalization` has only batch_norm). */
+export function normalizationText(spec) {
+  const kind = spec.normalization ?? (spec.batch_norm ? "batch" : "none");
+  if (kind === "group") return spec.groups ? `group norm (${spec.groups} groups)` : "group norm (per layer, up to 32 groups)";
+  if (kind === "layer") return "layer norm";
+  if (kind !== "batch") return "none";
+  const batch = spec.bn_implementation === "bnlab" ? "batch norm (bnlab's paper BN)" : "batch norm";
+  const noise = spec.bn_noise;
+  return noise ? `${batch} with noise: m ~ N(0, ${noise.mean_std}²), log s ~ N(0, ${noise.scale_std}²)` : batch;
+}
+
 function summaryRows(job, progress, series) {
   const summary = job.summary ?? {};
   const target = job.spec.target_accuracy;
@@ -111,6 +123,7 @@ function summaryRows(job, progress, series) {
     ["Seconds to target", formatNumber(summary.seconds_to_target, 2)],
     ["Diverged at step", summary.diverged_at_step ?? "—"],
     ["Steps per second", formatNumber(speed, 1)],
+    ["Normalization", h("span", { id: "job-normalization", "data-kind": job.spec.normalization ?? (job.spec.batch_norm ? "batch" : "none") }, normalizationText(job.spec))],
     // The device is stored when the run ends; while it runs, the spec says what was asked for.
     ["Device", job.device ?? (running ? `${job.spec.device} (as requested)` : "—")],
     ["Attempts", job.attempts],
@@ -188,6 +201,16 @@ function telemetryCharts(telemetry, view) {
         : h("p", { class: "muted" }, "Saturation is not measured for relu, which does not saturate."),
       lineChart({ title: "Gradient norm", yLabel: "‖∇W‖", series: perLayer("grad_norm") }),
     ),
+    h("h3", {}, "Gradient-based internal covariate shift (Santurkar et al. 2018)"),
+    h("p", { class: "muted" }, "For each layer, how much its weight gradient G changes when the layers before it take their step first (G′): a larger ‖G − G′‖₂ and a cosine further below 1 mean more shift. The first layer has nothing before it (0 and 1)."),
+    layers.some((layer) => (layer.ics_gradient_change ?? []).some(isFiniteNumber))
+      ? h(
+          "div",
+          { class: "chart-grid", id: "telemetry-ics" },
+          lineChart({ id: "ics-change-chart", title: "‖G − G′‖₂ per layer", yLabel: "‖G − G′‖₂", series: perLayer("ics_gradient_change") }),
+          lineChart({ id: "ics-cosine-chart", title: "cos(G, G′) per layer", yLabel: "cosine", series: perLayer("ics_gradient_cosine") }),
+        )
+      : h("p", { class: "muted", id: "telemetry-ics" }, "No gradient-based ICS measured yet."),
   ];
 }
 

@@ -1,6 +1,8 @@
 // The submit form (`#/submit`, or `#/submit?from=<id>` to start from a job's spec). The API is the one
 // validator: the form sends what was typed (numbers as numbers, anything else as typed) and shows each
-// 422 error next to the field it names.
+// 422 error next to the field it names. The normalization is one choice (none, batch, layer, group); the
+// form sends it with the batch_norm it implies, so a spec read from an older job (batch_norm only) and
+// the API agree. Group norm's groups show for group, noisy BN's two parameters for batch.
 
 import { ApiError, getJson, postJson } from "./api.js";
 import { errorBox, h, isAbort } from "./dom.js";
@@ -9,6 +11,9 @@ const DEFAULT_SPEC = {
   name: "",
   architecture: { kind: "mlp", hidden: [100, 100, 100], channels: [16, 32], activation: "sigmoid" },
   batch_norm: true,
+  normalization: "batch",
+  groups: null,
+  bn_noise: null,
   learning_rate: 0.1,
   dropout: 0,
   dataset: "digits",
@@ -20,6 +25,7 @@ const DEFAULT_SPEC = {
   eval_every: 10,
   target_accuracy: 0.9,
   telemetry_every: 100,
+  telemetry_mode: "inference",
   landscape_every: 0,
   init: "default",
   init_std: 0.01,
@@ -39,7 +45,8 @@ const GROUPS = [
       { name: "architecture.hidden", label: "Hidden widths", kind: "list", help: "units per hidden layer, e.g. 100, 100, 100", when: "mlp" },
       { name: "architecture.channels", label: "Conv channels", kind: "list", help: "channels per 3×3 conv block, e.g. 16, 32", when: "cnn" },
       { name: "architecture.activation", label: "Activation", kind: "select", options: ["sigmoid", "tanh", "relu"] },
-      { name: "batch_norm", label: "Batch normalization", kind: "checkbox", help: "a BN layer before every hidden nonlinearity" },
+      { name: "normalization", label: "Normalization", kind: "select", options: ["none", "batch", "layer", "group"], help: "before every hidden nonlinearity: batch norm (the paper's), layer or group norm, or none" },
+      { name: "groups", label: "Groups", kind: "optional-number", help: "group norm's groups, dividing every width; empty: up to 32 per layer", shownWith: ["normalization", "group"] },
       { name: "dropout", label: "Dropout", kind: "number", help: "0 ≤ p < 1" },
     ],
   },
@@ -60,7 +67,8 @@ const GROUPS = [
     fields: [
       { name: "eval_every", label: "Evaluate every", kind: "number", help: "steps; steps to target is resolved to this" },
       { name: "target_accuracy", label: "Target accuracy", kind: "optional-number", help: "empty: no target" },
-      { name: "telemetry_every", label: "Telemetry every", kind: "number", help: "steps; 0 = off (the Fig. 1 percentiles)" },
+      { name: "telemetry_every", label: "Telemetry every", kind: "number", help: "steps; 0 = off (the Fig. 1 percentiles, the gradient-based ICS)" },
+      { name: "telemetry_mode", label: "Telemetry mode", kind: "select", options: ["inference", "train"], help: "inference: held-out probe, BN by its population statistics (as the paper); train: BN by the probe batch" },
       { name: "landscape_every", label: "Landscape every", kind: "number", help: "steps; 0 = off" },
     ],
   },
@@ -73,11 +81,17 @@ const GROUPS = [
       { name: "bn_momentum", label: "BN momentum", kind: "number" },
       { name: "bn_eps", label: "BN epsilon", kind: "number" },
       { name: "bn_implementation", label: "BN implementation", kind: "select", options: ["torch", "bnlab"] },
+      { name: "bn_noise.mean_std", label: "Noisy BN: shift std", kind: "optional-number", help: "noise after each BN layer (Santurkar et al.): m ~ N(0, std²); both empty: no noise", shownWith: ["normalization", "batch"] },
+      { name: "bn_noise.scale_std", label: "Noisy BN: log-scale std", kind: "optional-number", help: "the factor s with log s ~ N(0, std²); empty: 0.5 when the shift std is set", shownWith: ["normalization", "batch"] },
       { name: "checkpoint_every", label: "Checkpoint every", kind: "number", help: "steps; 0 = never" },
     ],
   },
 ];
 const FIELDS = GROUPS.flatMap((group) => group.fields);
+
+// Errors the API places on fields the form shows as another: batch_norm is set by the normalization, and an
+// error on the noise as a whole goes next to its first parameter.
+const ERROR_SLOT = { batch_norm: "normalization", bn_noise: "bn_noise.mean_std" };
 
 function elementId(name) {
   return `field-${name.replace(".", "-")}`;
@@ -117,7 +131,13 @@ function control(field, value) {
 function fieldRow(field, value) {
   return h(
     "div",
-    { class: `field field-${field.kind}`, "data-field": field.name, "data-when": field.when ?? null },
+    {
+      class: `field field-${field.kind}`,
+      "data-field": field.name,
+      "data-when": field.when ?? null,
+      "data-shown-field": field.shownWith?.[0] ?? null,
+      "data-shown-value": field.shownWith?.[1] ?? null,
+    },
     h("label", { for: elementId(field.name) }, field.label),
     control(field, value),
     field.help ? h("small", { class: "help" }, field.help) : null,
@@ -130,13 +150,21 @@ function specFromForm(form) {
   const value = (name) => form.elements[name];
   const spec = {};
   for (const field of FIELDS) {
-    if (field.name.startsWith("architecture.")) continue;
+    if (field.name.startsWith("architecture.") || field.name.startsWith("bn_noise.")) continue;
     const input = value(field.name);
     if (field.kind === "checkbox") spec[field.name] = input.checked;
     else if (field.kind === "number") spec[field.name] = parseNumber(input.value);
     else if (field.kind === "optional-number") spec[field.name] = input.value.trim() === "" ? null : parseNumber(input.value);
     else spec[field.name] = input.value;
   }
+  spec.batch_norm = spec.normalization === "batch";
+  if (spec.normalization !== "group") delete spec.groups; // hidden: the API refuses groups for other kinds
+  const noise = {};
+  for (const part of ["mean_std", "scale_std"]) {
+    const typed = value(`bn_noise.${part}`).value.trim();
+    if (typed !== "") noise[part] = parseNumber(typed);
+  }
+  spec.bn_noise = spec.normalization === "batch" && Object.keys(noise).length ? noise : null;
   const kind = value("architecture.kind").value;
   const layers = kind === "cnn" ? "channels" : "hidden";
   spec.architecture = {
@@ -153,7 +181,8 @@ function specFromForm(form) {
  */
 export function fieldOf(loc) {
   const parts = loc[0] === "body" ? loc.slice(1) : loc;
-  if (parts[0] !== "architecture") return { name: String(parts[0] ?? ""), index: parts[1] };
+  if (parts[0] === "bn_noise" && typeof parts[1] === "string") return { name: `bn_noise.${parts[1]}` };
+  if (parts[0] !== "architecture") return { name: ERROR_SLOT[parts[0]] ?? String(parts[0] ?? ""), index: parts[1] };
   const rest = ["mlp", "cnn"].includes(parts[1]) ? parts.slice(2) : parts.slice(1);
   return typeof rest[0] === "string" ? { name: `architecture.${rest[0]}`, index: rest[1] } : { name: "architecture.kind" };
 }
@@ -185,6 +214,8 @@ function clearErrors(form, general) {
 
 function buildForm(spec, life) {
   const merged = { ...DEFAULT_SPEC, ...spec, architecture: { ...DEFAULT_SPEC.architecture, ...spec.architecture } };
+  if (spec.normalization === undefined && spec.batch_norm !== undefined) merged.normalization = spec.batch_norm ? "batch" : "none";
+  merged.bn_noise = merged.bn_noise ?? {}; // its parameters' inputs start empty without noise
   const general = h("div", { class: "messages", id: "submit-errors" });
   const submitButton = h("button", { type: "submit", class: "primary", id: "submit-job" }, "Submit job");
   const form = h(
@@ -202,8 +233,10 @@ function buildForm(spec, life) {
   const showLayersOfKind = () => {
     const kind = form.elements["architecture.kind"].value;
     for (const row of form.querySelectorAll("[data-when]")) row.hidden = row.dataset.when !== kind;
+    for (const row of form.querySelectorAll("[data-shown-field]")) row.hidden = form.elements[row.dataset.shownField].value !== row.dataset.shownValue;
   };
   form.elements["architecture.kind"].addEventListener("change", showLayersOfKind);
+  form.elements.normalization.addEventListener("change", showLayersOfKind);
   showLayersOfKind();
 
   form.addEventListener("submit", async (event) => {

@@ -20,7 +20,7 @@ import {
   progressBar,
   shortId,
 } from "./dom.js";
-import { heatmapGrid } from "./heatmap.js";
+import { axisValue, heatmapGrid, pointText } from "./heatmap.js";
 import { housekeepingActions, tagBadges } from "./housekeeping.js";
 
 const LIVE_REFRESH_MS = 2000;
@@ -81,7 +81,7 @@ function pointTable(sweep) {
         h(
           "tr",
           {},
-          axes.map((axis) => h("td", {}, JSON.stringify(point.point[axis]))),
+          axes.map((axis) => h("td", {}, axisValue(point.point[axis], axis))),
           h("td", { class: "number" }, point.seeds.length),
           h("td", { class: "number" }, `${point.done} / ${point.job_ids.length}`),
           h("td", { class: "number" }, point.diverged),
@@ -136,7 +136,7 @@ function armForm(sweep, state) {
   const axes = Object.keys(sweep.grid);
   const arm = h("select", { id: "sweep-arm", value: state.arm ?? "" }, h("option", { value: "" }, "none"), axes.map((axis) => h("option", { value: axis }, axis)));
   const values = state.arm ? sweep.grid[state.arm] ?? [] : [];
-  const baseline = h("select", { id: "sweep-arm-baseline", value: state.baseline ?? "" }, values.map((value) => h("option", { value: JSON.stringify(value) }, JSON.stringify(value))));
+  const baseline = h("select", { id: "sweep-arm-baseline", value: state.baseline ?? "" }, values.map((value) => h("option", { value: JSON.stringify(value) }, axisValue(value, state.arm ?? ""))));
   const go = () => {
     const query = new URLSearchParams({ arm: arm.value }); // an empty arm: none, not the default
     if (arm.value && arm.value === state.arm && baseline.value) query.set("baseline", baseline.value);
@@ -169,7 +169,7 @@ function curvesChart(curves) {
     yLabel: curves.metric,
     yDomain: curves.metric.endsWith("accuracy") ? [0, 1] : null,
     curves: curves.points.map((point) => ({
-      label: Object.entries(point.point).map(([axis, value]) => `${axis}=${JSON.stringify(value)}`).join(", ") || "all jobs",
+      label: pointText(point.point) || "all jobs",
       steps: point.steps,
       mean: point.mean,
       low: point.ci95_low,

@@ -112,17 +112,24 @@ COMPARE_COLUMNS = (
 
 
 def compare_frame(comparison: Mapping[str, Any]) -> Any:
-    """`GET /v1/compare`'s jobs, one row each, with each differing spec field as a `spec.<field>` column."""
+    """`GET /v1/compare`'s jobs, one row each, with each differing spec field as a `spec.<field>` column and
+    each hidden layer's gradient-based ICS (medians over the run) as `ics.layer<N>.<figure>` columns, as
+    the CSV export names them (empty for a job run without telemetry)."""
     rows = []
     for job in comparison["jobs"]:
         row = {column: job.get(column) for column in COMPARE_COLUMNS}
         row.update({f"spec.{field}": _cell(value) for field, value in flatten(job["spec_diff"]).items()})
+        for layer in job.get("ics") or ():
+            for figure in ("median_gradient_change", "median_gradient_cosine", "probes"):
+                row[f"ics.layer{layer['layer']}.{figure}"] = layer[figure]
         rows.append(row)
     return pandas().DataFrame(rows)
 
 
 def telemetry_frame(job_id: str, telemetry: Mapping[str, Any]) -> Any:
-    """`GET /v1/jobs/{id}/telemetry` as one row per (layer, step) with a column per statistic."""
+    """`GET /v1/jobs/{id}/telemetry` as one row per (layer, step) with a column per statistic the service
+    sends: the Fig. 1 percentiles, mean, std, saturated fraction, gradient norm and the gradient-based ICS
+    (`ics_gradient_change`, `ics_gradient_cosine`)."""
     rows = []
     for layer in telemetry["layers"]:
         statistics = [key for key in layer if key not in {"layer", "steps"}]
