@@ -160,7 +160,7 @@ class _GroupDelivery:
 
     def _member(self, job_id: str, lease: LeaseResult) -> _Member:
         assert lease.job is not None  # `_group_id` found every job
-        member = _Member(job_id, JobSpec.model_validate(lease.job.spec))
+        member = _Member(job_id, lease.job.job_spec())
         if lease.acquired:
             member.callbacks = self.reporter.callbacks(job_id, self._should_stop(member))
         return member

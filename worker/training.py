@@ -16,7 +16,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from core.results import Progress, Result
 from core.settings import Settings
-from core.spec import JobSpec
 from core.store import StoreInterface
 from worker.delivery import TIME_LIMIT_EXCEEDED, Deadline, Delivery, error_message, final_status, new_owner
 from worker.lease import LeaseKeeper
@@ -53,7 +52,7 @@ def train_job(
                 # Step 0 is shown at once, before the dataset loads and the net is built (a resumed job
                 # keeps the progress it had until its run reports).
                 reporter.on_progress(Progress(0, int(spec_json["steps"])))
-            spec = JobSpec.model_validate(spec_json)
+            spec = lease.job.job_spec()
             stored = store.load_checkpoint(job_id)
             if stored is not None:
                 logger.info("job %s: resuming from the checkpoint at step %d", job_id, stored[0])
