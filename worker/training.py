@@ -17,7 +17,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from core.results import Progress, Result
 from core.settings import Settings
 from core.store import StoreInterface
-from worker.delivery import TIME_LIMIT_EXCEEDED, Deadline, Delivery, error_message, final_status, new_owner
+from worker.delivery import (
+    TIME_LIMIT_EXCEEDED,
+    Deadline,
+    Delivery,
+    error_message,
+    final_status,
+    log_final_status,
+    new_owner,
+)
 from worker.lease import LeaseKeeper
 from worker.reporting import StoreReporter
 from worker.training_core import TrainFunction, train_with_core
@@ -81,6 +89,7 @@ def train_job(
         )
     if not store.finish_job(job_id, owner, status, summary=summary, error=error, device=device):
         return Delivery(job_id, lease.outcome)
+    log_final_status(job_id, status, error)
     return Delivery(job_id, lease.outcome, status)
 
 

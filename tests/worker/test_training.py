@@ -75,13 +75,20 @@ def test_a_job_trains_to_success_and_everything_is_stored(store: Store) -> None:
     assert all(layer.steps == [25, 50, 75, 100] for layer in layers)
 
 
-def test_an_exception_in_training_fails_the_job_with_its_message(store: Store) -> None:
+def test_an_exception_in_training_fails_the_job_with_its_message(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     job = store.create_job(tiny_spec(device="cuda"))  # this machine has no CUDA
     delivery = train_job(store, job.id, liveness_settings(store))
     failed = store.get_job(job.id)
     assert delivery.status == "failed"
     assert failed is not None and failed.status == "failed"
     assert failed.error is not None and "CUDA is not available" in failed.error
+    # The worker's log says so (Celery's own line says the task "succeeded": it returned).
+    said = [record for record in caplog.records if record.getMessage().startswith(f"job {job.id}: failed")]
+    assert [record.levelname for record in said] == ["WARNING"]
+    assert failed.error in said[0].getMessage()
+    assert str(delivery) == f"job {job.id}: failed"
 
 
 def name_with_nul_as_stored_by_an_older_version(store: Store, job_id: str) -> None:
