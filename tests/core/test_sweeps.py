@@ -252,6 +252,22 @@ def test_aggregation_of_unfinished_or_single_jobs_leaves_what_is_unknown_empty()
     assert high_lr.final_accuracy == Stat(1, 0.9, None, None)  # one seed: no spread, no interval
 
 
+def test_a_grid_point_whose_runs_all_diverged_has_no_final_accuracy() -> None:
+    # A diverged run keeps the accuracy of its last evaluation before the loss went non-finite: that is
+    # where it broke down, not where it ended, so five diverged seeds average to no final accuracy.
+    diverged = [
+        outcome(f"d{seed}", "diverged", 1.0, False, seed, final=0.1 + seed / 100, best=0.3)
+        for seed in range(5)
+    ]
+    (point,) = aggregate(diverged, ["learning_rate", "batch_norm"])
+    assert (point.diverged, point.done) == (5, 5)
+    assert point.final_accuracy == Stat(0, None, None, None)
+    assert point.best_accuracy.n == 5  # the best it reached before diverging stays a fact
+    cells = heatmap([*diverged, OUTCOMES[0]], "learning_rate", "batch_norm")
+    assert cells.y_values == [False, True] and cells.mean_final_accuracy == [[None, None], [0.95, None]]
+    assert cells.diverged == [[0, 5], [0, 0]]
+
+
 def test_status_counts_list_every_status() -> None:
     counts = status_counts(["running", "succeeded", "succeeded"])
     assert counts["succeeded"] == 2 and counts["running"] == 1 and counts["queued"] == 0
