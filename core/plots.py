@@ -71,10 +71,13 @@ def normalization_kind(spec: Mapping[str, Any]) -> str:
 
 
 def normalization_label(spec: Mapping[str, Any]) -> str:
-    """How a picture names a job's normalization: `no normalization`, `batch norm`, `noisy BN`, `layer
-    norm`, `group norm` (with its groups where the spec fixes them)."""
+    """How a picture names a job's normalization: `no normalization`, `batch norm`, `noisy BN (m 0.5, s 1)`
+    (its noise's two stds), `layer norm`, `group norm` (with its groups where the spec fixes them)."""
     kind = normalization_kind(spec)
     label = NORMALIZATION_LABELS.get(kind, kind)
+    if kind == "noisy":
+        noise = spec["bn_noise"]
+        return f"{label} (m {noise['mean_std']:g}, s {noise['scale_std']:g})"
     return f"{label} ({spec['groups']} groups)" if kind == "group" and spec.get("groups") else label
 
 

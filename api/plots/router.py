@@ -125,7 +125,7 @@ def _ics_panel(store: StoreInterface, job: JobView) -> IcsPanel:
     if not layers:
         raise nothing_recorded(job, "telemetry", "telemetry_every")
     last = max(layers, key=lambda layer: layer.layer)
-    title = _shorten(f"{normalization_label(job.spec)}: {job.name or job.id[:8]}, layer {last.layer}")
+    title = _shorten(f"{_panel_name(job)}, layer {last.layer}")
     return IcsPanel(title, last.steps, last.unit_p15, last.unit_p50, last.unit_p85)
 
 
@@ -162,7 +162,7 @@ def _gradient_ics_panel(store: StoreInterface, job: JobView) -> GradientIcsPanel
             status.HTTP_404_NOT_FOUND,
             detail=f"job {job.id} has no gradient-based ICS (its telemetry was recorded without it)",
         )
-    title = _shorten(f"{normalization_label(job.spec)}: {job.name or job.id[:8]}")
+    title = _shorten(_panel_name(job))
     shown = [
         GradientIcsLayer(layer.layer, layer.steps, layer.ics_gradient_change, layer.ics_gradient_cosine)
         for layer in sorted(layers, key=lambda layer: layer.layer)
@@ -204,6 +204,12 @@ def _landscape_series(store: StoreInterface, job: JobView) -> LandscapeSeries:
         gradient_predictiveness=[probe.gradient_predictiveness for probe in probes],
         beta_smoothness=[probe.beta_smoothness for probe in probes],
     )
+
+
+def _panel_name(job: JobView) -> str:
+    """A panel's title: the job's normalization and seed first (what sets it apart, never cut off), then
+    its name or id."""
+    return f"{normalization_label(job.spec)}, seed {job.spec.get('seed', 0)}: {job.name or job.id[:8]}"
 
 
 def _label(job: JobView) -> str:

@@ -53,7 +53,7 @@ def test_the_ics_picture_shows_one_job_or_more_side_by_side(client: TestClient, 
     assert decoded_png(two.content).shape[1] > 1.8 * decoded_png(one.content).shape[1]
     svg = client.get(f"/v1/jobs/{normalized}/plots/ics", params={"compare_with": plain, "format": "svg"}).text
     # The paper's order: without normalization on the left, whichever job the URL names first.
-    assert svg.index("no normalization:") < svg.index("batch norm:")
+    assert svg.index("no normalization, seed 0:") < svg.index("batch norm, seed 0:")
     assert "layer 1" in svg  # the last hidden layer
     assert "with BN" not in svg and "without BN" not in svg
 
@@ -71,7 +71,13 @@ def test_the_ics_picture_names_every_normalization_kind_in_order(client: TestCli
     first, *others = kinds.values()
     response = client.get(f"/v1/jobs/{first}/plots/ics", params={"compare_with": others, "format": "svg"})
     assert response.status_code == 200
-    labels = ["no normalization:", "batch norm:", "noisy BN:", "layer norm:", "group norm (4 groups):"]
+    labels = [
+        "no normalization,",
+        "batch norm,",
+        "noisy BN (m 0.5, s 0.5),",
+        "layer norm,",
+        "group norm (4 groups),",
+    ]
     positions = [response.text.index(label) for label in labels]
     assert positions == sorted(positions)
 
@@ -104,8 +110,8 @@ def test_the_gradient_ics_picture_is_a_column_per_job_png_or_svg(client: TestCli
     text = svg.text
     assert ElementTree.fromstring(text).tag.endswith("svg")
     # None, batch, noisy BN from left to right, whatever the order asked in.
-    assert text.index("no normalization: plain") < text.index("batch norm: normalized")
-    assert text.index("batch norm: normalized") < text.index("noisy BN: noisy")
+    assert text.index("no normalization, seed 0: plain") < text.index("batch norm, seed 0: normalized")
+    assert text.index("batch norm, seed 0: normalized") < text.index("noisy BN (m 0.5, s 0.5), seed 0: noisy")
     assert "‖G − G′‖₂" in text and "cos(G, G′)" in text
     # Layers 1 and 2 are drawn; layer 0 (nothing precedes it: change 0, cosine 1) is left out.
     assert "layer 1" in text and "layer 2" in text and "layer 0" not in text

@@ -206,7 +206,10 @@ def test_gradient_ics_panels_put_a_column_per_job_and_scale_the_change_logarithm
         ({"normalization": "none", "batch_norm": False}, "no normalization"),
         ({"batch_norm": False}, "no normalization"),  # stored before `normalization`
         ({"batch_norm": True}, "batch norm"),
-        ({"normalization": "batch", "bn_noise": {"mean_std": 0.5, "scale_std": 0.5}}, "noisy BN"),
+        (
+            {"normalization": "batch", "bn_noise": {"mean_std": 0.5, "scale_std": 1.0}},
+            "noisy BN (m 0.5, s 1)",
+        ),
         ({"normalization": "layer"}, "layer norm"),
         ({"normalization": "group", "groups": None}, "group norm"),
         ({"normalization": "group", "groups": 4}, "group norm (4 groups)"),
