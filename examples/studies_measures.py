@@ -6,9 +6,10 @@ service's plot routes for seed 0 of each arm.
 
 A job's figures (`job_measures`):
 - steps to target and final validation accuracy, from its summary;
-- the Fig. 1 drift of a last-hidden-layer unit's input (the telemetry's fixed unit), from one probe to the
-  next: the mean |change| of its median, and the mean |change| of the log of its 15-85 percentile spread
-  (how far the distribution the sigmoid sees moves, and how much it widens or narrows, per probe);
+- the Fig. 1 drift of a last-hidden-layer unit's input (the telemetry's fixed unit): the range its median
+  covers over training (highest − lowest: how far the distribution the sigmoid sees travels), and from one
+  probe to the next the mean |change| of its median and of the log of its 15-85 percentile spread (how
+  much it moves and widens or narrows per probe, jitter included);
 - Santurkar et al.'s gradient-based ICS: ‖G − G′‖₂ and cos(G, G′) averaged over the probes and over the
   hidden layers after the first (the first has nothing before it: 0 and 1 by definition).
 """
@@ -41,14 +42,15 @@ class Measure:
 MEASURES = (
     Measure("steps_to_target", "steps to target", 0, "slower to the target", "faster to the target"),
     Measure("final_accuracy", "final val acc", 3, "higher final accuracy", "lower final accuracy"),
-    Measure("median_move", "unit median's move per probe", 3, "more drift", "less drift"),
+    Measure("median_range", "unit median's range", 3, "more drift", "less drift"),
+    Measure("median_move", "unit median's move per probe", 3, "more movement", "less movement"),
     Measure(
         "spread_change", "spread's log-change per probe", 3, "more change of spread", "less change of spread"
     ),
     Measure("gradient_change", "‖G − G′‖₂", 4, "larger gradient change", "smaller gradient change"),
     Measure("gradient_cosine", "cos(G, G′)", 4, "more aligned gradients", "less aligned gradients"),
 )
-TELEMETRY_MEASURES = ("median_move", "spread_change", "gradient_change", "gradient_cosine")
+TELEMETRY_MEASURES = ("median_range", "median_move", "spread_change", "gradient_change", "gradient_cosine")
 NORMALIZATION_NAMES = {
     "none": "no normalization",
     "batch": "batch norm",
@@ -101,7 +103,9 @@ def telemetry_measures(layers: Sequence[Mapping[str, Any]]) -> dict[str, float |
         for low, high in zip(last["unit_p15"], last["unit_p85"], strict=True)
     ]
     deeper = [layer for layer in layers if layer["layer"] > 0] or list(layers)
+    medians = [value for value in last["unit_p50"] if value is not None and math.isfinite(value)]
     return {
+        "median_range": max(medians) - min(medians) if medians else None,
         "median_move": _mean_step(last["unit_p50"]),
         "spread_change": _mean_step(spreads, math.log),
         "gradient_change": _mean([value for layer in deeper for value in layer["ics_gradient_change"]]),
@@ -280,9 +284,10 @@ def measures_section(service: Service, study: Study, jobs: Sequence[dict[str, An
     baselines = settings.get("baselines", [settings.get("baseline", "none")])
     lines = [
         "Per arm, over seeds: steps to target, final accuracy and, where telemetry was recorded, the drift "
-        "of the last hidden layer's unit 0 (the mean |change| between consecutive probes of its median and "
-        "of the log of its 15-85 percentile spread) and Santurkar et al.'s ‖G − G′‖₂ and cos(G, G′) "
-        "(averaged over probes and over the hidden layers after the first):",
+        "of the last hidden layer's unit 0 (the range its median covers over training, and the mean "
+        "|change| between consecutive probes of its median and of the log of its 15-85 percentile spread) "
+        "and Santurkar et al.'s ‖G − G′‖₂ and cos(G, G′) (averaged over probes and over the hidden layers "
+        "after the first):",
         "",
     ]
     by = settings.get("by")

@@ -24,6 +24,7 @@ def example_module(name: str) -> ModuleType:
 measures = example_module("studies_measures")
 report = example_module("studies_report")
 model = example_module("studies_model")
+MEASURE = {measure.key: measure for measure in measures.MEASURES}
 
 NONE = {"normalization": "none", "batch_norm": False, "bn_noise": None}
 BATCH = {"normalization": "batch", "batch_norm": True, "bn_noise": None}
@@ -49,7 +50,8 @@ def test_telemetry_measures_read_the_last_layers_unit_and_the_deeper_layers_grad
         layer(2, [0.0, 1.0, -1.0], [1.0, 2.0, 4.0], [0.6, 0.8, 0.0]),
     ]
     found = measures.telemetry_measures(layers)
-    assert found["median_move"] == pytest.approx((1.0 + 2.0) / 2)  # |0→1| and |1→−1|: layer 2, the last
+    assert found["median_range"] == pytest.approx(2.0)  # from −1 to 1: layer 2, the last
+    assert found["median_move"] == pytest.approx((1.0 + 2.0) / 2)  # |0→1| and |1→−1|
     assert found["spread_change"] == pytest.approx(0.6931471805599453)  # log 2 at both probes
     assert found["gradient_change"] == pytest.approx((0.2 + 0.4 + 0.6 + 0.8 + 0.0) / 5)  # None left out
     assert found["gradient_cosine"] == pytest.approx(1 - 0.4)
@@ -102,12 +104,14 @@ def test_the_tables_give_intervals_and_verdicts_only_where_the_interval_excludes
     assert "final val acc" not in table  # no arm has the figure: no column
     text = "\n".join(measures.differences_table([none, batch, noisy], ["none", "batch"]))
     assert "- batch norm vs no normalization, steps to target: faster to the target with batch norm" in text
-    assert "- noisy BN (m 0.5, s 0.5) vs no normalization, unit median's move per probe: more drift" in text
+    assert (
+        "- noisy BN (m 0.5, s 0.5) vs no normalization, unit median's move per probe: more movement" in text
+    )
     # Noisy BN against BN: steps overlap (no verdict), drift does not.
     assert (
         "- noisy BN (m 0.5, s 0.5) vs batch norm, steps to target: no detectable difference at n = 5." in text
     )
-    assert "- noisy BN (m 0.5, s 0.5) vs batch norm, unit median's move per probe: more drift with" in text
+    assert "- noisy BN (m 0.5, s 0.5) vs batch norm, unit median's move per probe: more movement with" in text
     assert "- batch norm vs no normalization, speedup: fewer steps to the target with batch norm (78." in text
     assert "Each arm minus **batch norm**" in text
     assert "| no normalization | " not in text.split("Each arm minus **batch norm**")[1]  # in the first table
@@ -116,12 +120,12 @@ def test_the_tables_give_intervals_and_verdicts_only_where_the_interval_excludes
 def test_differences_are_over_the_seeds_both_arms_have() -> None:
     none = arm("no normalization", "none", [None, None, 5000, 5100, 4900], [0.1] * 5)
     batch = arm("batch norm", "batch", [60, 70, 50, 80, 65], [0.1] * 5)
-    cell, words = measures.difference_text(measures.MEASURES[0], batch, none)
+    cell, words = measures.difference_text(MEASURE["steps_to_target"], batch, none)
     assert words.endswith("n = 3)") and cell.startswith("-4935 ")  # (50 − 5000 + 80 − 5100 + 65 − 4900) / 3
-    cell, words = measures.difference_text(measures.MEASURES[2], batch, none)
+    cell, words = measures.difference_text(MEASURE["median_move"], batch, none)
     assert words == "unit median's move per probe: no detectable difference at n = 5"
     lonely = arm("no normalization", "none", [None] * 5, [0.1] * 5)
-    assert measures.difference_text(measures.MEASURES[0], batch, lonely) == (
+    assert measures.difference_text(MEASURE["steps_to_target"], batch, lonely) == (
         "—",
         "steps to target: no seed has it in both arms",
     )
