@@ -155,7 +155,7 @@ def gradient_ics_panels(panels: Sequence[GradientIcsPanel], image_format: ImageF
     other. The first hidden layer is left out where there are others: nothing precedes it, so its change is
     0 and its cosine 1 by definition."""
     columns = max(len(panels), 1)
-    figure = Figure(figsize=(4.6 * columns, 6.4), dpi=DPI)
+    figure = Figure(figsize=(5.2 * columns, 6.4), dpi=DPI)  # as wide a column as the Fig. 1 bands: titles fit
     grid = figure.subplots(2, columns, sharex="col", sharey="row", squeeze=False)
     for index, panel in enumerate(panels):
         change_axes, cosine_axes = grid[0][index], grid[1][index]

@@ -207,7 +207,8 @@ def speedup_text(arm: Arm, baseline: Arm) -> tuple[str, str | None]:
         return "—", None
     speedup = estimate(pairs, ratio_of_means, "ratio of mean steps to target")
     interval = speedup.ci95
-    cell = stat_text({"mean": speedup.value, "ci95": interval}, 1) + "×"
+    digits = 1 if speedup.value is not None and speedup.value >= 1 else 2  # 0.06×, not 0.1×
+    cell = stat_text({"mean": speedup.value, "ci95": interval}, digits) + "×"
     shifted = None if interval is None else (interval[0] - 1.0, interval[1] - 1.0)
     rule = verdict(shifted, speedup.n, arm.label, baseline.label)
     if rule.startswith("no detectable"):
