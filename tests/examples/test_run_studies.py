@@ -80,9 +80,7 @@ def test_the_script_runs_a_study_and_writes_its_report(
     assert "At `learning_rate=0.1`, each `batch_norm` against `batch_norm=off`, seed by seed:" in report
     # The measures per arm: telemetry's drift and Santurkar's measure beside steps and accuracy (one seed: no
     # interval, no verdict).
-    assert (
-        "| arm | seeds | reached | steps to target | final val acc | unit median's move per probe |" in report
-    )
+    assert "| arm | seeds | reached | steps to target | final val acc | unit median's range |" in report
     assert "| batch norm | 1 | " in report and "| no normalization | 1 | " in report
     assert "- batch norm vs no normalization, cos(G, G′): no detectable difference at n = 1." in report
     assert "Tiny runs say little." in report
