@@ -7,6 +7,9 @@ Measures, on the paper's digits MLP with BN (3x100 sigmoid, batch 60, SGD, 4 lea
   batches drawn on the device, baddbmm, BN over each model's batch, sigmoid, cross-entropy, autograd, SGD;
   and the ratio of bnlab to it;
 - the GPU-busy share of a fused group's training (kernel time from torch.profiler over its wall time);
+- each group's peak GPU memory per model beside the footprint `core.group_sizes` computes for it (that
+  formula cuts groups to a GPU's memory), and the group size to set as `BNLAB_MAX_FUSED_GPU_GROUP_SIZE`: the
+  fastest M measured (the default, 1,024, is the best measured on one H200 so far);
 and then runs `pytest -m gpu` (the CUDA-path tests). Then the service part (`gpu_service_check.py`): the
 embedded mode on the device, one job and a 1,024-job fused sweep from POST to the last result (goal on one
 H200: 15 s). `--skip-service` / `--service-only` run one part; on a CPU: `--device cpu --sweep-size 16`.
@@ -29,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpu_service_check import run_service_check, sweep_size_error
 
+from core.group_sizes import model_footprint_bytes
 from core.ml import run
 from core.ml.data import load_dataset
 from core.ml.fused import run_fused
@@ -86,13 +90,27 @@ def single_job(steps: int, device: str) -> float:
     return steps / clock.seconds()
 
 
-def fused_group(models: int, steps: int, device: str) -> float:
-    """Model-steps/s of a fused group's training."""
+def fused_group(models: int, steps: int, device: str) -> tuple[float, int | None]:
+    """Model-steps/s of a fused group's training, and its peak GPU memory per model in bytes above what was
+    allocated before it started (None on a CPU)."""
     specs = [paper_spec(LEARNING_RATES[i % 4], i // 4, steps, device) for i in range(models)]
     clock = StepClock()
     callbacks = [Callbacks(on_progress=clock)] + [Callbacks() for _ in specs[1:]]
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
     run_fused(specs, callbacks, settings=Settings())
-    return models * steps / clock.seconds()
+    per_model = None
+    if on_gpu:
+        synchronize(device)
+        per_model = (torch.cuda.max_memory_allocated(device) - before) // models
+    return models * steps / clock.seconds(), per_model
+
+
+def megabytes(size: int | None) -> str:
+    return "n/a" if size is None else f"{size / 2**20:.2f}"
 
 
 def gpu_busy_share(models: int, steps: int, device: str) -> float:
@@ -154,11 +172,24 @@ def trainer_check(arguments: argparse.Namespace) -> int:
     models = arguments.models or ([256, 1024, 4096] if on_gpu else [4, 16])
     steps = arguments.steps or (300 if on_gpu else 40)
     print(f"{steps} steps per run; single job (run): {single_job(steps, arguments.device):,.0f} steps/s")
-    print(f"{'M':>6} {'bnlab model-steps/s':>20} {'anchor model-steps/s':>21} {'ratio':>6}")
+    formula = model_footprint_bytes(paper_spec(0.1, 0, steps, arguments.device))
+    print(
+        f"{'M':>6} {'bnlab model-steps/s':>20} {'anchor model-steps/s':>21} {'ratio':>6}"
+        f" {'MB/model peak':>14} {'MB/model formula':>17}"
+    )
+    speeds: dict[int, float] = {}
     for size in models:
-        fused = fused_group(size, steps, arguments.device)
+        fused, per_model = fused_group(size, steps, arguments.device)
         plain = anchor(size, steps, arguments.device)
-        print(f"{size:>6} {fused:>20,.0f} {plain:>21,.0f} {fused / plain:>6.2f}", flush=True)
+        speeds[size] = fused
+        print(
+            f"{size:>6} {fused:>20,.0f} {plain:>21,.0f} {fused / plain:>6.2f}"
+            f" {megabytes(per_model):>14} {megabytes(formula):>17}",
+            flush=True,
+        )
+    if on_gpu:
+        best = max(speeds, key=speeds.__getitem__)
+        print(f"fastest group measured: M = {best:,} -> BNLAB_MAX_FUSED_GPU_GROUP_SIZE={best}")
     if on_gpu:
         size = models[len(models) // 2]
         share = gpu_busy_share(size, steps // 2, arguments.device)

@@ -1,7 +1,7 @@
 """How many models one fused group may stack, for the device that will train it.
 
 A CPU core trains the paper's MLP fastest per model in stacks of about 16 (`max_fused_group_size`); a GPU
-runs hundreds at once (`max_fused_gpu_group_size`). A sweep's groups are cut at the GPU size when their
+runs a thousand at once (`max_fused_gpu_group_size`). A sweep's groups are cut at the GPU size when their
 specs say `cuda`, and for `auto` when a live worker on the default queue (the one `auto` jobs go to) has a
 GPU; at the CPU size otherwise. On a GPU a group is also cut so that it fits the memory of the smallest
 live GPU that could take it, by the per-model footprint below.

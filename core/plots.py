@@ -1,7 +1,8 @@
 """The pictures a user comes for, drawn with matplotlib's Agg backend and returned as PNG or SVG bytes:
 learning curves of compared jobs with the target line, the internal-covariate-shift bands of the paper's
-Fig. 1(b,c), a sweep's heatmap of mean final accuracy, and the loss-landscape probes of Santurkar et al.
-(2018), Fig. 4.
+Fig. 1(b,c), Santurkar et al.'s (2018) gradient-based ICS per layer (their Fig. 3) and loss-landscape probes
+(their Fig. 4), and a sweep's heatmap of mean final accuracy. A job is named in them by its normalization
+kind (`normalization_label`), never as "BN on/off".
 
 Figures are built as `Figure` objects on their own canvas, never through pyplot's global state, so API
 threads can draw at the same time. Missing values (None: the metric was NaN or infinite) become gaps.
@@ -13,7 +14,7 @@ import io
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -52,6 +53,40 @@ class IcsPanel:
     p85: Sequence[float | None]
 
 
+NORMALIZATION_LABELS = {
+    "none": "no normalization",
+    "batch": "batch norm",
+    "noisy": "noisy BN",
+    "layer": "layer norm",
+    "group": "group norm",
+}
+NORMALIZATION_ORDER = tuple(NORMALIZATION_LABELS)  # the paper's order: without normalization first
+
+
+def normalization_kind(spec: Mapping[str, Any]) -> str:
+    """none, batch, noisy (batch norm with `bn_noise`), layer or group; a spec stored before `normalization`
+    existed says it by `batch_norm`."""
+    kind = spec.get("normalization") or ("batch" if spec.get("batch_norm") else "none")
+    return "noisy" if kind == "batch" and spec.get("bn_noise") else str(kind)
+
+
+def normalization_label(spec: Mapping[str, Any]) -> str:
+    """How a picture names a job's normalization: `no normalization`, `batch norm`, `noisy BN (m 0.5, s 1)`
+    (its noise's two stds), `layer norm`, `group norm` (with its groups where the spec fixes them)."""
+    kind = normalization_kind(spec)
+    label = NORMALIZATION_LABELS.get(kind, kind)
+    if kind == "noisy":
+        noise = spec["bn_noise"]
+        return f"{label} (m {noise['mean_std']:g}, s {noise['scale_std']:g})"
+    return f"{label} ({spec['groups']} groups)" if kind == "group" and spec.get("groups") else label
+
+
+def normalization_rank(spec: Mapping[str, Any]) -> int:
+    """Where a job goes in a side-by-side picture: none, batch, noisy BN, layer, group."""
+    kind = normalization_kind(spec)
+    return NORMALIZATION_ORDER.index(kind) if kind in NORMALIZATION_ORDER else len(NORMALIZATION_ORDER)
+
+
 def compare_curves(
     curves: Sequence[Curve], metric: str, target: float | None, image_format: ImageFormat, title: str = ""
 ) -> bytes:
@@ -76,7 +111,8 @@ def compare_curves(
 
 def ics_bands(panels: Sequence[IcsPanel], image_format: ImageFormat) -> bytes:
     """The paper's Fig. 1(b,c): a last-hidden-layer unit's input distribution over training as its 15th,
-    50th and 85th percentiles, one panel per job side by side (no BN and BN, in the order given)."""
+    50th and 85th percentiles, one panel per job side by side in the order given (without normalization
+    first, as the paper)."""
     figure = Figure(figsize=(5.2 * max(len(panels), 1), 4.2), dpi=DPI)
     for index, panel in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), index + 1)
@@ -92,6 +128,67 @@ def ics_bands(panels: Sequence[IcsPanel], image_format: ImageFormat) -> bytes:
             axes.set_ylabel("input to the unit's nonlinearity")
             axes.legend(fontsize="small")
     return _render(figure, image_format)
+
+
+@dataclass(frozen=True)
+class GradientIcsLayer:
+    """Santurkar et al.'s gradient-based ICS of one hidden layer over training: ‖G − G′‖₂ and cos(G, G′),
+    G′ being the layer's weight gradient once the layers before it took their step."""
+
+    layer: int
+    steps: Sequence[int]
+    change: Sequence[float | None]
+    cosine: Sequence[float | None]
+
+
+@dataclass(frozen=True)
+class GradientIcsPanel:
+    """One job's column of the gradient-ICS picture: every hidden layer's measure."""
+
+    title: str
+    layers: Sequence[GradientIcsLayer]
+
+
+def gradient_ics_panels(panels: Sequence[GradientIcsPanel], image_format: ImageFormat) -> bytes:
+    """Santurkar et al.'s Fig. 3 per job, side by side: ‖G − G′‖₂ above (logarithmic where it can be),
+    cos(G, G′) below, one line per hidden layer; each row shares its y axis, so the jobs read against each
+    other. The first hidden layer is left out where there are others: nothing precedes it, so its change is
+    0 and its cosine 1 by definition."""
+    columns = max(len(panels), 1)
+    figure = Figure(figsize=(5.2 * columns, 6.4), dpi=DPI)  # as wide a column as the Fig. 1 bands: titles fit
+    grid = figure.subplots(2, columns, sharex="col", sharey="row", squeeze=False)
+    for index, panel in enumerate(panels):
+        change_axes, cosine_axes = grid[0][index], grid[1][index]
+        shown = [layer for layer in panel.layers if layer.layer > 0] or list(panel.layers)
+        for layer in shown:
+            label = f"layer {layer.layer}"
+            change_axes.plot(layer.steps, _as_array(layer.change), linewidth=1.2, label=label)
+            cosine_axes.plot(layer.steps, _as_array(layer.cosine), linewidth=1.2, label=label)
+        change_axes.set_title(panel.title, fontsize="medium")
+        cosine_axes.set_xlabel("step")
+        for axes in (change_axes, cosine_axes):
+            axes.grid(alpha=0.3)
+        if index == 0:
+            change_axes.set_ylabel("‖G − G′‖₂")
+            cosine_axes.set_ylabel("cos(G, G′)")
+            if shown:
+                change_axes.legend(fontsize="small")
+    first_row = grid[0][0]
+    if panels and all(_only_positive_values(axes) for axes in grid[0]):
+        first_row.set_yscale("log")  # shared: every panel of the row
+    return _render(figure, image_format)
+
+
+def _only_positive_values(axes: Axes) -> bool:
+    """Whether everything drawn on `axes` is positive where finite, with something to draw (a log scale
+    would drop the rest)."""
+    values = [
+        value
+        for line in axes.get_lines()
+        for value in np.asarray(line.get_ydata(), dtype=float)
+        if np.isfinite(value)
+    ]
+    return bool(values) and min(values) > 0
 
 
 @dataclass(frozen=True)
@@ -117,8 +214,8 @@ LEGEND_ROW_FRACTION = 0.055  # of the landscape figure's height, per row of lege
 def landscape_panels(jobs: Sequence[LandscapeSeries], image_format: ImageFormat) -> bytes:
     """Santurkar et al.'s Fig. 4 in three panels side by side — (a) the band of losses over the step sizes
     probed along the gradient, (b) gradient predictiveness, (c) effective β-smoothness — with every job
-    drawn in each (no BN and BN in the order given). Lower is smoother; the y axes are logarithmic,
-    because BN and no-BN figures often lie orders of magnitude apart."""
+    drawn in each (in the order given: without normalization first). Lower is smoother; the y axes are
+    logarithmic, because BN and no-BN figures often lie orders of magnitude apart."""
     return _render(landscape_figure(jobs), image_format, laid_out=True)
 
 

@@ -117,10 +117,11 @@ class Settings(BaseSettings):
         "devices: a CPU core trains the paper's MLP fastest per model in stacks of about 16)",
     )
     max_fused_gpu_group_size: int = Field(
-        256,
+        1024,
         ge=1,
         le=4096,
-        description="the same for jobs whose device is cuda…: a GPU runs hundreds of small models at once",
+        description="the same for jobs whose device is cuda…: on one H200 fused groups of the paper's MLP "
+        "were fastest at 1,024 models (`benchmarks/gpu_check.py` measures it on yours)",
     )
     max_body_bytes: int = Field(1_000_000, ge=1024)
     broker_polling_seconds: float = Field(0.1, gt=0, description="kombu SQLAlchemy transport polling")

@@ -187,7 +187,8 @@ class JobSpec(StrictModel):
         description="noisy BN (Santurkar et al. 2018): after each BN layer, at every training step, each "
         "unit's output y becomes s·y + m, m ~ N(0, mean_std²) and log s ~ N(0, scale_std²) drawn afresh "
         "for every step, layer and unit (shared by the batch's examples) from the job's seed; evaluation "
-        "and probes see none. Needs normalization batch; null = off",
+        "and probes see none, but train-mode telemetry sees it as training does. Needs normalization batch; "
+        "null = off",
     )
     batch_size: int = Field(
         60, ge=1, le=MAX_BATCH_SIZE, description="examples per step; at least 2 with batch_norm"

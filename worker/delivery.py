@@ -9,6 +9,7 @@ no part of a job's time.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -18,7 +19,11 @@ from dataclasses import dataclass
 from core.results import Result
 from core.store import LeaseOutcome
 
+logger = logging.getLogger(__name__)
+
 TIME_LIMIT_EXCEEDED = "time limit exceeded"
+# A job that ends in one of these is logged as a warning: the user has a run to look into.
+STATUSES_WORTH_A_WARNING = frozenset({"failed", "diverged"})
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,18 @@ class Delivery:
     job_id: str
     lease: LeaseOutcome
     status: str | None = None
+
+    def __str__(self) -> str:
+        if self.status is None:
+            return f"job {self.job_id}: no status written (lease {self.lease})"
+        return f"job {self.job_id}: {self.status}"
+
+
+def log_final_status(job_id: str, status: str, error: str | None) -> None:
+    """Say in the worker's log how the job ended. Celery logs a task that returns as "succeeded" whatever
+    became of its job (a failed or diverged job is a result, not a task error, and is never retried)."""
+    level = logging.WARNING if status in STATUSES_WORTH_A_WARNING else logging.INFO
+    logger.log(level, "job %s: %s%s", job_id, status, f" ({error})" if error else "")
 
 
 def owner_prefix(pid: int) -> str:

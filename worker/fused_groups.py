@@ -32,7 +32,15 @@ from core.results import Callbacks, Result
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import LeaseResult, StoreInterface
-from worker.delivery import TIME_LIMIT_EXCEEDED, Deadline, Delivery, error_message, final_status, new_owner
+from worker.delivery import (
+    TIME_LIMIT_EXCEEDED,
+    Deadline,
+    Delivery,
+    error_message,
+    final_status,
+    log_final_status,
+    new_owner,
+)
 from worker.group_reporting import GroupReporter
 from worker.lease import LeaseKeeper
 from worker.training_core import TrainGroupFunction, train_group_with_core
@@ -160,7 +168,7 @@ class _GroupDelivery:
 
     def _member(self, job_id: str, lease: LeaseResult) -> _Member:
         assert lease.job is not None  # `_group_id` found every job
-        member = _Member(job_id, JobSpec.model_validate(lease.job.spec))
+        member = _Member(job_id, lease.job.job_spec())
         if lease.acquired:
             member.callbacks = self.reporter.callbacks(job_id, self._should_stop(member))
         return member
@@ -197,6 +205,7 @@ class _GroupDelivery:
             member.job_id, self.owner, status, summary=result.summary, error=error, device=result.device
         ):
             self.statuses[member.job_id] = status
+            log_final_status(member.job_id, status, error)
         member.finished = True
 
     def _fail_unfinished(self, error: str) -> None:
@@ -206,6 +215,7 @@ class _GroupDelivery:
         for job_id in self.held_ids:
             if job_id not in finished and self.store.finish_job(job_id, self.owner, "failed", error=error):
                 self.statuses[job_id] = "failed"
+                log_final_status(job_id, "failed", error)
 
     def _keep_partial_metrics(self) -> None:
         """A failed group keeps what each job reported before failing, when the database lets it."""

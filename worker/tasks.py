@@ -77,19 +77,23 @@ def request_class(settings: Settings) -> type[Request]:
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
+    """The two training tasks. Each returns what became of its jobs ("job …: failed"): Celery's log line
+    for a task that returned says "succeeded" whatever the job's status, and then shows that text."""
     training_request = request_class(settings)
 
     @app.task(name=TRAIN_TASK, bind=True, max_retries=DATABASE_RETRIES, Request=training_request)
-    def train(task: Task, job_id: str) -> None:
+    def train(task: Task, job_id: str) -> str:
         try:
-            train_job(store_for(settings), job_id, settings)
+            return str(train_job(store_for(settings), job_id, settings))
         except OperationalError as error:
             # The database is unreachable: this delivery cannot even take the lease. Try again later.
             raise task.retry(exc=error, countdown=DATABASE_RETRY_SECONDS) from error
 
     @app.task(name=TRAIN_GROUP_TASK, bind=True, max_retries=DATABASE_RETRIES, Request=training_request)
-    def train_fused_group(task: Task, job_ids: list[str]) -> None:
+    def train_fused_group(task: Task, job_ids: list[str]) -> str:
         try:
-            train_group(store_for(settings), job_ids, settings)
+            return "; ".join(
+                str(delivery) for delivery in train_group(store_for(settings), job_ids, settings)
+            )
         except OperationalError as error:
             raise task.retry(exc=error, countdown=DATABASE_RETRY_SECONDS) from error

@@ -16,9 +16,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from core.results import Progress, Result
 from core.settings import Settings
-from core.spec import JobSpec
 from core.store import StoreInterface
-from worker.delivery import TIME_LIMIT_EXCEEDED, Deadline, Delivery, error_message, final_status, new_owner
+from worker.delivery import (
+    TIME_LIMIT_EXCEEDED,
+    Deadline,
+    Delivery,
+    error_message,
+    final_status,
+    log_final_status,
+    new_owner,
+)
 from worker.lease import LeaseKeeper
 from worker.reporting import StoreReporter
 from worker.training_core import TrainFunction, train_with_core
@@ -53,7 +60,7 @@ def train_job(
                 # Step 0 is shown at once, before the dataset loads and the net is built (a resumed job
                 # keeps the progress it had until its run reports).
                 reporter.on_progress(Progress(0, int(spec_json["steps"])))
-            spec = JobSpec.model_validate(spec_json)
+            spec = lease.job.job_spec()
             stored = store.load_checkpoint(job_id)
             if stored is not None:
                 logger.info("job %s: resuming from the checkpoint at step %d", job_id, stored[0])
@@ -82,6 +89,7 @@ def train_job(
         )
     if not store.finish_job(job_id, owner, status, summary=summary, error=error, device=device):
         return Delivery(job_id, lease.outcome)
+    log_final_status(job_id, status, error)
     return Delivery(job_id, lease.outcome, status)
 
 

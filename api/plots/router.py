@@ -1,6 +1,8 @@
-"""Pictures, each as PNG or SVG (`format=`): compared learning curves with the target line, a job's
-internal-covariate-shift bands (paper Fig. 1(b,c)) and loss landscape (Santurkar et al. 2018, Fig. 4), and
-a sweep's heatmap of mean final accuracy.
+"""Pictures, each as PNG or SVG (`format=`): compared learning curves with the target line; a job's
+internal-covariate-shift bands (paper Fig. 1(b,c)), gradient-based ICS and loss landscape (Santurkar et al.
+2018, Figs. 3 and 4), each beside the jobs named by `compare_with`; and a sweep's heatmap of mean final
+accuracy. Jobs are named by their normalization kind (none, batch, noisy BN, layer, group), drawn in that
+order.
 
 Drawing is CPU work in a plain `def` route, so it runs in FastAPI's thread pool and never blocks the loop.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from pydantic import StringConstraints
 
 from api.compare.loading import ComparisonDep, load_jobs
 from api.dependencies import JobDep, StoreDep
@@ -19,11 +22,16 @@ from api.sweeps.service import get_sweep_or_404, sweep_outcomes
 from core.plots import (
     CONTENT_TYPES,
     Curve,
+    GradientIcsLayer,
+    GradientIcsPanel,
     IcsPanel,
     LandscapeSeries,
     compare_curves,
+    gradient_ics_panels,
     ics_bands,
     landscape_panels,
+    normalization_label,
+    normalization_rank,
     sweep_heatmap,
 )
 from core.store import JobView, LandscapeView, StoreInterface
@@ -40,14 +48,25 @@ IMAGE: dict[int | str, dict[str, Any]] = {
     **DATABASE_DOWN,
 }
 LABEL_LENGTH = 60
+MAX_COMPARED = 5  # jobs beside the one in the path: six panels side by side at most
 
 
-def no_bn_first(store: StoreInterface, job: JobView, compare_with: str | None) -> list[JobView]:
-    """The job, and the one to draw beside it if asked for, the one without BN first (as the paper does)."""
-    jobs = [job] if compare_with is None else load_jobs(store, [job.id, compare_with])
-    if len(jobs) == 2 and jobs[0].spec.get("batch_norm") and not jobs[1].spec.get("batch_norm"):
-        jobs.reverse()
-    return jobs
+def compare_with_query(description: str) -> Any:
+    return Query(max_length=MAX_COMPARED, description=f"{description} (repeatable, at most {MAX_COMPARED})")
+
+
+JobIdText = Annotated[str, StringConstraints(max_length=64)]
+CompareWith = Annotated[
+    list[JobIdText] | None,
+    compare_with_query("jobs drawn beside it, ordered by normalization: none, batch, noisy BN, layer, group"),
+]
+
+
+def by_normalization(store: StoreInterface, job: JobView, compare_with: list[str] | None) -> list[JobView]:
+    """The job and those to draw beside it, ordered by normalization kind — none first, as the paper draws
+    no BN left of BN — and otherwise as asked."""
+    jobs = [job] if not compare_with else load_jobs(store, [job.id, *compare_with])
+    return sorted(jobs, key=lambda shown: normalization_rank(shown.spec))
 
 
 def image_response(content: bytes, image_format: str) -> Response:
@@ -91,15 +110,13 @@ def compare_plot(comparison: ComparisonDep, image_format: ImageFormatQuery = "pn
 def ics_plot(
     job: JobDep,
     store: StoreDep,
-    compare_with: Annotated[
-        str | None,
-        Query(max_length=64, description="a second job drawn beside it (no-BN left, BN right, as in Fig. 1)"),
-    ] = None,
+    compare_with: CompareWith = None,
     image_format: ImageFormatQuery = "png",
 ) -> Response:
     """The paper's Fig. 1(b,c): the 15th, 50th and 85th percentiles of one fixed unit's input to its
-    nonlinearity in the last hidden layer, over training. Needs jobs run with `telemetry_every` > 0."""
-    jobs = no_bn_first(store, job, compare_with)
+    nonlinearity in the last hidden layer, over training, a panel per job (without normalization left, as
+    in Fig. 1). Needs jobs run with `telemetry_every` > 0."""
+    jobs = by_normalization(store, job, compare_with)
     return image_response(ics_bands([_ics_panel(store, shown) for shown in jobs], image_format), image_format)
 
 
@@ -108,9 +125,49 @@ def _ics_panel(store: StoreInterface, job: JobView) -> IcsPanel:
     if not layers:
         raise nothing_recorded(job, "telemetry", "telemetry_every")
     last = max(layers, key=lambda layer: layer.layer)
-    normalization = "with BN" if job.spec.get("batch_norm") else "without BN"
-    title = _shorten(f"{normalization}: {job.name or job.id[:8]}, layer {last.layer}")
+    title = _shorten(f"{_panel_name(job)}, layer {last.layer}")
     return IcsPanel(title, last.steps, last.unit_p15, last.unit_p50, last.unit_p85)
+
+
+@router.get(
+    "/jobs/{job_id}/plots/ics-gradient",
+    response_class=Response,
+    summary="Gradient-based internal covariate shift per layer over training (Santurkar Fig. 3)",
+    responses={
+        **IMAGE,
+        404: {"model": ErrorOut, "description": "no such job, or it recorded no gradient-based ICS"},
+    },
+)
+def ics_gradient_plot(
+    job: JobDep,
+    store: StoreDep,
+    compare_with: CompareWith = None,
+    image_format: ImageFormatQuery = "png",
+) -> Response:
+    """Santurkar et al.'s measure of internal covariate shift: for each hidden layer, how much its weight
+    gradient G changes once the layers before it have taken their step (G′) — ‖G − G′‖₂ above, cos(G, G′)
+    below — over training, a column per job (without normalization first). The first hidden layer is left
+    out beside deeper ones (nothing precedes it). Needs jobs run with `telemetry_every` > 0."""
+    jobs = by_normalization(store, job, compare_with)
+    panels = [_gradient_ics_panel(store, shown) for shown in jobs]
+    return image_response(gradient_ics_panels(panels, image_format), image_format)
+
+
+def _gradient_ics_panel(store: StoreInterface, job: JobView) -> GradientIcsPanel:
+    layers = store.read_telemetry(job.id)
+    if not layers:
+        raise nothing_recorded(job, "gradient-based ICS", "telemetry_every")
+    if all(value is None for layer in layers for value in layer.ics_gradient_change):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"job {job.id} has no gradient-based ICS (its telemetry was recorded without it)",
+        )
+    title = _shorten(_panel_name(job))
+    shown = [
+        GradientIcsLayer(layer.layer, layer.steps, layer.ics_gradient_change, layer.ics_gradient_cosine)
+        for layer in sorted(layers, key=lambda layer: layer.layer)
+    ]
+    return GradientIcsPanel(title, shown)
 
 
 @router.get(
@@ -125,16 +182,13 @@ def _ics_panel(store: StoreInterface, job: JobView) -> IcsPanel:
 def landscape_plot(
     job: JobDep,
     store: StoreDep,
-    compare_with: Annotated[
-        str | None,
-        Query(max_length=64, description="a second job drawn in the same panels (no BN first, then BN)"),
-    ] = None,
+    compare_with: CompareWith = None,
     image_format: ImageFormatQuery = "png",
 ) -> Response:
     """Three panels side by side, as in Santurkar et al.'s Fig. 4: (a) the band of losses over the step
     sizes probed along the gradient at each probe step, (b) gradient predictiveness, (c) effective
     β-smoothness; lower is smoother. Needs jobs run with `landscape_every` > 0."""
-    series = [_landscape_series(store, shown) for shown in no_bn_first(store, job, compare_with)]
+    series = [_landscape_series(store, shown) for shown in by_normalization(store, job, compare_with)]
     return image_response(landscape_panels(series, image_format), image_format)
 
 
@@ -152,11 +206,18 @@ def _landscape_series(store: StoreInterface, job: JobView) -> LandscapeSeries:
     )
 
 
+def _panel_name(job: JobView) -> str:
+    """A panel's title: the job's normalization and seed first (what sets it apart, never cut off), then
+    its name or id."""
+    return f"{normalization_label(job.spec)}, seed {job.spec.get('seed', 0)}: {job.name or job.id[:8]}"
+
+
 def _label(job: JobView) -> str:
-    """What sets a job apart in these pictures: BN, activation, learning rate, seed; its name when short."""
+    """What sets a job apart in these pictures: normalization, activation, learning rate, seed; its name
+    when short."""
     spec = job.spec
     label = (
-        f"{'BN' if spec.get('batch_norm') else 'no BN'}, {spec['architecture']['activation']}, "
+        f"{normalization_label(spec)}, {spec['architecture']['activation']}, "
         f"lr {spec['learning_rate']:g}, seed {spec['seed']}"
     )
     return f"{label}: {job.name}" if job.name and len(label) + len(job.name) + 2 <= LABEL_LENGTH else label

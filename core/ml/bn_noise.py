@@ -6,7 +6,9 @@ After each BN layer, at each training step t, every unit j of layer l of a model
 
 drawn afresh for every (t, l, j) and shared by the batch's examples: the distribution the nonlinearity sees
 moves from step to step — its mean by m (non-zero), its spread by the factor s (non-unit) — so covariate
-shift is larger than without BN. Evaluation, telemetry and landscape probes see no noise.
+shift is larger than without BN. Evaluation, inference-mode telemetry, landscape and ICS probes see no
+noise; train-mode telemetry (`telemetry_mode: train`, the nonlinearity's input as training sees it) sees the
+draw of the coming training step.
 
 The draws are counter-based like the batches (`core.ml.sampling`): z is a function of (seed, t, l, j) alone,
 hashed with splitmix64 into two uniforms each and turned into normals by Box–Muller, so a model's noise is

@@ -92,7 +92,8 @@ class StackedNet:
         dropout: bool = True,
     ) -> Tensor:
         """Logits [M, B, classes] of inputs [M, B, ...] (each model's own examples); with `captured`, each
-        nonlinearity's input is appended to it. Dropout only in training, with `dropout` and no `captured`."""
+        nonlinearity's input is appended to it. Dropout only in training, with `dropout` and no `captured`;
+        noisy BN's noise (the draw of step `noise_step`) in training, with `dropout` or `captured`."""
         models, batch = inputs.shape[0], inputs.shape[1]
         values = inputs
         parameters = iter(self.parameters)
@@ -125,7 +126,9 @@ class StackedNet:
             elif isinstance(module, NORMS):
                 scale, shift = next(parameters), next(parameters)
                 values = self._normalize(module, values, scale, shift, norm_index, training)
-                if self.noisy and training and dropout and captured is None:
+                # Training steps add the noise, and so does a train-mode probe (`captured`): the nonlinearity
+                # sees it in training. Landscape and ICS passes (`dropout` off, nothing captured) do not.
+                if self.noisy and training and (dropout or captured is not None):
                     values = self._add_noise(values, norm_index)
                 norm_index += 1
             elif isinstance(module, PER_EXAMPLE_NORMS):

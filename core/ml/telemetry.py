@@ -12,7 +12,8 @@ The spec's `telemetry_mode` says how:
   PROBE_SPLIT_SEED), with BN normalizing by its population statistics (running averages), as at test time.
 - `train`: on the first PROBE_SIZE training examples of the model's own split, BN normalizing with the
   probe batch's own statistics, as the nonlinearity sees it during training (a BN layer's output then has
-  batch mean β and batch deviation ≈ γ by construction).
+  batch mean β and batch deviation ≈ γ by construction), noisy BN's noise included (the draw of the coming
+  step: the shift Santurkar et al. inject is part of what the nonlinearity sees).
 Either way BN's running averages are left untouched and dropout is off (the stacks' `nonlinearity_inputs`):
 the probe changes nothing about the run, so a run's metrics are the same with telemetry on or off. A
 stack's models are probed at once, their statistics reduced row by row, and read in one transfer.

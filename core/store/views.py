@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from core.db.tables import TERMINAL_STATUSES
 from core.results import Progress, Summary
-from core.spec import JobSpec
+from core.spec import JobSpec, with_unstorable_text_replaced
 
 
 class JobNotFound(LookupError):
@@ -102,7 +102,9 @@ class JobView:
         return JobExecution("fused", self.fused_group, self.fused_group_size)
 
     def job_spec(self) -> JobSpec:
-        return JobSpec.model_validate(self.spec)
+        """The stored spec, validated; text stored before NUL and lone surrogates were refused (SQLite
+        kept them, in a job's name) reads back with U+FFFD in their place, as the API shows it."""
+        return JobSpec.model_validate(with_unstorable_text_replaced(self.spec))
 
 
 @dataclass(frozen=True)

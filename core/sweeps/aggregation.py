@@ -28,6 +28,12 @@ class JobOutcome:
     steps_to_target: int | None = None
     steps_run: int | None = None  # where it stopped: a lower bound on steps to target it never reached
 
+    @property
+    def counted_final_accuracy(self) -> float | None:
+        """The final accuracy that aggregates count: none for a diverged job, whose last evaluation before
+        the loss went non-finite is where training broke down, not where it ended."""
+        return None if self.status == "diverged" else self.final_accuracy
+
 
 @dataclass(frozen=True)
 class GridPointSummary:
@@ -57,8 +63,9 @@ def aggregate(outcomes: Sequence[JobOutcome], axes: Sequence[str]) -> list[GridP
     """The jobs grouped by their values on `axes` (read from each job's spec), aggregated over seeds.
 
     Groups come in the order their first job appears (pass jobs in creation order to get grid order).
-    Means are over the jobs that have the figure: a diverged job without a final accuracy, or a job that
-    never met its target, is counted (`diverged`, `reached_target`) rather than averaged as a zero.
+    Means are over the jobs that have the figure: a diverged job (which has no final accuracy, see
+    `JobOutcome.counted_final_accuracy`), or a job that never met its target, is counted (`diverged`,
+    `reached_target`) rather than averaged, as a zero or as the accuracy it had before it broke down.
     """
     groups: dict[tuple[str, ...], list[JobOutcome]] = {}
     for outcome in outcomes:
@@ -76,7 +83,7 @@ def aggregate(outcomes: Sequence[JobOutcome], axes: Sequence[str]) -> list[GridP
                 done=sum(status in TERMINAL_STATUSES for status in statuses),
                 diverged=statuses.count("diverged"),
                 reached_target=sum(member.steps_to_target is not None for member in members),
-                final_accuracy=describe(member.final_accuracy for member in members),
+                final_accuracy=describe(member.counted_final_accuracy for member in members),
                 best_accuracy=describe(member.best_accuracy for member in members),
                 steps_to_target=describe(member.steps_to_target for member in members),
             )

@@ -139,7 +139,7 @@ def tuned_comparison(
                 job_ids=[member.job_id for member in setting],
                 seeds=[_seed(member) for member in setting],
                 reached_target=sum(member.steps_to_target is not None for member in setting),
-                final_accuracy=describe(member.final_accuracy for member in setting),
+                final_accuracy=describe(member.counted_final_accuracy for member in setting),
                 steps_to_target=describe(member.steps_to_target for member in setting),
                 speedup_vs_baseline=None
                 if is_baseline
@@ -190,7 +190,7 @@ def _best_setting(members: Sequence[JobOutcome], tune: Sequence[str]) -> _Choice
         return _Choice("steps_to_target", chosen, len(candidates))
     chosen = max(
         candidates,
-        key=lambda setting: _or_lowest(describe(member.final_accuracy for member in setting).mean),
+        key=lambda setting: _or_lowest(describe(member.counted_final_accuracy for member in setting).mean),
     )
     return _Choice("final_accuracy", chosen, len(candidates))
 
@@ -238,7 +238,7 @@ def _difference(
     setting: Sequence[JobOutcome], baseline: Sequence[JobOutcome], label: str, baseline_label: str
 ) -> Difference:
     difference = paired_difference(
-        {_seed(member): member.final_accuracy for member in setting},
-        {_seed(member): member.final_accuracy for member in baseline},
+        {_seed(member): member.counted_final_accuracy for member in setting},
+        {_seed(member): member.counted_final_accuracy for member in baseline},
     )
     return Difference(difference, verdict(difference.ci95, difference.n, label, baseline_label))

@@ -90,8 +90,17 @@ def record_run(
     return job.id
 
 
-def record_telemetry(store: Store, job_id: str, spread: float, layers: int = 2, points: int = 10) -> None:
-    """Telemetry of every hidden layer every 20 steps; the unit's percentiles widen with `spread`."""
+def record_telemetry(
+    store: Store,
+    job_id: str,
+    spread: float,
+    layers: int = 2,
+    points: int = 10,
+    ics_change: float | None = None,
+) -> None:
+    """Telemetry of every hidden layer every 20 steps; the unit's percentiles widen with `spread`. With
+    `ics_change`, the gradient-based ICS of layer l is l·ics_change, its cosine 1 − l·ics_change / 10 (the
+    first layer's 0 and 1, as measured)."""
     records = [
         TelemetryRecord(
             step=20 * index,
@@ -106,6 +115,8 @@ def record_telemetry(store: Store, job_id: str, spread: float, layers: int = 2, 
             std=1.0,
             saturated_fraction=0.1,
             grad_norm=0.5,
+            ics_gradient_change=None if ics_change is None else layer * ics_change * (1 + index / 10),
+            ics_gradient_cosine=None if ics_change is None else 1 - layer * ics_change / 10,
         )
         for index in range(points)
         for layer in range(layers)

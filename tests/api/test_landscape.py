@@ -135,9 +135,9 @@ def test_the_plot_draws_each_job_in_the_three_panels_no_bn_first(client: TestCli
     assert ElementTree.fromstring(text).tag == "{http://www.w3.org/2000/svg}svg"
     for title in ("(a) loss landscape", "(b) gradient predictiveness", "(c) effective β-smoothness"):
         assert title in text
-    # Whichever job the URL names first, the one without BN is drawn first (and listed first).
-    assert text.index("no BN, sigmoid, lr 0.1, seed 0: plain") < text.index(
-        "BN, sigmoid, lr 0.1, seed 0: normalized"
+    # Whichever job the URL names first, the one without normalization is drawn first (and listed first).
+    assert text.index("no normalization, sigmoid, lr 0.1, seed 0: plain") < text.index(
+        "batch norm, sigmoid, lr 0.1, seed 0: normalized"
     )
 
 

@@ -18,7 +18,7 @@ from api.main import create_app
 from core.settings import Settings
 from core.store import Store
 from tests.api.conftest import settings_for
-from tests.api.recorded_runs import BASE_SPEC, finish, record_run, record_telemetry, take_lease
+from tests.api.recorded_runs import BASE_SPEC, finish, take_lease
 
 GRID = {"learning_rate": [0.01, 0.1, 1.0], "batch_norm": [True, False]}
 SEEDS = [0, 1]
@@ -242,32 +242,6 @@ def test_heatmap_axes_must_be_two_different_grid_axes(client: TestClient, params
 def test_a_sweep_without_axes_has_no_heatmap(client: TestClient) -> None:
     created = submit_sweep(client, grid={}, seeds=[0, 1])
     assert client.get(f"/v1/sweeps/{created['id']}/plots/heatmap").status_code == 409
-
-
-def test_the_ics_picture_shows_one_job_or_two_side_by_side(client: TestClient, store: Store) -> None:
-    plain = record_run(store, [0.1, 0.5], batch_norm=False)
-    normalized = record_run(store, [0.1, 0.95], batch_norm=True)
-    record_telemetry(store, plain, spread=3.0)
-    record_telemetry(store, normalized, spread=1.0)
-    one = client.get(f"/v1/jobs/{plain}/plots/ics")
-    assert one.status_code == 200 and one.headers["content-type"] == "image/png"
-    two = client.get(f"/v1/jobs/{normalized}/plots/ics", params={"compare_with": plain})
-    assert two.status_code == 200
-    assert decoded_png(two.content).shape[1] > 1.8 * decoded_png(one.content).shape[1]
-    svg = client.get(f"/v1/jobs/{normalized}/plots/ics", params={"compare_with": plain, "format": "svg"}).text
-    # The paper's order: without BN on the left, whichever job the URL names first.
-    assert svg.index("without BN") < svg.index("with BN:")
-    assert "layer 1" in svg  # the last hidden layer
-
-
-def test_the_ics_picture_needs_telemetry_and_known_jobs(client: TestClient, store: Store) -> None:
-    silent = record_run(store, [0.1, 0.5], telemetry_every=0)
-    response = client.get(f"/v1/jobs/{silent}/plots/ics")
-    assert response.status_code == 404 and "telemetry_every is 0" in response.json()["detail"]
-    assert client.get(f"/v1/jobs/{uuid.uuid4().hex}/plots/ics").status_code == 404
-    missing = uuid.uuid4().hex
-    response = client.get(f"/v1/jobs/{silent}/plots/ics", params={"compare_with": missing})
-    assert response.status_code == 404 and missing in response.json()["detail"]
 
 
 # --- tuned baselines --------------------------------------------------------------------------------

@@ -212,6 +212,36 @@ def test_tag_archive_and_delete_a_job(client: bnlab.Client) -> None:
         job.refresh()
 
 
+def test_tag_archive_and_delete_a_sweep(client: bnlab.Client, sqlite_service: RunningService) -> None:
+    sweep = client.submit_sweep(NEVER_STARTS_SPEC, {"learning_rate": [0.05, 0.2]}, name="client-labels")
+    job_ids = sweep.view["job_ids"]
+
+    def listed_sweeps(**params: str) -> list[str]:
+        answer = httpx.get(f"{sqlite_service.url}/v1/sweeps", params={"limit": 200, **params}).json()
+        return [item["id"] for item in answer["items"]]
+
+    tagged = sweep.tag("study", "lr", note="two rates")
+    assert (tagged["id"], tagged["tags"], tagged["note"]) == (sweep.id, ["study", "lr"], "two rates")
+    assert sweep.tag(remove=["lr"])["tags"] == ["study"]
+    assert sweep.view["note"] == "two rates"  # a tag alone leaves the note as it was
+    assert sweep.id in listed_sweeps(tag="study") and sweep.id not in listed_sweeps(tag="lr")
+    assert all(client.job(job_id).view["tags"] == [] for job_id in job_ids)  # its jobs keep their own
+
+    assert sweep.archive()["archived"] is True
+    assert sweep.id not in listed_sweeps()
+    assert not {job.id for job in client.jobs(limit=200)} & set(job_ids)  # its jobs are hidden too
+    assert sweep.archive(archived=False)["archived"] is False
+    assert sweep.id in listed_sweeps()
+
+    sweep.delete()
+    with pytest.raises(bnlab.NotFound):
+        _ = sweep.view
+    for job_id in job_ids:
+        with pytest.raises(bnlab.NotFound):
+            client.job(job_id)
+    assert sweep.id not in listed_sweeps(archived="all")
+
+
 def test_upload_list_train_on_and_delete_a_dataset(client: bnlab.Client, tmp_path: Path) -> None:
     name = f"blobs-{uuid.uuid4().hex[:8]}"  # the service is shared: a name of this test's own
     labels = np.arange(60) % 2

@@ -14,12 +14,17 @@ from core.plots import (
     CONTENT_TYPES,
     DPI,
     Curve,
+    GradientIcsLayer,
+    GradientIcsPanel,
     IcsPanel,
     LandscapeSeries,
     compare_curves,
+    gradient_ics_panels,
     ics_bands,
     landscape_figure,
     landscape_panels,
+    normalization_label,
+    normalization_rank,
     sweep_heatmap,
 )
 from core.sweeps import SweepHeatmap
@@ -173,3 +178,53 @@ def test_landscape_panels_keep_their_width_whatever_the_job_names() -> None:
     panels_bottom = min(axes.get_tightbbox().y0 for axes in figure.axes)
     assert legend_box.y1 <= panels_bottom + 1, "the legend sits below the panels, over none of them"
     assert decode_png(landscape_panels(long_names, "png")).shape[:2] == (round(4.8 * DPI), 15 * DPI)
+
+
+def gradient_panel(title: str, change: float) -> GradientIcsPanel:
+    steps = list(range(0, 200, 20))
+    layers = [
+        GradientIcsLayer(layer, steps, [layer * change] * 10, [1 - layer * change / 10] * 10)
+        for layer in range(3)
+    ]
+    return GradientIcsPanel(title, layers)
+
+
+def test_gradient_ics_panels_put_a_column_per_job_and_scale_the_change_logarithmically() -> None:
+    one = decode_png(gradient_ics_panels([gradient_panel("no normalization", 1.0)], "png"))
+    three = decode_png(gradient_ics_panels([gradient_panel(name, 0.1) for name in ("a", "b", "c")], "png"))
+    assert three.shape[0] == one.shape[0]
+    assert three.shape[1] == pytest.approx(3 * one.shape[1], rel=0.01)
+    text = svg_text(gradient_ics_panels([gradient_panel("batch norm", 0.01)], "svg"))
+    assert "layer 1" in text and "layer 2" in text and "layer 0" not in text
+    assert "10^{-2}" in text  # a logarithmic axis: its ticks are powers of ten
+    decode_png(gradient_ics_panels([], "png"))  # nothing to draw still renders
+
+
+@pytest.mark.parametrize(
+    ("spec", "label"),
+    [
+        ({"normalization": "none", "batch_norm": False}, "no normalization"),
+        ({"batch_norm": False}, "no normalization"),  # stored before `normalization`
+        ({"batch_norm": True}, "batch norm"),
+        (
+            {"normalization": "batch", "bn_noise": {"mean_std": 0.5, "scale_std": 1.0}},
+            "noisy BN (m 0.5, s 1)",
+        ),
+        ({"normalization": "layer"}, "layer norm"),
+        ({"normalization": "group", "groups": None}, "group norm"),
+        ({"normalization": "group", "groups": 4}, "group norm (4 groups)"),
+    ],
+)
+def test_a_job_is_named_by_its_normalization_kind(spec: dict, label: str) -> None:
+    assert normalization_label(spec) == label
+
+
+def test_jobs_are_ordered_none_batch_noisy_layer_group() -> None:
+    specs = [
+        {"normalization": "group"},
+        {"normalization": "layer"},
+        {"normalization": "batch", "bn_noise": {"mean_std": 1.0, "scale_std": 1.0}},
+        {"batch_norm": True},
+        {"normalization": "none"},
+    ]
+    assert [normalization_rank(spec) for spec in specs] == [4, 3, 2, 1, 0]

@@ -252,6 +252,22 @@ def test_aggregation_of_unfinished_or_single_jobs_leaves_what_is_unknown_empty()
     assert high_lr.final_accuracy == Stat(1, 0.9, None, None)  # one seed: no spread, no interval
 
 
+def test_a_grid_point_whose_runs_all_diverged_has_no_final_accuracy() -> None:
+    # A diverged run keeps the accuracy of its last evaluation before the loss went non-finite: that is
+    # where it broke down, not where it ended, so five diverged seeds average to no final accuracy.
+    diverged = [
+        outcome(f"d{seed}", "diverged", 1.0, False, seed, final=0.1 + seed / 100, best=0.3)
+        for seed in range(5)
+    ]
+    (point,) = aggregate(diverged, ["learning_rate", "batch_norm"])
+    assert (point.diverged, point.done) == (5, 5)
+    assert point.final_accuracy == Stat(0, None, None, None)
+    assert point.best_accuracy.n == 5  # the best it reached before diverging stays a fact
+    cells = heatmap([*diverged, OUTCOMES[0]], "learning_rate", "batch_norm")
+    assert cells.y_values == [False, True] and cells.mean_final_accuracy == [[None, None], [0.95, None]]
+    assert cells.diverged == [[0, 5], [0, 0]]
+
+
 def test_status_counts_list_every_status() -> None:
     counts = status_counts(["running", "succeeded", "succeeded"])
     assert counts["succeeded"] == 2 and counts["running"] == 1 and counts["queued"] == 0
@@ -286,26 +302,68 @@ def test_heatmap_over_one_axis_is_one_row_and_other_axes_share_cells() -> None:
 STUDY_FILES = sorted((Path(__file__).resolve().parents[2] / "examples" / "studies").glob("*.yaml"))
 
 
-def test_there_are_five_example_studies() -> None:
-    assert len(STUDY_FILES) == 5
+def test_there_are_eight_example_studies() -> None:
+    assert [path.stem.split("-")[0] for path in STUDY_FILES] == [str(number) for number in range(1, 9)]
+
+
+# Minutes on two cores, fused: a study's steps over all its jobs stay within this, not counting runs that
+# stop at their target (study 1 gives its no-BN arm room to get there). Study 6, the paper's 50,000 steps
+# for 10 jobs, is the largest.
+MAX_STUDY_STEPS = 500_000
 
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda path: path.stem)
-def test_each_example_study_is_a_valid_sweep_on_digits_comparing_bn(path: Path) -> None:
+def test_each_example_study_is_a_valid_sweep_on_digits_comparing_normalizations(path: Path) -> None:
     study = yaml.safe_load(path.read_text())
-    sweep = SweepRequest.model_validate(study["sweep"])
-    jobs = expand_sweep(sweep, CAP)
-    assert {job.spec.dataset for job in jobs} == {"digits"}
-    assert {job.spec.batch_norm for job in jobs} == {True, False}
-    assert len({job.seed for job in jobs}) >= 5  # intervals over seeds need five at least
+    sweeps = [SweepRequest.model_validate(body) for body in [study["sweep"], *study.get("also", [])]]
+    jobs = [job for sweep in sweeps for job in expand_sweep(sweep, CAP)]
+    assert {sweep.execution for sweep in sweeps} == {"fused"}
+    assert {job.spec.dataset for job in jobs} == {"digits"}  # runs out of the box, offline
+    assert {"none", "batch"} <= {job.spec.normalization for job in jobs}
+    for sweep in sweeps:
+        assert len({job.seed for job in expand_sweep(sweep, CAP)}) >= 5  # intervals over seeds need five
     assert {job.spec.split_seed for job in jobs} == {0}  # the same validation set for every seed
-    # Minutes on two cores, fused: at most 50 jobs, and budgets past 2,000 steps only where runs stop at
-    # their target (study 1 gives its no-BN arm room to get there).
     assert len(jobs) <= 50
-    assert all(job.spec.steps <= 2000 or job.spec.stop_at_target for job in jobs)
+    assert sum(job.spec.steps for job in jobs if not job.spec.stop_at_target) <= MAX_STUDY_STEPS
     heatmap = study["about"].get("heatmap", {})
     for axis in (heatmap.get("x"), heatmap.get("y")):
-        assert axis is None or axis in sweep.grid
+        assert axis is None or axis in sweeps[0].grid
+    for key in ("title", "claim"):
+        assert study["about"].get(key)
+
+
+def test_the_faithful_fig1_study_has_the_papers_setup() -> None:
+    """784-100-100-100-10 on mnist (64 inputs on digits), sigmoid, small Gaussian init, batch 60, 50,000
+    steps, held-out inference-mode telemetry, BN against none."""
+    study = yaml.safe_load((STUDY_FILES[0].parent / "6-fig1-faithful.yaml").read_text())
+    [*jobs] = expand_sweep(SweepRequest.model_validate(study["sweep"]), CAP)
+    for job in jobs:
+        spec = job.spec
+        assert spec.architecture.hidden == [100, 100, 100] and spec.architecture.activation == "sigmoid"
+        assert spec.init == "gaussian" and spec.init_std <= 0.01
+        assert (spec.batch_size, spec.steps, spec.optimizer) == (60, 50_000, "sgd")
+        assert spec.telemetry_every > 0 and spec.telemetry_mode == "inference"
+        assert not spec.stop_at_target
+    assert {job.spec.normalization for job in jobs} == {"none", "batch"}
+    assert "mnist" in (STUDY_FILES[0].parent / "6-fig1-faithful.yaml").read_text()  # how to run the paper's
+
+
+def test_the_noisy_bn_study_compares_noise_bn_and_none_with_both_ics_measures() -> None:
+    study = yaml.safe_load((STUDY_FILES[0].parent / "7-noisy-bn.yaml").read_text())
+    bodies = [study["sweep"], *study["also"]]
+    specs = [job.spec for body in bodies for job in expand_sweep(SweepRequest.model_validate(body), CAP)]
+    kinds = {(spec.normalization, spec.bn_noise is not None) for spec in specs}
+    assert kinds == {("none", False), ("batch", False), ("batch", True)}
+    assert all(spec.telemetry_every > 0 and not spec.stop_at_target for spec in specs)
+    assert len({spec.steps for spec in specs}) == 1  # every arm's ICS over the same steps
+
+
+def test_the_normalizations_study_runs_every_kind_at_two_learning_rates() -> None:
+    study = yaml.safe_load((STUDY_FILES[0].parent / "8-normalizations.yaml").read_text())
+    specs = [job.spec for job in expand_sweep(SweepRequest.model_validate(study["sweep"]), CAP)]
+    assert {spec.normalization for spec in specs} == {"none", "batch", "layer", "group"}
+    assert len({spec.learning_rate for spec in specs}) == 2
+    assert all(spec.architecture.activation == "sigmoid" and spec.stop_at_target for spec in specs)
 
 
 def test_only_groups_of_two_or_more_fuse_and_only_when_fused_is_asked_for() -> None:

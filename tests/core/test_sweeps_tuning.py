@@ -4,6 +4,7 @@ verdict withheld where the interval covers no difference."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -103,6 +104,18 @@ def test_where_no_setting_reaches_the_target_the_best_mean_final_accuracy_is_cho
     tuned = tuned_comparison(outcomes, "batch_norm", ["learning_rate"], baseline=False)
     plain = next(arm for arm in tuned.arms if arm.value is False)
     assert plain.chosen == {"learning_rate": 0.5} and plain.chosen_by == "final_accuracy"
+
+
+def test_a_setting_whose_runs_diverged_is_not_chosen_for_the_accuracy_it_had_before() -> None:
+    outcomes = [
+        *(job(False, 0.1, seed, None, 0.60) for seed in SEEDS),
+        *(dataclasses.replace(job(False, 1.0, seed, None, 0.85), status="diverged") for seed in SEEDS),
+        *(job(True, 0.1, seed, 70, 0.97) for seed in SEEDS),
+    ]
+    tuned = tuned_comparison(outcomes, "batch_norm", ["learning_rate"], baseline=False)
+    plain = next(arm for arm in tuned.arms if arm.value is False)
+    assert plain.chosen == {"learning_rate": 0.1} and plain.chosen_by == "final_accuracy"
+    assert plain.final_accuracy.mean == pytest.approx(0.60)
 
 
 def test_with_fewer_than_five_seeds_the_speedup_has_no_interval_and_no_verdict() -> None:

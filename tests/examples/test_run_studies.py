@@ -25,6 +25,9 @@ TINY_STUDY: dict[str, Any] = {
         "tuned": {"arm": "batch_norm", "tune": ["learning_rate"], "baseline": False},
         "arms": {"arm": "batch_norm", "by": "learning_rate", "baseline": False},
         "ics": {"by": "batch_norm"},
+        "measures": {"arm": "normalization", "baseline": "none"},
+        "figures": {"arm": "normalization", "curves": True, "ics": True, "gradient_ics": True},
+        "reading": "Tiny runs say little.",
     },
     "sweep": {
         "name": "tiny-bn",
@@ -75,8 +78,23 @@ def test_the_script_runs_a_study_and_writes_its_report(
     assert "against `batch_norm=off`" in report and "| batch_norm=on | learning_rate=0.1 (by " in report
     assert "- batch_norm=on, final accuracy: no detectable difference at n = 1." in report
     assert "At `learning_rate=0.1`, each `batch_norm` against `batch_norm=off`, seed by seed:" in report
+    # The measures per arm: telemetry's drift and Santurkar's measure beside steps and accuracy (one seed: no
+    # interval, no verdict).
+    assert (
+        "| arm | seeds | reached | steps to target | final val acc | unit median's move per probe |" in report
+    )
+    assert "| batch norm | 1 | " in report and "| no normalization | 1 | " in report
+    assert "- batch norm vs no normalization, cos(G, G′): no detectable difference at n = 1." in report
+    assert "Tiny runs say little." in report
     figures = sorted(path.name for path in (output / "figures").iterdir())
-    assert figures == ["1-tiny-curves.png", "1-tiny-heatmap.png", "1-tiny-ics.png"]
+    assert figures == [
+        "1-tiny-curves.png",
+        "1-tiny-fig1.png",
+        "1-tiny-heatmap.png",
+        "1-tiny-ics-gradient.png",
+        "1-tiny-ics.png",
+        "1-tiny-validation.png",
+    ]
     for name in figures:
         assert f"(figures/{name})" in report
         pixels = matplotlib.image.imread(io.BytesIO((output / "figures" / name).read_bytes()), format="png")

@@ -4,6 +4,7 @@ number, is never retried, its NaNs read as JSON null, and they never sort above 
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import pytest
@@ -71,6 +72,11 @@ def test_a_diverged_job_ends_diverged_at_its_step_is_not_retried_and_its_nans_re
         listed = client.get("/v1/jobs", params={"status": "diverged"}).json()["items"]
 
     assert (diverged["status"], diverged["error"], diverged["attempts"]) == ("diverged", None, 1)
+    # The worker's log says what became of each job, Celery's line for its task included.
+    log = worker.log()
+    assert re.search(rf"WARNING/\S+\] job {diverged_id}: diverged$", log, re.MULTILINE), log[-3000:]
+    assert re.search(rf"INFO/\S+\] job {twin_id}: succeeded$", log, re.MULTILINE)
+    assert re.search(rf"succeeded in [0-9.]+s: 'job {diverged_id}: diverged'", log)
     assert diverged["summary"]["diverged_at_step"] == reference.summary.diverged_at_step
     assert diverged_id in [job["id"] for job in listed]
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy
 
+from core.db.migrate import upgrade_database
 from core.results import (
     Callbacks,
     GroupCheckpointHook,
@@ -27,7 +28,13 @@ from core.results import (
 from core.settings import Settings
 from core.spec import JobSpec
 from core.store import MetricSeries, Store, SweepView
-from tests.worker.test_training import METRICS, SimulatedCrash, liveness_settings, tiny_spec
+from tests.worker.test_training import (
+    METRICS,
+    SimulatedCrash,
+    liveness_settings,
+    name_with_nul_as_stored_by_an_older_version,
+    tiny_spec,
+)
 from worker import group_reporting
 from worker.delivery import TIME_LIMIT_EXCEEDED
 from worker.fused_groups import train_group
@@ -355,6 +362,23 @@ def test_a_group_stores_each_sync_point_in_as_many_statements_however_many_jobs_
 
     assert min(two) == min(eight) > 0  # progress alone
     assert max(two) == max(eight)  # metrics, telemetry, landscape and progress of every job together
+
+
+def test_a_group_with_a_job_stored_with_a_nul_in_its_name_trains_every_job(sqlite_url: str) -> None:
+    upgrade_database(sqlite_url)
+    store = Store(sqlite_url)
+    try:
+        sweep = fused_sweep(store, fusable_specs(steps=20)[:2])
+        name_with_nul_as_stored_by_an_older_version(store, sweep.job_ids[1])
+
+        deliveries = train_group(store, sweep.job_ids, liveness_settings(store))
+
+        # Before, the one name failed the whole group's spec validation, and so every job of the group.
+        assert [delivery.status for delivery in deliveries] == ["succeeded", "succeeded"]
+        finished = store.get_job(sweep.job_ids[1])
+        assert finished is not None and finished.error is None and finished.summary is not None
+    finally:
+        store.dispose()
 
 
 def test_a_group_that_cannot_train_fails_every_job_with_the_message(store: Store) -> None:

@@ -12,7 +12,9 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy
 
+from core.db.migrate import upgrade_database
 from core.results import Callbacks, MetricPoint, Progress, Result, Summary
 from core.settings import Settings
 from core.spec import JobSpec
@@ -73,13 +75,56 @@ def test_a_job_trains_to_success_and_everything_is_stored(store: Store) -> None:
     assert all(layer.steps == [25, 50, 75, 100] for layer in layers)
 
 
-def test_an_exception_in_training_fails_the_job_with_its_message(store: Store) -> None:
+def test_an_exception_in_training_fails_the_job_with_its_message(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     job = store.create_job(tiny_spec(device="cuda"))  # this machine has no CUDA
     delivery = train_job(store, job.id, liveness_settings(store))
     failed = store.get_job(job.id)
     assert delivery.status == "failed"
     assert failed is not None and failed.status == "failed"
     assert failed.error is not None and "CUDA is not available" in failed.error
+    # The worker's log says so (Celery's own line says the task "succeeded": it returned).
+    said = [record for record in caplog.records if record.getMessage().startswith(f"job {job.id}: failed")]
+    assert [record.levelname for record in said] == ["WARNING"]
+    assert failed.error in said[0].getMessage()
+    assert str(delivery) == f"job {job.id}: failed"
+
+
+def name_with_nul_as_stored_by_an_older_version(store: Store, job_id: str) -> None:
+    """Give the job a name with a NUL in its row and spec, as SQLite kept it before the API refused NUL."""
+    assert not store.is_postgres, "PostgreSQL never stored NUL in text"
+    with store._engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.text(
+                "UPDATE job SET name = :name, spec = json_set(spec, '$.name', :name) WHERE public_id = :id"
+            ),
+            {"name": "old\x00run", "id": job_id},
+        )
+    stored = store.get_job(job_id)
+    assert stored is not None and stored.spec["name"] == "old\x00run"
+
+
+def test_a_job_stored_with_a_nul_in_its_name_by_an_older_version_trains(sqlite_url: str) -> None:
+    # Its name is no part of training: the job trains under the name the API shows for it (U+FFFD in
+    # place of the NUL) instead of failing the spec's re-validation.
+    upgrade_database(sqlite_url)
+    store = Store(sqlite_url)
+    try:
+        job = store.create_job(tiny_spec(steps=20))
+        name_with_nul_as_stored_by_an_older_version(store, job.id)
+
+        delivery = train_job(store, job.id, liveness_settings(store))
+
+        finished = store.get_job(job.id)
+        assert finished is not None and (delivery.status, finished.status, finished.error) == (
+            "succeeded",
+            "succeeded",
+            None,
+        )
+        assert store.read_metrics(job.id, None, 100)["val_accuracy"][0] == [10, 20]
+    finally:
+        store.dispose()
 
 
 def test_a_delivery_of_a_job_leased_elsewhere_is_dropped(store: Store) -> None:

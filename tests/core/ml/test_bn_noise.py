@@ -114,3 +114,30 @@ def test_a_noisy_run_resumed_from_a_checkpoint_draws_what_it_would_have_drawn() 
     )
     [resumed] = train_stack([spec], [Callbacks()], checkpoint=blobs[0], settings=Settings())
     assert resumed.summary.final_val_loss == whole.summary.final_val_loss
+
+
+def test_train_mode_telemetry_sees_the_noise_and_inference_mode_does_not() -> None:
+    """The nonlinearity's input as training sees it (train mode) is s·y + m of the coming step's draw; the
+    inference-mode probe, with BN's population statistics, has no noise (as evaluation)."""
+    spec = make_spec(
+        architecture={"kind": "mlp", "hidden": [6], "activation": "sigmoid"},
+        bn_noise={"mean_std": 0.7, "scale_std": 0.4},
+        seed=4,
+    )
+    stacked = StackedNet([build_model(spec, (3,), 2)], [spec], torch.device("cpu"))
+    stacked.noise_step = 9
+    inputs = torch.randn(1, 10, 3)
+    (by_unit, _), *_ = stacked.nonlinearity_inputs(inputs, training=True)
+    weight, scale, shift = (parameter.detach()[0] for parameter in stacked.parameters[:3])
+    pre_activation = inputs[0] @ weight.T
+    mean, variance = pre_activation.mean(0), pre_activation.var(0, unbiased=False)
+    normalized = (pre_activation - mean) / torch.sqrt(variance + spec.bn_eps) * scale + shift
+    shifts, scales = shifts_and_scales(
+        torch.tensor([4]), torch.tensor([0.7]), torch.tensor([0.4]), 9, 0, 6, torch.float32
+    )
+    torch.testing.assert_close(by_unit[0], (normalized * scales[0] + shifts[0]).T)
+    (inference, _), *_ = stacked.nonlinearity_inputs(inputs, training=False)
+    running = (pre_activation - stacked.running_means[0][0]) / torch.sqrt(
+        stacked.running_vars[0][0] + spec.bn_eps
+    )
+    torch.testing.assert_close(inference[0], (running * scale + shift).T)
