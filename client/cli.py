@@ -310,22 +310,41 @@ def plot_job(
     context: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID")],
     ics: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             metavar="FILE",
             help="Save the 15/50/85th percentiles of a unit's input over training (.png or .svg).",
         ),
-    ],
+    ] = None,
+    ics_gradient: Annotated[
+        Path | None,
+        typer.Option(
+            "--ics-gradient",
+            metavar="FILE",
+            help="Save Santurkar et al.'s gradient-based ICS per layer over training (.png or .svg).",
+        ),
+    ] = None,
     compare_with: Annotated[
-        str | None, typer.Option("--compare-with", metavar="ID", help="A second job drawn beside it.")
+        list[str] | None,
+        typer.Option("--compare-with", metavar="ID", help="A job drawn beside it (repeat for more)."),
     ] = None,
 ) -> None:
-    """Save a job's internal-covariate-shift picture (the paper's Fig. 1(b,c); needs telemetry_every > 0)."""
-    picture_format = plot_format(ics)
-    params = {"format": picture_format, "compare_with": compare_with}
+    """Save a job's internal-covariate-shift pictures (need telemetry_every > 0): the paper's Fig. 1(b,c)
+    with --ics, the gradient-based ICS (‖G − G′‖₂ and cos(G, G′) per layer) with --ics-gradient."""
+    pictures = {path: route for path, route in ((ics, "ics"), (ics_gradient, "ics-gradient")) if path}
+    if not pictures:
+        raise fail("plot needs --ics FILE, --ics-gradient FILE or both.")
+    formats = {path: plot_format(path) for path in pictures}
     with connected(context) as client:
-        picture = client.get_bytes(f"/v1/jobs/{job_id}/plots/ics", params)
-    save_plot(ics, picture)
+        drawn = {
+            path: client.get_bytes(
+                f"/v1/jobs/{job_id}/plots/{route}",
+                {"format": formats[path], "compare_with": compare_with or None},
+            )
+            for path, route in pictures.items()
+        }
+    for path, picture in drawn.items():
+        save_plot(path, picture)
 
 
 class ExportFormat(enum.StrEnum):

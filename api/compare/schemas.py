@@ -96,6 +96,20 @@ class CompareOut(BaseModel):
                             "speedup_vs_baseline": 28.6,
                             "speedup_is_lower_bound": True,
                             "diverged_at_step": None,
+                            "ics": [
+                                {
+                                    "layer": 0,
+                                    "probes": 20,
+                                    "median_gradient_change": 0.0,
+                                    "median_gradient_cosine": 1.0,
+                                },
+                                {
+                                    "layer": 1,
+                                    "probes": 20,
+                                    "median_gradient_change": 0.0021,
+                                    "median_gradient_cosine": 0.97,
+                                },
+                            ],
                         }
                     ],
                     "series": {"3f6c8e1a9b2d4c7e8f0a1b2c3d4e5f60": {"steps": [0, 10], "values": [0.1, 0.6]}},

@@ -92,3 +92,25 @@ def test_the_submit_form_sends_the_normalization_kind_chosen(
     expect(page.locator("#job-normalization")).to_contain_text("batch norm with noise")
     for job in chosen:
         httpx.post(f"{sqlite_service.url}/v1/jobs/{job['id']}/cancel").raise_for_status()
+
+
+def test_a_sweep_over_the_kinds_and_noise_labels_its_heatmap_and_points_in_words(
+    sqlite_service: RunningService, page: Page
+) -> None:
+    request = {
+        "name": f"kinds-{uuid.uuid4().hex[:6]}",
+        "base": NEVER_STARTS_SPEC,  # queued for a GPU no worker has: the labels need no results
+        "grid": {"bn_noise": [None, {"mean_std": 0.5, "scale_std": 1.0}], "normalization": ["batch"]},
+        "seeds": [0],
+    }
+    created = httpx.post(f"{sqlite_service.url}/v1/sweeps", json=request, timeout=10)
+    assert created.status_code == 201, created.text
+    sweep_id = created.json()["id"]
+    page.goto(f"{sqlite_service.url}/#/sweeps/{sweep_id}")
+    headers = page.locator("#sweep-heatmap thead th")
+    expect(headers).to_have_text(["normalization \\ bn_noise", "off", "mean_std=0.5, scale_std=1"])
+    expect(page.locator("#sweep-heatmap tbody th")).to_have_text(["batch"])  # the kind, not "batch"
+    expect(page.locator("#sweep-points tbody tr td:first-child")).to_have_text(
+        ["off", "mean_std=0.5, scale_std=1"]
+    )
+    httpx.post(f"{sqlite_service.url}/v1/sweeps/{sweep_id}/cancel", timeout=10).raise_for_status()

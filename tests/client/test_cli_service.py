@@ -381,6 +381,20 @@ def test_plot_saves_the_ics_picture(service: RunningService, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert b"<svg" in picture.read_bytes()[:500]
 
+    # Santurkar's gradient-based ICS, beside a twin without BN: the service's picture, as it draws it.
+    twin = service.submit({**TINY_SPEC, "telemetry_every": 10, "batch_norm": False})
+    service.wait_until_finished(twin)
+    gradient = tmp_path / "ics-gradient.png"
+    result = bnlab(service, "plot", job_id, "--ics-gradient", str(gradient), "--compare-with", twin)
+    assert result.exit_code == 0, result.output
+    served = httpx.get(
+        f"{service.url}/v1/jobs/{job_id}/plots/ics-gradient", params={"compare_with": twin, "format": "png"}
+    )
+    assert gradient.read_bytes() == served.content and served.content.startswith(b"\x89PNG")
+    assert single_error_line(bnlab(service, "plot", job_id)) == (
+        "error: plot needs --ics FILE, --ics-gradient FILE or both."
+    )
+
 
 def test_plot_of_a_job_without_telemetry_is_one_line(service: RunningService, tmp_path: Path) -> None:
     job_id = service.submit(TINY_SPEC)

@@ -107,6 +107,20 @@ def test_metrics_of_several_jobs_compare_and_telemetry(
     assert client.job(with_bn.id).summary == with_bn.refresh().summary
 
 
+def test_a_sweep_over_noisy_bn_tables_its_points_in_columns_that_group(
+    client: bnlab.Client, sqlite_service: RunningService
+) -> None:
+    noise = {"mean_std": 0.5, "scale_std": 1.0}
+    grid = {"bn_noise": [None, noise], "bn_implementation": ["torch"]}
+    sweep = client.submit_sweep(NEVER_STARTS_SPEC, grid)  # queued for a GPU: the table needs no results
+    table = sweep.table()
+    assert list(table["bn_implementation"]) == ["torch", "torch"]
+    assert same(table["bn_noise.mean_std"][0], None) and table["bn_noise.mean_std"][1] == 0.5
+    assert table["bn_noise.scale_std"][1] == 1.0
+    assert len(table.groupby("bn_noise.scale_std", dropna=False)) == 2  # hashable cells
+    sweep.cancel()
+
+
 def test_a_sweep_table_holds_each_grid_point(client: bnlab.Client, sqlite_service: RunningService) -> None:
     sweep = client.submit_sweep(
         {**TINY_SPEC, "target_accuracy": 0.3},

@@ -28,10 +28,20 @@ export function niceTicks(low, high, count = 5) {
   return ticks;
 }
 
-function tickLabel(value) {
+function tickLabel(value, digits = 4) {
   const magnitude = Math.abs(value);
-  if (magnitude >= 1e5 || (magnitude > 0 && magnitude < 1e-3)) return value.toExponential(0);
-  return String(Number(value.toPrecision(4)));
+  if (magnitude >= 1e5 || (magnitude > 0 && magnitude < 1e-3)) return value.toExponential(digits - 4);
+  return String(Number(value.toPrecision(digits)));
+}
+
+/** Labels of `ticks`, with as many significant digits as it takes to tell them apart (a cosine axis from
+ * 0.99990 to 1.0000 reads 0.9999, 0.99995, 1 rather than 0.9999, 1, 1). */
+function tickLabels(ticks) {
+  for (let digits = 4; digits < 10; digits += 1) {
+    const labels = ticks.map((tick) => tickLabel(tick, digits));
+    if (new Set(labels).size === labels.length) return labels;
+  }
+  return ticks.map((tick) => String(tick));
 }
 
 function extent(values, fallback) {
@@ -71,12 +81,14 @@ function frame({ xDomain, yDomain, xLabel, yLabel, width = WIDTH, height = HEIGH
     preserveAspectRatio: "xMidYMid meet",
   });
   const axes = s("g", { class: "axes" });
-  for (const tick of niceTicks(y0, y1)) {
+  const yTicks = niceTicks(y0, y1);
+  const yLabels = tickLabels(yTicks);
+  yTicks.forEach((tick, index) => {
     axes.append(
       s("line", { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(tick), y2: y(tick), class: "grid" }),
-      s("text", { x: MARGIN.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick" }, tickLabel(tick)),
+      s("text", { x: MARGIN.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick" }, yLabels[index]),
     );
-  }
+  });
   for (const tick of niceTicks(x0, x1, 6)) {
     axes.append(
       s("line", { x1: x(tick), x2: x(tick), y1: height - MARGIN.bottom, y2: height - MARGIN.bottom + 4 }),

@@ -7,6 +7,7 @@
 import { getJson } from "./api.js";
 import { armsTable } from "./arms.js";
 import { lineChart } from "./charts.js";
+import { axisValue, pointText } from "./heatmap.js";
 import {
   TERMINAL_STATUSES,
   errorBox,
@@ -44,7 +45,7 @@ export function formatSpeedup(row, baseline) {
 function describeDifference(specDiff) {
   const entries = Object.entries(specDiff ?? {});
   if (!entries.length) return h("span", { class: "muted" }, "same spec");
-  return entries.map(([field, value]) => h("code", { class: "diff" }, `${field}=${JSON.stringify(value)}`));
+  return entries.map(([field, value]) => h("code", { class: "diff" }, `${field}=${axisValue(value, field)}`));
 }
 
 function rowLabel(row) {
@@ -109,7 +110,7 @@ function comparisonTable(comparison) {
 
 function comparisonChart(comparison) {
   const series = comparison.jobs.map((row) => ({
-    label: `${rowLabel(row)}${Object.keys(row.spec_diff ?? {}).length ? ` (${Object.entries(row.spec_diff).map(([key, value]) => `${key}=${value}`).join(", ")})` : ""}`,
+    label: `${rowLabel(row)}${Object.keys(row.spec_diff ?? {}).length ? ` (${pointText(row.spec_diff)})` : ""}`,
     steps: comparison.series[row.id]?.steps ?? [],
     values: comparison.series[row.id]?.values ?? [],
   }));

@@ -79,10 +79,12 @@ def statistic_columns(name: str, statistic: Mapping[str, Any] | None) -> dict[st
 
 
 def sweep_frame(sweep: Mapping[str, Any]) -> Any:
-    """`GET /v1/sweeps/{id}`'s grid points, one row each: the grid values, then the counts and aggregates."""
+    """`GET /v1/sweeps/{id}`'s grid points, one row each: the grid values, then the counts and aggregates.
+    An axis whose values are objects (`bn_noise`) is dotted into its fields (`bn_noise.mean_std`, … ; a
+    point without noise has them empty), as `metrics(spec=...)` names them, so that rows group."""
     rows = []
     for point in sweep["points"]:
-        row: dict[str, Any] = {key: _cell(value) for key, value in point["point"].items()}
+        row: dict[str, Any] = {key: _cell(value) for key, value in flatten(point["point"]).items()}
         row.update(
             jobs=len(point["job_ids"]),
             done=point["done"],
