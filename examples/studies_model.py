@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import yaml
+from sweep_client import get_json
 
 FIGURES = "figures"  # next to the report
 
@@ -62,12 +63,6 @@ def load_studies(studies_dir: Path, names: Sequence[str]) -> list[Study]:
         sweeps = [content["sweep"], *content.get("also", [])]
         studies.append(Study(path.stem, content.get("about", {}), sweeps))
     return studies
-
-
-def get_json(client: httpx.Client, path: str, **params: Any) -> Any:
-    response = client.get(path, params=params)
-    response.raise_for_status()
-    return response.json()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ interval excludes 1 (the study itself needs a running service and minutes of tra
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -11,56 +11,54 @@ from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "landscape_study.py"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture(scope="module")
-def study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("landscape_study", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def example_module(name: str) -> ModuleType:
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    return importlib.import_module(name)
 
 
-def pairs_with(study: ModuleType, activation: str, learning_rate: float, ratios: list[float]) -> list[Any]:
-    job = study.Job(
+measures = example_module("landscape_measures")
+report = example_module("landscape_report")
+
+
+def pairs_with(activation: str, learning_rate: float, ratios: list[float]) -> list[Any]:
+    job = measures.Job(
         "j", "succeeded", {"architecture": {"activation": activation}, "learning_rate": learning_rate}, {}, {}
     )
     return [
-        study.Pair(
+        measures.Pair(
             seed,
             job,
             job,
             {
                 quantity: {"geometric_mean_ratio": ratio, "smoother_fraction": 0.5}
-                for quantity in study.QUANTITIES
+                for quantity in measures.QUANTITIES
             },
         )
         for seed, ratio in enumerate(ratios)
     ]
 
 
-def test_a_ratio_below_one_on_every_seed_is_bold_and_a_verdict(study: ModuleType) -> None:
-    ratio = study.ratio_over_seeds(
-        pairs_with(study, "sigmoid", 0.1, [0.5, 0.55, 0.45, 0.6, 0.5]), "loss_range"
-    )
+def test_a_ratio_below_one_on_every_seed_is_bold_and_a_verdict() -> None:
+    ratio = measures.ratio_over_seeds(pairs_with("sigmoid", 0.1, [0.5, 0.55, 0.45, 0.6, 0.5]), "loss_range")
     assert ratio.geometric == pytest.approx(0.5175, abs=1e-4) and ratio.seeds == 5
     assert ratio.ci95 is not None and ratio.ci95[1] < 1
-    assert study.ratio_cell(ratio) == "**0.518** [0.452, 0.593] (50%–50%)"
+    assert report.ratio_cell(ratio) == "**0.518** [0.452, 0.593] (50%–50%)"
     assert ratio.verdict() == "BN smoother"
 
 
-def test_ratios_on_both_sides_of_one_get_no_verdict_and_the_claim_is_not_settled(study: ModuleType) -> None:
+def test_ratios_on_both_sides_of_one_get_no_verdict_and_the_claim_is_not_settled() -> None:
     pairs = {
-        study.Setting("relu", 0.1): pairs_with(study, "relu", 0.1, [0.7, 1.3, 0.9]),
-        study.Setting("relu", 0.5): pairs_with(study, "relu", 0.5, [0.5, 0.6, 0.55]),
+        measures.Setting("relu", 0.1): pairs_with("relu", 0.1, [0.7, 1.3, 0.9]),
+        measures.Setting("relu", 0.5): pairs_with("relu", 0.5, [0.5, 0.6, 0.55]),
     }
-    noisy = study.ratio_over_seeds(pairs[study.Setting("relu", 0.1)], "loss_range")
-    assert not study.ratio_cell(noisy).startswith("**")
+    noisy = measures.ratio_over_seeds(pairs[measures.Setting("relu", 0.1)], "loss_range")
+    assert not report.ratio_cell(noisy).startswith("**")
     assert noisy.verdict() == "no detectable difference at n = 3"
-    [loss_range, *_] = study.verdicts(pairs)
+    [loss_range, *_] = report.verdicts(pairs)
     assert loss_range.startswith("- relu, loss range: BN smoother at 1 and rougher at 0 of 2 learning rates")
     assert "lr 0.1: " in loss_range and "no detectable difference at n = 3" in loss_range
     assert loss_range.endswith("the claim is not settled at these seeds")
