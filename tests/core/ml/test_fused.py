@@ -428,9 +428,13 @@ class BatchNormBackwardCalls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_batch_norm_backward_is_split_per_model_on_the_cpu_only() -> None:
-    """At width 100 the CPU needs a call per model to round as separate runs do; another device (here the
-    meta device, which computes shapes only) gets one call per layer for the whole group."""
+def test_batch_norm_backward_is_one_call_per_layer_and_exact_on_the_cpu_too() -> None:
+    """At width 100 one call over the group rounds some channels unlike separate runs on the CPU; the stack
+    repairs them in a few batched operations (`core.ml.cpu_exactness`), so it still makes one call per
+    layer there as on another device (here the meta device, which computes shapes only), and each model's
+    gradients are those of a stack of one, to the bit (at one thread, as fused runs are: on more, a batched
+    matrix product shares out its work unlike a single one)."""
+    torch.set_num_threads(1)  # what `train_stack` sets by default
     specs = [
         make_spec(architecture={"kind": "mlp", "hidden": [100, 100], "activation": "sigmoid"}, seed=seed)
         for seed in range(3)
@@ -443,6 +447,14 @@ def test_batch_norm_backward_is_split_per_model_on_the_cpu_only() -> None:
         labels = torch.randint(0, 10, (len(specs) * 60,), device=device)
         model.loss_and_gradients(inputs, labels, None)  # the CPU's rounding check runs once, here
         with BatchNormBackwardCalls() as counter:
-            model.loss_and_gradients(inputs, labels, None)
+            _, _, gradients = model.loss_and_gradients(inputs, labels, None)
         calls[device.type] = counter.calls
-    assert calls == {"cpu": len(specs) * layers, "meta": layers}
+        if device.type == "cpu":
+            for index, spec in enumerate(specs):
+                alone = StackedMLP([build_model(spec, (64,), 10)], [spec], device)
+                own_inputs, own_labels = inputs[index : index + 1], labels[index * 60 : index * 60 + 60]
+                alone.loss_and_gradients(own_inputs, own_labels, None)
+                _, _, alone_gradients = alone.loss_and_gradients(own_inputs, own_labels, None)
+                for together, by_itself in zip(gradients, alone_gradients, strict=True):
+                    assert torch.equal(together[index], by_itself[0])
+    assert calls == {"cpu": layers, "meta": layers}
