@@ -15,7 +15,8 @@ the same shapes, nothing else): no fused step can beat them, so their speed over
 the ratio attainable per core.
 `--profile` prints torch.profiler's table of a fused run's operations.
 
-Goal on a CPU: fused >= 5x the separate runs per core at M >= 16. On a GPU machine:
+Goal on a CPU (issue 16): fused >= 2.5x the separate runs at M = 16 on one thread, in CPU time (the
+`cpu:` ratio; on a shared machine the wall-clock one mostly measures who else ran). On a GPU machine:
 `python benchmarks/fused_sweep.py --device cuda --models 64 256 --threads 1` (goal >= 12x; there the bound
 is timed on the GPU, in wall-clock time).
 """

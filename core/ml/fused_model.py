@@ -24,9 +24,10 @@ by one, and some kernels round those few differently (the vector sigmoid against
 norm's backward over its last channels). A layer 100 wide — the paper's — is not a multiple of the vector
 width, so a kernel called once over M models would put other values in that tail than a separate run's
 call does. Two measures keep each model's numbers those of its separate run: the nonlinearity runs over a
-row per model (`_activate`), and BN's backward pass is called per model wherever one call per run of
-models would round differently on the CPU at hand (checked once per process and layout; on an
-accelerator, where fused runs agree with separate ones to rounding only, one call serves). This
+row per model (`_activate`), and where one call of BN's backward pass rounds some models' last channels
+differently on the CPU at hand, those channels are recomputed as the lone call rounds them, in a few
+batched operations (`core.ml.cpu_exactness`; checked once per process and layout; on an accelerator,
+where fused runs agree with separate ones to rounding only, the call serves as it is). This
 matters beyond neatness: Adam divides by the root of tiny second moments and turns a one-ulp difference
 into 1e-4 in val loss within a few hundred steps. Only train_loss differs, by ~1e-7: each model's
 per-step mean is summed in another order.
@@ -49,13 +50,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.ml.cpu_exactness import batch_norm_backward_by_model, batch_norm_backward_rounds_alike
+from core.ml.cpu_exactness import (
+    NO_REPAIR,
+    TailRepair,
+    batch_norm_backward_by_model,
+    repair_input_gradients,
+    stack_repair,
+)
 from core.ml.nets import Net
 from core.ml.stacked_mlp_parts import (
     StackedLayer,
     cross_entropy_and_gradient,
+    joined_runs,
     module_buffer,
     parameter_places,
+    present,
     stacked_linear,
     weight_layers,
 )
@@ -236,6 +245,7 @@ class StackedMLP:
         self._dropout_rates_tensor = rates
         self._dropout_scales = 1 / (1 - rates)
         self._runs: list[_NormalizationRun] = []
+        self._repairs: dict[tuple[int, int, int], TailRepair | None] = {}  # by (batch, width, threads)
         for slot, (eps, momentum) in enumerate(self._normalization):
             if self._runs and (self._runs[-1].eps, self._runs[-1].momentum) == (eps, momentum):
                 self._runs[-1] = _NormalizationRun(self._runs[-1].first, slot + 1, eps, momentum)
@@ -296,7 +306,7 @@ class StackedMLP:
             gradients[layer.weight] = torch.bmm(pre_activation_gradient.transpose(1, 2), tape.inputs)
             if index > 0:  # the first layer's input is data
                 gradient = torch.bmm(pre_activation_gradient, self.parameters[layer.weight])
-        return [_present(gradient) for gradient in gradients]
+        return [present(gradient) for gradient in gradients]
 
     def _bias(self, position: int | None) -> Tensor | None:
         return None if position is None else self.parameters[position]
@@ -352,7 +362,7 @@ class StackedMLP:
             tape.saved_inverse_stds.append(saved_inverse_std)
             outputs.append(normalized.view(batch, models, width).transpose(0, 1))
         tape.normalized_inputs = pre_activation
-        return _joined(outputs)
+        return joined_runs(outputs)
 
     def _normalization_backward(
         self, gradient: Tensor, layer: StackedLayer, tape: _LayerTape, gradients: list[Tensor | None]
@@ -360,18 +370,42 @@ class StackedMLP:
         """The gradient [M, B, F] of a BN layer's pre-activations from that of its output [M, B, F]; fills
         in γ's and β's gradients.
 
-        ATen's batch-norm backward on a [B, C] input (on the CPU) treats its last few channels, C modulo
-        the vector width, one by one, and rounds them differently from the others. One call for a run of
-        models over [B, m·F] therefore computes some models' last channels unlike their separate runs'
-        [B, F] calls, unless F is a multiple of the vector width; `_one_call_rounds_alike` finds out on
-        this device, and where it does not, each model gets its own call on its own contiguous [B, F]
-        slices (the gradient and the saved input are model-major: no copies). The forward pass has no
-        such tail: one call rounds as M calls do.
+        One call per run of models over [B, m·F]; on the CPU it rounds some models' last channels unlike
+        their lone [B, F] calls (F off the vector width), and `core.ml.cpu_exactness` repairs them in a few
+        batched operations, or else each model gets a call on its contiguous [B, F] slices. The forward
+        pass has no such tail: one call rounds as M calls do.
         """
-        assert layer.bn_weight is not None and layer.bn_bias is not None
-        if self._one_call_rounds_alike(gradient.shape[1], layer.width):
+        inputs = tape.normalized_inputs
+        assert layer.bn_weight is not None and layer.bn_bias is not None and inputs is not None
+        key = (gradient.shape[1], layer.width, torch.get_num_threads())
+        if key not in self._repairs:  # asked once per stack and layout: a step only looks it up
+            runs = [run.last - run.first for run in self._runs]
+            self._repairs[key] = stack_repair(*key[:2], runs, self.parameters[0].dtype, self.device)
+        repair = self._repairs[key]
+        if repair == NO_REPAIR:
             return self._normalization_backward_by_run(gradient, layer, tape, gradients)
-        return self._normalization_backward_by_model(gradient, layer, tape, gradients)
+        per_model = (  # γ and the batch statistics, [M, F]
+            self._normalization_vectors(layer)[0].view(self.size, layer.width),
+            joined_runs(tape.saved_means).view(self.size, layer.width),
+            joined_runs(tape.saved_inverse_stds).view(self.size, layer.width),
+        )
+        if repair is None:
+            eps = [eps for eps, _ in self._normalization]
+            by_model = batch_norm_backward_by_model(gradient, inputs, *per_model, eps)
+            input_gradient, gradients[layer.bn_weight], gradients[layer.bn_bias] = by_model
+            return input_gradient
+        input_gradient = self._normalization_backward_by_run(gradient, layer, tape, gradients)
+        repair_input_gradients(
+            input_gradient,
+            gradient.contiguous(),
+            inputs,
+            *per_model,
+            present(gradients[layer.bn_weight]),
+            present(gradients[layer.bn_bias]),
+            [(run.first, run.last, run.eps) for run in self._runs],
+            repair,
+        )
+        return input_gradient
 
     def _normalization_backward_by_run(
         self, gradient: Tensor, layer: StackedLayer, tape: _LayerTape, gradients: list[Tensor | None]
@@ -399,38 +433,10 @@ class StackedMLP:
             input_gradients.append(input_gradient.view(batch, models, width).transpose(0, 1))
             scale_gradients.append(scale_gradient)
             shift_gradients.append(shift_gradient)
-        gradients[layer.bn_weight] = _joined(scale_gradients).view(self.size, width)
-        gradients[layer.bn_bias] = _joined(shift_gradients).view(self.size, width)
+        gradients[layer.bn_weight] = joined_runs(scale_gradients).view(self.size, width)
+        gradients[layer.bn_bias] = joined_runs(shift_gradients).view(self.size, width)
         # One copy into [M, B, F] costs less than what a strided gradient costs both products that use it.
-        return _joined(input_gradients).contiguous()
-
-    def _normalization_backward_by_model(
-        self, gradient: Tensor, layer: StackedLayer, tape: _LayerTape, gradients: list[Tensor | None]
-    ) -> Tensor:
-        """One batch-norm backward call per model, as its lone run makes it (`core.ml.cpu_exactness`)."""
-        assert (
-            layer.bn_weight is not None and layer.bn_bias is not None and tape.normalized_inputs is not None
-        )
-        width = layer.width
-        input_gradients, gradients[layer.bn_weight], gradients[layer.bn_bias] = batch_norm_backward_by_model(
-            gradient,
-            tape.normalized_inputs,
-            self._normalization_vectors(layer)[0].view(self.size, width),
-            _joined(tape.saved_means).view(self.size, width),
-            _joined(tape.saved_inverse_stds).view(self.size, width),
-            [eps for eps, _ in self._normalization],
-        )
-        return input_gradients
-
-    def _one_call_rounds_alike(self, batch: int, width: int) -> bool:
-        """Whether one batch-norm backward call per run of models gives every model, to the bit, what a
-        call of its own gives it (asked on the CPU only, see `core.ml.cpu_exactness`)."""
-        if self.device.type != "cpu":
-            return True
-        dtype = self.parameters[0].dtype
-        return all(
-            batch_norm_backward_rounds_alike(batch, width, run.last - run.first, dtype) for run in self._runs
-        )
+        return joined_runs(input_gradients).contiguous()
 
     def _normalization_vectors(self, layer: StackedLayer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """γ, β and the running mean and variance of a BN layer, as [M·F] vectors."""
@@ -452,14 +458,3 @@ class StackedMLP:
             uniform = uniform.index_select(0, self.dropout_rows)
         kept = uniform >= self._dropout_rates_tensor.view(-1, 1, 1)
         return torch.where(kept, self._dropout_scales.view(-1, 1, 1), 0.0)
-
-
-def _joined(parts: list[Tensor]) -> Tensor:
-    """The runs' parts of a tensor, concatenated along the models' dimension (no copy for one run)."""
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def _present(gradient: Tensor | None) -> Tensor:
-    if gradient is None:
-        raise AssertionError("a parameter got no gradient")
-    return gradient

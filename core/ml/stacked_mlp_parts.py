@@ -1,6 +1,6 @@
 """What `core.ml.fused_model.StackedMLP` is built from: where each net's parameters sit in the stacks (its
-weight layers and the BN after each), and the two kernels its passes share — a batched linear map and
-cross-entropy with its gradient, as autograd would compute them."""
+weight layers and the BN after each), the two kernels its passes share — a batched linear map and
+cross-entropy with its gradient, as autograd would compute them — and two small helpers."""
 
 from __future__ import annotations
 
@@ -101,3 +101,15 @@ def weight_layers(net: Net, places: list[tuple[nn.Module, str]]) -> list[Stacked
         )
         norms += norm is not None
     return layers
+
+
+def joined_runs(parts: list[Tensor]) -> Tensor:
+    """The runs' parts of a tensor, concatenated along the models' dimension (no copy for one run)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def present(gradient: Tensor | None) -> Tensor:
+    """A gradient that the backward pass must have filled in."""
+    if gradient is None:
+        raise AssertionError("a parameter got no gradient")
+    return gradient

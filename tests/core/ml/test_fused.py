@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.ml import run
 from core.ml import trainer as trainer_module
+from core.ml.cpu_exactness import REPAIR_FROM_MODELS
 from core.ml.fused import run_fused
 from core.ml.fused_model import StackedMLP
 from core.ml.nets import build_model
@@ -118,14 +119,16 @@ def test_each_fused_model_follows_its_separate_run(optimizer: str, batch_norm: b
     assert len({recorder.series("val_loss")[500] for recorder in together}) == 3
 
 
+@pytest.mark.parametrize("models", [3, REPAIR_FROM_MODELS + 1], ids=["by-model", "repaired"])
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_fused_models_compute_their_separate_runs_to_the_bit_at_widths_off_the_vector_width(
-    activation: str,
+    activation: str, models: int
 ) -> None:
     """The paper's layers are 100 wide: not a multiple of the CPU's vector width, so ATen's loops treat a
     layer's last few units one by one (sigmoid, batch norm's backward pass), rounding them apart from the
     rest. Adam turns a one-ulp difference into 1e-4 within a few hundred steps; a fused model still
-    computes every value as its separate run does."""
+    computes every value as its separate run does — in a small group by BN backward calls per model, in
+    a larger one by one call per run of equal eps and the batched repair (`core.ml.cpu_exactness`)."""
     common = {
         "architecture": {"kind": "mlp", "hidden": [100, 20], "activation": activation},
         "optimizer": "adam",
@@ -133,9 +136,14 @@ def test_fused_models_compute_their_separate_runs_to_the_bit_at_widths_off_the_v
         "steps": 300,
         "eval_every": 100,
     }
-    specs = [
-        make_spec(**common, learning_rate=rate, seed=seed, bn_eps=eps)
-        for rate, seed, eps in [(0.001, 0, 1e-5), (0.01, 1, 1e-5), (0.003, 0, 1e-3)]
+    specs = [  # by threes: rates 0.001, 0.01, 0.003, the third with another BN eps (another run)
+        make_spec(
+            **common,
+            learning_rate=(0.001, 0.01, 0.003)[index % 3],
+            seed=index // 3 + (index % 3 == 1),
+            bn_eps=1e-3 if index % 3 == 2 else 1e-5,
+        )
+        for index in range(models)
     ]
     alone_results, alone = separately(specs)
     together_results, together = fused(specs)
@@ -428,12 +436,18 @@ class BatchNormBackwardCalls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_batch_norm_backward_is_split_per_model_on_the_cpu_only() -> None:
-    """At width 100 the CPU needs a call per model to round as separate runs do; another device (here the
-    meta device, which computes shapes only) gets one call per layer for the whole group."""
+@pytest.mark.parametrize("models", [3, REPAIR_FROM_MODELS])
+def test_batch_norm_backward_is_one_call_per_layer_and_exact_on_the_cpu_too(models: int) -> None:
+    """At width 100 one call over the group rounds some channels unlike separate runs on the CPU; the stack
+    repairs them in a few batched operations (`core.ml.cpu_exactness`), so it still makes one call per
+    layer there as on another device (here the meta device, which computes shapes only) — below
+    REPAIR_FROM_MODELS models a call per model, which costs less there — and each model's gradients are
+    those of a stack of one, to the bit (at one thread, as fused runs are: on more, a batched matrix
+    product shares out its work unlike a single one)."""
+    torch.set_num_threads(1)  # what `train_stack` sets by default
     specs = [
         make_spec(architecture={"kind": "mlp", "hidden": [100, 100], "activation": "sigmoid"}, seed=seed)
-        for seed in range(3)
+        for seed in range(models)
     ]
     layers = 2
     calls = {}
@@ -443,6 +457,14 @@ def test_batch_norm_backward_is_split_per_model_on_the_cpu_only() -> None:
         labels = torch.randint(0, 10, (len(specs) * 60,), device=device)
         model.loss_and_gradients(inputs, labels, None)  # the CPU's rounding check runs once, here
         with BatchNormBackwardCalls() as counter:
-            model.loss_and_gradients(inputs, labels, None)
+            _, _, gradients = model.loss_and_gradients(inputs, labels, None)
         calls[device.type] = counter.calls
-    assert calls == {"cpu": len(specs) * layers, "meta": layers}
+        if device.type == "cpu":
+            for index, spec in enumerate(specs):
+                alone = StackedMLP([build_model(spec, (64,), 10)], [spec], device)
+                own_inputs, own_labels = inputs[index : index + 1], labels[index * 60 : index * 60 + 60]
+                alone.loss_and_gradients(own_inputs, own_labels, None)
+                _, _, alone_gradients = alone.loss_and_gradients(own_inputs, own_labels, None)
+                for together, by_itself in zip(gradients, alone_gradients, strict=True):
+                    assert torch.equal(together[index], by_itself[0])
+    assert calls == {"cpu": layers * (1 if models >= REPAIR_FROM_MODELS else models), "meta": layers}
