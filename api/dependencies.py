@@ -8,12 +8,12 @@ The store and the Celery app are built once per FastAPI app (`create_app`) and k
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi import Depends, Path, Query, Request
 
-from api.schemas import ErrorOut
+from api.errors import error_answer, not_found
 from core.settings import Settings
 from core.store import JobView, StoreInterface
 
@@ -52,9 +52,7 @@ def normalize_job_id(raw: str) -> str | None:
         return None
 
 
-JOB_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "no job with this id"}
-}
+JOB_NOT_FOUND = error_answer(404, "no job with this id")
 
 
 def get_job_or_404(
@@ -66,7 +64,7 @@ def get_job_or_404(
     normalized = normalize_job_id(job_id)
     job = store.get_job(normalized) if normalized is not None else None
     if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"job {job_id} not found")
+        raise not_found(f"job {job_id}")
     return job
 
 

@@ -1,25 +1,28 @@
 """Exception handlers: a database that cannot be reached is a 503 with a clear message, never a 500 (and
 one the migrations never ran on a 503 that says to run them); the
-503 every route that reads the store documents; the 422 of a query parameter judged in the route; and the
-one 422 answer of every invalid request, which encodes whatever input it echoes.
+503 every route that reads the store documents; the 422 of a query parameter judged in the route (a list's
+cursor the store cannot read among them); the one 422 answer of every invalid request, which encodes
+whatever input it echoes; and how the routes document and raise their 404s and 409s.
 
 The message never repeats the driver's text, which can carry the connection string.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.schemas import ErrorOut
+from core.store import InvalidCursor
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +35,25 @@ SCHEMA_MISSING = (
 SCHEMA_MISSING_SQLSTATES = frozenset({"42P01", "42703"})
 SCHEMA_MISSING_MESSAGES = ("no such table", "no such column")
 RETRY_AFTER_SECONDS = "5"
-DATABASE_DOWN: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorOut, "description": "the database cannot be reached"}
-}
+ErrorAnswers = dict[int | str, dict[str, Any]]  # what a route documents in its `responses`
+
+
+def error_answer(status_code: int, description: str) -> ErrorAnswers:
+    """One error answer a route documents: its status, the `{"detail": ...}` body and when it comes."""
+    return {status_code: {"model": ErrorOut, "description": description}}
+
+
+def not_found(what: str) -> HTTPException:
+    """The 404 of a job, sweep or dataset that is not there (`what`: "job 1f…", "dataset blobs")."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{what} not found")
+
+
+def conflict(detail: str) -> HTTPException:
+    """The 409 of a request the resource's state refuses; `detail` says why and what to do instead."""
+    return HTTPException(status.HTTP_409_CONFLICT, detail=detail)
+
+
+DATABASE_DOWN = error_answer(503, "the database cannot be reached")
 
 
 def schema_missing(error: BaseException) -> bool:
@@ -114,3 +133,12 @@ def query_error(name: str, value: Any, message: str) -> RequestValidationError:
     return RequestValidationError(
         [{"loc": ("query", name), "msg": message, "type": "value_error", "input": value}]
     )
+
+
+@contextlib.contextmanager
+def readable_cursor(cursor: str | None) -> Iterator[None]:
+    """Around a store's list call: a `cursor` it cannot read is the 422 of the `cursor` query parameter."""
+    try:
+        yield
+    except InvalidCursor as error:
+        raise query_error("cursor", cursor, str(error)) from error

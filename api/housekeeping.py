@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import HTTPException, Query, status
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from api.schemas import ErrorOut
+from api.errors import conflict, error_answer, not_found
 from core.housekeeping import MAX_NOTE_LENGTH, MAX_TAGS, TAG_PATTERN
 from core.store import DeleteOutcome
 
@@ -56,9 +56,7 @@ def archived_choice(archived: str) -> bool | None:
     return None if archived == "all" else archived == "true"
 
 
-STILL_RUNNING: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorOut, "description": "it did not stop within the wait after its cancel; retry"}
-}
+STILL_RUNNING = error_answer(409, "it did not stop within the wait after its cancel; retry")
 
 
 def stop_then_delete(
@@ -78,13 +76,12 @@ def stop_then_delete(
             if outcome == "deleted":
                 return
             if outcome == "not_found":
-                raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{describe} not found")
+                raise not_found(describe)
             # "unfinished": a job is running again in between; look again after the pause below
         if time.monotonic() >= deadline:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                detail=f"{describe} is still stopping after its cancel ({len(pending)} job(s) running); "
-                "retry the delete in a few seconds",
+            raise conflict(
+                f"{describe} is still stopping after its cancel ({len(pending)} job(s) running); "
+                "retry the delete in a few seconds"
             )
         for job_id in pending:
             request_cancel(job_id)

@@ -5,14 +5,14 @@ no torch. The arrays are stored in the database by SHA-256, where every worker r
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Path, Response, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 
 from api.datasets.schemas import DatasetList, DatasetOut
 from api.dependencies import SettingsDep, StoreDep
-from api.errors import DATABASE_DOWN
+from api.errors import DATABASE_DOWN, conflict, error_answer, not_found
 from api.limits import BODY_REFUSED
 from api.schemas import ErrorOut
 from core.datasets import NAME_PATTERN, DatasetCaps, DatasetInvalid, check_dataset, read_upload, to_blob
@@ -20,9 +20,7 @@ from core.datasets import NAME_PATTERN, DatasetCaps, DatasetInvalid, check_datas
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 DatasetName = Annotated[str, Path(pattern=NAME_PATTERN, description="the dataset's name")]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "no dataset of this name"}
-}
+NOT_FOUND = error_answer(404, "no dataset of this name")
 
 
 def _invalid(field: str, message: str, value: object = None) -> RequestValidationError:
@@ -119,17 +117,14 @@ def list_datasets(store: StoreDep) -> DatasetList:
     summary="Delete an uploaded dataset (refused while a queued or running job trains on it)",
     responses={
         **NOT_FOUND,
-        409: {"model": ErrorOut, "description": "a queued or running job trains on it"},
+        **error_answer(409, "a queued or running job trains on it"),
         **DATABASE_DOWN,
     },
 )
 def delete_dataset(name: DatasetName, store: StoreDep) -> Response:
     outcome = store.delete_dataset(name)
     if outcome == "not_found":
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"dataset {name} not found")
+        raise not_found(f"dataset {name}")
     if outcome == "in_use":
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"dataset {name} is used by a queued or running job; cancel it first",
-        )
+        raise conflict(f"dataset {name} is used by a queued or running job; cancel it first")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

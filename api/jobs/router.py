@@ -26,7 +26,7 @@ from api.dependencies import (
     StoreDep,
     normalize_job_id,
 )
-from api.errors import DATABASE_DOWN, query_error
+from api.errors import DATABASE_DOWN, conflict, error_answer, query_error, readable_cursor
 from api.exports import FormatQuery, csv_answer, csv_response, metric_lines, wants_csv
 from api.housekeeping import (
     ArchivedFilter,
@@ -54,7 +54,7 @@ from api.schemas import ErrorOut, Series
 from core.results import METRIC_NAMES
 from core.settings import Settings
 from core.spec import JobSpec
-from core.store import InvalidCursor, StoreInterface
+from core.store import StoreInterface
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -149,7 +149,7 @@ def list_jobs(
             raise query_error("sweep_id", sweep_id, "not a sweep id (UUID hex)")
     if archived is None:
         archived = "all" if sweep is not None else "false"
-    try:
+    with readable_cursor(cursor):
         jobs, next_cursor = store.list_jobs(
             status=status_filter,
             sweep_id=sweep,
@@ -158,8 +158,6 @@ def list_jobs(
             tag=tag,
             archived=archived_choice(archived),
         )
-    except InvalidCursor as error:
-        raise query_error("cursor", cursor, str(error)) from error
     return JobPage(items=jobs_out_with_waiting_for(jobs, store, settings), next_cursor=next_cursor)
 
 
@@ -292,10 +290,9 @@ def label_job(job: JobDep, labels: LabelsIn, store: StoreDep) -> JobOut:
     summary="Delete a job with its metrics, telemetry, probes and checkpoint (cancelled first if running)",
     responses={
         **JOB_NOT_FOUND,
-        409: {
-            "model": ErrorOut,
-            "description": "the job belongs to a sweep, or it did not stop within the wait after its cancel",
-        },
+        **error_answer(
+            409, "the job belongs to a sweep, or it did not stop within the wait after its cancel"
+        ),
         **DATABASE_DOWN,
     },
 )
@@ -304,10 +301,7 @@ def delete_job(job: JobDep, store: StoreDep, settings: SettingsDep) -> Response:
     `delete_wait_seconds`) for its worker to stop. A job of a sweep is deleted with its sweep
     (`DELETE /v1/sweeps/{id}`): 409. Its open event streams end."""
     if job.sweep_id is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"job {job.id} belongs to sweep {job.sweep_id}: delete the sweep, or archive the job",
-        )
+        raise conflict(f"job {job.id} belongs to sweep {job.sweep_id}: delete the sweep, or archive the job")
 
     def unfinished() -> list[str]:
         current = store.get_job(job.id)

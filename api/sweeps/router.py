@@ -6,14 +6,14 @@ What the routes do behind HTTP (expand, store, publish; aggregate) is `api.sweep
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.dependencies import CeleryDep, PageCursor, PageLimit, SettingsDep, StoreDep
-from api.errors import DATABASE_DOWN, query_error
+from api.errors import DATABASE_DOWN, error_answer, readable_cursor
 from api.housekeeping import (
     STILL_RUNNING,
     ArchivedFilter,
@@ -28,7 +28,6 @@ from api.schemas import ErrorOut
 from api.statistics_schemas import SweepCurvesOut
 from api.sweeps.schemas import SweepCancelledOut, SweepCreatedOut, SweepOut, SweepPage
 from api.sweeps.service import create_and_publish, get_sweep_or_404, summary_out, sweep_curves, sweep_out
-from core.store import InvalidCursor
 from core.sweeps import SweepRequest
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
@@ -59,9 +58,7 @@ ArmBaseline = Annotated[
 ]
 CurveMetric = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="the series")]
 CurvePoints = Annotated[int, Query(ge=10, le=2000, description="steps per grid point at most")]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "no sweep with this id"}
-}
+NOT_FOUND = error_answer(404, "no sweep with this id")
 
 
 @router.post(
@@ -112,12 +109,10 @@ def list_sweeps(
     tag: TagFilter = None,
     archived: ArchivedFilter = "false",
 ) -> SweepPage:
-    try:
+    with readable_cursor(cursor):
         sweeps, next_cursor = store.list_sweeps(
             limit=limit, cursor=cursor, tag=tag, archived=archived_choice(archived)
         )
-    except InvalidCursor as error:
-        raise query_error("cursor", cursor, str(error)) from error
     return SweepPage(
         items=[summary_out(sweep, sweep.job_statuses) for sweep in sweeps], next_cursor=next_cursor
     )

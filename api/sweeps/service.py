@@ -11,12 +11,11 @@ import json
 from collections.abc import Mapping, Sequence
 
 from celery import Celery
-from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
 from api.datasets.checks import check_user_datasets
 from api.dependencies import normalize_job_id
-from api.errors import query_error
+from api.errors import not_found, query_error
 from api.publishing import publish_stored
 from api.statistics_schemas import SeedBandOut, SweepCurvesOut, TunedOut
 from api.sweeps.schemas import (
@@ -52,7 +51,7 @@ def get_sweep_or_404(store: StoreInterface, sweep_id: str) -> SweepView:
     normalized = normalize_job_id(sweep_id)  # sweep ids are UUID hex like job ids
     sweep = store.get_sweep(normalized) if normalized is not None else None
     if sweep is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"sweep {sweep_id} not found")
+        raise not_found(f"sweep {sweep_id}")
     return sweep
 
 

@@ -107,6 +107,32 @@ def wait_for(client: httpx.Client, job_id: str, condition: Any, timeout: float) 
         time.sleep(0.25)
 
 
+def check_worker_device(client: httpx.Client, running: Running, device_kind: str, queues: str) -> None:
+    """The worker says it consumes `queues`, registers with them and `device_kind`, and a CUDA job shows
+    whether any live worker consumes the gpu queue (the job is cancelled again)."""
+    assert f"consuming {queues}" in running.log.read_text()
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not (workers := client.get("/v1/workers").json()["items"]):
+        assert time.monotonic() < deadline, running.log.read_text()[-3000:]
+        time.sleep(0.25)
+    [worker] = workers
+    assert (worker["queues"], worker["device"]["kind"]) == (sorted(queues.split(",")), device_kind)
+    cuda_job = client.post("/v1/jobs", json={**TINY_SPEC, "device": "cuda"}).json()
+    client.post(f"/v1/jobs/{cuda_job['id']}/cancel")  # a worker that only believes in CUDA would fail it
+    if device_kind == "cuda":
+        assert cuda_job["waiting_for"] is None
+    else:
+        assert "no live worker consumes the gpu queue" in cuda_job["waiting_for"]
+
+
+def assert_quiet(log: str) -> None:
+    """No access-log line, no Celery banner, no root warning: only what bnlab itself says."""
+    assert "GET /v1/jobs" not in log
+    assert "[tasks]" not in log and "[queues]" not in log  # Celery's banner
+    assert "superuser privileges" not in log  # Celery's warning when run as root (containers, CI)
+    assert "bnlab is running at" in log
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
@@ -117,9 +143,12 @@ def folder(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.timeout(240)
 def test_embedded_mode_trains_stops_on_ctrl_c_and_keeps_everything_across_a_restart(folder: Path) -> None:
+    # Each start costs a worker and its pool process with torch loaded: this one also stands for the
+    # default (CPU) worker's queues and for a log without requests in it.
     first = start_embedded(folder, run=1)
     assert (folder / "var" / "bnlab.db").is_file()
     with httpx.Client(base_url=first.url, timeout=10) as client:
+        check_worker_device(client, first, "cpu", "default,cpu")
         tiny = client.post("/v1/jobs", json=TINY_SPEC).json()
         finished = wait_for(
             client, tiny["id"], lambda job: job["status"] != "queued" and job["finished_at"], 90
@@ -135,6 +164,7 @@ def test_embedded_mode_trains_stops_on_ctrl_c_and_keeps_everything_across_a_rest
 
     stop_seconds = interrupt(first)
     assert first.launcher.returncode == 0, first.log.read_text()[-3000:]
+    assert_quiet(first.log.read_text(errors="replace"))
     assert stop_seconds < STOP_LIMIT_SECONDS, f"Ctrl-C took {stop_seconds:.1f} s"
     assert not any(process_group_alive(pid) for pid in first.child_pids)
 
@@ -175,47 +205,22 @@ def test_a_port_already_taken_is_one_line_and_a_failing_exit_status(tmp_path: Pa
 
 
 @pytest.mark.timeout(180)
-def test_requests_leave_no_line_in_the_log_unless_the_access_log_is_asked_for(folder: Path) -> None:
-    def log_after_requests(run: int, *options: str) -> str:
-        running = start_embedded(folder, run, *options)
-        with httpx.Client(base_url=running.url, timeout=10) as client:
-            for _ in range(5):
-                assert client.get("/v1/jobs").status_code == 200
-        assert interrupt(running) < STOP_LIMIT_SECONDS
-        return running.log.read_text(errors="replace")
-
-    quiet = log_after_requests(1)
-    assert "GET /v1/jobs" not in quiet
-    assert "[tasks]" not in quiet and "[queues]" not in quiet  # Celery's banner
-    assert "superuser privileges" not in quiet  # Celery's warning when run as root (containers, CI)
-    assert "bnlab is running at" in quiet
-
-    with_access_log = log_after_requests(2, "--access-log")
-    assert with_access_log.count('"GET /v1/jobs HTTP/1.1" 200') == 5
+def test_requests_leave_a_line_in_the_log_when_the_access_log_is_asked_for(folder: Path) -> None:
+    # Without --access-log they leave none: see the first test, whose log `assert_quiet` checks.
+    running = start_embedded(folder, 1, "--access-log")
+    with httpx.Client(base_url=running.url, timeout=10) as client:
+        for _ in range(5):
+            assert client.get("/v1/jobs").status_code == 200
+    assert interrupt(running) < STOP_LIMIT_SECONDS
+    assert running.log.read_text(errors="replace").count('"GET /v1/jobs HTTP/1.1" 200') == 5
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize(("device_kind", "queues"), [("cuda", "default,gpu"), ("cpu", "default,cpu")])
-def test_the_embedded_worker_consumes_the_queue_of_its_device(
-    folder: Path, device_kind: str, queues: str
-) -> None:
-    running = start_embedded(folder, run=1, BNLAB_WORKER_DEVICE_KIND=device_kind)
+def test_a_worker_that_believes_it_has_cuda_consumes_the_gpu_queue(folder: Path) -> None:
+    # The CPU worker's queues: see the first test.
+    running = start_embedded(folder, run=1, BNLAB_WORKER_DEVICE_KIND="cuda")
     try:
-        assert f"consuming {queues}" in running.log.read_text()
         with httpx.Client(base_url=running.url, timeout=10) as client:
-            deadline = time.monotonic() + START_TIMEOUT_SECONDS
-            while not (workers := client.get("/v1/workers").json()["items"]):
-                assert time.monotonic() < deadline, running.log.read_text()[-3000:]
-                time.sleep(0.25)
-            [worker] = workers
-            assert (worker["queues"], worker["device"]["kind"]) == (sorted(queues.split(",")), device_kind)
-            cuda_job = client.post("/v1/jobs", json={**TINY_SPEC, "device": "cuda"}).json()
-            client.post(
-                f"/v1/jobs/{cuda_job['id']}/cancel"
-            )  # a worker that only believes in CUDA would fail it
-        if device_kind == "cuda":
-            assert cuda_job["waiting_for"] is None
-        else:
-            assert "no live worker consumes the gpu queue" in cuda_job["waiting_for"]
+            check_worker_device(client, running, "cuda", "default,gpu")
     finally:
         interrupt(running)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
+import sqlalchemy
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.republisher import Republisher
+from api.republisher import UNPUBLISHED_AFTER_SECONDS, Republisher
+from core.db.tables import Job
 from core.queue import make_celery
 from core.settings import Settings
 from core.spec import JobSpec
@@ -80,6 +83,15 @@ def test_the_apps_own_republisher_thread_publishes_a_stranded_job(
     migrated_database_url: str, broker_url: str, store: Store
 ) -> None:
     job_id = submit_while_the_broker_is_down(migrated_database_url)
+    # Stored long enough ago for the republisher to count it as never published, without waiting for that.
+    stored = store.get_job(job_id)
+    assert stored is not None
+    with store._engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.update(Job)
+            .where(Job.public_id == job_id)
+            .values(created_at=stored.created_at - timedelta(seconds=UNPUBLISHED_AFTER_SECONDS + 1))
+        )
     with TestClient(create_app(settings_for(migrated_database_url, broker_url, republish_seconds=0.3))):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -47,6 +47,9 @@ SLOW_BASE: dict[str, Any] = {
     "telemetry_every": 0,
     "checkpoint_every": 600,
 }
+# The killed group: killed just after its first checkpoint, it has three quarters of its steps left to
+# resume (and the uninterrupted reference run trains them all again, in the test's process).
+KILLED_BASE: dict[str, Any] = {**SLOW_BASE, "steps": 1200, "checkpoint_every": 300}
 SEEDS = [0, 1, 2]
 VAL_LOSS_TOLERANCE = 1e-4
 FINISH_TIMEOUT_SECONDS = 90.0
@@ -220,7 +223,7 @@ def test_a_group_whose_pool_child_is_killed_resumes_from_its_checkpoint_with_the
     service: tuple[RunningService, RunningWorker],
 ) -> None:
     running, worker = service
-    created = submit_sweep(running, base=SLOW_BASE, seeds=SEEDS)
+    created = submit_sweep(running, base=KILLED_BASE, seeds=SEEDS)
     [group] = sweep_view(running, created["id"])["execution"]["fused_groups"]
     wait_until(lambda: worker.store.load_group_checkpoint(group["id"]) is not None, "a checkpoint", running)
     [first] = jobs_of(worker.store, group["job_ids"][:1])
