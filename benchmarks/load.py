@@ -1,17 +1,20 @@
 """Load: 1,000 `POST /v1/jobs` of tiny jobs from several client processes on loopback against the deployed
 mode, then a check that every accepted job was stored and trained exactly once.
 
-    python benchmarks/load.py [--jobs 1000] [--clients 8] [--workers 2]
-                              [--url postgresql://postgres@127.0.0.1:5432/postgres]
+    python benchmarks/load.py [--jobs 1000] [--clients 8] [--workers 2] [--api-processes 1]
+                              [--url postgresql://postgres@127.0.0.1:5432/postgres] [--py-spy FILE]
 
 Everything runs on private state, started and stopped by the script: a scratch PostgreSQL database next to
 the one in --url (migrated, dropped at the end), a redis-server of its own on a free port, the API under
 uvicorn, and --workers Celery workers (prefork, one process each, like the deployed ones). The clients
 start together and each posts its share of the jobs one after another on a keep-alive connection.
 
-Prints the request rate and the p50/p99/max latency of the submissions, then waits for the workers to
+Prints the request rate and the p50/p99/max latency of the submissions and the CPU time each accepted
+request cost the API's processes, the database's server processes and Redis (read from /proc: a figure that
+other work on the machine disturbs far less than the rate), then waits for the workers to
 finish every job and checks: every 201 names a stored job, no job is missing or extra, every job
 succeeded with attempts == 1 (none ran twice) and stored its last evaluation. Exits 1 if a check fails.
+With --workers 0 nothing trains: the check is that every accepted job is stored, queued and published.
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import redis
 from service_harness import (
     ADMIN_DSN,
     ROOT,
@@ -58,6 +65,60 @@ TINY_SPEC: dict[str, Any] = {
 }
 
 Submission = tuple[str | None, int, float]  # (job id, HTTP status, seconds)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid` so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime and stime, fields 14 and 15
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
+def database_backends(database_url: str) -> list[int]:
+    """The PostgreSQL server processes serving the database of `database_url` (this machine's server)."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+class CpuMeter:
+    """CPU seconds spent by groups of processes between `start` and `stop`; a process that appears in
+    between counts from its start."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.before: dict[str, dict[int, float]] = {}
+        self.spent: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = {name: {pid: cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()}
+
+    def stop(self) -> None:
+        for name, pids in self.groups.items():
+            before = self.before[name]
+            self.spent[name] = sum(cpu_seconds(pid) - before.get(pid, 0.0) for pid in pids())
 
 
 def wait_for(ready: Any, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -102,8 +163,9 @@ def unfinished(store: Store) -> int:
     return sum(len(all_jobs(store, status)) for status in ("queued", "running"))
 
 
-def check(store: Store, submissions: list[Submission]) -> list[str]:
-    """What went wrong, if anything: lost, extra, failed or repeated jobs, or missing results."""
+def check(store: Store, submissions: list[Submission], trained: bool) -> list[str]:
+    """What went wrong, if anything: lost, extra, failed or repeated jobs, or missing results; untrained
+    (no workers), jobs still queued that were never published."""
     problems: list[str] = []
     statuses = Counter(status for _, status, _ in submissions)
     if set(statuses) != {201}:
@@ -115,6 +177,12 @@ def check(store: Store, submissions: list[Submission]) -> list[str]:
     if extra := stored.keys() - accepted:
         problems.append(f"{len(extra)} stored jobs were never accepted")
     outcomes = Counter(job.status for job in stored.values())
+    if not trained:
+        if set(outcomes) != {"queued"}:
+            problems.append(f"statuses: {dict(outcomes)}")
+        if unpublished := [job.id for job in stored.values() if job.enqueued_at is None]:
+            problems.append(f"{len(unpublished)} jobs were never published")
+        return problems
     if set(outcomes) != {"succeeded"}:
         problems.append(f"final statuses: {dict(outcomes)}")
     if repeated := [job.id for job in stored.values() if job.attempts != 1 or job.lease_losses != 0]:
@@ -136,7 +204,11 @@ def main() -> int:
     )
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8, help="client processes posting at once")
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Celery worker processes (0: time the submissions alone)"
+    )
+    parser.add_argument("--api-processes", type=int, default=1, help="uvicorn worker processes (--workers)")
+    parser.add_argument("--py-spy", metavar="FILE", help="profile the API with py-spy into FILE (speedscope)")
     parser.add_argument("--url", default=ADMIN_DSN)
     arguments = parser.parse_args()
     if shutil.which("redis-server") is None:
@@ -173,7 +245,7 @@ def main() -> int:
         api_log = folder / "api.log"
         api = start_process(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port),
-             "--no-access-log"],
+             "--no-access-log", "--workers", str(arguments.api_processes)],
             environment,
             api_log,
         )  # fmt: skip
@@ -192,6 +264,15 @@ def main() -> int:
             for index in range(arguments.clients)
         ]
         firsts = [sum(shares[:index]) for index in range(arguments.clients)]
+        redis_pid = int(redis.Redis.from_url(broker_url).info("server")["process_id"])
+        meter = CpuMeter(
+            {
+                "the API": lambda: process_tree(api.pid),
+                "PostgreSQL": lambda: database_backends(database_url),
+                "Redis": lambda: [redis_pid],
+            }
+        )
+        profiler = start_py_spy(arguments.py_spy, api.pid, folder) if arguments.py_spy else None
         context = multiprocessing.get_context("spawn")
         with context.Manager() as manager, context.Pool(arguments.clients) as pool:
             barrier = manager.Barrier(arguments.clients + 1)
@@ -199,10 +280,15 @@ def main() -> int:
                 submit_share,
                 [(url, first, share, barrier) for first, share in zip(firsts, shares, strict=True)],
             )
+            meter.start()
             barrier.wait()
             started = time.perf_counter()
             submissions = [submission for share in pending.get() for submission in share]
             submit_seconds = time.perf_counter() - started
+            meter.stop()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+            profiler.wait(timeout=60)
 
         latencies = sorted(seconds * 1000 for _, _, seconds in submissions)
         rate = len(submissions) / submit_seconds
@@ -214,34 +300,57 @@ def main() -> int:
             f"latency p50 {percentile(latencies, 0.50):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
             f"max {latencies[-1]:.1f} ms, mean {statistics.fmean(latencies):.1f} ms"
         )
+        accepted = sum(status == 201 for _, status, _ in submissions) or 1
+        print(
+            "CPU per accepted request: "
+            + ", ".join(f"{name} {seconds * 1000 / accepted:.2f} ms" for name, seconds in meter.spent.items())
+            + f"; load average {' '.join(f'{value:.2f}' for value in os.getloadavg())}"
+        )
 
         store = Store(database_url)
         cleanup.callback(store.dispose)
-        deadline = time.monotonic() + FINISH_TIMEOUT_SECONDS
-        while (remaining := unfinished(store)) and time.monotonic() < deadline:
-            if any(worker.poll() is not None for worker, _ in workers):
-                print(f"a worker exited; see {folder}", file=sys.stderr)
-                break
-            time.sleep(1.0)
-        all_done_seconds = time.perf_counter() - started
-        throughput = len(submissions) / all_done_seconds
-        print(
-            f"all jobs finished {all_done_seconds:.1f} s after the first request "
-            f"({throughput:.1f} jobs/s through {arguments.workers} workers)"
-        )
+        trained = arguments.workers > 0
+        remaining = 0
+        if trained:
+            deadline = time.monotonic() + FINISH_TIMEOUT_SECONDS
+            while (remaining := unfinished(store)) and time.monotonic() < deadline:
+                if any(worker.poll() is not None for worker, _ in workers):
+                    print(f"a worker exited; see {folder}", file=sys.stderr)
+                    break
+                time.sleep(1.0)
+            all_done_seconds = time.perf_counter() - started
+            throughput = len(submissions) / all_done_seconds
+            print(
+                f"all jobs finished {all_done_seconds:.1f} s after the first request "
+                f"({throughput:.1f} jobs/s through {arguments.workers} workers)"
+            )
 
-        problems = check(store, submissions)
+        problems = check(store, submissions, trained)
         if remaining:
             problems.append(f"{remaining} jobs still unfinished")
         for problem in problems:
             print(f"FAILED: {problem}", file=sys.stderr)
         if not problems:
-            print(
-                f"checked: {len(submissions)} accepted, {len(submissions)} stored, all succeeded with "
-                "attempts == 1 and their last evaluation stored; none lost, none run twice"
+            outcome = (
+                "all succeeded with attempts == 1 and their last evaluation stored; none lost, none run twice"
+                if trained
+                else "all queued and published (--workers 0: nothing trained them)"
             )
+            print(f"checked: {len(submissions)} accepted, {len(submissions)} stored, {outcome}")
             shutil.rmtree(folder, ignore_errors=True)
         return 1 if problems else 0
+
+
+def start_py_spy(output: str, pid: int, folder: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the API's processes (`--subprocesses`) into `output` until interrupted, only while a
+    thread holds the GIL (`--gil`): where the Python CPU time goes, without the waits."""
+    executable = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return start_process(
+        [executable, "record", "--pid", str(pid), "--subprocesses", "--gil", "--format", "speedscope",
+         "--rate", "250", "--output", str(Path(output).resolve())],
+        os.environ,
+        folder / "py-spy.log",
+    )  # fmt: skip
 
 
 def answers_health(url: str) -> bool:

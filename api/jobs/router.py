@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, StringConstraints
 
 from api.datasets.checks import check_user_datasets
@@ -101,14 +101,24 @@ def submit_job(
     celery_app: CeleryDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
-) -> BaseModel | JSONResponse:
+) -> Response:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
     `queued` and the republisher publishes it once the broker answers again. A retry with the same
     `Idempotency-Key` and body within 24 h answers the first answer (the same job) and creates nothing."""
     check_user_datasets(store, [spec], ("body", "dataset"))
-    return answer_once(
+    answer = answer_once(
         store, "jobs", idempotency_key, spec, lambda: create_and_publish(spec, store, celery_app, settings)
     )
+    return encoded(answer, status.HTTP_201_CREATED)
+
+
+def encoded(answer: BaseModel | Response, status_code: int) -> Response:
+    """The answer as JSON, encoded here: FastAPI would validate a returned model against the route's
+    `response_model` once more, in a second trip to the thread pool (a plain `def` route's answer is
+    validated there). The model already is the response model, so the document is the same."""
+    if isinstance(answer, Response):
+        return answer
+    return Response(answer.model_dump_json(), status_code, media_type="application/json")
 
 
 def create_and_publish(

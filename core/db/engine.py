@@ -12,6 +12,8 @@ kernel still acknowledges every packet.
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +29,9 @@ POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 # arrives first, so only a silent server is given up on.
 ANSWER_GRACE_SECONDS = 1.0
 PSYCOPG_WAIT_INTERVAL_SECONDS = 0.1  # psycopg's own: how often a wait wakes up to notice Ctrl-C
+# A pooled connection idle longer than this is pinged before it is used again (see `_check_on_checkout`).
+PING_AFTER_IDLE_SECONDS = 5.0
+_CHECKED_IN_AT = "bnlab_checked_in_at"
 
 ResultType = TypeVar("ResultType")
 
@@ -107,7 +112,10 @@ def create_database_engine(url: str, statement_timeout_seconds: float = 0, **eng
         engine = sa.create_engine(url, **engine_options)
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         return engine
-    engine_options.setdefault("pool_pre_ping", True)  # survive a database restart between requests
+    # Survive a database restart between requests: a connection is checked as the pool hands it out
+    # (`_check_on_checkout`, unless the caller chose `pool_pre_ping`), without a round trip while it is in
+    # steady use.
+    check_on_checkout = "pool_pre_ping" not in engine_options
     # A new connection to a server that drops packets instead of refusing would otherwise hold a request
     # until the kernel's TCP timeout (minutes); with this the API answers 503 within seconds.
     connect_args = {
@@ -117,4 +125,42 @@ def create_database_engine(url: str, statement_timeout_seconds: float = 0, **eng
     engine = sa.create_engine(url, connect_args=connect_args, **engine_options)
     if statement_timeout_seconds > 0:
         sa.event.listen(engine, "do_connect", _connect_with_statement_timeout(statement_timeout_seconds))
+    if check_on_checkout:
+        sa.event.listen(engine, "checkout", _check_on_checkout(engine.dialect))
+        sa.event.listen(engine, "checkin", _note_checkin)
     return engine
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _has_input(dbapi_connection: Any) -> bool:
+    """Whether the server sent anything to this idle connection: a server that shut down or terminated
+    the session sends its last message and closes the socket, so it reads as ready (so does EOF)."""
+    poller = select.poll()
+    poller.register(dbapi_connection.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _check_on_checkout(dialect: Any) -> Callable[[Any, Any, Any], None]:
+    """A `checkout` listener that makes sure a pooled connection still works before it is used, like
+    SQLAlchemy's `pool_pre_ping` but with a round trip (a `SELECT 1`) only when the connection was idle
+    for more than `PING_AFTER_IDLE_SECONDS`, or when the server has sent it something since it was last
+    used (a restart or a terminated session: its farewell and end of file). A connection in steady use —
+    a burst of submits — is handed out after one `poll` of its socket. A connection that fails the ping is
+    replaced by the pool (SQLAlchemy retries the checkout on `DisconnectionError`)."""
+
+    def check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)  # gone with the connection it was noted for
+        idle_seconds = time.monotonic() - checked_in_at if checked_in_at is not None else None
+        recently_used = idle_seconds is not None and idle_seconds < PING_AFTER_IDLE_SECONDS
+        try:
+            if recently_used and not dbapi_connection.closed and not _has_input(dbapi_connection):
+                return
+            dialect.do_ping(dbapi_connection)
+        except psycopg.Error as error:
+            raise sa.exc.DisconnectionError(f"pooled connection is gone: {error}") from error
+
+    return check

@@ -99,6 +99,14 @@ class StoreBase(DatabaseInterface):
     def dispose(self) -> None:
         self._engine.dispose()
 
+    def _autocommit(self) -> Connection:
+        """A connection on which each statement is its own transaction on PostgreSQL: one round trip for a
+        lone statement, with no BEGIN and COMMIT (or ROLLBACK) around it. On SQLite, a plain connection (its
+        transactions cost no round trip): commit what it wrote."""
+        if self.is_postgres:
+            return self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._engine.connect()
+
     # -- clock -------------------------------------------------------------------------------------
     def _now(self) -> sa.ColumnElement[datetime]:
         if self.is_postgres:

@@ -1,9 +1,17 @@
-"""Jobs as the API sees them: create, mark published, read, list newest first, cancel."""
+"""Jobs as the API sees them: create, mark published, read, list newest first, cancel.
+
+The submit path (`create_job`, `mark_enqueued`) runs once per `POST /v1/jobs`, so its statements are built
+once per store (SQLAlchemy then reuses their compiled form without building or hashing them again) and each
+is one round trip on PostgreSQL: a single statement in autocommit is its own transaction, with no BEGIN
+or COMMIT to wait for.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +30,13 @@ from core.store.interface import JobStoreInterface
 from core.store.notifications import notify_job_changed
 from core.store.views import JobView
 
+# A new job belongs to no sweep and no fused group: `job_view` reads these as null.
+_NO_SWEEP_NOR_GROUP = (
+    sa.null().label("sweep_public_id"),
+    sa.null().label("fused_group_public_id"),
+    sa.null().label("fused_group_size"),
+)
+
 
 def queued_job_values(spec: JobSpec) -> dict[str, Any]:
     """The columns of a new job row: queued, not yet published, with a fresh public id."""
@@ -37,13 +52,41 @@ def queued_job_values(spec: JobSpec) -> dict[str, Any]:
 
 
 class JobStore(StoreBase, JobStoreInterface):
+    @cached_property
+    def _insert_job(self) -> sa.Insert:
+        """INSERT … RETURNING the new job's columns, as `_job_select` names them (PostgreSQL stamps it with
+        its clock, SQLite with the process clock, a parameter)."""
+        insert = job_table.insert().returning(*job_table.c, *_NO_SWEEP_NOR_GROUP)
+        return insert.values(created_at=self._now()) if self.is_postgres else insert
+
+    @cached_property
+    def _mark_enqueued(self) -> sa.Update:
+        """Sets `enqueued_at` of the job `:job_id` unless it was set and the job left the queue. On
+        PostgreSQL the statement first sets `synchronous_commit` off for its own transaction (see
+        `mark_enqueued`); on SQLite the time is a parameter."""
+        job = job_table.c
+        update = job_table.update().where(
+            job.public_id == sa.bindparam("job_id"), sa.or_(job.status == "queued", job.enqueued_at.is_(None))
+        )
+        if not self.is_postgres:
+            return update.values(enqueued_at=sa.bindparam("now", type_=job.enqueued_at.type))
+        local_setting = sa.func.set_config("synchronous_commit", "off", sa.true())
+        async_commit = sa.select(local_setting.label("synchronous_commit")).cte("async_commit")
+        return (
+            update.where(sa.exists(sa.select(async_commit.c.synchronous_commit)))
+            .values(enqueued_at=self._now())
+            .add_cte(async_commit)
+        )
+
     def create_job(self, spec: JobSpec) -> JobView:
+        """One statement: the INSERT returns the row, committed durably before it answers."""
         values = queued_job_values(spec)
-        with self._engine.begin() as connection:
-            connection.execute(job_table.insert().values(created_at=self._now(), **values))
-            view = self._fetch_job(connection, values["public_id"])
-        assert view is not None
-        return view
+        if not self.is_postgres:
+            values["created_at"] = datetime.now(UTC)
+        with self._autocommit() as connection:
+            row = connection.execute(self._insert_job, values).one()
+            connection.commit()  # SQLite's transaction; nothing to do in PostgreSQL's autocommit
+        return job_view(row)
 
     def mark_enqueued(self, job_id: str) -> None:
         """Record that the job reached the broker.
@@ -51,21 +94,17 @@ class JobStore(StoreBase, JobStoreInterface):
         While it is queued, or when a fast worker already took it (on Redis the lease is often taken before
         the publisher gets here): the first publication time is kept either way.
 
-        On PostgreSQL the commit does not wait for the disk (one flush less per submit): should the server
+        On PostgreSQL the commit does not wait for the disk (one flush less per submit; the statement sets
+        `synchronous_commit` off for its own transaction, so this costs one round trip): should the server
         crash right after, the job merely looks unpublished, and the republisher publishes it again (a second
         delivery is dropped by the lease). The job itself was committed durably before it was published.
         """
-        with self._engine.begin() as connection:
-            if self.is_postgres:
-                connection.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
-            connection.execute(
-                job_table.update()
-                .where(
-                    job_table.c.public_id == job_id,
-                    sa.or_(job_table.c.status == "queued", job_table.c.enqueued_at.is_(None)),
-                )
-                .values(enqueued_at=self._now())
-            )
+        parameters: dict[str, Any] = {"job_id": job_id}
+        if not self.is_postgres:
+            parameters["now"] = datetime.now(UTC)
+        with self._autocommit() as connection:
+            connection.execute(self._mark_enqueued, parameters)
+            connection.commit()
 
     def get_job(self, job_id: str) -> JobView | None:
         with self._engine.connect() as connection:

@@ -11,10 +11,13 @@ on PostgreSQL and the process clock on SQLite, as for leases. Rows of workers go
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
 
+from core.db.types import UtcDateTime
 from core.store.base import StoreBase, worker_table
 from core.store.conversions import worker_view
 from core.store.interface_support import WorkerStoreInterface
@@ -88,11 +91,24 @@ class WorkerStore(StoreBase, WorkerStoreInterface):
         with self._engine.connect() as connection:
             return [worker_view(row) for row in connection.execute(query)]
 
+    @cached_property
+    def _live_workers(self) -> sa.Select[tuple[Any, Any]]:
+        """Every `POST /v1/jobs` reads it (`waiting_for`): built once, its parameter the oldest `last_seen`
+        alive (PostgreSQL: how long ago, from the database clock)."""
+        worker = worker_table.c
+        if self.is_postgres:
+            clock = sa.func.clock_timestamp(type_=UtcDateTime())
+            oldest_alive = clock - sa.bindparam("alive", type_=sa.Interval())
+        else:
+            oldest_alive = sa.bindparam("oldest_alive", type_=UtcDateTime())
+        return sa.select(worker.queues, worker.device).where(
+            worker.stopped_at.is_(None), worker.last_seen >= oldest_alive
+        )
+
     def live_worker_devices(self, alive_seconds: float) -> list[tuple[list[str], dict[str, Any]]]:
         """(queues, device) of each live worker: who can take a job of which queue, on what hardware."""
-        worker = worker_table.c
-        query = sa.select(worker.queues, worker.device).where(
-            worker.stopped_at.is_(None), worker.last_seen >= self._seconds_ago(alive_seconds)
-        )
-        with self._engine.connect() as connection:
-            return [(list(queues), dict(device)) for queues, device in connection.execute(query)]
+        alive = timedelta(seconds=alive_seconds)
+        parameters = {"alive": alive} if self.is_postgres else {"oldest_alive": datetime.now(UTC) - alive}
+        with self._autocommit() as connection:
+            rows = connection.execute(self._live_workers, parameters)
+            return [(list(queues), dict(device)) for queues, device in rows]

@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -17,6 +18,7 @@ from core.db.engine import ANSWER_GRACE_SECONDS, POSTGRES_CONNECT_TIMEOUT_SECOND
 from core.db.migrate import upgrade_database
 from core.spec import JobSpec
 from core.store import Store
+from tests.fixtures.databases import PG_ADMIN_DSN
 from tests.fixtures.proxy import CuttableProxy
 
 STATEMENT_TIMEOUT_SECONDS = 0.5
@@ -92,3 +94,34 @@ def test_a_live_server_cancels_a_statement_past_the_statement_timeout_and_the_co
         assert connection.scalar(sa.select(sa.literal(1))) == 1  # the same connection, still usable
     assert STATEMENT_TIMEOUT_SECONDS <= elapsed < STATEMENT_TIMEOUT_SECONDS + ANSWER_GRACE_SECONDS
     assert proxy.accepted == 1  # nothing was reconnected
+
+
+def test_a_pooled_connection_whose_session_ended_is_replaced_before_it_is_used(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database restart between two requests costs no failed request, and a connection in steady use
+    costs no ping: the pool pings a connection it hands out only when its socket has something to read (a
+    terminated session's farewell and end of file, as a restart sends) or after it sat idle for a while."""
+    upgrade_database(postgres_url)
+    store = Store(postgres_url, statement_timeout_seconds=30)
+    pings: list[object] = []
+    ping = store.engine.dialect.do_ping
+    monkeypatch.setattr(store.engine.dialect, "do_ping", lambda connection: pings.append(ping(connection)))
+    try:
+        store.create_job(SPEC)  # a new connection is pinged once
+        for _ in range(5):
+            store.create_job(SPEC)
+        assert len(pings) == 1  # in steady use: no round trip before each statement
+        with store.engine.connect() as connection:
+            backend = connection.scalar(sa.text("SELECT pg_backend_pid()"))
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+        time.sleep(0.5)  # the farewell reaches the pooled connection's socket
+
+        assert store.create_job(SPEC).status == "queued"  # not a failed request
+        with store.engine.connect() as connection:
+            assert connection.scalar(sa.text("SELECT pg_backend_pid()")) != backend
+        jobs, _ = store.list_jobs()
+        assert len(jobs) == 7
+    finally:
+        store.dispose()
