@@ -1,8 +1,9 @@
 """Route dependencies as typed aliases, so route signatures read like plain types.
 
-The store and the Celery app are built once per FastAPI app (`create_app`) and kept on `app.state`;
-`get_job_or_404` is the validation dependency every `/v1/jobs/{job_id}` route reuses (each documents its
-404 with `JOB_NOT_FOUND`); `PageLimit` and `PageCursor` are the query parameters of every list route.
+The store, the Celery app and the live workers' queues (`api.jobs.waiting`) are built once per FastAPI app
+(`create_app`) and kept on `app.state`; `get_job_or_404` is the validation dependency every
+`/v1/jobs/{job_id}` route reuses (each documents its 404 with `JOB_NOT_FOUND`); `PageLimit` and
+`PageCursor` are the query parameters of every list route.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from celery import Celery
 from fastapi import Depends, Path, Query, Request
 
 from api.errors import error_answer, not_found
+from api.jobs.waiting import LiveQueues
 from core.settings import Settings
 from core.store import JobView, StoreInterface
 
 
-# These three only read `app.state`: `async def` runs them on the event loop, where a sync dependency would
+# These only read `app.state`: `async def` runs them on the event loop, where a sync dependency would
 # wait for a thread of the request pool (and `/readyz` must never wait for one).
 async def get_settings_of_app(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
@@ -35,9 +37,15 @@ async def get_celery(request: Request) -> Celery:
     return celery_app
 
 
+async def get_live_queues(request: Request) -> LiveQueues:
+    live_queues: LiveQueues = request.app.state.live_queues
+    return live_queues
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 StoreDep = Annotated[StoreInterface, Depends(get_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
+LiveQueuesDep = Annotated[LiveQueues, Depends(get_live_queues)]
 
 MAX_PAGE_SIZE = 200
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]

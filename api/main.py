@@ -18,6 +18,7 @@ from api.auth import ApiKeys
 from api.docs import install_docs
 from api.errors import install_exception_handlers
 from api.hosts import TrustedHosts
+from api.jobs.waiting import LiveQueues
 from api.limits import UPLOAD_FRAMING_BYTES, BodySizeLimit
 from api.metrics.instruments import RequestDurations, StoreCollector, request_duration_histogram
 from api.metrics.router import router as metrics_router
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.celery = celery_app
     app.state.republisher = republisher
+    app.state.live_queues = LiveQueues(store, settings.lease_seconds)
     app.state.api_keys = ApiKeys.from_settings(settings)
     # A dataset upload may be larger than a spec: its files plus the multipart framing around them.
     upload_limit = settings.max_dataset_bytes + UPLOAD_FRAMING_BYTES

@@ -20,6 +20,7 @@ from api.dependencies import (
     JOB_NOT_FOUND,
     CeleryDep,
     JobDep,
+    LiveQueuesDep,
     PageCursor,
     PageLimit,
     SettingsDep,
@@ -47,12 +48,11 @@ from api.jobs.schemas import (
     TelemetryLayerOut,
     TelemetryOut,
 )
-from api.jobs.waiting import job_out_with_waiting_for, jobs_out_with_waiting_for
+from api.jobs.waiting import LiveQueues, job_out_with_waiting_for, jobs_out_with_waiting_for
 from api.limits import BODY_REFUSED
 from api.publishing import publish_stored
 from api.schemas import ErrorOut, Series
 from core.results import METRIC_NAMES
-from core.settings import Settings
 from core.spec import JobSpec
 from core.store import StoreInterface
 
@@ -99,7 +99,7 @@ def submit_job(
     spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
     store: StoreDep,
     celery_app: CeleryDep,
-    settings: SettingsDep,
+    live_queues: LiveQueuesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
@@ -107,7 +107,7 @@ def submit_job(
     `Idempotency-Key` and body within 24 h answers the first answer (the same job) and creates nothing."""
     check_user_datasets(store, [spec], ("body", "dataset"))
     answer = answer_once(
-        store, "jobs", idempotency_key, spec, lambda: create_and_publish(spec, store, celery_app, settings)
+        store, "jobs", idempotency_key, spec, lambda: create_and_publish(spec, store, celery_app, live_queues)
     )
     return encoded(answer, status.HTTP_201_CREATED)
 
@@ -122,11 +122,11 @@ def encoded(answer: BaseModel | Response, status_code: int) -> Response:
 
 
 def create_and_publish(
-    spec: JobSpec, store: StoreInterface, celery_app: Celery, settings: Settings
+    spec: JobSpec, store: StoreInterface, celery_app: Celery, live_queues: LiveQueues
 ) -> JobOut:
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
     publish_stored(store, celery_app, [job.id], spec.device)
-    return job_out_with_waiting_for(job, store, settings)
+    return job_out_with_waiting_for(job, live_queues)
 
 
 @router.get(
@@ -138,7 +138,7 @@ def create_and_publish(
 )
 def list_jobs(
     store: StoreDep,
-    settings: SettingsDep,
+    live_queues: LiveQueuesDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     sweep_id: Annotated[str | None, Query(max_length=64, description="a sweep's id (UUID hex)")] = None,
     limit: PageLimit = 50,
@@ -168,7 +168,7 @@ def list_jobs(
             tag=tag,
             archived=archived_choice(archived),
         )
-    return JobPage(items=jobs_out_with_waiting_for(jobs, store, settings), next_cursor=next_cursor)
+    return JobPage(items=jobs_out_with_waiting_for(jobs, live_queues), next_cursor=next_cursor)
 
 
 @router.get(
@@ -178,9 +178,9 @@ def list_jobs(
     summary="Read one job: status, progress and summary",
     responses={**JOB_NOT_FOUND, **DATABASE_DOWN},
 )
-def read_job(job: JobDep, store: StoreDep, settings: SettingsDep) -> JobOut:
+def read_job(job: JobDep, live_queues: LiveQueuesDep) -> JobOut:
     """`waiting_for` says why a queued job does not start when no live worker consumes its queue."""
-    return job_out_with_waiting_for(job, store, settings)
+    return job_out_with_waiting_for(job, live_queues)
 
 
 @router.get(

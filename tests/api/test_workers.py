@@ -3,10 +3,12 @@ no live worker can take says why in its view (`waiting_for`), from the POST's an
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from fastapi.testclient import TestClient
 
+from api.jobs.waiting import LiveQueues
 from core.store import Store, WorkerTraining
 from core.store.workers import new_worker_id
 from tests.api.conftest import TINY_SPEC
@@ -83,3 +85,30 @@ def test_a_job_that_is_not_queued_waits_for_nothing(client: TestClient) -> None:
     cancelled = client.post(f"/v1/jobs/{job['id']}/cancel").json()
     assert cancelled["status"] == "cancelled" and cancelled["waiting_for"] is None
     assert client.get(f"/v1/jobs/{job['id']}").json()["waiting_for"] is None
+
+
+def test_the_submit_path_reads_the_live_workers_once_a_second_and_never_misses_a_new_one(
+    client: TestClient,
+) -> None:
+    store = _store(client)
+    reads: list[float] = []
+    now = [100.0]
+    original = store.live_worker_devices
+
+    def counted(alive_seconds: float) -> list[tuple[list[str], dict[str, Any]]]:
+        reads.append(now[0])
+        return original(alive_seconds)
+
+    live_queues = LiveQueues(store, 30.0, clock=lambda: now[0])
+    live_queues.store = cast(Any, SimpleNamespace(live_worker_devices=counted))
+    assert "the cpu queue" in (live_queues.waiting_for(["cpu"])[0] or "")
+    _register(client, "cpu-node", ["cpu", "default"], CPU)
+    assert live_queues.waiting_for(["cpu", "auto"]) == [None, None]  # a worker that came is seen at once
+    assert len(reads) == 2
+    now[0] += 0.5
+    assert live_queues.waiting_for(["cpu"] * 3) == [None] * 3  # served from the last read
+    assert len(reads) == 2
+    cuda = live_queues.waiting_for(["cpu", "cuda"])  # a queue without a worker is read fresh, once
+    assert cuda[0] is None and "the gpu queue" in (cuda[1] or "") and len(reads) == 3
+    now[0] += 1.0
+    assert live_queues.waiting_for(["cpu"]) == [None] and len(reads) == 4  # older than a second: read again
