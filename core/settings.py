@@ -99,6 +99,14 @@ class Settings(BaseSettings):
         "too much memory fails with an out-of-memory error instead of taking its node down; 0 = no limit. "
         "CPU workers only: CUDA reserves far more address space than it uses",
     )
+    worker_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="nice value of each worker pool process: on a machine the workers share with the API, "
+        "training yields the CPU to requests (submissions, streams, pages) and takes all of it whenever "
+        "nothing else asks; 0 = the same priority as the API",
+    )
     max_sweep_size: int = Field(256, ge=1, le=10_000)
     max_dataset_bytes: int = Field(
         64_000_000, ge=1024, le=2_000_000_000, description="largest dataset upload (its files together)"

@@ -1,8 +1,9 @@
 """The worker's Celery app: `celery -A worker.app worker --pool=prefork --concurrency=1 -Q default,cpu`.
 
 Prefork, not solo: only the prefork pool enforces time limits, and a training job that crashes its pool
-child costs that child, not the worker. Each pool child, as it starts, caps its memory and loads (and
-warms up) the training core before it takes a job.
+child costs that child, not the worker. Each pool child, as it starts, caps its memory, lowers its CPU
+priority below the API's (`worker.priority`) and loads (and warms up) the training core before it takes a
+job.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from core.queue import make_celery
 from core.settings import get_settings
 from worker.gpu_slots import pin_to_a_gpu
 from worker.memory import limit_address_space
+from worker.priority import lower_priority
 from worker.registry import connect_registry
 from worker.tasks import register_tasks
 from worker.training_core import warm_up_training_core
@@ -33,6 +35,7 @@ def _prepare_pool_process(**_signal: object) -> None:
     # In each pool child, not in the parent: a job over the limit fails itself, never the worker; and
     # the parent never loads torch. The core is loaded within the memory limit, as a job would load it.
     limit_address_space(settings.worker_memory_limit_mb)
+    lower_priority(settings.worker_niceness)  # before torch starts its threads: they inherit it
     warm_up_training_core(settings)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from core.settings import Settings
 from tests.fixtures.worker import RunningWorker
 from tests.worker.test_training import METRICS, tiny_spec
 
@@ -53,3 +56,21 @@ def test_a_job_delivered_twice_trains_once(running_worker: RunningWorker) -> Non
     follower = running_worker.submit(tiny_spec(steps=10))  # queued behind the duplicate delivery
     running_worker.wait_for(follower.id)
     assert running_worker.store.get_job(job.id).attempts == 1  # type: ignore[union-attr]
+
+
+def test_the_pool_process_trains_below_the_api_s_priority_and_the_worker_s_own_process_does_not(
+    running_worker: RunningWorker,
+) -> None:
+    job = running_worker.submit(tiny_spec(steps=20, eval_every=10))
+    assert running_worker.wait_for(job.id).status == "succeeded"  # the pool child is up and has trained
+
+    def niceness_of_threads(pid: int) -> set[int]:
+        # Field 19 of /proc/PID/task/TID/stat: a nice value is per thread on Linux.
+        return {
+            int(stat.read_text().rsplit(")", 1)[1].split()[16])
+            for stat in Path(f"/proc/{pid}/task").glob("*/stat")
+        }
+
+    [child] = running_worker.pool_child_pids()
+    assert niceness_of_threads(child) == {Settings().worker_niceness} == {10}  # torch's threads too
+    assert niceness_of_threads(running_worker.process.pid) == {0}
