@@ -34,7 +34,6 @@ def publish_stored(
             publish_job(celery_app, job_ids[0], device)
         else:
             publish_group(celery_app, job_ids, device)
-        for job_id in job_ids:
-            store.mark_enqueued(job_id)
+        store.mark_enqueued(*job_ids)
     except Exception as error:  # whatever the transport raised, the republisher retries
         logger.warning("%s stored but not yet published (the republisher retries): %s", what, error)

@@ -64,11 +64,11 @@ class JobStoreInterface(Protocol):
         """Commit a queued job (not yet published: `enqueued_at` is null until `mark_enqueued`)."""
         ...
 
-    def mark_enqueued(self, job_id: str) -> None:
-        """Record that the job reached the broker.
+    def mark_enqueued(self, *job_ids: str) -> None:
+        """Record that the jobs reached the broker (a job's own task, or the one task of a fused group).
 
-        While it is queued, or when a fast worker already took it (on Redis the lease is often taken before
-        the publisher gets here): the first publication time is kept either way.
+        While a job is queued, or when a fast worker already took it (on Redis the lease is often taken
+        before the publisher gets here): the first publication time is kept either way.
         """
         ...
 

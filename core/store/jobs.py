@@ -30,6 +30,9 @@ from core.store.interface import JobStoreInterface
 from core.store.notifications import notify_job_changed
 from core.store.views import JobView
 
+# Jobs marked enqueued per statement: a fused group's are marked together, well inside SQLite's limit on
+# bound parameters.
+MARK_ENQUEUED_BATCH = 500
 # A new job belongs to no sweep and no fused group: `job_view` reads these as null.
 _NO_SWEEP_NOR_GROUP = (
     sa.null().label("sweep_public_id"),
@@ -61,12 +64,13 @@ class JobStore(StoreBase, JobStoreInterface):
 
     @cached_property
     def _mark_enqueued(self) -> sa.Update:
-        """Sets `enqueued_at` of the job `:job_id` unless it was set and the job left the queue. On
+        """Sets `enqueued_at` of the jobs `:job_ids` unless it was set and the job left the queue. On
         PostgreSQL the statement first sets `synchronous_commit` off for its own transaction (see
         `mark_enqueued`); on SQLite the time is a parameter."""
         job = job_table.c
         update = job_table.update().where(
-            job.public_id == sa.bindparam("job_id"), sa.or_(job.status == "queued", job.enqueued_at.is_(None))
+            job.public_id.in_(sa.bindparam("job_ids", expanding=True)),
+            sa.or_(job.status == "queued", job.enqueued_at.is_(None)),
         )
         if not self.is_postgres:
             return update.values(enqueued_at=sa.bindparam("now", type_=job.enqueued_at.type))
@@ -88,22 +92,24 @@ class JobStore(StoreBase, JobStoreInterface):
             connection.commit()  # SQLite's transaction; nothing to do in PostgreSQL's autocommit
         return job_view(row)
 
-    def mark_enqueued(self, job_id: str) -> None:
-        """Record that the job reached the broker.
+    def mark_enqueued(self, *job_ids: str) -> None:
+        """Record that the jobs reached the broker (one job's task, or the task of a fused group's jobs):
+        one statement per `MARK_ENQUEUED_BATCH` jobs.
 
-        While it is queued, or when a fast worker already took it (on Redis the lease is often taken before
-        the publisher gets here): the first publication time is kept either way.
+        While a job is queued, or when a fast worker already took it (on Redis the lease is often taken
+        before the publisher gets here): the first publication time is kept either way.
 
         On PostgreSQL the commit does not wait for the disk (one flush less per submit; the statement sets
         `synchronous_commit` off for its own transaction, so this costs one round trip): should the server
         crash right after, the job merely looks unpublished, and the republisher publishes it again (a second
         delivery is dropped by the lease). The job itself was committed durably before it was published.
         """
-        parameters: dict[str, Any] = {"job_id": job_id}
-        if not self.is_postgres:
-            parameters["now"] = datetime.now(UTC)
         with self._autocommit() as connection:
-            connection.execute(self._mark_enqueued, parameters)
+            for first in range(0, len(job_ids), MARK_ENQUEUED_BATCH):
+                parameters: dict[str, Any] = {"job_ids": list(job_ids[first : first + MARK_ENQUEUED_BATCH])}
+                if not self.is_postgres:
+                    parameters["now"] = datetime.now(UTC)
+                connection.execute(self._mark_enqueued, parameters)
             connection.commit()
 
     def get_job(self, job_id: str) -> JobView | None:

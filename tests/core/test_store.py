@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy
 
 from core.spec import JobSpec
 from core.store import InvalidCursor, JobExecution, Store
+from core.store.jobs import MARK_ENQUEUED_BATCH
 
 
 def make_spec(**overrides: Any) -> JobSpec:
@@ -187,3 +189,23 @@ def test_sweeps_are_listed_newest_first_page_by_page(store: Store) -> None:
     second, last = store.list_sweeps(limit=2, cursor=cursor)
     assert [sweep.id for sweep in first + second] == created[::-1]
     assert last is None
+
+
+def test_the_jobs_of_a_fused_group_are_marked_enqueued_together(store: Store) -> None:
+    jobs = [store.create_job(make_spec()) for _ in range(MARK_ENQUEUED_BATCH + 3)]
+    untouched = store.create_job(make_spec())
+    statements: list[str] = []
+
+    def record(*arguments: Any) -> None:  # (connection, cursor, statement, parameters, ...)
+        statements.append(arguments[2])
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        store.mark_enqueued(*(job.id for job in jobs))
+    finally:
+        sqlalchemy.event.remove(store.engine, "before_cursor_execute", record)
+    updates = [statement for statement in statements if "UPDATE" in statement.upper()]
+    assert len(updates) == 2  # a statement per MARK_ENQUEUED_BATCH jobs, not one per job
+    views = store.get_jobs([job.id for job in [*jobs, untouched]])
+    assert all(views[job.id].enqueued_at is not None for job in jobs)
+    assert views[untouched.id].enqueued_at is None
