@@ -37,3 +37,24 @@ def publish_stored(
         store.mark_enqueued(*job_ids)
     except Exception as error:  # whatever the transport raised, the republisher retries
         logger.warning("%s stored but not yet published (the republisher retries): %s", what, error)
+
+
+def publish_each(store: StoreInterface, celery_app: Celery, jobs: list[tuple[str, str]]) -> None:
+    """Publish the own task of each of `jobs` (job id, device), then mark the published ones enqueued in one
+    statement. The first task the broker refuses leaves it and the rest queued for the republisher (a
+    broker that is down is not asked again for each job). Never raises for the broker."""
+    published: list[str] = []
+    try:
+        for job_id, device in jobs:
+            publish_job(celery_app, job_id, device)
+            published.append(job_id)
+    except Exception as error:  # whatever the transport raised, the republisher retries
+        left = len(jobs) - len(published)
+        logger.warning("%d jobs stored but not yet published (the republisher retries): %s", left, error)
+    if not published:
+        return
+    try:
+        store.mark_enqueued(*published)
+    except Exception as error:  # unmarked, they look unpublished: the republisher publishes them again
+        count = len(published)
+        logger.warning("%d published jobs not marked enqueued (the republisher retries): %s", count, error)

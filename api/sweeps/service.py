@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from api.datasets.checks import check_user_datasets
 from api.dependencies import normalize_job_id
 from api.errors import not_found, query_error
-from api.publishing import publish_stored
+from api.publishing import publish_each, publish_stored
 from api.statistics_schemas import SeedBandOut, SweepCurvesOut, TunedOut
 from api.sweeps.schemas import (
     ExecutionOut,
@@ -86,9 +86,8 @@ def create_and_publish(
     for group in created.fused_groups:
         publish_stored(store, celery_app, group.job_ids, device_of[group.job_ids[0]], fused_group_id=group.id)
     grouped = {job_id for group in created.fused_groups for job_id in group.job_ids}
-    for job_id in created.job_ids:
-        if job_id not in grouped:
-            publish_stored(store, celery_app, [job_id], device_of[job_id])
+    alone = [(job_id, device_of[job_id]) for job_id in created.job_ids if job_id not in grouped]
+    publish_each(store, celery_app, alone)
     return created
 
 
