@@ -15,7 +15,7 @@ on the stack it is in (to the bit on the CPU, see `core.ml.fused_model`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,8 @@ from core.ml.stacked_net import StackedNet
 from core.ml.telemetry import stacked_telemetry
 from core.results import LandscapeRecord, TelemetryRecord
 from core.spec import JobSpec, MLPArchitecture
+
+StackedModel = TypeVar("StackedModel", StackedMLP, StackedNet)
 
 
 class Stack(Protocol):
@@ -106,7 +108,48 @@ def build_optimizer(spec: JobSpec, model: torch.nn.Module) -> torch.optim.Optimi
     return torch.optim.SGD(model.parameters(), lr=spec.learning_rate, momentum=momentum)
 
 
-class MLPStack:
+class _StackParts(Generic[StackedModel]):
+    """What both kinds of stack keep and do alike: the stacked model and its optimizer, each model's
+    learning rate and last gradients, the dropout generator; models leaving the stacks; checkpoints."""
+
+    model: StackedModel
+    optimizer: StackedOptimizer
+    learning_rates: list[float]
+    last_gradients: list[Tensor]
+    dropout_generator: torch.Generator | None
+
+    @property
+    def size(self) -> int:
+        return self.model.size
+
+    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
+        self.model.draw_dropout_as(rows, population)
+
+    def deactivate(self, slots: Sequence[int]) -> None:
+        self.optimizer.deactivate(slots)
+
+    def keep(self, slots: Sequence[int]) -> None:
+        index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
+        self.learning_rates = [self.learning_rates[slot] for slot in slots]
+        self.model.keep(slots)
+        self.optimizer.keep(slots)
+        self.last_gradients = [gradient.index_select(0, index) for gradient in self.last_gradients]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "dropout_rng": None if self.dropout_generator is None else self.dropout_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.dropout_generator is not None:
+            self.dropout_generator.set_state(state["dropout_rng"])
+
+
+class MLPStack(_StackParts[StackedMLP]):
     """M MLPs as stacked tensors: a forward and backward pass written out, one multi-tensor update."""
 
     def __init__(self, specs: Sequence[JobSpec], data: StackData, device: torch.device) -> None:
@@ -124,10 +167,6 @@ class MLPStack:
         self.last_gradients: list[Tensor] = []
         # A step without dropout's generator and adam's step count reads only tensors: it can be captured.
         self.graphable = self.dropout_generator is None and self.optimizer.kind in ("sgd", "momentum")
-
-    @property
-    def size(self) -> int:
-        return self.model.size
 
     def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         # The loss is the sum of the models' mean losses: each model's gradient is its own loss's.
@@ -179,34 +218,8 @@ class MLPStack:
         part.model = self.model.models_between(first, last)
         return part
 
-    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
-        self.model.draw_dropout_as(rows, population)
 
-    def deactivate(self, slots: Sequence[int]) -> None:
-        self.optimizer.deactivate(slots)
-
-    def keep(self, slots: Sequence[int]) -> None:
-        index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
-        self.learning_rates = [self.learning_rates[slot] for slot in slots]
-        self.model.keep(slots)
-        self.optimizer.keep(slots)
-        self.last_gradients = [gradient.index_select(0, index) for gradient in self.last_gradients]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "dropout_rng": None if self.dropout_generator is None else self.dropout_generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.dropout_generator is not None:
-            self.dropout_generator.set_state(state["dropout_rng"])
-
-
-class NetStack:
+class NetStack(_StackParts[StackedNet]):
     """M nets of any other kind (CNNs, bnlab's paper BN) as stacked tensors, stepped through autograd."""
 
     graphable = False  # autograd's engine and its allocations are left uncaptured
@@ -224,10 +237,6 @@ class NetStack:
         self.input_shape = data.input_shape
         self.learning_rates = [spec.learning_rate for spec in specs]
         self.last_gradients: list[Tensor] = []
-
-    @property
-    def size(self) -> int:
-        return self.model.size
 
     def _losses_and_gradients(
         self, inputs: Tensor, labels: Tensor, dropout: bool
@@ -292,33 +301,7 @@ class NetStack:
         by_unit, everything = [view[0] for view in views], [view[1] for view in views]
         return stacked_telemetry(by_unit, everything, norms, self.activation, step)
 
-    def draw_dropout_as(self, rows: Sequence[int], population: int) -> None:
-        self.model.draw_dropout_as(rows, population)
-
-    def deactivate(self, slots: Sequence[int]) -> None:
-        self.optimizer.deactivate(slots)
-
-    def keep(self, slots: Sequence[int]) -> None:
-        index = torch.tensor(list(slots), dtype=torch.long, device=self.model.device)
-        self.learning_rates = [self.learning_rates[slot] for slot in slots]
-        self.model.keep(slots)
-        self.optimizer.keep(slots)
-        self.last_gradients = [gradient.index_select(0, index) for gradient in self.last_gradients]
-
     def state_tensors(self) -> list[Tensor]:
         model = self.model
         parameters = [parameter.detach() for parameter in model.parameters]
         return [*parameters, *model.running_means, *model.running_vars, *self.optimizer.state_tensors()]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "dropout_rng": None if self.dropout_generator is None else self.dropout_generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.dropout_generator is not None:
-            self.dropout_generator.set_state(state["dropout_rng"])
