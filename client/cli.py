@@ -52,10 +52,10 @@ from client.render import (
     job_details,
     jobs_table,
     terminal,
-    tuned_details,
     visible,
 )
 from client.render_ics import has_ics, ics_table
+from client.render_sweeps import tuned_details
 from client.sweep_commands import sweep_app
 from client.workers import waiting_line, workers_table
 

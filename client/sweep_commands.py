@@ -25,12 +25,8 @@ from client.cli_shared import (
     print_page,
 )
 from client.documents import load_document, refuse_other_kind
-from client.render import (
-    sweep_details,
-    sweeps_table,
-    terminal,
-    tuned_details,
-)
+from client.render import terminal
+from client.render_sweeps import sweep_details, sweeps_table, tuned_details
 
 sweep_app = typer.Typer(
     help="Grids of jobs: submit one, watch it, list them, show one's aggregated results, cancel one.",

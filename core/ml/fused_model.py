@@ -4,12 +4,9 @@ Parameters. Each parameter of the architecture is one tensor [M, ...] holding it
 layer's weight [M, out, in] (nn.Linear's layout), its bias, BN γ and BN β [M, F]. The optimizer updates
 them in place.
 
-Activations. A batch is [M, B, features]: row m holds model m's own examples. With BN a layer's
-pre-activations are copied into the layout [B, M·F] — channel m·F + f is unit f of model m — so that ONE
-native batch-norm call normalizes every unit of every model over that model's own batch and updates
-per-model running statistics (buffers [M·F]); eval mode uses them, as a separate run's `BatchNorm1d` does.
-Batch norm takes one eps and one momentum: the trainer orders models by (eps, momentum) and this module
-makes one call per run of equal values (one call when they agree, the usual case).
+Activations. A batch is [M, B, features]: row m holds model m's own examples. With BN every unit of every
+model is normalized over that model's own batch, with per-model running statistics, by one native
+batch-norm call per run of models with equal eps and momentum (`core.ml.stacked_batch_norm`).
 
 A training step runs without autograd: `loss_and_gradients` is the forward pass and the backward pass
 written out with the kernels autograd calls for a separate run's net — bmm for `F.linear`'s products,
@@ -25,12 +22,10 @@ norm's backward over its last channels). A layer 100 wide — the paper's — is
 width, so a kernel called once over M models would put other values in that tail than a separate run's
 call does. Two measures keep each model's numbers those of its separate run: the nonlinearity runs over a
 row per model (`_activate`), and where one call of BN's backward pass rounds some models' last channels
-differently on the CPU at hand, those channels are recomputed as the lone call rounds them, in a few
-batched operations (`core.ml.cpu_exactness`; checked once per process and layout; on an accelerator,
-where fused runs agree with separate ones to rounding only, the call serves as it is). This
-matters beyond neatness: Adam divides by the root of tiny second moments and turns a one-ulp difference
-into 1e-4 in val loss within a few hundred steps. Only train_loss differs, by ~1e-7: each model's
-per-step mean is summed in another order.
+differently on the CPU at hand, those channels are recomputed as the lone call rounds them
+(`core.ml.stacked_batch_norm`). This matters beyond neatness: Adam divides by the root of tiny second
+moments and turns a one-ulp difference into 1e-4 in val loss within a few hundred steps. Only train_loss
+differs, by ~1e-7: each model's per-step mean is summed in another order.
 
 Dropout has a per-model rate; its masks come from the group's own generator, not from torch's global
 one, so they differ from a separate run's masks: with dropout, fused and separate runs agree in
@@ -44,24 +39,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from core.ml.cpu_exactness import (
-    NO_REPAIR,
-    TailRepair,
-    batch_norm_backward_by_model,
-    repair_input_gradients,
-    stack_repair,
-)
 from core.ml.nets import Net
+from core.ml.stacked_batch_norm import StackedBatchNorm
 from core.ml.stacked_mlp_parts import (
-    StackedLayer,
+    LayerTape,
     cross_entropy_and_gradient,
-    joined_runs,
     module_buffer,
     parameter_places,
     present,
@@ -84,31 +71,6 @@ ACTIVATION_BACKWARDS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "relu": lambda gradient, output: torch.ops.aten.threshold_backward(gradient, output, 0),
 }
 ROW_ALIGNMENT = 16  # floats: 64 bytes, a cache line and an AVX-512 vector
-
-
-@dataclass(frozen=True)
-class _NormalizationRun:
-    """Consecutive models [first, last) sharing BN's eps and momentum: one batch_norm call."""
-
-    first: int
-    last: int
-    eps: float
-    momentum: float
-
-
-@dataclass
-class _LayerTape:
-    """What one hidden layer's backward pass needs from its forward pass."""
-
-    inputs: Tensor  # the layer's input [M, B, in]
-    activated: Tensor | None = None  # the nonlinearity's output [M, B, F]
-    # With BN: its input, model-major [M, B, F] and, per run of models, as the forward call took it
-    # [B, m·F]; and each run's batch statistics [m·F].
-    normalized_inputs: Tensor | None = None
-    run_inputs: list[Tensor] = field(default_factory=list)
-    saved_means: list[Tensor] = field(default_factory=list)
-    saved_inverse_stds: list[Tensor] = field(default_factory=list)
-    dropout_scale: Tensor | None = None
 
 
 class StackedMLP:
@@ -163,7 +125,7 @@ class StackedMLP:
         loss [M], the logits [M, B, classes] and the gradient of the sum of the models' losses with respect
         to each of `parameters` (so each model's gradient is that of its own mean loss).
         """
-        tapes: list[_LayerTape] = []
+        tapes: list[LayerTape] = []
         logits, head_inputs = self._forward(inputs, True, generator, tapes, dropout=dropout)
         losses, logits_gradient = cross_entropy_and_gradient(logits, labels)
         return losses, logits, self._backward(logits_gradient, head_inputs, tapes)
@@ -244,20 +206,16 @@ class StackedMLP:
         self._any_dropout = any(rate > 0 for rate in self._dropout_rates)
         self._dropout_rates_tensor = rates
         self._dropout_scales = 1 / (1 - rates)
-        self._runs: list[_NormalizationRun] = []
-        self._repairs: dict[tuple[int, int, int], TailRepair | None] = {}  # by (batch, width, threads)
-        for slot, (eps, momentum) in enumerate(self._normalization):
-            if self._runs and (self._runs[-1].eps, self._runs[-1].momentum) == (eps, momentum):
-                self._runs[-1] = _NormalizationRun(self._runs[-1].first, slot + 1, eps, momentum)
-            else:
-                self._runs.append(_NormalizationRun(slot, slot + 1, eps, momentum))
+        self._batch_norm = StackedBatchNorm(
+            self.parameters, self.running_means, self.running_vars, self._normalization, self.device
+        )
 
     def _forward(
         self,
         inputs: Tensor,
         training: bool,
         generator: torch.Generator | None,
-        tapes: list[_LayerTape] | None,
+        tapes: list[LayerTape] | None,
         dropout: bool = True,
         captured: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
@@ -265,10 +223,10 @@ class StackedMLP:
         with `captured` each nonlinearity's input to it. Dropout only in training and with `dropout`."""
         hidden = inputs
         for layer in self.weight_layers[:-1]:
-            tape = _LayerTape(inputs=hidden)
+            tape = LayerTape(inputs=hidden)
             pre_activation = stacked_linear(hidden, self.parameters[layer.weight], self._bias(layer.bias))
             if layer.norm is not None:
-                pre_activation = self._normalize(pre_activation, layer, training, tape)
+                pre_activation = self._batch_norm.normalize(pre_activation, layer, training, tape)
             if captured is not None:
                 captured.append(pre_activation)
             hidden = tape.activated = self._activate(pre_activation)
@@ -280,9 +238,7 @@ class StackedMLP:
         head = self.weight_layers[-1]
         return stacked_linear(hidden, self.parameters[head.weight], self._bias(head.bias)), hidden
 
-    def _backward(
-        self, logits_gradient: Tensor, head_inputs: Tensor, tapes: list[_LayerTape]
-    ) -> list[Tensor]:
+    def _backward(self, logits_gradient: Tensor, head_inputs: Tensor, tapes: list[LayerTape]) -> list[Tensor]:
         """The gradient of every parameter, in the order of `parameters`, from that of the logits."""
         gradients: list[Tensor | None] = [None] * len(self.parameters)
         head = self.weight_layers[-1]
@@ -300,7 +256,7 @@ class StackedMLP:
                 assert layer.bias is not None
                 gradients[layer.bias] = pre_activation_gradient.sum(dim=1)
             else:
-                pre_activation_gradient = self._normalization_backward(
+                pre_activation_gradient = self._batch_norm.normalization_backward(
                     pre_activation_gradient, layer, tape, gradients
                 )
             gradients[layer.weight] = torch.bmm(pre_activation_gradient.transpose(1, 2), tape.inputs)
@@ -329,124 +285,6 @@ class StackedMLP:
         activated.copy_(values)
         self.activation(rows)  # in place: one loop per row
         return activated
-
-    def _normalize(
-        self, pre_activation: Tensor, layer: StackedLayer, training: bool, tape: _LayerTape
-    ) -> Tensor:
-        """BN of pre-activations [M, B, F]: one batch_norm call per run of models.
-
-        A run's pre-activations are copied into the [B, M·F] layout for the call (contiguous, as a separate
-        run's are: batch_norm reduces a strided input in another order, which would round differently), and
-        come back as a [M, B, F] view.
-        """
-        batch, width = pre_activation.shape[1], layer.width
-        scale, shift, means, variances = self._normalization_vectors(layer)
-        outputs = []
-        for run in self._runs:
-            models, channels = run.last - run.first, slice(run.first * width, run.last * width)
-            normalized_inputs = (
-                pre_activation[run.first : run.last].transpose(0, 1).reshape(batch, models * width)
-            )
-            normalized, saved_mean, saved_inverse_std = torch.ops.aten.native_batch_norm(
-                normalized_inputs,
-                scale[channels],
-                shift[channels],
-                means[channels],
-                variances[channels],
-                training,
-                run.momentum,
-                run.eps,
-            )
-            tape.run_inputs.append(normalized_inputs)
-            tape.saved_means.append(saved_mean)
-            tape.saved_inverse_stds.append(saved_inverse_std)
-            outputs.append(normalized.view(batch, models, width).transpose(0, 1))
-        tape.normalized_inputs = pre_activation
-        return joined_runs(outputs)
-
-    def _normalization_backward(
-        self, gradient: Tensor, layer: StackedLayer, tape: _LayerTape, gradients: list[Tensor | None]
-    ) -> Tensor:
-        """The gradient [M, B, F] of a BN layer's pre-activations from that of its output [M, B, F]; fills
-        in γ's and β's gradients.
-
-        One call per run of models over [B, m·F]; on the CPU it rounds some models' last channels unlike
-        their lone [B, F] calls (F off the vector width), and `core.ml.cpu_exactness` repairs them in a few
-        batched operations, or else each model gets a call on its contiguous [B, F] slices. The forward
-        pass has no such tail: one call rounds as M calls do.
-        """
-        inputs = tape.normalized_inputs
-        assert layer.bn_weight is not None and layer.bn_bias is not None and inputs is not None
-        key = (gradient.shape[1], layer.width, torch.get_num_threads())
-        if key not in self._repairs:  # asked once per stack and layout: a step only looks it up
-            runs = [run.last - run.first for run in self._runs]
-            self._repairs[key] = stack_repair(*key[:2], runs, self.parameters[0].dtype, self.device)
-        repair = self._repairs[key]
-        if repair == NO_REPAIR:
-            return self._normalization_backward_by_run(gradient, layer, tape, gradients)
-        per_model = (  # γ and the batch statistics, [M, F]
-            self._normalization_vectors(layer)[0].view(self.size, layer.width),
-            joined_runs(tape.saved_means).view(self.size, layer.width),
-            joined_runs(tape.saved_inverse_stds).view(self.size, layer.width),
-        )
-        if repair is None:
-            eps = [eps for eps, _ in self._normalization]
-            by_model = batch_norm_backward_by_model(gradient, inputs, *per_model, eps)
-            input_gradient, gradients[layer.bn_weight], gradients[layer.bn_bias] = by_model
-            return input_gradient
-        input_gradient = self._normalization_backward_by_run(gradient, layer, tape, gradients)
-        repair_input_gradients(
-            input_gradient,
-            gradient.contiguous(),
-            inputs,
-            *per_model,
-            present(gradients[layer.bn_weight]),
-            present(gradients[layer.bn_bias]),
-            [(run.first, run.last, run.eps) for run in self._runs],
-            repair,
-        )
-        return input_gradient
-
-    def _normalization_backward_by_run(
-        self, gradient: Tensor, layer: StackedLayer, tape: _LayerTape, gradients: list[Tensor | None]
-    ) -> Tensor:
-        """One batch-norm backward call per run of models, each on the [B, m·F] layout of the forward call."""
-        assert layer.bn_weight is not None and layer.bn_bias is not None
-        batch, width = gradient.shape[1], layer.width
-        scale, _, means, variances = self._normalization_vectors(layer)
-        input_gradients, scale_gradients, shift_gradients = [], [], []
-        for index, run in enumerate(self._runs):
-            models, channels = run.last - run.first, slice(run.first * width, run.last * width)
-            output_gradient = gradient[run.first : run.last].transpose(0, 1).reshape(batch, models * width)
-            input_gradient, scale_gradient, shift_gradient = torch.ops.aten.native_batch_norm_backward(
-                output_gradient,
-                tape.run_inputs[index],
-                scale[channels],
-                means[channels],
-                variances[channels],
-                tape.saved_means[index],
-                tape.saved_inverse_stds[index],
-                True,
-                run.eps,
-                [True, True, True],
-            )
-            input_gradients.append(input_gradient.view(batch, models, width).transpose(0, 1))
-            scale_gradients.append(scale_gradient)
-            shift_gradients.append(shift_gradient)
-        gradients[layer.bn_weight] = joined_runs(scale_gradients).view(self.size, width)
-        gradients[layer.bn_bias] = joined_runs(shift_gradients).view(self.size, width)
-        # One copy into [M, B, F] costs less than what a strided gradient costs both products that use it.
-        return joined_runs(input_gradients).contiguous()
-
-    def _normalization_vectors(self, layer: StackedLayer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """γ, β and the running mean and variance of a BN layer, as [M·F] vectors."""
-        assert layer.bn_weight is not None and layer.bn_bias is not None and layer.norm is not None
-        return (
-            self.parameters[layer.bn_weight].view(-1),
-            self.parameters[layer.bn_bias].view(-1),
-            self.running_means[layer.norm].view(-1),
-            self.running_vars[layer.norm].view(-1),
-        )
 
     def _dropout_scale(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
         """Inverted dropout: 0 with each model's rate, else 1 / (1 - rate), as torch's dropout scales."""

@@ -1,10 +1,11 @@
 """What `core.ml.fused_model.StackedMLP` is built from: where each net's parameters sit in the stacks (its
-weight layers and the BN after each), the two kernels its passes share — a batched linear map and
-cross-entropy with its gradient, as autograd would compute them — and two small helpers."""
+weight layers and the BN after each), what a hidden layer's backward pass keeps from its forward pass, the
+two kernels its passes share — a batched linear map and cross-entropy with its gradient, as autograd would
+compute them — and two small helpers (`core.ml.stacked_batch_norm` shares them too)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +26,21 @@ class StackedLayer:
     bn_bias: int | None
     norm: int | None  # which of the running-statistics buffers its BN keeps
     width: int  # output features
+
+
+@dataclass
+class LayerTape:
+    """What one hidden layer's backward pass needs from its forward pass."""
+
+    inputs: Tensor  # the layer's input [M, B, in]
+    activated: Tensor | None = None  # the nonlinearity's output [M, B, F]
+    # With BN: its input, model-major [M, B, F] and, per run of models, as the forward call took it
+    # [B, m·F]; and each run's batch statistics [m·F].
+    normalized_inputs: Tensor | None = None
+    run_inputs: list[Tensor] = field(default_factory=list)
+    saved_means: list[Tensor] = field(default_factory=list)
+    saved_inverse_stds: list[Tensor] = field(default_factory=list)
+    dropout_scale: Tensor | None = None
 
 
 def stacked_linear(inputs: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

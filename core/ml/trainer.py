@@ -9,8 +9,9 @@ store all its jobs' reports together.
 
 The loop runs in stretches of steps between *sync points*, the only places where the host waits for the
 device. A stretch ends at the next evaluation, telemetry, landscape or checkpoint step, or after about
-SYNC_SECONDS of training, whichever comes first. Within a stretch nothing is read back: batches are drawn
-on the device (`core.ml.sampling`), per-step losses and logits stay there. At each sync point the trainer
+SYNC_SECONDS of training, whichever comes first (`core.ml.stretches`). Within a stretch nothing is read
+back: batches are drawn on the device (`core.ml.sampling`), per-step losses and logits stay there. At each
+sync point the trainer
 - reads, in one transfer, which models had a non-finite loss and at which step: each ends `diverged` at
   that step (a result, not an exception);
 - evaluates (one forward pass and one cross-entropy over the validation set for the whole stack), probes
@@ -23,7 +24,7 @@ only when a quarter of their rows have ended, or before a checkpoint. The others
 Steps are counted in optimizer updates: "step k" is the state after k updates, and the loss of step k is the
 loss of the batch that update k was computed from. train_loss and train_accuracy at an evaluation are the
 means over the steps since the previous evaluation; val_loss and val_accuracy are computed on the whole
-held-out split in eval mode and without gradients.
+held-out split in eval mode and without gradients (`core.ml.stack_evaluation`).
 
 Determinism: parameters come from each spec's seed (`core.ml.nets`), batches from the counter-based
 sampler, dropout from the stack's generator. None of it depends on where the sync points fall, so on the
@@ -38,26 +39,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from core.ml.checkpoints import RunningSummary, StackState, load_stack_checkpoint, save_stack_checkpoint
+from core.ml.checkpoints import StackState, load_stack_checkpoint, save_stack_checkpoint
 from core.ml.cuda_graphs import GraphedStep
+from core.ml.device_info import resolve_device
 from core.ml.sampling import StackSampler
 from core.ml.stack_data import StackData
+from core.ml.stack_evaluation import landscape_batch, probe_inputs, validation_figures, with_ics
+from core.ml.stack_members import StackMember
 from core.ml.stacks import Stack, build_stack
+from core.ml.stretches import FIRST_STRETCH_STEPS, first_non_finite, next_stretch_steps, steps_to_next_event
 from core.results import Callbacks, MetricPoint, Progress, Result, RunOutcome, SyncPointHook
 from core.settings import Settings, get_settings
 from core.spec import JobSpec
 
-SYNC_SECONDS = 0.25  # training time between sync points: bounds the answer to a stop request
-FIRST_STRETCH_STEPS = 8  # before the speed is known
-MAX_STRETCH_STEPS = 1024  # steps between sync points at most, however fast they are
-EVAL_BATCH_SIZE = 2048  # held-out examples per forward pass: bounds an evaluation's memory, not its result
-MAX_EVAL_VALUES = 1 << 24  # input values of one stacked evaluation pass (64 MiB of float32)
 COMPACT_FRACTION = 4  # compact the stacks once 1/COMPACT_FRACTION of their rows have ended
 
 GroupCheckpointHook = Callable[[int, bytes], None]
@@ -88,34 +86,6 @@ def train_stack(
     return trainer.run()
 
 
-def resolve_device(requested: str) -> torch.device:
-    """`auto`: the current CUDA device if there is one, else the CPU; CUDA where there is none: ValueError."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type != "cuda":
-        return device
-    if not torch.cuda.is_available():
-        raise ValueError(f"device {requested!r} was requested, but CUDA is not available on this machine")
-    index = torch.cuda.current_device() if device.index is None else device.index
-    if index >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
-        raise ValueError(f"device {requested!r} was requested, but this machine has {count} CUDA device(s)")
-    return torch.device("cuda", index)
-
-
-@dataclass(eq=False)  # members are compared and hashed by identity
-class _Member:
-    """One job of the stack: its spec, callbacks and running summary, and how it ended (None: training)."""
-
-    index: int
-    spec: JobSpec
-    callbacks: Callbacks
-    dataset_slot: int
-    summary: RunningSummary = field(default_factory=RunningSummary)
-    result: Result | None = None
-
-
 class StackTrainer:
     """The schedule of a stack: stretches, sync points, evaluations, probes, checkpoints, ends."""
 
@@ -133,7 +103,7 @@ class StackTrainer:
         self.device = device
         self.data = StackData.load(specs, device, settings)
         self.members = [
-            _Member(index, spec, member_callbacks, self.data.dataset_slots[index])
+            StackMember(index, spec, member_callbacks, self.data.dataset_slots[index])
             for index, (spec, member_callbacks) in enumerate(zip(specs, callbacks, strict=True))
         ]
         self.on_group_checkpoint = on_group_checkpoint
@@ -158,7 +128,7 @@ class StackTrainer:
         self._build(first_rows)
         self.started_at = time.perf_counter()  # again when `run` starts: training time, not set-up
 
-    def _build(self, rows: list[_Member]) -> None:
+    def _build(self, rows: list[StackMember]) -> None:
         """The stack, its sampler and its index offsets for `rows` (members in stack order)."""
         self.rows = rows
         self.stack: Stack = build_stack([member.spec for member in rows], self.data, self.device)
@@ -181,7 +151,7 @@ class StackTrainer:
         self.val_offsets = column * self.data.val_size
 
     @property
-    def training(self) -> list[_Member]:
+    def training(self) -> list[StackMember]:
         """The rows whose models have not ended."""
         return [member for member in self.rows if member.result is None]
 
@@ -197,7 +167,7 @@ class StackTrainer:
             self._end({m: self.step for m in self.training if m.callbacks.should_stop()}, "cancelled")
             if not self.training:
                 break
-            steps = min(stretch_steps, self._steps_to_next_event())
+            steps = min(stretch_steps, steps_to_next_event(self.step, self.steps, self.intervals))
             stretch_started = time.perf_counter()
             losses, correct = self.train(steps)
             self.window_losses.append(losses)
@@ -215,7 +185,7 @@ class StackTrainer:
             self._synced()
             if len(self.rows) - len(self.training) >= max(1, len(self.rows) // COMPACT_FRACTION):
                 self._compact()
-            stretch_steps = self._next_stretch_steps(steps, stretch_seconds)
+            stretch_steps = next_stretch_steps(steps, stretch_seconds)
         self._end(dict.fromkeys(self.training, self.step), "succeeded")
         return [member.result for member in self.members if member.result is not None]
 
@@ -249,25 +219,21 @@ class StackTrainer:
             correct = (logits.argmax(dim=-1) == labels.view(batch.shape)).sum(dim=-1)
         return losses, correct
 
-    def _first_non_finite(self, losses: Tensor) -> dict[_Member, int]:
+    def _first_non_finite(self, losses: Tensor) -> dict[StackMember, int]:
         """The training models with a non-finite loss in this stretch, each with its first one's offset."""
-        non_finite = ~torch.isfinite(losses)
-        # One read from the device for the whole stack.
-        diverged, first = torch.stack(
-            [non_finite.any(dim=0).long(), non_finite.long().argmax(dim=0)]
-        ).tolist()
+        diverged, first = first_non_finite(losses)
         return {
             member: offset
             for member, has_diverged, offset in zip(self.rows, diverged, first, strict=True)
             if has_diverged and member.result is None
         }
 
-    def _end(self, ended: dict[_Member, int], outcome: RunOutcome) -> None:
+    def _end(self, ended: dict[StackMember, int], outcome: RunOutcome) -> None:
         """End each model of `ended` (with the steps it completed): mask it out, then report its result."""
         if not ended:
             return
         for member, steps in ended.items():
-            member.result = self._result(member, outcome, steps)
+            member.result = member.final_result(outcome, steps, self._steps_per_second(), str(self.device))
         self.stack.deactivate([slot for slot, member in enumerate(self.rows) if member in ended])
         if self.on_model_result is not None:
             for member in ended:
@@ -290,17 +256,6 @@ class StackTrainer:
         self._index_offsets()
         self._capture_anew()
 
-    def _steps_to_next_event(self) -> int:
-        """Steps until the next step that is evaluated, probed, checkpointed, or the last one."""
-        step = self.step
-        following = [step + interval - step % interval for interval in self.intervals if interval > 0]
-        return min([self.steps, *following]) - step
-
-    def _next_stretch_steps(self, steps: int, seconds: float) -> int:
-        """As many steps as the last stretch's speed fits into SYNC_SECONDS (at most double the last)."""
-        fitting = int(steps * SYNC_SECONDS / seconds) if seconds > 0 else 2 * steps
-        return max(1, min(fitting, 2 * steps, MAX_STRETCH_STEPS))
-
     # Evaluation, telemetry, landscape probes, checkpoints.
 
     def _report_due_events(self) -> None:
@@ -311,14 +266,7 @@ class StackTrainer:
         if telemetry_every and step % telemetry_every == 0:
             records = self.stack.telemetry(self._probe_inputs(), step, self.telemetry_mode == "train")
             shifts = self.stack.ics(*self._landscape_batch())
-            records = [
-                [
-                    replace(record, ics_gradient_change=change, ics_gradient_cosine=cosine)
-                    for record, (change, cosine) in zip(model_records, model_shifts, strict=True)
-                ]
-                for model_records, model_shifts in zip(records, shifts, strict=True)
-            ]
-            for member, member_records in zip(self.rows, records, strict=True):
+            for member, member_records in zip(self.rows, with_ics(records, shifts), strict=True):
                 if member.result is None:
                     member.callbacks.on_telemetry(member_records)
         if landscape_every and step % landscape_every == 0:
@@ -333,29 +281,19 @@ class StackTrainer:
             self.on_group_checkpoint(step, self._snapshot())
 
     def _landscape_batch(self) -> tuple[Tensor, Tensor]:
-        """Each row's first `batch_size` training examples and labels: the batch of the landscape and
-        gradient-based ICS probes (`core.ml.landscape`, `core.ml.ics`)."""
-        positions = self.train_offsets + torch.arange(
-            min(self.batch_size, self.data.train_size), device=self.device
-        )
-        inputs = self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
-        labels = self.data.train_y.index_select(0, positions.view(-1)).view(positions.shape)
-        return inputs, labels
+        """Each row's batch of the landscape and gradient-based ICS probes."""
+        return landscape_batch(self.data, self.train_offsets, self.batch_size, self.device)
 
     def _probe_inputs(self) -> Tensor:
-        """Each row's telemetry probe [rows, P, features]: the fixed held-out set in inference mode, the
-        first examples of the row's own training split in train mode (`core.ml.telemetry`)."""
-        if self.data.probe_x is not None and self.telemetry_mode == "inference":
-            return self.data.probe_x.expand(len(self.rows), -1, -1).contiguous()
-        positions = self.train_offsets + torch.arange(self.data.probe_size, device=self.device)
-        return self.data.train_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
+        """Each row's telemetry probe [rows, P, features], as the stack's telemetry mode asks."""
+        return probe_inputs(self.data, self.train_offsets, len(self.rows), self.telemetry_mode, self.device)
 
     def _evaluate(self) -> None:
         """Each training model's four metrics at the current step; ends those that stop at their target."""
         window_losses = torch.cat(self.window_losses)  # [steps, rows]
         window_correct = torch.cat(self.window_correct)
         self.window_losses, self.window_correct = [], []
-        val_loss, val_accuracy = self._validation_figures()
+        val_loss, val_accuracy = validation_figures(self.stack, self.data, self.val_offsets, self.device)
         table = torch.stack(
             [
                 window_losses.double().mean(dim=0),
@@ -364,7 +302,7 @@ class StackTrainer:
                 val_accuracy,
             ]
         ).T.tolist()  # one read from the device for every model's figures
-        reached: dict[_Member, int] = {}
+        reached: dict[StackMember, int] = {}
         for member, figures in zip(self.rows, table, strict=True):
             if member.result is not None:
                 continue
@@ -375,36 +313,6 @@ class StackTrainer:
             if member.spec.stop_at_target and member.summary.steps_to_target is not None:
                 reached[member] = self.step
         self._end(reached, "succeeded")
-
-    def _validation_figures(self) -> tuple[Tensor, Tensor]:
-        """Each row's mean loss and accuracy on its held-out split, BN's running statistics, no dropout.
-
-        The held-out examples go through in chunks of EVAL_BATCH_SIZE rows whatever the size of the stack
-        (a chunk of another length would put other values in the nonlinearity's one-by-one tail on the CPU,
-        see `core.ml.fused_model`), each chunk's cross-entropy computed for every model in one call; where
-        the stack's chunks would take more than MAX_EVAL_VALUES input values, its models are evaluated a few
-        at a time instead.
-        """
-        models, size, features = len(self.rows), self.data.val_size, self.data.val_x.shape[1]
-        rows = max(1, min(EVAL_BATCH_SIZE, MAX_EVAL_VALUES // features))
-        models_per_pass = max(1, MAX_EVAL_VALUES // (rows * features))
-        loss_sum = torch.zeros(models, dtype=torch.float64, device=self.device)
-        correct = torch.zeros(models, dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            for first in range(0, models, models_per_pass):
-                last = min(first + models_per_pass, models)
-                stack = self.stack if last - first == models else self.stack.models_between(first, last)
-                for start in range(0, size, rows):
-                    positions = self.val_offsets[first:last] + torch.arange(
-                        start, min(start + rows, size), device=self.device
-                    )
-                    inputs = self.data.val_x.index_select(0, positions.view(-1)).view(*positions.shape, -1)
-                    labels = self.data.val_y[positions]
-                    logits = stack.evaluate(inputs)
-                    losses = F.cross_entropy(logits.flatten(0, 1), labels.view(-1), reduction="none")
-                    loss_sum[first:last] += losses.view(labels.shape).sum(dim=1).double()
-                    correct[first:last] += (logits.argmax(dim=-1) == labels).sum(dim=1)
-        return loss_sum / size, correct.double() / size
 
     def _snapshot(self) -> bytes:
         """The stack's checkpoint blob at the current step (taken right after a compaction)."""
@@ -449,13 +357,3 @@ class StackTrainer:
         seconds = time.perf_counter() - self.started_at
         steps = self.step - self.first_step
         return steps / seconds if steps > 0 and seconds > 0 else None
-
-    def _result(self, member: _Member, outcome: RunOutcome, steps_completed: int) -> Result:
-        return Result(
-            outcome=outcome,
-            steps_completed=steps_completed,
-            summary=member.summary.final(
-                steps_completed if outcome == "diverged" else None, self._steps_per_second()
-            ),
-            device=str(self.device),
-        )

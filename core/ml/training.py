@@ -7,8 +7,9 @@ to `callbacks.on_checkpoint`, and `run(spec, checkpoint=blob)` continues from on
 
 from __future__ import annotations
 
+from core.ml.device_info import resolve_device
 from core.ml.stacks import build_optimizer
-from core.ml.trainer import resolve_device, train_stack
+from core.ml.trainer import train_stack
 from core.results import Callbacks, Result
 from core.settings import Settings
 from core.spec import JobSpec

@@ -15,13 +15,12 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core.ml import run
-from core.ml import trainer as trainer_module
+from core.ml import run, stack_evaluation
 from core.ml.cpu_exactness import REPAIR_FROM_MODELS
 from core.ml.fused import run_fused
 from core.ml.fused_model import StackedMLP
 from core.ml.nets import build_model
-from core.ml.trainer import EVAL_BATCH_SIZE
+from core.ml.stack_evaluation import EVAL_BATCH_SIZE
 from core.results import Callbacks, LandscapeRecord, MetricPoint, Progress, Result, TelemetryRecord
 from core.settings import Settings
 from core.spec import JobSpec
@@ -163,7 +162,7 @@ def test_a_group_too_large_for_one_evaluation_pass_is_evaluated_a_few_models_at_
     """Evaluation keeps a separate run's chunks of held-out rows (another chunk length would round a
     100-wide sigmoid's tail differently) and bounds its memory by taking fewer models per pass."""
     features = 64  # digits
-    monkeypatch.setattr(trainer_module, "MAX_EVAL_VALUES", EVAL_BATCH_SIZE * features)  # a model a pass
+    monkeypatch.setattr(stack_evaluation, "MAX_EVAL_VALUES", EVAL_BATCH_SIZE * features)  # a model a pass
     common = {
         "architecture": {"kind": "mlp", "hidden": [100], "activation": "sigmoid"},
         "steps": 40,

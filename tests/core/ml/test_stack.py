@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core.ml import run
+from core.ml import run, stretches
 from core.ml import trainer as trainer_module
 from core.ml.cpu_exactness import REPAIR_FROM_MODELS
 from core.ml.fused import run_fused
@@ -263,7 +263,7 @@ def test_a_model_s_dropout_masks_do_not_depend_on_when_others_leave_the_stack(
     figures = []
     for first_stretch in (1, 8, 30):
         monkeypatch.setattr(trainer_module, "FIRST_STRETCH_STEPS", first_stretch)
-        monkeypatch.setattr(trainer_module, "SYNC_SECONDS", 1e-9 if first_stretch == 1 else 10.0)
+        monkeypatch.setattr(stretches, "SYNC_SECONDS", 1e-9 if first_stretch == 1 else 10.0)
         results = train_stack(specs, [Callbacks() for _ in specs], settings=Settings())
         assert results[1].outcome == "diverged"
         figures.append(
