@@ -15,10 +15,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from core.db.migrate import upgrade_database
 from core.spec import JobSpec
-from tests.fixtures.databases import create_postgres_database, drop_postgres_database, postgres_available
+from tests.fixtures.databases import postgres_available
 from tests.fixtures.requirements import require
+from tests.fixtures.stores import MigratedTemplates
 from tests.fixtures.worker import RedisServer, RunningWorker, start_worker
 from tests.reliability.conftest import (
     SLOW_SPEC,
@@ -72,18 +72,19 @@ STUCK_IN_A_STRETCH_SPEC = {
 def worker_with_limits(
     tmp_path_factory: pytest.TempPathFactory,
     private_redis: RedisServer,
+    migrated_templates: MigratedTemplates,
     redis_database: int,
     **environment: str,
 ) -> Iterator[RunningWorker]:
-    """A worker of its own (a scratch PostgreSQL database, Redis database `redis_database` of the session's
-    private server) started with the settings in `environment`; discarded afterwards."""
+    """A worker of its own (a migrated PostgreSQL database of the session's pool, Redis database
+    `redis_database` of the session's private server) started with the settings in `environment`;
+    discarded afterwards."""
     require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
-    name, url = create_postgres_database()
+    database = migrated_templates.lend_postgres()
     worker: RunningWorker | None = None
     try:
-        upgrade_database(url)
         worker = start_worker(
-            url,
+            database[1],
             private_redis.url.rsplit("/", 1)[0] + f"/{redis_database}",
             tmp_path_factory.mktemp(f"limited-worker-{redis_database}") / "worker.log",
             **environment,
@@ -92,17 +93,20 @@ def worker_with_limits(
     finally:
         if worker is not None:
             discard_worker(worker)
-        drop_postgres_database(name)
+        migrated_templates.give_back(database)
 
 
 @pytest.fixture(scope="module")
 def limited_worker(
-    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+    tmp_path_factory: pytest.TempPathFactory,
+    private_redis: RedisServer,
+    migrated_templates: MigratedTemplates,
 ) -> Iterator[RunningWorker]:
     """The deadline, Celery's soft limit 2 s later and a memory ceiling."""
     with worker_with_limits(
         tmp_path_factory,
         private_redis,
+        migrated_templates,
         1,
         BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(TIME_LIMIT_SECONDS),
         BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS=str(SOFT_LIMIT_GRACE_SECONDS),
@@ -114,11 +118,14 @@ def limited_worker(
 
 @pytest.fixture(scope="module")
 def backstop_worker(
-    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+    tmp_path_factory: pytest.TempPathFactory,
+    private_redis: RedisServer,
+    migrated_templates: MigratedTemplates,
 ) -> Iterator[RunningWorker]:
     with worker_with_limits(
         tmp_path_factory,
         private_redis,
+        migrated_templates,
         2,
         BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(TIME_LIMIT_SECONDS),
         BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS="0",
