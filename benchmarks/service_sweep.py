@@ -1,5 +1,5 @@
 """The 16-configuration sweep of DESIGN.md's "Facts measured", submitted through the service, fused against
-one task a job: `python benchmarks/service_sweep.py [--rounds 2] [--steps 2000] [--deployed]`.
+one task a job: `python benchmarks/service_sweep.py [--rounds 2] [--steps 2000] [--deployed] [--one-service]`.
 
 The sweep is the paper's digits MLP with BN over 4 learning rates x seeds 0..3, 2,000 steps each
 (`paper_sweep.py`, the jobs `fused_sweep.py` times inside one process), sent as ONE `POST /v1/sweeps`
@@ -10,6 +10,9 @@ worker's start), and times from just before the POST to the end of the sweep's l
 the service runs on this machine, so its clock is this script's). Runs alternate (fused, separate, fused,
 ...) so that drifts in machine load hit both alike; other processes only ever slow a run down, so on a
 shared machine the best time of each mode is the steadier figure.
+
+`--one-service` runs every sweep on one service started once instead (a quick check that the script works,
+as its test runs it: the runs then share a database and the worker's pool process).
 
 Embedded by default (SQLite database, kombu's SQLAlchemy transport on SQLite); `--deployed` puts the same
 launcher on a PostgreSQL database created for each run and dropped after it (`--admin-dsn`) and a private
@@ -26,6 +29,7 @@ same step) and, where not diverged, a final validation loss within 1e-4.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -142,14 +146,24 @@ def backing_stores(deployed: bool, directory: Path, admin_dsn: str) -> Iterator[
         yield {"DATABASE_URL": database_url, "BROKER_URL": broker_url}
 
 
-def timed_run(execution: str, arguments: argparse.Namespace) -> SweepRun:
-    with tempfile.TemporaryDirectory(prefix=f"bnlab-sweep-{execution}-") as scratch:
+@contextmanager
+def started_service(arguments: argparse.Namespace, label: str) -> Iterator[httpx.Client]:
+    """A fresh service (in a temporary directory, on fresh backing stores), warmed up; its client."""
+    with tempfile.TemporaryDirectory(prefix=f"bnlab-sweep-{label}-") as scratch:
         directory = Path(scratch)
         with (
             backing_stores(arguments.deployed, directory, arguments.admin_dsn) as environment,
             embedded_service(directory, environment) as client,
         ):
-            return run_sweep(client, execution, arguments.steps)
+            yield client
+
+
+def timed_run(execution: str, arguments: argparse.Namespace, shared: httpx.Client | None) -> SweepRun:
+    """One sweep, on the `shared` service or (None) on a service started for this run alone."""
+    if shared is not None:
+        return run_sweep(shared, execution, arguments.steps)
+    with started_service(arguments, execution) as client:
+        return run_sweep(client, execution, arguments.steps)
 
 
 def check_agreement(runs: list[SweepRun]) -> str:
@@ -186,27 +200,36 @@ def main(argv: list[str] | None = None) -> int:
         "--deployed", action="store_true", help="PostgreSQL + a private redis-server instead of SQLite"
     )
     parser.add_argument("--admin-dsn", default=ADMIN_DSN, help="where --deployed creates its databases")
+    parser.add_argument(
+        "--one-service",
+        action="store_true",
+        help="every run on one service started once (a quick check; the figures come from fresh services)",
+    )
     arguments = parser.parse_args(argv)
     if arguments.deployed and shutil.which("redis-server") is None:
         parser.error("--deployed needs redis-server on the PATH")
     model_steps = len(LEARNING_RATES) * len(SEEDS) * arguments.steps
     stores = "PostgreSQL + Redis" if arguments.deployed else "SQLite + the SQLite broker"
+    services = "one service for every run" if arguments.one_service else "a fresh service each run"
     print(
         f"{len(LEARNING_RATES) * len(SEEDS)} jobs x {arguments.steps} steps through the service ({stores}, "
-        f"one worker, one torch thread); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+        f"one worker, one torch thread, {services}); {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
     runs: list[SweepRun] = []
-    for round_index in range(arguments.rounds):
-        for execution in EXECUTIONS:
-            run = timed_run(execution, arguments)
-            runs.append(run)
-            print(
-                f"round {round_index + 1}: {execution:8s} ({run.how_executed}) {run.seconds:6.1f} s, "
-                f"{model_steps / run.seconds:6.0f} model-steps/s, first job started after "
-                f"{run.queued_seconds:.2f} s",
-                flush=True,
-            )
+    with contextlib.ExitStack() as stack:
+        shared = stack.enter_context(started_service(arguments, "all")) if arguments.one_service else None
+        for round_index in range(arguments.rounds):
+            for execution in EXECUTIONS:
+                run = timed_run(execution, arguments, shared)
+                runs.append(run)
+                print(
+                    f"round {round_index + 1}: {execution:8s} ({run.how_executed}) {run.seconds:6.1f} s, "
+                    f"{model_steps / run.seconds:6.0f} model-steps/s, first job started after "
+                    f"{run.queued_seconds:.2f} s",
+                    flush=True,
+                )
     best: dict[str, float] = {}
     for execution in EXECUTIONS:
         seconds = [run.seconds for run in runs if run.execution == execution]

@@ -205,22 +205,19 @@ def test_a_port_already_taken_is_one_line_and_a_failing_exit_status(tmp_path: Pa
 
 
 @pytest.mark.timeout(180)
-def test_requests_leave_a_line_in_the_log_when_the_access_log_is_asked_for(folder: Path) -> None:
-    # Without --access-log they leave none: see the first test, whose log `assert_quiet` checks.
-    running = start_embedded(folder, 1, "--access-log")
-    with httpx.Client(base_url=running.url, timeout=10) as client:
-        for _ in range(5):
-            assert client.get("/v1/jobs").status_code == 200
-    assert interrupt(running) < STOP_LIMIT_SECONDS
-    assert running.log.read_text(errors="replace").count('"GET /v1/jobs HTTP/1.1" 200') == 5
-
-
-@pytest.mark.timeout(180)
-def test_a_worker_that_believes_it_has_cuda_consumes_the_gpu_queue(folder: Path) -> None:
-    # The CPU worker's queues: see the first test.
-    running = start_embedded(folder, run=1, BNLAB_WORKER_DEVICE_KIND="cuda")
+def test_a_worker_that_believes_it_has_cuda_consumes_the_gpu_queue_and_asked_for_requests_are_logged(
+    folder: Path,
+) -> None:
+    # The CPU worker's queues, and a log without requests when the access log is not asked for: see the
+    # first test. Each start costs a worker with torch loaded, so this one start checks both the CUDA
+    # worker's queues and the access log that --access-log asks for.
+    running = start_embedded(folder, 1, "--access-log", BNLAB_WORKER_DEVICE_KIND="cuda")
     try:
         with httpx.Client(base_url=running.url, timeout=10) as client:
             check_worker_device(client, running, "cuda", "default,gpu")
+            for _ in range(5):
+                assert client.get("/v1/jobs").status_code == 200
     finally:
-        interrupt(running)
+        stop_seconds = interrupt(running)
+    assert stop_seconds < STOP_LIMIT_SECONDS
+    assert running.log.read_text(errors="replace").count('"GET /v1/jobs HTTP/1.1" 200') == 5

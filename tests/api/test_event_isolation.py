@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.events.hub import Batch, EventHub, StreamPosition, Subscription
-from core.db.migrate import upgrade_database
 from core.results import MetricPoint
 from core.spec import JobSpec
 from core.store import Store
@@ -23,9 +22,8 @@ BEYOND_INT32 = 2**31
 
 
 @pytest.fixture
-def postgres_store(postgres_url: str) -> Iterator[Store]:
-    upgrade_database(postgres_url)
-    store = Store(postgres_url)
+def postgres_store(migrated_postgres_url: str) -> Iterator[Store]:
+    store = Store(migrated_postgres_url)
     try:
         yield store
     finally:

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from httpx_sse import connect_sse
 
 from api.events.hub import Batch, EventHub, StreamPosition, Subscription
-from core.db.migrate import upgrade_database
 from core.results import MetricPoint
 from core.spec import JobSpec
 from core.store import Store
@@ -31,9 +30,8 @@ OWNER = "test-owner"
 
 
 @pytest.fixture
-def postgres_store(postgres_url: str) -> Iterator[Store]:
-    upgrade_database(postgres_url)
-    store = Store(postgres_url)
+def postgres_store(migrated_postgres_url: str) -> Iterator[Store]:
+    store = Store(migrated_postgres_url)
     try:
         yield store
     finally:

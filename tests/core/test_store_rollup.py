@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.db.migrate import upgrade_database
 from core.db.tables import ROLLUP_BLOCK_STEPS
 from core.results import MetricPoint
 from core.store import Store
@@ -127,9 +126,8 @@ def test_blocks_of_only_nan_have_no_extremes(store: Store) -> None:
     assert _stored_blocks(store, job.id, "train_loss")[0]["lowest_step"] is None
 
 
-def test_an_identical_rewrite_leaves_the_rollup_rows_alone(postgres_url: str) -> None:
-    upgrade_database(postgres_url)
-    store = Store(postgres_url)
+def test_an_identical_rewrite_leaves_the_rollup_rows_alone(migrated_postgres_url: str) -> None:
+    store = Store(migrated_postgres_url)
     try:
         job = store.create_job(make_spec())
         points = [MetricPoint("val_accuracy", step, step / 1000) for step in range(200)]

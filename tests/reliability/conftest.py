@@ -176,11 +176,7 @@ def restart_worker(worker: RunningWorker, log_path: Path) -> None:
 
 def discard_worker(worker: RunningWorker) -> None:
     """End a test's own extra worker at once (it is idle: nothing is lost) and release what it holds."""
-    if worker.process.poll() is None:
-        os.killpg(worker.process.pid, signal.SIGKILL)
-        worker.process.wait()
-    worker.celery.close()
-    worker.store.dispose()
+    worker.discard()
 
 
 def dropped_deliveries(worker: RunningWorker, job_id: str) -> list[str]:

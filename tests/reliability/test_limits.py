@@ -1,10 +1,11 @@
 """A job past its time limit, or one whose training raises (out of memory included), ends failed with a
 message saying why, and the worker takes the next job; so does a job stuck past Celery's hard time limit.
 
-One worker of its own (PostgreSQL + the session's private Redis, on a Redis database number of its own)
-with a 10 s job time limit and a memory ceiling on its pool process; another with a 4 s job time limit,
-no soft limit and Celery's hard limit 2 s later; a third with a 4 s job time limit and Celery's soft limit
-2 s later.
+Three workers of their own (PostgreSQL + the session's private Redis, each on a Redis database number of
+its own), each with a 4 s job time limit: one with a memory ceiling on its pool process (and Celery's limits
+a minute later); another with no soft limit and Celery's hard limit 2 s later; a third with Celery's soft
+limit 2 s later. (The stuck job needs more memory than the ceiling leaves: the soft limit cannot share the
+first worker.)
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from core.db.migrate import upgrade_database
 from core.spec import JobSpec
-from tests.fixtures.databases import create_postgres_database, drop_postgres_database, postgres_available
+from tests.fixtures.databases import postgres_available
 from tests.fixtures.requirements import require
+from tests.fixtures.stores import MigratedTemplates
 from tests.fixtures.worker import RedisServer, RunningWorker, start_worker
 from tests.reliability.conftest import (
     SLOW_SPEC,
@@ -34,8 +35,9 @@ from worker.tasks import KILLED_AT_HARD_TIME_LIMIT
 
 pytestmark = pytest.mark.service
 
-# Long enough for the overlong job to store some evaluations before it is stopped, on a busy machine.
-TIME_LIMIT_SECONDS = 10
+# Every job's deadline. Long enough for the overlong job to store some evaluations before it is stopped
+# (it evaluates every 20 steps, well under a second on a busy machine).
+TIME_LIMIT_SECONDS = 4
 # Room for the pool process with torch loaded and a small job (measured: 1.2 GiB of address space), well
 # below what OUT_OF_MEMORY_SPEC's first training step asks for (2.3 GiB).
 MEMORY_LIMIT_MB = 1792
@@ -49,12 +51,11 @@ OUT_OF_MEMORY_SPEC = {
     "eval_every": 1,
 }
 # Fifty times the slow job's steps: minutes of training, stopped by the time limit.
-OVERLONG_SPEC = {**SLOW_SPEC, "steps": 10_000, "eval_every": 100, "checkpoint_every": 0}
-# The backstop worker's limits: its jobs' deadline, and Celery's hard limit that long after it (no soft
-# limit, whose exception would end the task before the hard limit does).
-BACKSTOP_DEADLINE_SECONDS = 4
+OVERLONG_SPEC = {**SLOW_SPEC, "steps": 10_000, "eval_every": 20, "checkpoint_every": 0}
+# The backstop worker's Celery hard limit comes this long after the deadline (no soft limit, whose
+# exception would end the task before the hard limit does).
 HARD_LIMIT_GRACE_SECONDS = 2
-# The soft-limit worker's: Celery's soft limit 2 s after the same deadline, its hard limit far beyond.
+# The soft-limit worker's: Celery's soft limit 2 s after the deadline, its hard limit far beyond.
 SOFT_LIMIT_GRACE_SECONDS = 2
 # Within the caps, and valid: each step is hundreds of GFLOP (seconds on one thread), and the deadline
 # is only checked between stretches of 8 steps, so it trains on, past the deadline, into the hard limit,
@@ -72,18 +73,19 @@ STUCK_IN_A_STRETCH_SPEC = {
 def worker_with_limits(
     tmp_path_factory: pytest.TempPathFactory,
     private_redis: RedisServer,
+    migrated_templates: MigratedTemplates,
     redis_database: int,
     **environment: str,
 ) -> Iterator[RunningWorker]:
-    """A worker of its own (a scratch PostgreSQL database, Redis database `redis_database` of the session's
-    private server) started with the settings in `environment`; discarded afterwards."""
+    """A worker of its own (a migrated PostgreSQL database of the session's pool, Redis database
+    `redis_database` of the session's private server) started with the settings in `environment`;
+    discarded afterwards."""
     require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
-    name, url = create_postgres_database()
+    database = migrated_templates.lend_postgres()
     worker: RunningWorker | None = None
     try:
-        upgrade_database(url)
         worker = start_worker(
-            url,
+            database[1],
             private_redis.url.rsplit("/", 1)[0] + f"/{redis_database}",
             tmp_path_factory.mktemp(f"limited-worker-{redis_database}") / "worker.log",
             **environment,
@@ -92,16 +94,20 @@ def worker_with_limits(
     finally:
         if worker is not None:
             discard_worker(worker)
-        drop_postgres_database(name)
+        migrated_templates.give_back(database)
 
 
 @pytest.fixture(scope="module")
 def limited_worker(
-    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+    tmp_path_factory: pytest.TempPathFactory,
+    private_redis: RedisServer,
+    migrated_templates: MigratedTemplates,
 ) -> Iterator[RunningWorker]:
+    """The deadline and a memory ceiling (Celery's limits a minute after the deadline, by default)."""
     with worker_with_limits(
         tmp_path_factory,
         private_redis,
+        migrated_templates,
         1,
         BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(TIME_LIMIT_SECONDS),
         BNLAB_WORKER_MEMORY_LIMIT_MB=str(MEMORY_LIMIT_MB),
@@ -111,13 +117,16 @@ def limited_worker(
 
 @pytest.fixture(scope="module")
 def backstop_worker(
-    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+    tmp_path_factory: pytest.TempPathFactory,
+    private_redis: RedisServer,
+    migrated_templates: MigratedTemplates,
 ) -> Iterator[RunningWorker]:
     with worker_with_limits(
         tmp_path_factory,
         private_redis,
+        migrated_templates,
         2,
-        BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(BACKSTOP_DEADLINE_SECONDS),
+        BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(TIME_LIMIT_SECONDS),
         BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS="0",
         BNLAB_CELERY_HARD_TIME_LIMIT_GRACE_SECONDS=str(HARD_LIMIT_GRACE_SECONDS),
     ) as worker:
@@ -126,13 +135,16 @@ def backstop_worker(
 
 @pytest.fixture(scope="module")
 def soft_limit_worker(
-    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+    tmp_path_factory: pytest.TempPathFactory,
+    private_redis: RedisServer,
+    migrated_templates: MigratedTemplates,
 ) -> Iterator[RunningWorker]:
     with worker_with_limits(
         tmp_path_factory,
         private_redis,
+        migrated_templates,
         3,
-        BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(BACKSTOP_DEADLINE_SECONDS),
+        BNLAB_JOB_SOFT_TIME_LIMIT_SECONDS=str(TIME_LIMIT_SECONDS),
         BNLAB_CELERY_SOFT_TIME_LIMIT_GRACE_SECONDS=str(SOFT_LIMIT_GRACE_SECONDS),
         BNLAB_CELERY_HARD_TIME_LIMIT_GRACE_SECONDS="60",
     ) as worker:
@@ -152,9 +164,10 @@ def test_a_job_stuck_past_the_soft_time_limit_fails_and_the_same_pool_process_ta
 
     failed = worker.wait_for(stuck.id, timeout=60)
     assert (failed.status, failed.error) == ("failed", TIME_LIMIT_EXCEEDED)
+    assert failed.summary is None  # Celery's exception ended the run: no summary, unlike at the deadline
     assert failed.started_at is not None and failed.finished_at is not None
     ran_seconds = (failed.finished_at - failed.started_at).total_seconds()
-    soft_limit = BACKSTOP_DEADLINE_SECONDS + SOFT_LIMIT_GRACE_SECONDS
+    soft_limit = TIME_LIMIT_SECONDS + SOFT_LIMIT_GRACE_SECONDS
     # The exception is raised once the step's current kernel returns to Python (under a second here).
     assert soft_limit - 0.5 <= ran_seconds < soft_limit + 5
 
@@ -180,7 +193,7 @@ def test_a_job_stuck_past_the_hard_time_limit_is_killed_fails_and_the_worker_tak
     assert failed.error.startswith("time limit exceeded")
     assert failed.started_at is not None and failed.finished_at is not None
     ran_seconds = (failed.finished_at - failed.started_at).total_seconds()
-    hard_limit = BACKSTOP_DEADLINE_SECONDS + HARD_LIMIT_GRACE_SECONDS
+    hard_limit = TIME_LIMIT_SECONDS + HARD_LIMIT_GRACE_SECONDS
     assert hard_limit - 0.5 <= ran_seconds < hard_limit + 3
     killed_pid = lease_pid(failed)
     wait_until(lambda: not is_running(killed_pid), 15, "the pool process to be killed", worker.log)
@@ -201,6 +214,8 @@ def test_a_job_past_its_time_limit_fails_and_the_worker_takes_the_next(limited_w
     assert failed.started_at is not None and failed.finished_at is not None
     ran_seconds = (failed.finished_at - failed.started_at).total_seconds()
     assert TIME_LIMIT_SECONDS <= ran_seconds < TIME_LIMIT_SECONDS + 3
+    # Stopped by its deadline between steps: the run ends with a summary (an exception leaves none).
+    assert failed.summary is not None
     assert failed.progress is not None and 0 < failed.progress.step < OVERLONG_SPEC["steps"]
     steps, _ = worker.store.read_metrics(overlong.id, ["val_accuracy"], 10_000)["val_accuracy"]
     assert steps and steps[-1] <= failed.progress.step  # what it trained before the limit is kept

@@ -20,7 +20,6 @@ import redis
 from celery import Celery
 
 from api.republisher import Republisher
-from core.db.migrate import upgrade_database
 from core.queue import make_celery, publish_job
 from core.settings import Settings
 from core.spec import JobSpec
@@ -53,14 +52,13 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(postgres_url: str, tmp_path: Path) -> Iterator[Deployment]:
+def deployment(migrated_postgres_url: str, tmp_path: Path) -> Iterator[Deployment]:
     """PostgreSQL and a private Redis nobody consumes, with the service's REQUEUE_AFTER of an hour."""
     server = RedisServer(free_port(), tmp_path)
     server.start()
-    upgrade_database(postgres_url)
-    settings = Settings(_env_file=None, database_url=postgres_url, broker_url=server.url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=migrated_postgres_url, broker_url=server.url)  # type: ignore[call-arg]
     assert settings.requeue_after_seconds == 3600
-    store = Store(postgres_url)
+    store = Store(migrated_postgres_url)
     celery_app = make_celery(settings)
     time.sleep(2.5)  # a job published in Redis's first two seconds may count as published before it
     try:

@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 from api.errors import DATABASE_UNAVAILABLE
 from api.republisher import Republisher
 from core.db.engine import ANSWER_GRACE_SECONDS, POSTGRES_CONNECT_TIMEOUT_SECONDS
-from core.db.migrate import upgrade_database
 from core.queue import make_celery
 from core.settings import Settings
 from core.spec import JobSpec
@@ -103,10 +102,9 @@ def test_a_republisher_whose_publish_fails_releases_the_job_for_its_next_round(
 
 
 @pytest.fixture
-def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, CuttableProxy]]:
+def proxied_postgres(migrated_postgres_url: str) -> Iterator[tuple[str, CuttableProxy]]:
     """A migrated PostgreSQL database and the URL of a proxy in front of it that the test can take down."""
-    upgrade_database(postgres_url)
-    url = make_url(postgres_url)
+    url = make_url(migrated_postgres_url)
     proxy = CuttableProxy(url.port or 5432)
     try:
         yield url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy
@@ -126,11 +124,11 @@ def api_settings(database_url: str, tmp_path: Path, **changes: Any) -> Settings:
 
 
 def test_a_database_down_is_503_with_a_clear_message_and_leaves_nothing_half_written(
-    proxied_postgres: tuple[str, CuttableProxy], postgres_url: str, tmp_path: Path
+    proxied_postgres: tuple[str, CuttableProxy], migrated_postgres_url: str, tmp_path: Path
 ) -> None:
     proxied_url, proxy = proxied_postgres
     settings = api_settings(proxied_url, tmp_path)
-    direct = Store(postgres_url)
+    direct = Store(migrated_postgres_url)
     try:
         with api_with(settings) as client:
             before = client.post("/v1/jobs", json=TINY_SPEC)

@@ -6,10 +6,13 @@ an uninterrupted run."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 import httpx
@@ -36,13 +39,14 @@ TINY_BASE: dict[str, Any] = {
     "telemetry_every": 50,
     "device": "cpu",
 }
-# Long enough (a few seconds as a group of three on one thread) to act on a group while it trains.
+# Long enough (a few seconds as a group of three on one thread) to act on a group while it trains: a
+# cancel takes effect within a heartbeat (0.5 s), with well over half of the steps still to go.
 SLOW_BASE: dict[str, Any] = {
     **TINY_BASE,
     "architecture": {"kind": "mlp", "hidden": [64, 64, 64], "activation": "sigmoid"},
     "learning_rate": 0.1,
     "batch_size": 128,
-    "steps": 3000,
+    "steps": 1500,
     "eval_every": 100,
     "telemetry_every": 0,
     "checkpoint_every": 600,
@@ -203,12 +207,20 @@ def test_cancelling_one_job_of_a_running_group_stops_only_its_model(
     assert view["status_counts"]["cancelled"] == 1 and view["status_counts"]["succeeded"] == 2
     for job_id in others:
         steps, _ = val_loss(running, job_id)
-        assert steps == list(range(100, 3001, 100))
+        assert steps == list(range(100, SLOW_BASE["steps"] + 1, 100))
 
 
 def uninterrupted_val_losses(specs: list[JobSpec]) -> list[tuple[list[int], list[float]]]:
     """Each job's validation losses in a fused run of the group that nothing interrupts (one thread, as the
-    worker trains)."""
+    worker trains); computed once per test session for the same specs (names aside: they train nothing)."""
+    return _uninterrupted_val_losses(
+        tuple(json.dumps(spec.model_dump(mode="json", exclude={"name"}), sort_keys=True) for spec in specs)
+    )
+
+
+@cache
+def _uninterrupted_val_losses(spec_jsons: tuple[str, ...]) -> list[tuple[list[int], list[float]]]:
+    specs = [JobSpec.model_validate_json(spec_json) for spec_json in spec_jsons]
     recorded: list[list[MetricPoint]] = [[] for _ in specs]
     callbacks = [Callbacks(on_metrics=points.extend) for points in recorded]
     run_fused(specs, callbacks, settings=Settings(_env_file=None, torch_threads=1))  # type: ignore[call-arg]
@@ -225,6 +237,11 @@ def test_a_group_whose_pool_child_is_killed_resumes_from_its_checkpoint_with_the
     running, worker = service
     created = submit_sweep(running, base=KILLED_BASE, seeds=SEEDS)
     [group] = sweep_view(running, created["id"])["execution"]["fused_groups"]
+    specs = [job.job_spec() for job in jobs_of(worker.store, group["job_ids"])]
+    # The reference run trains on this process's own thread while the worker trains on its one.
+    background = ThreadPoolExecutor(max_workers=1)
+    reference = background.submit(uninterrupted_val_losses, specs)
+    background.shutdown(wait=False)
     wait_until(lambda: worker.store.load_group_checkpoint(group["id"]) is not None, "a checkpoint", running)
     [first] = jobs_of(worker.store, group["job_ids"][:1])
     killed = pool_pid(first)
@@ -237,8 +254,7 @@ def test_a_group_whose_pool_child_is_killed_resumes_from_its_checkpoint_with_the
     jobs = jobs_of(worker.store, group["job_ids"])
     assert {(job.attempts, job.lease_losses) for job in jobs} == {(2, 1)}
     assert len({job.lease_owner for job in jobs}) == 1 and pool_pid(jobs[0]) != killed
-    specs = [job.job_spec() for job in jobs]
-    for job, (steps, values) in zip(jobs, uninterrupted_val_losses(specs), strict=True):
+    for job, (steps, values) in zip(jobs, reference.result(), strict=True):
         stored_steps, stored_values = val_loss(running, job.id)
         assert stored_steps == steps  # every step exists, none missing where the group was killed
         assert stored_values == pytest.approx(values, abs=1e-6)

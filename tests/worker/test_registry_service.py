@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core.db.migrate import upgrade_database
 from core.devices import DECLARED_CUDA_NAME, cpu_model_name
 from core.spec import JobSpec
 from core.store import WorkerView
-from tests.fixtures.databases import create_postgres_database, drop_postgres_database
 from tests.fixtures.worker import RedisServer, RunningWorker, start_worker
 from tests.reliability.conftest import SLOW_SPEC, api_for, wait_until
 
@@ -94,13 +92,14 @@ def test_a_worker_training_a_fused_group_names_the_group_and_its_jobs(
 
 
 @pytest.fixture
-def gpu_believing_worker(private_redis: RedisServer, tmp_path: Path) -> Iterator[RunningWorker]:
+def gpu_believing_worker(
+    private_redis: RedisServer, tmp_path: Path, migrated_postgres_url: str
+) -> Iterator[RunningWorker]:
     """A worker on a database and Redis index of its own, consuming `gpu` only, that believes it has a
     GPU (it never gets a job: the queue is its own)."""
-    name, url = create_postgres_database()
+    url = migrated_postgres_url
     worker: RunningWorker | None = None
     try:
-        upgrade_database(url)
         broker = private_redis.url.rsplit("/", 1)[0] + "/7"
         worker = start_worker(
             url, broker, tmp_path / "worker.log", queues="gpu", BNLAB_WORKER_DEVICE_KIND="cuda"
@@ -109,7 +108,6 @@ def gpu_believing_worker(private_redis: RedisServer, tmp_path: Path) -> Iterator
     finally:
         if worker is not None:
             worker.stop()
-        drop_postgres_database(name)
 
 
 def test_a_killed_worker_ages_out_and_is_listed_as_gone(gpu_believing_worker: RunningWorker) -> None:
