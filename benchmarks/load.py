@@ -2,7 +2,8 @@
 mode, then a check that every accepted job was stored and trained exactly once.
 
     python benchmarks/load.py [--jobs 1000] [--clients 8] [--workers 2] [--api-processes 1]
-                              [--url postgresql://postgres@127.0.0.1:5432/postgres] [--py-spy FILE]
+                              [--training-steps 0] [--url postgresql://postgres@127.0.0.1:5432/postgres]
+                              [--py-spy FILE]
 
 Everything runs on private state, started and stopped by the script: a scratch PostgreSQL database next to
 the one in --url (migrated, dropped at the end), a redis-server of its own on a free port, the API under
@@ -15,6 +16,10 @@ other work on the machine disturbs far less than the rate), then waits for the w
 finish every job and checks: every 201 names a stored job, no job is missing or extra, every job
 succeeded with attempts == 1 (none ran twice) and stored its last evaluation. Exits 1 if a check fails.
 With --workers 0 nothing trains: the check is that every accepted job is stored, queued and published.
+With --training-steps N each worker first takes a job of a wider net training N steps, and the burst starts
+once they all train: the submissions then compete with training for the whole burst, not only with the tiny
+jobs' bookkeeping. The script says whether those jobs still trained when the burst ended, then cancels them
+(they must end cancelled or succeeded, each trained once).
 """
 
 from __future__ import annotations
@@ -61,6 +66,15 @@ TINY_SPEC: dict[str, Any] = {
     "batch_size": 16,
     "steps": 10,
     "eval_every": 10,
+    "device": "cpu",
+}
+
+BACKGROUND_SPEC: dict[str, Any] = {
+    "architecture": {"kind": "mlp", "hidden": [256, 256, 256], "activation": "relu"},
+    "batch_norm": True,
+    "learning_rate": 0.05,
+    "dropout": 0.0,
+    "batch_size": 256,
     "device": "cpu",
 }
 
@@ -111,11 +125,14 @@ class CpuMeter:
         self.groups = groups
         self.before: dict[str, dict[int, float]] = {}
         self.spent: dict[str, float] = {}
+        self.started = self.seconds = 0.0
 
     def start(self) -> None:
         self.before = {name: {pid: cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()}
+        self.started = time.perf_counter()
 
     def stop(self) -> None:
+        self.seconds = time.perf_counter() - self.started
         for name, pids in self.groups.items():
             before = self.before[name]
             self.spent[name] = sum(cpu_seconds(pid) - before.get(pid, 0.0) for pid in pids())
@@ -134,7 +151,8 @@ def submit_share(url: str, first: int, count: int, barrier: Any) -> list[Submiss
     submissions: list[Submission] = []
     with httpx.Client(base_url=url, timeout=60) as client:
         client.get("/healthz").raise_for_status()
-        barrier.wait()
+        barrier.wait()  # connected
+        barrier.wait()  # the CPU meter has started: go
         for index in range(first, first + count):
             spec = {**TINY_SPEC, "name": f"load-{index}", "seed": index}
             started = time.perf_counter()
@@ -163,20 +181,49 @@ def unfinished(store: Store) -> int:
     return sum(len(all_jobs(store, status)) for status in ("queued", "running"))
 
 
-def check(store: Store, submissions: list[Submission], trained: bool) -> list[str]:
+def start_background_training(url: str, workers: int, steps: int) -> list[str]:
+    """One job of `steps` steps of a wider net per worker; returns their ids once all of them train."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        job_ids = []
+        for index in range(workers):
+            spec = {**BACKGROUND_SPEC, "steps": steps, "eval_every": steps, "name": f"background-{index}"}
+            response = client.post("/v1/jobs", json=spec)
+            response.raise_for_status()
+            job_ids.append(response.json()["id"])
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not all(client.get(f"/v1/jobs/{job_id}").json()["status"] == "running" for job_id in job_ids):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the background jobs did not all start training")
+            time.sleep(0.1)
+    return job_ids
+
+
+def stop_background_training(url: str, job_ids: list[str]) -> int:
+    """Cancels the background jobs; returns how many of them were still training."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        training = sum(client.get(f"/v1/jobs/{job_id}").json()["status"] == "running" for job_id in job_ids)
+        for job_id in job_ids:
+            client.post(f"/v1/jobs/{job_id}/cancel")
+    return training
+
+
+def check(
+    store: Store, submissions: list[Submission], trained: bool, background: list[str] | None = None
+) -> list[str]:
     """What went wrong, if anything: lost, extra, failed or repeated jobs, or missing results; untrained
-    (no workers), jobs still queued that were never published."""
+    (no workers), jobs still queued that were never published. The `background` jobs count as accepted."""
     problems: list[str] = []
     statuses = Counter(status for _, status, _ in submissions)
     if set(statuses) != {201}:
         problems.append(f"answers other than 201: {dict(statuses)}")
-    accepted = {job_id for job_id, _, _ in submissions if job_id is not None}
+    tiny = {job_id for job_id, _, _ in submissions if job_id is not None}
+    accepted = tiny | set(background or [])
     stored = {job.id: job for job in all_jobs(store)}
     if missing := accepted - stored.keys():
         problems.append(f"{len(missing)} accepted jobs are not stored (lost)")
     if extra := stored.keys() - accepted:
         problems.append(f"{len(extra)} stored jobs were never accepted")
-    outcomes = Counter(job.status for job in stored.values())
+    outcomes = Counter(job.status for job_id, job in stored.items() if job_id in tiny)
     if not trained:
         if set(outcomes) != {"queued"}:
             problems.append(f"statuses: {dict(outcomes)}")
@@ -185,12 +232,15 @@ def check(store: Store, submissions: list[Submission], trained: bool) -> list[st
         return problems
     if set(outcomes) != {"succeeded"}:
         problems.append(f"final statuses: {dict(outcomes)}")
+    background_outcomes = Counter(stored[job_id].status for job_id in background or [] if job_id in stored)
+    if set(background_outcomes) - {"cancelled", "succeeded"}:
+        problems.append(f"background jobs' final statuses: {dict(background_outcomes)}")
     if repeated := [job.id for job in stored.values() if job.attempts != 1 or job.lease_losses != 0]:
         problems.append(f"{len(repeated)} jobs ran more than once (attempts != 1)")
     last_step = TINY_SPEC["steps"]
     without_results = [
         job_id
-        for job_id in accepted & stored.keys()
+        for job_id in tiny & stored.keys()
         if store.read_metrics(job_id, ["val_accuracy"], 10)["val_accuracy"][0][-1:] != [last_step]
     ]
     if without_results:
@@ -208,6 +258,9 @@ def main() -> int:
         "--workers", type=int, default=2, help="Celery worker processes (0: time the submissions alone)"
     )
     parser.add_argument("--api-processes", type=int, default=1, help="uvicorn worker processes (--workers)")
+    parser.add_argument(
+        "--training-steps", type=int, default=0, help="first give each worker a job of this many steps"
+    )
     parser.add_argument("--py-spy", metavar="FILE", help="profile the API with py-spy into FILE (speedscope)")
     parser.add_argument("--url", default=ADMIN_DSN)
     arguments = parser.parse_args()
@@ -259,6 +312,11 @@ def main() -> int:
             f"{arguments.workers} workers (logs in {folder})"
         )
 
+        background: list[str] = []
+        if arguments.training_steps and arguments.workers:
+            background = start_background_training(url, arguments.workers, arguments.training_steps)
+            print(f"{len(background)} background jobs of {arguments.training_steps} steps are training")
+
         shares = [
             arguments.jobs // arguments.clients + (index < arguments.jobs % arguments.clients)
             for index in range(arguments.clients)
@@ -270,6 +328,7 @@ def main() -> int:
                 "the API": lambda: process_tree(api.pid),
                 "PostgreSQL": lambda: database_backends(database_url),
                 "Redis": lambda: [redis_pid],
+                "the workers": lambda: [pid for worker, _ in workers for pid in process_tree(worker.pid)],
             }
         )
         profiler = start_py_spy(arguments.py_spy, api.pid, folder) if arguments.py_spy else None
@@ -280,8 +339,9 @@ def main() -> int:
                 submit_share,
                 [(url, first, share, barrier) for first, share in zip(firsts, shares, strict=True)],
             )
+            barrier.wait()  # every client is connected
             meter.start()
-            barrier.wait()
+            barrier.wait()  # go (a Barrier serves again once all have passed)
             started = time.perf_counter()
             submissions = [submission for share in pending.get() for submission in share]
             submit_seconds = time.perf_counter() - started
@@ -290,6 +350,9 @@ def main() -> int:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
             profiler.wait(timeout=60)
 
+        if background:
+            training = stop_background_training(url, background)
+            print(f"when the burst ended, {training} of the {len(background)} background jobs still trained")
         latencies = sorted(seconds * 1000 for _, _, seconds in submissions)
         rate = len(submissions) / submit_seconds
         print(
@@ -301,11 +364,13 @@ def main() -> int:
             f"max {latencies[-1]:.1f} ms, mean {statistics.fmean(latencies):.1f} ms"
         )
         accepted = sum(status == 201 for _, status, _ in submissions) or 1
+        workers_seconds = meter.spent.pop("the workers")
         print(
             "CPU per accepted request: "
             + ", ".join(f"{name} {seconds * 1000 / accepted:.2f} ms" for name, seconds in meter.spent.items())
             + f"; load average {' '.join(f'{value:.2f}' for value in os.getloadavg())}"
         )
+        print(f"the workers used {workers_seconds / meter.seconds:.2f} cores while the clients posted")
 
         store = Store(database_url)
         cleanup.callback(store.dispose)
@@ -325,7 +390,7 @@ def main() -> int:
                 f"({throughput:.1f} jobs/s through {arguments.workers} workers)"
             )
 
-        problems = check(store, submissions, trained)
+        problems = check(store, submissions, trained, background)
         if remaining:
             problems.append(f"{remaining} jobs still unfinished")
         for problem in problems:
@@ -336,7 +401,8 @@ def main() -> int:
                 if trained
                 else "all queued and published (--workers 0: nothing trained them)"
             )
-            print(f"checked: {len(submissions)} accepted, {len(submissions)} stored, {outcome}")
+            total = len(submissions) + len(background)
+            print(f"checked: {total} accepted, {total} stored, {outcome}")
             shutil.rmtree(folder, ignore_errors=True)
         return 1 if problems else 0
 
