@@ -51,6 +51,20 @@ LABEL_LENGTH = 60
 MAX_COMPARED = 5  # jobs beside the one in the path: six panels side by side at most
 
 
+def job_plot_route(path: str, summary: str, recorded: str) -> Any:
+    """The route decorator of a job's picture at `/jobs/{job_id}/plots/<path>`: PNG or SVG, a 404 when the
+    job does not exist or recorded no `recorded`."""
+    return router.get(
+        f"/jobs/{{job_id}}/plots/{path}",
+        response_class=Response,
+        summary=summary,
+        responses={
+            **IMAGE,
+            404: {"model": ErrorOut, "description": f"no such job, or it recorded no {recorded}"},
+        },
+    )
+
+
 def compare_with_query(description: str) -> Any:
     return Query(max_length=MAX_COMPARED, description=f"{description} (repeatable, at most {MAX_COMPARED})")
 
@@ -98,14 +112,8 @@ def compare_plot(comparison: ComparisonDep, image_format: ImageFormatQuery = "pn
     return image_response(image, image_format)
 
 
-@router.get(
-    "/jobs/{job_id}/plots/ics",
-    response_class=Response,
-    summary="Internal covariate shift: a last-hidden-layer unit's input percentiles over training",
-    responses={
-        **IMAGE,
-        404: {"model": ErrorOut, "description": "no such job, or it recorded no telemetry"},
-    },
+@job_plot_route(
+    "ics", "Internal covariate shift: a last-hidden-layer unit's input percentiles over training", "telemetry"
 )
 def ics_plot(
     job: JobDep,
@@ -129,14 +137,10 @@ def _ics_panel(store: StoreInterface, job: JobView) -> IcsPanel:
     return IcsPanel(title, last.steps, last.unit_p15, last.unit_p50, last.unit_p85)
 
 
-@router.get(
-    "/jobs/{job_id}/plots/ics-gradient",
-    response_class=Response,
-    summary="Gradient-based internal covariate shift per layer over training (Santurkar Fig. 3)",
-    responses={
-        **IMAGE,
-        404: {"model": ErrorOut, "description": "no such job, or it recorded no gradient-based ICS"},
-    },
+@job_plot_route(
+    "ics-gradient",
+    "Gradient-based internal covariate shift per layer over training (Santurkar Fig. 3)",
+    "gradient-based ICS",
 )
 def ics_gradient_plot(
     job: JobDep,
@@ -170,14 +174,10 @@ def _gradient_ics_panel(store: StoreInterface, job: JobView) -> GradientIcsPanel
     return GradientIcsPanel(title, shown)
 
 
-@router.get(
-    "/jobs/{job_id}/plots/landscape",
-    response_class=Response,
-    summary="Loss landscape, gradient predictiveness and β-smoothness over training (Santurkar Fig. 4)",
-    responses={
-        **IMAGE,
-        404: {"model": ErrorOut, "description": "no such job, or it recorded no landscape probes"},
-    },
+@job_plot_route(
+    "landscape",
+    "Loss landscape, gradient predictiveness and β-smoothness over training (Santurkar Fig. 4)",
+    "landscape probes",
 )
 def landscape_plot(
     job: JobDep,
