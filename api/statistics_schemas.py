@@ -26,7 +26,9 @@ class StatOut(BaseModel):
     mean: FiniteFloat = Field(description="null when n = 0")
     std: FiniteFloat = Field(description="sample standard deviation (n - 1); null when n < 2")
     ci95: Interval | None = Field(
-        description="95% confidence interval of the mean, [low, high]; null when n < 2"
+        description="95% confidence interval of the mean, [low, high], cut to the range the figure can "
+        "take (an accuracy [0, 1], steps to target at least 0, a difference of accuracies [-1, 1]); "
+        "null when n < 2"
     )
     ci_method: CiMethod = Field(description="t: mean ± t(0.975, n - 1) · std / √n (Student t)")
 
@@ -116,7 +118,8 @@ class TunedOut(BaseModel):
 
 class SeedBandOut(BaseModel):
     """One grid point's curves over its seeds: per step the mean over the seeds that have a value there
-    and the mean's 95% Student t interval (null below two seeds)."""
+    and the mean's 95% Student t interval (null below two seeds), cut to the range the metric can take
+    (accuracies [0, 1], losses at least 0)."""
 
     model_config = ConfigDict(from_attributes=True)
 

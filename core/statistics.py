@@ -5,7 +5,12 @@ Every aggregate over seeds is a `Stat` — `{"n", "mean", "std", "ci95": [low, h
 - `n` counts the values that are finite numbers (a diverged run's missing accuracy is left out, not zero);
 - `std` is the sample standard deviation (n - 1 in the denominator), None below two values;
 - `ci95` is the 95% confidence interval of the mean, `mean ± t(0.975, n - 1) · std / √n` (Student t,
-  `ci_method: "t"`), None below two values: one seed says nothing about the spread.
+  `ci_method: "t"`), None below two values: one seed says nothing about the spread. It is cut to the
+  range the quantity can take where the caller names one (`within`: an accuracy's mean lies in [0, 1], a
+  count's or a loss's at or above 0, a difference of accuracies in [-1, 1]). Two seeds' t interval is
+  wide (t = 12.7) and would otherwise claim accuracies above 1; the true mean always lies in that range,
+  so the cut interval covers it whenever the whole one did, and a difference's verdict (does the
+  interval exclude 0?) is unchanged.
 
 A figure that is not a mean (a ratio of means, a median) is an `Estimate` with a percentile-bootstrap
 interval (`ci_method: "bootstrap"`): resampling the seeds with replacement, seeded, so the same data and
@@ -30,6 +35,10 @@ from core.results import finite_or_none
 
 CiMethod = Literal["t", "bootstrap"]
 Interval = tuple[float, float]
+Range = tuple[float, float]  # the values a quantity can take, ends included (±inf where open)
+ACCURACY_RANGE: Range = (0.0, 1.0)
+NON_NEGATIVE: Range = (0.0, math.inf)  # steps, seconds, losses
+ACCURACY_DIFFERENCE_RANGE: Range = (-1.0, 1.0)
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 4000  # the 2.5th/97.5th percentiles of 4,000 replicates move by well under 1%
 # Fewer seeds have too few distinct resamples (3 seeds: 10) for percentiles to mean anything.
@@ -145,8 +154,21 @@ def finite_values(values: Iterable[float | int | None]) -> list[float]:
     return [number for value in values if (number := finite_or_none(value)) is not None]
 
 
-def describe(values: Iterable[float | int | None]) -> Stat:
-    """n, mean, sample standard deviation and the mean's 95% Student t interval of the finite values."""
+def metric_range(metric: str) -> Range:
+    """The values a recorded metric can take: accuracies lie in [0, 1], losses at or above 0."""
+    return NON_NEGATIVE if metric.endswith("loss") else ACCURACY_RANGE
+
+
+def within_range(interval: Interval, within: Range | None) -> Interval:
+    """`interval` cut to `within` (unchanged without one)."""
+    if within is None:
+        return interval
+    return max(interval[0], within[0]), min(interval[1], within[1])
+
+
+def describe(values: Iterable[float | int | None], within: Range | None = None) -> Stat:
+    """n, mean, sample standard deviation and the mean's 95% Student t interval of the finite values, cut
+    to `within`, the range the quantity can take (see the module's docstring)."""
     numbers = finite_values(values)
     n = len(numbers)
     if n == 0:
@@ -156,7 +178,7 @@ def describe(values: Iterable[float | int | None]) -> Stat:
         return Stat(1, mean, None, None)
     std = math.sqrt(math.fsum((number - mean) ** 2 for number in numbers) / (n - 1))
     half_width = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n)
-    return Stat(n, mean, std, (mean - half_width, mean + half_width))
+    return Stat(n, mean, std, within_range((mean - half_width, mean + half_width), within))
 
 
 def bootstrap_interval(
@@ -218,10 +240,12 @@ def estimate(
 
 
 def paired_difference(
-    first_by_seed: Mapping[int, float | int | None], second_by_seed: Mapping[int, float | int | None]
+    first_by_seed: Mapping[int, float | int | None],
+    second_by_seed: Mapping[int, float | int | None],
+    within: Range | None = None,
 ) -> PairedDifference:
     """First minus second over the seeds where both have a finite value: mean, sample std and t interval
-    of the per-seed differences."""
+    of the per-seed differences, cut to `within` (the range a difference can take)."""
     seeds = []
     differences = []
     for seed in sorted(first_by_seed.keys() & second_by_seed.keys()):
@@ -229,7 +253,7 @@ def paired_difference(
         if first is not None and second is not None:
             seeds.append(seed)
             differences.append(first - second)
-    stat = describe(differences)
+    stat = describe(differences, within)
     return PairedDifference(stat.n, stat.mean, stat.std, stat.ci95, stat.ci_method, tuple(seeds))
 
 

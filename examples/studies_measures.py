@@ -24,31 +24,60 @@ from typing import Any
 
 from studies_model import Service, Study, stat_text, value_text
 
-from core.statistics import describe, estimate, paired_difference, ratio_of_means, verdict
+from core.statistics import (
+    ACCURACY_DIFFERENCE_RANGE,
+    ACCURACY_RANGE,
+    NON_NEGATIVE,
+    Range,
+    describe,
+    estimate,
+    paired_difference,
+    ratio_of_means,
+    verdict,
+)
 
 
 @dataclass(frozen=True)
 class Measure:
-    """One figure of a job: its key in `job_measures`, its column heading and digits, and what a larger
-    value means (for the verdicts' words)."""
+    """One figure of a job: its key in `job_measures`, its column heading and digits, what a larger value
+    means (for the verdicts' words), and the ranges it and a difference of two of it can take (intervals
+    are cut to them; see `core.statistics`)."""
 
     key: str
     heading: str
     digits: int
     larger: str
     smaller: str
+    within: Range | None = NON_NEGATIVE
+    difference_within: Range | None = None
 
 
 MEASURES = (
     Measure("steps_to_target", "steps to target", 0, "slower to the target", "faster to the target"),
-    Measure("final_accuracy", "final val acc", 3, "higher final accuracy", "lower final accuracy"),
+    Measure(
+        "final_accuracy",
+        "final val acc",
+        3,
+        "higher final accuracy",
+        "lower final accuracy",
+        ACCURACY_RANGE,
+        ACCURACY_DIFFERENCE_RANGE,
+    ),
     Measure("median_range", "unit median's range", 3, "more drift", "less drift"),
     Measure("median_move", "unit median's move per probe", 3, "more movement", "less movement"),
     Measure(
         "spread_change", "spread's log-change per probe", 3, "more change of spread", "less change of spread"
     ),
     Measure("gradient_change", "‖G − G′‖₂", 4, "larger gradient change", "smaller gradient change"),
-    Measure("gradient_cosine", "cos(G, G′)", 4, "more aligned gradients", "less aligned gradients"),
+    Measure(
+        "gradient_cosine",
+        "cos(G, G′)",
+        4,
+        "more aligned gradients",
+        "less aligned gradients",
+        (-1.0, 1.0),
+        (-2.0, 2.0),
+    ),
 )
 TELEMETRY_MEASURES = ("median_range", "median_move", "spread_change", "gradient_change", "gradient_cosine")
 NORMALIZATION_NAMES = {
@@ -161,7 +190,10 @@ def arms_table(arms: Sequence[Arm]) -> list[str]:
         reached = sum(values.get("steps_to_target") is not None for values in arm.by_seed.values())
         cells = [
             stat_text(
-                vars_of(describe(values.get(measure.key) for values in arm.by_seed.values())), measure.digits
+                vars_of(
+                    describe((values.get(measure.key) for values in arm.by_seed.values()), measure.within)
+                ),
+                measure.digits,
             )
             for measure in measures
         ]
@@ -182,6 +214,7 @@ def difference_text(measure: Measure, arm: Arm, baseline: Arm) -> tuple[str, str
     difference = paired_difference(
         {seed: values.get(measure.key) for seed, values in arm.by_seed.items()},
         {seed: values.get(measure.key) for seed, values in baseline.by_seed.items()},
+        measure.difference_within,
     )
     if difference.n == 0:
         return "—", f"{measure.heading}: no seed has it in both arms"

@@ -30,6 +30,7 @@ from core.compare import higher_is_better
 from core.group_sizes import group_sizing
 from core.settings import Settings
 from core.spec import JobSpec, with_unstorable_text_replaced
+from core.statistics import metric_range
 from core.store import StoreInterface, SweepView
 from core.sweeps import (
     TERMINAL_STATUSES,
@@ -222,6 +223,7 @@ def sweep_curves(store: StoreInterface, sweep: SweepView, metric: str, max_point
     )
     bands = []
     for point in aggregate(outcomes, list(sweep.grid)):
-        band = seed_band([(read[job_id].steps, read[job_id].values) for job_id in point.job_ids], max_points)
+        series = [(read[job_id].steps, read[job_id].values) for job_id in point.job_ids]
+        band = seed_band(series, max_points, metric_range(metric))
         bands.append(SeedBandOut(point=point.point, job_ids=point.job_ids, **vars(band)))
     return SweepCurvesOut(metric=metric, points=bands)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.statistics import Stat, describe
+from core.statistics import ACCURACY_RANGE, NON_NEGATIVE, Stat, describe
 from core.sweeps.expansion import value_at
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")
@@ -83,9 +83,11 @@ def aggregate(outcomes: Sequence[JobOutcome], axes: Sequence[str]) -> list[GridP
                 done=sum(status in TERMINAL_STATUSES for status in statuses),
                 diverged=statuses.count("diverged"),
                 reached_target=sum(member.steps_to_target is not None for member in members),
-                final_accuracy=describe(member.counted_final_accuracy for member in members),
-                best_accuracy=describe(member.best_accuracy for member in members),
-                steps_to_target=describe(member.steps_to_target for member in members),
+                final_accuracy=describe(
+                    (member.counted_final_accuracy for member in members), ACCURACY_RANGE
+                ),
+                best_accuracy=describe((member.best_accuracy for member in members), ACCURACY_RANGE),
+                steps_to_target=describe((member.steps_to_target for member in members), NON_NEGATIVE),
             )
         )
     return summaries

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.results import finite_or_none
-from core.statistics import describe
+from core.statistics import Range, describe
 
 SeedSeries = tuple[Sequence[int], Sequence[float | None]]  # one seed's (steps, values)
 
@@ -32,9 +32,9 @@ class SeedBand:
     ci95_high: list[float | None]
 
 
-def seed_band(series: Sequence[SeedSeries], max_points: int) -> SeedBand:
+def seed_band(series: Sequence[SeedSeries], max_points: int, within: Range | None = None) -> SeedBand:
     """The seeds' series aggregated step by step (or bin by bin, see the module docstring), at most
-    `max_points` steps."""
+    `max_points` steps; the band is cut to `within`, the range the metric can take."""
     schedules = {tuple(steps) for steps, _ in series}
     if len(schedules) == 1:
         (schedule,) = schedules
@@ -42,11 +42,11 @@ def seed_band(series: Sequence[SeedSeries], max_points: int) -> SeedBand:
             columns = [
                 [finite_or_none(values[index]) for _, values in series] for index in range(len(schedule))
             ]
-            return _band(list(schedule), columns)
-    return _binned(series, max_points)
+            return _band(list(schedule), columns, within)
+    return _binned(series, max_points, within)
 
 
-def _binned(series: Sequence[SeedSeries], max_points: int) -> SeedBand:
+def _binned(series: Sequence[SeedSeries], max_points: int, within: Range | None) -> SeedBand:
     last_step = max((steps[-1] for steps, _ in series if len(steps)), default=0)
     width = max(1.0, (last_step + 1) / max_points)
     bin_steps: dict[int, int] = {}  # bin → the highest step seen in it (where its point is drawn)
@@ -65,13 +65,13 @@ def _binned(series: Sequence[SeedSeries], max_points: int) -> SeedBand:
         [math.fsum(bins[index]) / len(bins[index]) if index in bins else None for bins in per_seed]
         for index in order
     ]
-    return _band([bin_steps[index] for index in order], columns)
+    return _band([bin_steps[index] for index in order], columns, within)
 
 
-def _band(steps: list[int], columns: Sequence[Sequence[float | None]]) -> SeedBand:
+def _band(steps: list[int], columns: Sequence[Sequence[float | None]], within: Range | None) -> SeedBand:
     band = SeedBand(steps, [], [], [], [])
     for column in columns:
-        stat = describe(column)
+        stat = describe(column, within)
         band.n.append(stat.n)
         band.mean.append(stat.mean)
         band.ci95_low.append(stat.ci95[0] if stat.ci95 else None)

@@ -18,6 +18,9 @@ from typing import Any, Literal, NamedTuple
 
 from core.compare import flatten_spec
 from core.statistics import (
+    ACCURACY_DIFFERENCE_RANGE,
+    ACCURACY_RANGE,
+    NON_NEGATIVE,
     Estimate,
     PairedDifference,
     Stat,
@@ -139,8 +142,10 @@ def tuned_comparison(
                 job_ids=[member.job_id for member in setting],
                 seeds=[_seed(member) for member in setting],
                 reached_target=sum(member.steps_to_target is not None for member in setting),
-                final_accuracy=describe(member.counted_final_accuracy for member in setting),
-                steps_to_target=describe(member.steps_to_target for member in setting),
+                final_accuracy=describe(
+                    (member.counted_final_accuracy for member in setting), ACCURACY_RANGE
+                ),
+                steps_to_target=describe((member.steps_to_target for member in setting), NON_NEGATIVE),
                 speedup_vs_baseline=None
                 if is_baseline
                 else _speedup(setting, reference, label, baseline_label),
@@ -240,5 +245,6 @@ def _difference(
     difference = paired_difference(
         {_seed(member): member.counted_final_accuracy for member in setting},
         {_seed(member): member.counted_final_accuracy for member in baseline},
+        ACCURACY_DIFFERENCE_RANGE,
     )
     return Difference(difference, verdict(difference.ci95, difference.n, label, baseline_label))

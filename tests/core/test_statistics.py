@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 
 from core.statistics import (
+    ACCURACY_DIFFERENCE_RANGE,
+    ACCURACY_RANGE,
+    NON_NEGATIVE,
     bootstrap_interval,
     describe,
     estimate,
     median,
+    metric_range,
     paired_difference,
     ratio_of_means,
     t_cdf,
@@ -64,6 +68,38 @@ def test_describe_leaves_out_what_is_no_number_and_gives_no_interval_for_one_val
     assert (one.n, one.mean, one.std, one.ci95) == (1, 0.5, None, None)
     none = describe([])
     assert (none.n, none.mean, none.ci95) == (0, None, None)
+
+
+def test_an_interval_is_cut_to_the_range_the_quantity_can_take() -> None:
+    """Two seeds' accuracies: the t interval (t = 12.7) would claim accuracies above 1, or below 0; cut to
+    [0, 1], the mean and the spread stay as they were."""
+    whole = describe([0.95, 0.99])
+    assert whole.ci95 is not None and whole.ci95[1] > 1.0
+    cut = describe([0.95, 0.99], ACCURACY_RANGE)
+    assert cut.ci95 == (whole.ci95[0], 1.0)
+    assert (cut.n, cut.mean, cut.std, cut.ci_method) == (whole.n, whole.mean, whole.std, "t")
+    low = describe([0.01, 0.05], ACCURACY_RANGE)
+    assert low.ci95 is not None and low.ci95[0] == 0.0 and low.ci95[1] < 1.0
+    steps = describe([40, 400], NON_NEGATIVE)
+    assert steps.ci95 is not None and steps.ci95[0] == 0.0 and steps.ci95[1] > 400
+    inside = describe([0.5, 0.6, 0.55, 0.52], ACCURACY_RANGE)
+    assert inside.ci95 == describe([0.5, 0.6, 0.55, 0.52]).ci95  # an interval inside the range is as it was
+
+
+def test_a_cut_difference_keeps_its_verdict() -> None:
+    """BN against none over three seeds: the difference of accuracies can only lie in [-1, 1]; cutting its
+    interval there leaves what can be concluded unchanged."""
+    with_bn, without = {0: 0.97, 1: 0.96, 2: 0.975}, {0: 0.10, 1: 0.45, 2: 0.30}
+    whole = paired_difference(with_bn, without)
+    cut = paired_difference(with_bn, without, ACCURACY_DIFFERENCE_RANGE)
+    assert whole.ci95 is not None and whole.ci95[0] > 0.0 and whole.ci95[1] > 1.0
+    assert cut.ci95 == (whole.ci95[0], 1.0)
+    assert verdict(cut.ci95, cut.n, "BN", "none") == verdict(whole.ci95, whole.n, "BN", "none") == "BN > none"
+
+
+def test_accuracies_lie_in_zero_to_one_and_losses_at_or_above_zero() -> None:
+    assert metric_range("val_accuracy") == metric_range("train_accuracy") == ACCURACY_RANGE
+    assert metric_range("val_loss") == metric_range("train_loss") == NON_NEGATIVE
 
 
 def test_paired_difference_matches_the_paired_t_test_over_matched_seeds() -> None:

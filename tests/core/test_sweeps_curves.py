@@ -23,6 +23,19 @@ def test_seeds_on_one_schedule_aggregate_step_by_step() -> None:
     assert (band.ci95_low[1], band.ci95_high[1]) == pytest.approx((0.6 - half_width, 0.6 + half_width))
 
 
+def test_a_band_is_cut_to_the_range_of_its_metric() -> None:
+    """Accuracies near 1 over two seeds: the band stops at 1 and at 0 instead of claiming what no
+    accuracy can be."""
+    seeds = [([0, 10], [0.1, 0.99]), ([0, 10], [0.5, 0.95])]
+    whole = seed_band(seeds, max_points=100)
+    assert whole.ci95_high[1] is not None and whole.ci95_high[1] > 1.0
+    band = seed_band(seeds, max_points=100, within=(0.0, 1.0))
+    assert whole.ci95_low[0] is not None and whole.ci95_low[0] < 0.0
+    assert band.ci95_high == [1.0, 1.0]
+    assert band.ci95_low == [0.0, whole.ci95_low[1]]
+    assert band.mean == whole.mean
+
+
 def test_one_seed_has_a_mean_but_no_band() -> None:
     band = seed_band([([0, 10], [0.1, 0.4])], max_points=100)
     assert band.n == [1, 1] and band.mean == [0.1, 0.4]
