@@ -2,8 +2,8 @@
 mode, then a check that every accepted job was stored and trained exactly once.
 
     python benchmarks/load.py [--jobs 1000] [--clients 8] [--workers 2] [--api-processes 1]
-                              [--training-steps 0] [--url postgresql://postgres@127.0.0.1:5432/postgres]
-                              [--py-spy FILE]
+                              [--training-steps 0] [--access-log]
+                              [--url postgresql://postgres@127.0.0.1:5432/postgres] [--py-spy FILE]
 
 Everything runs on private state, started and stopped by the script: a scratch PostgreSQL database next to
 the one in --url (migrated, dropped at the end), a redis-server of its own on a free port, the API under
@@ -261,6 +261,9 @@ def main() -> int:
     parser.add_argument(
         "--training-steps", type=int, default=0, help="first give each worker a job of this many steps"
     )
+    parser.add_argument(
+        "--access-log", action="store_true", help="the API logs each request, as compose's API does"
+    )
     parser.add_argument("--py-spy", metavar="FILE", help="profile the API with py-spy into FILE (speedscope)")
     parser.add_argument("--url", default=ADMIN_DSN)
     arguments = parser.parse_args()
@@ -296,9 +299,10 @@ def main() -> int:
 
         api_port = free_port()
         api_log = folder / "api.log"
+        access_log = [] if arguments.access_log else ["--no-access-log"]
         api = start_process(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port),
-             "--no-access-log", "--workers", str(arguments.api_processes)],
+             *access_log, "--workers", str(arguments.api_processes)],
             environment,
             api_log,
         )  # fmt: skip
