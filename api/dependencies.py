@@ -1,6 +1,7 @@
 """Route dependencies as typed aliases, so route signatures read like plain types.
 
-The store, the Celery app and the live workers' queues (`api.jobs.waiting`) are built once per FastAPI app
+The store, the Celery app, the live workers' queues (`api.jobs.waiting`) and the publication marks
+(`api.publication_marks`) are built once per FastAPI app
 (`create_app`) and kept on `app.state`; `get_job_or_404` is the validation dependency every
 `/v1/jobs/{job_id}` route reuses (each documents its 404 with `JOB_NOT_FOUND`); `PageLimit` and
 `PageCursor` are the query parameters of every list route.
@@ -16,6 +17,7 @@ from fastapi import Depends, Path, Query, Request
 
 from api.errors import error_answer, not_found
 from api.jobs.waiting import LiveQueues
+from api.publication_marks import PublicationMarks
 from core.settings import Settings
 from core.store import JobView, StoreInterface
 
@@ -42,10 +44,16 @@ async def get_live_queues(request: Request) -> LiveQueues:
     return live_queues
 
 
+async def get_publication_marks(request: Request) -> PublicationMarks:
+    publication_marks: PublicationMarks = request.app.state.publication_marks
+    return publication_marks
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 StoreDep = Annotated[StoreInterface, Depends(get_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 LiveQueuesDep = Annotated[LiveQueues, Depends(get_live_queues)]
+PublicationMarksDep = Annotated[PublicationMarks, Depends(get_publication_marks)]
 
 MAX_PAGE_SIZE = 200
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]

@@ -1,7 +1,8 @@
 """The FastAPI application: `create_app(settings)` builds one (tests build their own), `app` is uvicorn's.
 
 The app owns one store and one Celery client (publishing only, by task name); its lifespan runs the
-republisher thread that re-publishes jobs the broker lost. With API keys in the settings, `/v1` needs one
+republisher thread that re-publishes jobs the broker lost and the thread that records the single submits'
+publications (`api.publication_marks`). With API keys in the settings, `/v1` needs one
 (`api.auth`), and so does `/metrics`, what Prometheus scrapes (`api.metrics`).
 """
 
@@ -22,6 +23,7 @@ from api.jobs.waiting import LiveQueues
 from api.limits import UPLOAD_FRAMING_BYTES, BodySizeLimit
 from api.metrics.instruments import RequestDurations, StoreCollector, request_duration_histogram
 from api.metrics.router import router as metrics_router
+from api.publication_marks import PublicationMarks
 from api.republisher import Republisher
 from api.routes import api_router
 from core.queue import make_celery
@@ -43,13 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = Store.from_settings(settings)
     celery_app = make_celery(settings)
     republisher = Republisher(store, celery_app, settings)
+    publication_marks = PublicationMarks(store)
 
     @asynccontextmanager
     async def lifespan(running_app: FastAPI) -> AsyncIterator[None]:
         republisher.start()
+        publication_marks.start()
         try:
             yield
         finally:
+            publication_marks.stop()
             republisher.stop()
             # The event streams' hub (made by the first stream) stops polling and listening.
             event_hub = getattr(running_app.state, "event_hub", None)
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.celery = celery_app
     app.state.republisher = republisher
+    app.state.publication_marks = publication_marks
     app.state.live_queues = LiveQueues(store, settings.lease_seconds)
     app.state.api_keys = ApiKeys.from_settings(settings)
     # A dataset upload may be larger than a spec: its files plus the multipart framing around them.

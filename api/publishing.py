@@ -11,6 +11,7 @@ import logging
 
 from celery import Celery
 
+from api.publication_marks import PublicationMarks
 from core.queue import publish_group, publish_job
 from core.store import StoreInterface
 
@@ -23,9 +24,11 @@ def publish_stored(
     job_ids: list[str],
     device: str,
     fused_group_id: str | None = None,
+    marks: PublicationMarks | None = None,
 ) -> None:
     """Publish one training task and mark its jobs enqueued: the task of the one job in `job_ids`, or, with
-    `fused_group_id`, the task that trains the group's `job_ids` together. Never raises for the broker."""
+    `fused_group_id`, the task that trains the group's `job_ids` together. With `marks` the mark is left to
+    its thread (`api.publication_marks`). Never raises for the broker."""
     if fused_group_id is None and len(job_ids) != 1:
         raise ValueError(f"a job's own task trains one job, not {len(job_ids)}")
     what = f"job {job_ids[0]}" if fused_group_id is None else f"fused group {fused_group_id}"
@@ -34,7 +37,10 @@ def publish_stored(
             publish_job(celery_app, job_ids[0], device)
         else:
             publish_group(celery_app, job_ids, device)
-        store.mark_enqueued(*job_ids)
+        if marks is None:
+            store.mark_enqueued(*job_ids)
+        else:
+            marks.add(job_ids)
     except Exception as error:  # whatever the transport raised, the republisher retries
         logger.warning("%s stored but not yet published (the republisher retries): %s", what, error)
 

@@ -23,6 +23,7 @@ from api.dependencies import (
     LiveQueuesDep,
     PageCursor,
     PageLimit,
+    PublicationMarksDep,
     SettingsDep,
     StoreDep,
     normalize_job_id,
@@ -50,6 +51,7 @@ from api.jobs.schemas import (
 )
 from api.jobs.waiting import LiveQueues, job_out_with_waiting_for, jobs_out_with_waiting_for
 from api.limits import BODY_REFUSED
+from api.publication_marks import PublicationMarks
 from api.publishing import publish_stored
 from api.schemas import ErrorOut, Series
 from core.results import METRIC_NAMES
@@ -100,6 +102,7 @@ def submit_job(
     store: StoreDep,
     celery_app: CeleryDep,
     live_queues: LiveQueuesDep,
+    publication_marks: PublicationMarksDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Store the job, then hand it to a worker. A broker that is down does not lose the job: it stays
@@ -107,7 +110,11 @@ def submit_job(
     `Idempotency-Key` and body within 24 h answers the first answer (the same job) and creates nothing."""
     check_user_datasets(store, [spec], ("body", "dataset"))
     answer = answer_once(
-        store, "jobs", idempotency_key, spec, lambda: create_and_publish(spec, store, celery_app, live_queues)
+        store,
+        "jobs",
+        idempotency_key,
+        spec,
+        lambda: create_and_publish(spec, store, celery_app, live_queues, publication_marks),
     )
     return encoded(answer, status.HTTP_201_CREATED)
 
@@ -122,10 +129,14 @@ def encoded(answer: BaseModel | Response, status_code: int) -> Response:
 
 
 def create_and_publish(
-    spec: JobSpec, store: StoreInterface, celery_app: Celery, live_queues: LiveQueues
+    spec: JobSpec,
+    store: StoreInterface,
+    celery_app: Celery,
+    live_queues: LiveQueues,
+    publication_marks: PublicationMarks,
 ) -> JobOut:
     job = store.create_job(spec)  # committed before publishing: no accepted job is ever lost
-    publish_stored(store, celery_app, [job.id], spec.device)
+    publish_stored(store, celery_app, [job.id], spec.device, marks=publication_marks)
     return job_out_with_waiting_for(job, live_queues)
 
 
