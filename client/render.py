@@ -12,6 +12,7 @@ laid out, and the console interprets no markup (`terminal()`), so `[bold red]` i
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
@@ -47,9 +48,18 @@ SUMMARY_FIELDS = (
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
+# A file or a pipe has no width to fit: rather than cut every line at 80 characters (rich's default there),
+# which silently drops a wide table's last columns, print as wide as the widest table needs.
+PIPED_WIDTH = 240
+
+
 def terminal() -> Console:
-    """The console every human-readable answer is printed on: markup in a string is text, not style."""
-    return Console(markup=False, emoji=False, highlight=False)
+    """The console every human-readable answer is printed on: markup in a string is text, not style. Into
+    a file or a pipe (no terminal, no COLUMNS) lines are not cut to 80 characters: tables keep all columns."""
+    console = Console(markup=False, emoji=False, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PIPED_WIDTH
+    return console
 
 
 def visible(text: str) -> str:

@@ -452,6 +452,22 @@ def test_sweep_submit_watch_and_show(service: RunningService, tmp_path: Path) ->
     ), member.stdout
 
 
+def test_a_sweep_shown_into_a_pipe_keeps_every_column(service: RunningService, tmp_path: Path) -> None:
+    """Piped (no terminal, no COLUMNS), the wide table of a sweep is not cut at 80 characters: its last
+    columns — steps to target, reached, diverged — are all there."""
+    sweep = {"name": "piped", "base": TINY_SPEC, "grid": {"batch_norm": [True, False]}, "seeds": [0]}
+    submitted = bnlab(service, "sweep", "submit", str(write_spec(tmp_path, sweep, "sweep.yaml")), "--watch")
+    assert submitted.exit_code == 0, submitted.output
+    sweep_id = submitted.stdout.splitlines()[0].removeprefix("Submitted sweep ").split()[0]
+    environment = {"COLUMNS": None, "BNLAB_API_KEY": "", "BNLAB_URL": ""}
+    shown = CliRunner().invoke(app, ["--url", service.url, "sweep", "show", sweep_id], env=environment)
+    assert shown.exit_code == 0, shown.output
+    header = next(line for line in shown.stdout.splitlines() if "grid point" in line)
+    assert len(header) > 80
+    for column in ("final accuracy", "best accuracy", "steps to target", "reached", "diverged"):
+        assert column in header, header
+
+
 def test_sweep_submit_of_an_invalid_grid_is_one_line(service: RunningService, tmp_path: Path) -> None:
     sweep = {"base": TINY_SPEC, "grid": {"learning_rate": [0.1, -1.0]}}
     line = single_error_line(
