@@ -1,8 +1,8 @@
 """Route dependencies as typed aliases, so route signatures read like plain types.
 
-The store, the Celery app, the live workers' queues (`api.jobs.waiting`) and the publication marks
-(`api.publication_marks`) are built once per FastAPI app
-(`create_app`) and kept on `app.state`; `get_job_or_404` is the validation dependency every
+The settings, the store, the Celery app, the live workers' queues (`api.jobs.waiting`) and the publication
+marks (`api.publication_marks`) are built once per FastAPI app (`create_app`), kept on `app.state` and read
+by `app_state`'s dependencies; `get_job_or_404` is the validation dependency every
 `/v1/jobs/{job_id}` route reuses (each documents its 404 with `JOB_NOT_FOUND`); `PageLimit` and
 `PageCursor` are the query parameters of every list route.
 """
@@ -10,7 +10,8 @@ The store, the Celery app, the live workers' queues (`api.jobs.waiting`) and the
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import Depends, Path, Query, Request
@@ -22,38 +23,22 @@ from core.settings import Settings
 from core.store import JobView, StoreInterface
 
 
-# These only read `app.state`: `async def` runs them on the event loop, where a sync dependency would
-# wait for a thread of the request pool (and `/readyz` must never wait for one).
-async def get_settings_of_app(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def app_state(name: str) -> Callable[[Request], Coroutine[Any, Any, Any]]:
+    """The dependency that reads `app.state.<name>`, built once per app by `create_app`. It is `async def`,
+    so it runs on the event loop, where a sync dependency would wait for a thread of the request pool (and
+    `/readyz` must never wait for one)."""
+
+    async def read(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return read
 
 
-async def get_store(request: Request) -> StoreInterface:
-    store: StoreInterface = request.app.state.store
-    return store
-
-
-async def get_celery(request: Request) -> Celery:
-    celery_app: Celery = request.app.state.celery
-    return celery_app
-
-
-async def get_live_queues(request: Request) -> LiveQueues:
-    live_queues: LiveQueues = request.app.state.live_queues
-    return live_queues
-
-
-async def get_publication_marks(request: Request) -> PublicationMarks:
-    publication_marks: PublicationMarks = request.app.state.publication_marks
-    return publication_marks
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
-StoreDep = Annotated[StoreInterface, Depends(get_store)]
-CeleryDep = Annotated[Celery, Depends(get_celery)]
-LiveQueuesDep = Annotated[LiveQueues, Depends(get_live_queues)]
-PublicationMarksDep = Annotated[PublicationMarks, Depends(get_publication_marks)]
+SettingsDep = Annotated[Settings, Depends(app_state("settings"))]
+StoreDep = Annotated[StoreInterface, Depends(app_state("store"))]
+CeleryDep = Annotated[Celery, Depends(app_state("celery"))]
+LiveQueuesDep = Annotated[LiveQueues, Depends(app_state("live_queues"))]
+PublicationMarksDep = Annotated[PublicationMarks, Depends(app_state("publication_marks"))]
 
 MAX_PAGE_SIZE = 200
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
